@@ -1,0 +1,71 @@
+"""The `assetfs` command: one subcommand per thing a user does."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .units import parse_duration, parse_size
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from .emulator.app import Emulator
+    from .emulator.blobs import BlobStore
+    from .emulator.server import serve
+    from .emulator.tokens import TokenIssuer
+
+    emu = Emulator(
+        extra_assets=args.assets,
+        large_file_size=parse_size(args.large_file) if args.large_file else 0,
+        tokens=TokenIssuer(ttl=parse_duration(args.token_ttl) if args.token_ttl else None),
+        blobs=BlobStore(Path(args.data_dir) if args.data_dir else None),
+    )
+    emu.faults.update({k: v for k, v in {
+        "latency": args.latency, "fail_status": args.fail_status, "fail_count": args.fail_count,
+        "retry_after": args.retry_after}.items() if v is not None})
+    for spec in args.rate_limit or []:
+        provider, _, rate = spec.partition("=")
+        limit, _, window = rate.partition("/")
+        emu.rate_limit(provider).limit = int(limit)
+        emu.rate_limit(provider).window = parse_duration(window or "60s")
+    try:
+        serve(emu, args.host, args.port, Path(args.write_config) if args.write_config else None, quiet=args.quiet)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assetfs", description="Mount digital-asset-management APIs as a drive.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    emu = sub.add_parser("emulator", help="serve the four provider APIs locally, with sample data")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    emu.add_argument("--assets", type=int, default=0, metavar="N", help="add N generated assets per organization")
+    emu.add_argument("--large-file", metavar="SIZE", help="add one asset of SIZE (e.g. 512MiB) per provider, kept on disk")
+    emu.add_argument("--write-config", metavar="FILE", help="write an assetfs config for this emulator to FILE")
+    emu.add_argument("--data-dir", metavar="DIR", help="where uploads and large files are kept (default: a temporary dir)")
+    emu.add_argument("--token-ttl", metavar="DURATION", help="lifetime of every issued token (default: as documented)")
+    emu.add_argument("--latency", type=float, metavar="SECONDS", help="fault: delay every answer")
+    emu.add_argument("--fail-status", type=int, metavar="STATUS", help="fault: answer this HTTP status …")
+    emu.add_argument("--fail-count", type=int, metavar="N", help="… to the next N requests (-1: always)")
+    emu.add_argument("--retry-after", type=int, metavar="SECONDS", help="fault: Retry-After sent with --fail-status")
+    emu.add_argument("--rate-limit", action="append", metavar="PROVIDER=N/WINDOW",
+                     help="switch on a provider's rate limiting, e.g. spectrum=100/60s (repeatable)")
+    emu.add_argument("--quiet", action="store_true", help="print only the base URL")
+    emu.set_defaults(func=_emulator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

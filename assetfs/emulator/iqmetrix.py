@@ -1,0 +1,9 @@
+"""Placeholder: being written."""
+
+from .provider import ProviderEmulator
+
+
+class IQmetrixEmulator(ProviderEmulator):
+    name = "iqmetrix"
+    prefix = "/iqmetrix"
+    account_name = "stores"

@@ -1,0 +1,30 @@
+"""What every provider emulator offers the server: routes, seeded data, a config section."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from .app import Emulator
+
+
+class ProviderEmulator:
+    """Base of the four provider emulators; each mounts its routes under `prefix`,
+    as if it had a host of its own (`base_url` = emulator URL + prefix)."""
+
+    name = ""            # provider name as in the config file: spectrum, iqmetrix, apple, mudstack
+    prefix = ""          # e.g. "/spectrum"
+    account_name = ""    # name of its section in the written config (top-level directory of the mount)
+
+    def __init__(self, emu: Emulator):
+        self.emu = emu
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    def account_config(self, base_url: str) -> dict:
+        """The `[accounts.<account_name>]` table for an assetfs config pointing at this emulator."""
+        return {"provider": self.name, "base_url": base_url + self.prefix}
+
+    def curl_examples(self, base_url: str) -> list[str]:
+        """One or two curl lines a user can paste to try this API."""
+        return []
