@@ -121,6 +121,7 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
     ]
     for provider in providers:
         routes.append(Mount(provider.prefix, routes=provider.routes()))
+        routes.extend(provider.extra_mounts())
     app = Starlette(routes=routes)
     app.add_middleware(FaultMiddleware, faults=emu.faults)
     app.add_middleware(_RequestRecorder, emu=emu)

@@ -21,6 +21,11 @@ class ProviderEmulator:
     def routes(self) -> list[BaseRoute]:
         return []
 
+    def extra_mounts(self) -> list[BaseRoute]:
+        """Routes outside `prefix`: another host of the same provider (an OAuth server,
+        an upload endpoint)."""
+        return []
+
     def account_config(self, base_url: str) -> dict:
         """The `[accounts.<account_name>]` table for an assetfs config pointing at this emulator."""
         return {"provider": self.name, "base_url": base_url + self.prefix}
