@@ -1,0 +1,195 @@
+"""The TOML configuration: cache settings and one section per provider account.
+
+Validation is pydantic's; its errors are rephrased into one message per problem that
+names the key, so a typo is found without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .units import parse_duration, parse_size
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(base) / "assetfs" / "config.toml"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "assetfs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Strict):
+    """Where a credential is kept: an environment variable, a file, or a systemd credential."""
+
+    env: str | None = None
+    file: str | None = None
+    credential: str | None = None
+
+
+def _secret(value):
+    if isinstance(value, (str, SecretRef)):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("env", "file", "credential") \
+            and isinstance(next(iter(value.values())), str):
+        return SecretRef(**value)
+    raise ValueError('must be a string, or one of { env = "NAME" }, { file = "PATH" }, { credential = "NAME" }')
+
+
+Secret = Annotated[Union[str, SecretRef], BeforeValidator(_secret)]
+
+
+def resolve_secret(value: Secret, key: str) -> str:
+    """A credential's value from where the config says it is."""
+    if isinstance(value, str):
+        return value
+    if value.env is not None:
+        if value.env not in os.environ:
+            raise ConfigError(f"{key}: environment variable {value.env} is not set")
+        return os.environ[value.env]
+    if value.credential is not None:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ConfigError(f"{key}: credential {value.credential!r} asked for, but $CREDENTIALS_DIRECTORY is not set "
+                              "(use LoadCredential= in the systemd unit)")
+        return _read_secret_file(Path(directory) / value.credential, key, check_mode=False)
+    return _read_secret_file(Path(os.path.expanduser(value.file)), key, check_mode=True)
+
+
+def _read_secret_file(path: Path, key: str, check_mode: bool) -> str:
+    try:
+        mode = path.stat().st_mode
+        if check_mode and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{key}: {path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
+                              f"run: chmod 600 {path}")
+        return path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
+
+
+class CacheSettings(_Strict):
+    dir: str = Field(default_factory=lambda: str(default_cache_dir()))
+    max_size: int = parse_size("20GiB")
+    metadata_ttl: float = 60.0
+
+    @field_validator("max_size", mode="before")
+    @classmethod
+    def _size(cls, v):
+        return parse_size(v)
+
+    @field_validator("metadata_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, v):
+        return parse_duration(v)
+
+    @property
+    def path(self) -> Path:
+        return Path(os.path.expanduser(self.dir))
+
+
+class _Account(_Strict):
+    base_url: str
+    timeout: float | None = None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        return None if v is None else parse_duration(v)
+
+
+class SpectrumAccount(_Account):
+    provider: Literal["spectrum"]
+    client: str
+    organizations: list[str] = []
+    token: Secret
+
+
+class IQmetrixAccount(_Account):
+    provider: Literal["iqmetrix"]
+    auth_url: str
+    collections: dict[str, list[str]] = {}
+    username: Secret
+    password: Secret
+    client_id: Secret
+    client_secret: Secret
+
+
+class AppleAccount(_Account):
+    provider: Literal["apple"]
+    organizations: dict[str, list[str]] = {}
+    client_id: Secret
+    client_secret: Secret
+    default_intent: Literal["PLACECARD_LOGO", "COVER_PHOTO", "GALLERY"] = "GALLERY"
+
+
+class MudstackAccount(_Account):
+    provider: Literal["mudstack"]
+    account_id: Secret
+    key: Secret
+    secret: Secret
+    workspaces: list[str] = []
+
+
+Account = Annotated[Union[SpectrumAccount, IQmetrixAccount, AppleAccount, MudstackAccount], Field(discriminator="provider")]
+
+
+class Config(_Strict):
+    cache: CacheSettings = CacheSettings()
+    accounts: dict[str, Account]
+
+    def secret(self, account: str, field: str) -> str:
+        return resolve_secret(getattr(self.accounts[account], field), f"accounts.{account}.{field}")
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    path = Path(path) if path else default_config_path()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (see the README, section Configuration)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict, where: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{where}:\n" + "\n".join(_explain(err) for err in e.errors())) from None
+
+
+_PROVIDERS = {"spectrum", "iqmetrix", "apple", "mudstack"}
+_BRANCHES = {"str", "SecretRef"}
+
+
+def _explain(err: dict) -> str:
+    # Drop pydantic's union-branch labels (the provider tag, "str", "FromEnv", …) from the key path.
+    loc = list(err["loc"])
+    if len(loc) > 2 and loc[0] == "accounts" and loc[2] in _PROVIDERS:
+        del loc[2]
+    loc = [str(p) for p in loc if p not in _BRANCHES]
+    key = ".".join(loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"  {key}: unknown key"
+    if kind == "missing":
+        return f"  {key}: missing (required)"
+    if kind == "union_tag_invalid":
+        return f"  {key}.provider: must be one of spectrum, iqmetrix, apple, mudstack"
+    if kind == "union_tag_not_found":
+        return f"  {key}.provider: missing (one of spectrum, iqmetrix, apple, mudstack)"
+    return f"  {key}: {err['msg']}"

@@ -1,0 +1,68 @@
+"""One error hierarchy; each error knows its errno. `errno_of` is the one translation point."""
+
+from __future__ import annotations
+
+import errno
+
+
+class AssetfsError(Exception):
+    """Base of the errors the core raises on purpose; `errno` is what a syscall answers."""
+
+    errno = errno.EIO
+
+
+class NotFound(AssetfsError):
+    errno = errno.ENOENT
+
+
+class AuthFailed(AssetfsError):
+    """The provider refused our credentials (after a fresh token was tried)."""
+
+    errno = errno.EACCES
+
+
+class ProviderError(AssetfsError):
+    """The provider failed, answered nonsense, or could not be reached in time."""
+
+    errno = errno.EIO
+
+
+class ChecksumMismatch(ProviderError):
+    """Downloaded bytes do not match the checksum the provider published."""
+
+
+class ReadOnly(AssetfsError):
+    errno = errno.EROFS
+
+
+class NotPermitted(AssetfsError):
+    errno = errno.EPERM
+
+
+class NotSupported(AssetfsError):
+    errno = errno.ENOTSUP
+
+
+class IsADirectory(AssetfsError):
+    errno = errno.EISDIR
+
+
+class NotADirectory(AssetfsError):
+    errno = errno.ENOTDIR
+
+
+class NoAttribute(AssetfsError):
+    errno = errno.ENODATA
+
+
+class ConfigError(Exception):
+    """A problem with the configuration file, phrased for the person who wrote it."""
+
+
+def errno_of(exc: BaseException) -> int:
+    """The errno a syscall answers for an exception; anything unexpected is EIO."""
+    if isinstance(exc, AssetfsError):
+        return exc.errno
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO

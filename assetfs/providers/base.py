@@ -1,0 +1,110 @@
+"""The interface a provider implements, and the entries it describes its tree with.
+
+Entries are plain data (they are pickled into the metadata cache): a provider answers
+"what is in this directory" and "where are this file's bytes"; naming, caching, inodes
+and FUSE are somebody else's job.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ..errors import NotSupported, ReadOnly
+from .http import ProviderHTTP
+
+
+@dataclass
+class Content:
+    """Where a file's bytes live. `version` names these exact bytes: a new upload gets a
+    new version, so anything cached under a version stays true for good."""
+
+    version: str
+    url: str | None = None        # GET-able with Range (may redirect); None until resolved
+    size: int | None = None
+    md5: str | None = None        # hex, when the provider publishes one
+    mime: str | None = None
+
+
+@dataclass
+class Entry:
+    name: str                     # the provider's name for it (made safe and unique later)
+    key: str                      # the provider's handle for this node (an id or a path)
+    is_dir: bool
+    mtime: float = 0.0
+    content: Content | None = None       # a file whose bytes stream from the provider
+    inline: bytes | None = None          # a small file made locally (asset.json)
+    children: list[Entry] | None = None  # a directory known without a request (an asset's files)
+    xattrs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int | None:
+        if self.inline is not None:
+            return len(self.inline)
+        return self.content.size if self.content else 0
+
+
+class Provider:
+    """One configured account of one provider."""
+
+    #: Why writes fail here, for the log line (issue: read-only providers answer EROFS).
+    read_only_reason = ""
+
+    def __init__(self, account: str, settings, http: ProviderHTTP):
+        self.account = account
+        self.settings = settings
+        self.http = http
+
+    async def list_root(self) -> list[Entry]:
+        """The account's top level (organizations, collections, workspaces)."""
+        raise NotImplementedError
+
+    async def list_dir(self, entry: Entry) -> list[Entry]:
+        """The children of a directory whose `children` are not known inline."""
+        raise NotImplementedError
+
+    async def lookup(self, parent: Entry, name: str) -> Entry | None:
+        """A child that listings do not show but that exists when named (an organization
+        ID typed as a path, an asset GUID). None when the provider has no such notion."""
+        return None
+
+    async def resolve(self, content: Content) -> Content:
+        """Fill in a content's URL and size: from metadata where the API has it, else HEAD."""
+        if content.url is None:
+            raise NotSupported(f"no URL for {content.version}")
+        if content.size is None:
+            size, _ = await self.http.head(content.url)
+            return Content(content.version, content.url, size, content.md5, content.mime)
+        return content
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def refuse_write(self) -> None:
+        raise ReadOnly(self.read_only_reason or "this provider is read-only")
+
+
+def asset_json(meta) -> bytes:
+    """The provider's metadata for an asset, pretty-printed (the asset.json file)."""
+    return (json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+
+
+def parse_time(value) -> float:
+    """Seconds since the epoch of an API date ('2022-04-05T15:06:58.69', '…Z', '…+00:00');
+    dates without a zone are taken as UTC. 0 when absent or unreadable."""
+    if not value or not isinstance(value, str):
+        return 0.0
+    text = value.strip().replace("Z", "+00:00")
+    if "." in text:  # Python wants at most 6 fraction digits
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return 0.0
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
