@@ -36,6 +36,43 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mount(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .daemon import run_in_background
+    from .errors import ConfigError
+    from .logs import setup_logging
+    from .mount import Mount
+    from .options import parse_mount_options
+
+    setup_logging(args.log_level)
+    try:
+        options = parse_mount_options(args.o)
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"assetfs: {e}", file=sys.stderr)
+        return 2
+    mountpoint = Path(args.mountpoint)
+    if not mountpoint.is_dir():
+        print(f"assetfs: {mountpoint}: not a directory", file=sys.stderr)
+        return 2
+    if not args.foreground:
+        return run_in_background(sys.argv[1:] + ["--foreground"], mountpoint, Path(config.cache.path))
+    import trio
+
+    from .daemon import notify_ready
+    trio.run(Mount(config, mountpoint, options).run, notify_ready)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .logs import setup_logging
+    from .options import parse_mount_options
+
+    setup_logging(args.log_level)
+    return run_demo(args.mountpoint, parse_mount_options(args.o))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assetfs", description="Mount digital-asset-management APIs as a drive.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="switch on a provider's rate limiting, e.g. spectrum=100/60s (repeatable)")
     emu.add_argument("--quiet", action="store_true", help="print only the base URL")
     emu.set_defaults(func=_emulator)
+
+    mount = sub.add_parser("mount", help="mount the configured accounts at MOUNTPOINT")
+    mount.add_argument("mountpoint")
+    mount.add_argument("--config", metavar="FILE", help="config file (default: ~/.config/assetfs/config.toml)")
+    mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (default: return once mounted)")
+    mount.add_argument("-o", action="append", metavar="OPTIONS", help="mount options, e.g. -o ro,uid=1000,metadata_ttl=5m")
+    mount.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    mount.set_defaults(func=_mount)
+
+    demo = sub.add_parser("demo", help="mount the emulator's sample assets, with a short tour")
+    demo.add_argument("mountpoint", nargs="?", help="where to mount (default: a temporary directory)")
+    demo.add_argument("-o", action="append", metavar="OPTIONS", help="mount options")
+    demo.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    demo.set_defaults(func=_demo)
     return parser
 
 

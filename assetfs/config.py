@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .logs import register_secret
 from .units import parse_duration, parse_size
 
 
@@ -151,7 +152,9 @@ class Config(_Strict):
     accounts: dict[str, Account]
 
     def secret(self, account: str, field: str) -> str:
-        return resolve_secret(getattr(self.accounts[account], field), f"accounts.{account}.{field}")
+        value = resolve_secret(getattr(self.accounts[account], field), f"accounts.{account}.{field}")
+        register_secret(value)
+        return value
 
 
 def load_config(path: Path | str | None = None) -> Config:

@@ -1,0 +1,248 @@
+"""pyfuse3.Operations, kept thin: resolve the inode, ask the core, shape the reply.
+
+Every operation runs under `_guard`, the one place where errors become errno: our own
+errors carry theirs, a syscall that outlives the timeout answers EIO, and anything
+unexpected is logged with its traceback and answered EIO (the mount carries on).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import stat
+from dataclasses import dataclass
+
+import pyfuse3
+import trio
+
+from .errors import AssetfsError, NoAttribute, ReadOnly
+from .options import MountOptions
+from .read.reader import Cursor, Reader
+from .tree import Node, Tree
+
+log = logging.getLogger("assetfs.fuse")
+
+
+def _guard(op):
+    @functools.wraps(op)
+    async def wrapper(self: Operations, *args):
+        try:
+            with trio.fail_after(self.options.timeout):
+                return await op(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except trio.TooSlowError:
+            self.stats.add("timeouts")
+            log.warning("%s: no answer within %.0fs, answering EIO", op.__name__, self.options.timeout)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except AssetfsError as e:
+            if e.errno != errno.ENOENT and e.errno != errno.ENODATA:
+                log.warning("%s: %s", op.__name__, e)
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception:
+            self.stats.add("internal_errors")
+            log.exception("%s failed unexpectedly; answering EIO", op.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper
+
+
+@dataclass
+class _FileHandle:
+    node: Node
+    reader: Reader | None = None
+    cursor: Cursor | None = None
+    data: bytes | None = None  # an inline or rendered file
+
+
+class Operations(pyfuse3.Operations):
+    def __init__(self, tree: Tree, readers, options: MountOptions, stats):
+        super().__init__()
+        self.tree = tree
+        self.readers = readers
+        self.options = options
+        self.stats = stats
+        self._handles: dict[int, object] = {}
+        self._ids = itertools.count(1)
+
+    # -- attributes -----------------------------------------------------------------------
+
+    def _attributes(self, node: Node, size: int | None) -> pyfuse3.EntryAttributes:
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = node.ino
+        writable = not self.options.ro and node.provider is not None and not node.provider.read_only_reason \
+            and node.entry.inline is None and node.render is None
+        if node.is_dir:
+            attr.st_mode = stat.S_IFDIR | ((0o777 if writable else 0o555) & ~self.options.umask)
+            attr.st_nlink = 2
+        else:
+            attr.st_mode = stat.S_IFREG | ((0o666 if writable else 0o444) & ~self.options.umask)
+            attr.st_nlink = 1
+        attr.st_size = size or 0
+        attr.st_blksize = self.options.block_size
+        attr.st_blocks = (attr.st_size + 511) // 512
+        attr.st_uid = self.options.uid
+        attr.st_gid = self.options.gid
+        mtime_ns = int((node.entry.mtime or self.stats.started) * 1e9)
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = mtime_ns
+        ttl = 1.0 if node.render is not None else self.tree.metacache.ttl
+        attr.entry_timeout = ttl
+        attr.attr_timeout = ttl
+        return attr
+
+    async def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        size = self.tree.known_size(node)
+        if size is None:
+            size = (await self.tree.content(node)).size
+        return self._attributes(node, size)
+
+    @_guard
+    async def lookup(self, parent_inode, name, ctx=None):
+        parent = self.tree.inodes.get(parent_inode)
+        node = await self.tree.lookup(parent, os.fsdecode(name))
+        attrs = await self._attrs(node)
+        self.tree.inodes.remember(node)
+        return attrs
+
+    @_guard
+    async def getattr(self, inode, ctx=None):
+        return await self._attrs(self.tree.inodes.get(inode))
+
+    async def forget(self, inode_list):
+        for inode, count in inode_list:
+            self.tree.inodes.forget(inode, count)
+
+    # -- directories ----------------------------------------------------------------------
+
+    @_guard
+    async def opendir(self, inode, ctx):
+        node = self.tree.inodes.get(inode)
+        children = await self.tree.children(node)
+        fh = next(self._ids)
+        self._handles[fh] = list(children.values())  # a snapshot: offsets stay stable while open
+        return fh
+
+    @_guard
+    async def readdir(self, fh, start_id, token):
+        snapshot = self._handles[fh]
+        for index in range(start_id, len(snapshot)):
+            node = snapshot[index]
+            size = self.tree.known_size(node)
+            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attributes(node, size), index + 1):
+                return
+            self.tree.inodes.remember(node)
+
+    async def releasedir(self, fh):
+        self._handles.pop(fh, None)
+
+    # -- files ------------------------------------------------------------------------------
+
+    @_guard
+    async def open(self, inode, flags, ctx):
+        node = self.tree.inodes.get(inode)
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            self._refuse_write(node)
+        handle = _FileHandle(node)
+        info = pyfuse3.FileInfo()
+        if node.render is not None:
+            handle.data = node.render()
+            info.direct_io = True
+        elif node.entry.inline is not None:
+            handle.data = node.entry.inline
+            info.keep_cache = True
+        else:
+            content = await self.tree.content(node)
+            handle.reader = self.readers.open(content, node.provider.http)
+            handle.cursor = Cursor()
+            info.keep_cache = True
+        info.fh = next(self._ids)
+        self._handles[info.fh] = handle
+        self.stats.add("opens")
+        return info
+
+    @_guard
+    async def read(self, fh, off, size):
+        handle = self._handles[fh]
+        if handle.data is not None:
+            return handle.data[off:off + size]
+        return await handle.reader.read(handle.cursor, off, size)
+
+    async def release(self, fh):
+        handle = self._handles.pop(fh, None)
+        if handle is not None and handle.reader is not None:
+            self.readers.close(handle.reader)
+
+    # -- extended attributes --------------------------------------------------------------
+
+    def _xattrs(self, node: Node) -> dict[str, str]:
+        values = dict(node.entry.xattrs)
+        content = node.entry.content
+        if content is not None:
+            if content.md5:
+                values.setdefault("user.assetfs.md5", content.md5)
+            if content.mime:
+                values.setdefault("user.assetfs.mime", content.mime)
+            if content.url:
+                values.setdefault("user.assetfs.source_url", content.url.split("?", 1)[0])
+            values.setdefault("user.assetfs.version", content.version)
+        return values
+
+    @_guard
+    async def getxattr(self, inode, name, ctx):
+        values = self._xattrs(self.tree.inodes.get(inode))
+        try:
+            return values[os.fsdecode(name)].encode()
+        except KeyError:
+            raise NoAttribute(os.fsdecode(name)) from None
+
+    @_guard
+    async def listxattr(self, inode, ctx):
+        return [k.encode() for k in self._xattrs(self.tree.inodes.get(inode))]
+
+    @_guard
+    async def statfs(self, ctx):
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = st.f_frsize = self.options.block_size
+        st.f_blocks = st.f_bfree = st.f_bavail = 1 << 30
+        st.f_files = st.f_ffree = st.f_favail = 1 << 30
+        st.f_namemax = 255
+        return st
+
+    # -- writes (see the README's semantics table) ---------------------------------------
+
+    def _refuse_write(self, node: Node | None):
+        if self.options.ro:
+            raise ReadOnly("mounted read-only (-o ro)")
+        if node is not None and node.provider is not None and node.provider.read_only_reason:
+            log.info("%s: %s", node.path, node.provider.read_only_reason)
+        raise ReadOnly(f"{node.path if node else 'mount'}: writing is not available here")
+
+    @_guard
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        self._refuse_write(self.tree.inodes.get(parent_inode))
+
+    @_guard
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        self._refuse_write(self.tree.inodes.get(parent_inode))
+
+    @_guard
+    async def unlink(self, parent_inode, name, ctx):
+        self._refuse_write(self.tree.inodes.get(parent_inode))
+
+    @_guard
+    async def rmdir(self, parent_inode, name, ctx):
+        self._refuse_write(self.tree.inodes.get(parent_inode))
+
+    @_guard
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        self._refuse_write(self.tree.inodes.get(parent_inode_old))
+
+    @_guard
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        self._refuse_write(self.tree.inodes.get(inode))
+
+    @_guard
+    async def setxattr(self, inode, name, value, ctx):
+        self._refuse_write(self.tree.inodes.get(inode))

@@ -1,0 +1,44 @@
+"""Metadata on disk (diskcache): directory listings with a TTL, kept past it so that a
+provider outage still shows the last known tree, and content facts kept for good."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import diskcache
+
+
+class MetaCache:
+    def __init__(self, directory: Path, ttl: float):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ttl = ttl
+        self._cache = diskcache.Cache(str(directory), size_limit=2 << 30, eviction_policy="least-recently-stored")
+
+    def listing(self, key: str) -> tuple[list, float] | None:
+        """(entries, fetched_at) of a directory, fresh or not."""
+        return self._cache.get(("listing", key))
+
+    def is_fresh(self, fetched_at: float) -> bool:
+        return time.time() - fetched_at < self.ttl
+
+    def store_listing(self, key: str, entries: list) -> float:
+        now = time.time()
+        self._cache.set(("listing", key), (entries, now))
+        return now
+
+    def forget_listing(self, key: str) -> None:
+        self._cache.delete(("listing", key))
+
+    def fact(self, key: str):
+        """Something true for good (a content version's size and URL), or None."""
+        return self._cache.get(("fact", key))
+
+    def store_fact(self, key: str, value) -> None:
+        self._cache.set(("fact", key), value)
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def close(self) -> None:
+        self._cache.close()

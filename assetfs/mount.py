@@ -1,0 +1,83 @@
+"""Build the mount from a config and options, run it, and take it down cleanly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from .config import Config
+from .fuse_ops import Operations
+from .metacache import MetaCache
+from .options import MountOptions
+from .providers.registry import build_provider
+from .read.blockcache import BlockCache
+from .read.pool import ReaderPool
+from .stats import Stats
+from .tree import Tree
+
+log = logging.getLogger("assetfs.mount")
+
+
+class Mount:
+    """Everything one mount holds: providers, caches, the tree and the FUSE operations."""
+
+    def __init__(self, config: Config, mountpoint: Path, options: MountOptions):
+        self.mountpoint = mountpoint
+        self.options = options
+        self.stats = Stats()
+        cache_dir = Path(os.path.expanduser(options.cache_dir)) if options.cache_dir else config.cache.path
+        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(cache_dir, 0o700)
+        self.cache_dir = cache_dir
+        ttl = options.metadata_ttl if options.metadata_ttl is not None else config.cache.metadata_ttl
+        self.metacache = MetaCache(cache_dir / "metadata", ttl)
+        self.blocks = BlockCache(cache_dir / "blocks", options.cache_size or config.cache.max_size, options.block_size)
+        self.providers = {name: build_provider(name, config, self.stats, options.timeout) for name in config.accounts}
+        self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead)
+        self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json)
+        self.ops = Operations(self.tree, self.readers, options, self.stats)
+
+    def status_json(self) -> bytes:
+        status = {
+            "mountpoint": str(self.mountpoint),
+            "pid": os.getpid(),
+            "accounts": {name: type(p).name for name, p in self.providers.items()},
+            "counters": self.stats.snapshot(),
+            "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
+            "inodes": len(self.tree.inodes),
+        }
+        return (json.dumps(status, indent=2) + "\n").encode()
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        pyfuse3.init(self.ops, str(self.mountpoint), self.options.kernel_options())
+        try:
+            async with trio.open_nursery() as nursery:
+                self.readers.nursery = nursery
+                nursery.start_soon(self._stop_on_signal)
+                log.info("mounted %s", self.mountpoint)
+                if ready:
+                    ready()
+                await pyfuse3.main(min_tasks=4, max_tasks=64)
+                nursery.cancel_scope.cancel()
+        finally:
+            pyfuse3.close(unmount=True)
+            for provider in self.providers.values():
+                with trio.move_on_after(2):
+                    await provider.close()
+            self.metacache.close()
+            self.blocks.close()
+            log.info("unmounted %s", self.mountpoint)
+
+    async def _stop_on_signal(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for signum in signals:
+                log.info("%s: unmounting", signal.Signals(signum).name)
+                pyfuse3.terminate()
+                return

@@ -1,0 +1,73 @@
+"""Mount options (`-o uid=…,ro,…`): what they mean for the mount, parsed in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError
+from .units import parse_duration, parse_size
+
+# Options passed straight to the kernel / libfuse.
+FUSE_PASSTHROUGH = {"allow_other", "allow_root", "default_permissions", "noatime", "nodev", "nosuid", "dev", "suid",
+                    "exec", "noexec", "atime", "relatime", "sync", "async", "dirsync"}
+# fstab and systemd noise that means nothing to the mount itself.
+IGNORED = {"_netdev", "auto", "noauto", "nofail", "user", "users", "nouser", "owner", "defaults", "rw", "comment"}
+
+
+@dataclass
+class MountOptions:
+    ro: bool = False
+    allow_other: bool = False
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int = 0o022
+    cache_dir: str | None = None
+    cache_size: int | None = None
+    metadata_ttl: float | None = None
+    read_ahead: int = 32 << 20
+    timeout: float = 30.0
+    block_size: int = 1 << 20
+    debug: bool = False
+    fuse: set[str] = field(default_factory=set)
+
+    def kernel_options(self) -> set[str]:
+        opts = {"fsname=assetfs", "subtype=assetfs", "default_permissions", "noatime", *self.fuse}
+        if self.allow_other:
+            opts.add("allow_other")
+        if self.ro:
+            opts.add("ro")
+        return opts
+
+
+_PARSERS = {
+    "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "cache_size": parse_size,
+    "metadata_ttl": parse_duration, "read_ahead": parse_size, "timeout": parse_duration, "block_size": parse_size,
+}
+
+
+def parse_mount_options(specs: list[str] | None) -> MountOptions:
+    """Options from one or more `-o a,b=c` strings; an unknown option is an error naming it."""
+    opts = MountOptions()
+    known = {f.name for f in fields(MountOptions)}
+    for spec in specs or []:
+        for item in filter(None, (s.strip() for s in spec.split(","))):
+            name, eq, value = item.partition("=")
+            if name in IGNORED or name.startswith(("x-systemd.", "x-", "comment=")):
+                continue
+            if name in ("ro", "allow_other", "debug") and not eq:
+                setattr(opts, name, True)
+            elif name in _PARSERS and eq:
+                try:
+                    setattr(opts, name, _PARSERS[name](value))
+                except ValueError as e:
+                    raise ConfigError(f"-o {item}: {e}") from None
+            elif name in FUSE_PASSTHROUGH and not eq:
+                opts.fuse.add(name)
+            elif name in known:
+                raise ConfigError(f"-o {name}: needs a value ({name}=…)" if not eq else f"-o {name}: takes no value")
+            else:
+                raise ConfigError(f"-o {name}: unknown mount option")
+    if opts.timeout <= 0:
+        raise ConfigError("-o timeout: must be more than 0")
+    return opts

@@ -1,0 +1,17 @@
+"""Which module serves which `provider = "…"` of the config."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..stats import Stats
+from .base import Provider
+
+MODULES = {"spectrum": "spectrum", "iqmetrix": "iqmetrix", "apple": "apple", "mudstack": "mudstack"}
+
+
+def build_provider(account: str, config, stats: Stats, timeout: float) -> Provider:
+    """A provider client for one account of the config, with its own HTTP client."""
+    settings = config.accounts[account]
+    module = importlib.import_module(f".{MODULES[settings.provider]}", __package__)
+    return module.create(account, settings, config, stats, settings.timeout or timeout)

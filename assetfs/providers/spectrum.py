@@ -1,0 +1,132 @@
+"""Spectrum Customizer: saved assets of organizations, with their production outputs.
+
+Read-only (the API documents no upload). Organizations come from the config; any other
+organization ID resolves when looked up by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from urllib.parse import unquote, urlsplit
+
+from ..errors import NotFound, ProviderError
+from .base import Content, Entry, Provider, asset_json, parse_time
+from .http import Auth, ProviderHTTP
+
+PAGE_SIZE = 500  # our choice: fewer pages keeps a 10,000-asset listing under the 100-requests/min limit
+
+
+class SpectrumToken(Auth):
+    def __init__(self, token: str):
+        self._headers = {"SPECTRUM_API_TOKEN": token}
+
+    async def headers(self, http):
+        return self._headers
+
+
+def rate_limited(response) -> bool:
+    """Spectrum answers 403 when over its rate limit; tell that from a real refusal."""
+    if "retry-after" in response.headers:
+        return True
+    try:
+        return "rate" in response.text.lower()
+    except Exception:
+        return False
+
+
+class Spectrum(Provider):
+    name = "spectrum"
+    read_only_reason = "Spectrum Customizer documents no upload endpoint: it is read-only"
+
+    def _org_path(self, org: str) -> str:
+        return f"api/assets/saved/client/{self.settings.client}/organization/{org}"
+
+    async def list_root(self) -> list[Entry]:
+        return [_org_entry(org) for org in self.settings.organizations]
+
+    async def lookup(self, parent: Entry, name: str) -> Entry | None:
+        if parent.key != "" or not name.isdigit():
+            return None
+        try:
+            await self.http.json("GET", self._org_path(name), params={"page": 1, "pageSize": 1})
+        except NotFound:
+            return None
+        return _org_entry(name)
+
+    async def list_dir(self, entry: Entry) -> list[Entry]:
+        org = entry.key.removeprefix("org/")
+        assets, page = [], 1
+        while True:
+            body = await self.http.json("GET", self._org_path(org), params={"page": page, "pageSize": PAGE_SIZE})
+            contents = body.get("contents") if isinstance(body, dict) else None
+            if not isinstance(contents, list):
+                raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
+            assets.extend(a for a in contents if isinstance(a, dict))
+            if len(contents) < PAGE_SIZE:
+                break
+            page += 1
+        return [_asset_entry(a) for a in assets]
+
+
+def _org_entry(org: str) -> Entry:
+    return Entry(org, f"org/{org}", True, xattrs={"user.assetfs.id": org})
+
+
+def _file_name(url: str | None) -> str:
+    return unquote(posixpath.basename(urlsplit(url or "").path))
+
+
+def _content(url: str | None, mime: str | None = None) -> Content | None:
+    if not url or not isinstance(url, str):
+        return None
+    plain = url.split("?", 1)[0]
+    return Content(version="spectrum:" + hashlib.sha1(plain.encode()).hexdigest(), url=url, mime=mime)
+
+
+def _asset_entry(asset: dict) -> Entry:
+    ident = str(asset.get("id", ""))
+    name = asset.get("userFacingFileName") or ident
+    mtime = parse_time(asset.get("lastModification") or asset.get("createdDate"))
+    uri = asset.get("uploadedAssetUri")
+    ext = posixpath.splitext(_file_name(uri))[1]
+    children = [Entry("asset.json", f"asset/{ident}/asset.json", False, mtime, inline=asset_json(asset))]
+    content = _content(uri)
+    if content:
+        children.insert(0, Entry(f"{name}{ext}", f"asset/{ident}/content", False, mtime, content=content,
+                                 xattrs={"user.assetfs.id": ident}))
+    jobs = [j for j in (asset.get("productionJobs") or []) if isinstance(j, dict)]
+    if jobs:
+        children.append(Entry("production", f"asset/{ident}/production", True, mtime,
+                              children=[_job_entry(ident, j) for j in jobs]))
+    xattrs = {
+        "user.assetfs.id": ident,
+        "user.assetfs.state": "active" if asset.get("active") else "inactive",
+        "user.assetfs.created": str(asset.get("createdDate") or ""),
+        "user.assetfs.reference": str(asset.get("spectrumAssetReference") or ""),
+    }
+    return Entry(str(name), f"asset/{ident}", True, mtime, children=children,
+                 xattrs={k: v for k, v in xattrs.items() if v})
+
+
+def _job_entry(asset_id: str, job: dict) -> Entry:
+    reference = str(job.get("reference") or job.get("id") or "job")
+    mtime = parse_time(job.get("lastModification") or job.get("createdDate"))
+    outputs = ((job.get("result") or {}).get("outputs") or []) if isinstance(job.get("result"), dict) else []
+    files = []
+    for output in outputs:
+        if not isinstance(output, dict):
+            continue
+        fmt = output.get("assetFormat") or {}
+        content = _content(output.get("uri"), fmt.get("mimeType") if isinstance(fmt, dict) else None)
+        if content:
+            files.append(Entry(_file_name(output.get("uri")), f"job/{reference}/{content.version}", False, mtime,
+                               content=content, xattrs={"user.assetfs.format": str(fmt.get("name", ""))}))
+    xattrs = {"user.assetfs.id": str(job.get("id", "")), "user.assetfs.state": str(job.get("status", ""))}
+    return Entry(reference, f"asset/{asset_id}/production/{reference}", True, mtime, children=files, xattrs=xattrs)
+
+
+def create(account: str, settings, config, stats, timeout: float) -> Spectrum:
+    http = ProviderHTTP(settings.base_url, SpectrumToken(config.secret(account, "token")), timeout=timeout,
+                        rate_limited_403=rate_limited, stats=stats)
+    return Spectrum(account, settings, http)

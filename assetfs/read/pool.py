@@ -1,0 +1,36 @@
+"""One Reader per content version while any handle has it open, so concurrent readers
+of a file share fetches and read-ahead."""
+
+from __future__ import annotations
+
+import trio
+
+from ..providers.base import Content
+from ..stats import Stats
+from .blockcache import BlockCache
+from .reader import Reader
+
+
+class ReaderPool:
+    def __init__(self, cache: BlockCache, stats: Stats, read_ahead: int):
+        self.cache = cache
+        self.stats = stats
+        self.max_ahead = max(1, read_ahead // cache.block_size)
+        self.nursery: trio.Nursery | None = None
+        self._readers: dict[str, tuple[Reader, int]] = {}
+
+    def open(self, content: Content, http) -> Reader:
+        reader, users = self._readers.get(content.version, (None, 0))
+        if reader is None:
+            reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead)
+        self._readers[content.version] = (reader, users + 1)
+        return reader
+
+    def close(self, reader: Reader) -> None:
+        current, users = self._readers.get(reader.content.version, (None, 0))
+        if current is not reader:
+            return
+        if users <= 1:
+            del self._readers[reader.content.version]
+        else:
+            self._readers[reader.content.version] = (reader, users - 1)

@@ -1,0 +1,217 @@
+"""Reads of one content version, shared by every handle open on it.
+
+Blocks come from memory, then the disk cache, then one ranged GET per run of missing
+blocks. Concurrent readers of a block wait on the same fetch. Each handle has a cursor:
+while its reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
+a seek resets it. A published md5 is checked once the whole file has come in order;
+small files are fetched whole and checked before any byte is cached or returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+from ..errors import ChecksumMismatch, ProviderError
+from ..providers.base import Content
+from ..providers.http import ProviderHTTP, Retryable, redact
+from ..stats import Stats
+from .blockcache import BlockCache
+
+log = logging.getLogger("assetfs.read")
+
+WHOLE_FILE_LIMIT = 8 << 20  # files up to this size (with a checksum) are fetched and checked whole
+FETCH_ATTEMPTS = 4
+
+
+@dataclass
+class Cursor:
+    """One open handle's reading position, for sequential detection."""
+
+    next_offset: int = 0
+    window: int = 1
+
+
+class _Pending:
+    __slots__ = ("event", "data", "error")
+
+    def __init__(self):
+        self.event = trio.Event()
+        self.data: bytes | None = None
+        self.error: BaseException | None = None
+
+
+class Reader:
+    def __init__(self, content: Content, http: ProviderHTTP, cache: BlockCache, nursery: trio.Nursery,
+                 stats: Stats, max_ahead: int = 32):
+        self.content = content
+        self.size = content.size or 0
+        self.http = http
+        self.cache = cache
+        self.nursery = nursery
+        self.stats = stats
+        self.bs = cache.block_size
+        self.blocks = (self.size + self.bs - 1) // self.bs
+        self.max_ahead = max(1, max_ahead)
+        self.inflight: dict[int, _Pending] = {}
+        self.whole = bool(content.md5) and self.size <= WHOLE_FILE_LIMIT
+        self._hasher = hashlib.md5() if content.md5 and not self.whole else None
+        self._hashed = 0
+        self.failed: BaseException | None = None
+
+    async def read(self, cursor: Cursor, offset: int, size: int) -> bytes:
+        if self.failed:
+            raise self.failed
+        if offset >= self.size or size <= 0:
+            return b""
+        end = min(self.size, offset + size)
+        if offset == cursor.next_offset:
+            cursor.window = min(self.max_ahead, cursor.window * 2)
+        else:
+            cursor.window = 1
+        cursor.next_offset = end
+        first, last = offset // self.bs, (end - 1) // self.bs
+        window = self.blocks if self.whole else cursor.window
+        self._prefetch(last + 1, window)
+        parts = []
+        for index in range(first, last + 1):
+            block = await self._block(index, window)
+            lo = offset - index * self.bs if index == first else 0
+            hi = end - index * self.bs if index == last else len(block)
+            parts.append(block[lo:hi])
+        self.stats.add("bytes_read", end - offset)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def _block(self, index: int, window: int) -> bytes:
+        for attempt in range(FETCH_ATTEMPTS):
+            data = self.cache.get_memory(self.content.version, index)
+            if data is not None:
+                self.stats.add("block_hits")
+                return data
+            pending = self.inflight.get(index)
+            if pending is None:
+                data = await trio.to_thread.run_sync(self.cache.get_disk, self.content.version, index)
+                if data is not None:
+                    self.stats.add("block_hits")
+                    self.cache.remember(self.content.version, index, data)
+                    return data
+                pending = self.inflight.get(index) or self._start(index, window)
+            await pending.event.wait()
+            if pending.data is not None:
+                return pending.data
+            if isinstance(pending.error, ChecksumMismatch) or attempt == FETCH_ATTEMPTS - 1:
+                raise pending.error
+            log.info("%s: block %d: %s; trying again", self.content.version, index, pending.error)
+            await trio.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _prefetch(self, start: int, window: int) -> None:
+        """Make sure blocks [start, start+window) are cached or coming."""
+        for index in range(start, min(self.blocks, start + window)):
+            if index not in self.inflight and self.cache.get_memory(self.content.version, index) is None:
+                self._start(index, start + window - index)
+                return
+
+    def _start(self, first: int, count: int) -> _Pending:
+        """Register blocks [first, first+count) as coming (stopping at one already coming)
+        and fetch them in the background."""
+        if self.whole:
+            first, count = 0, self.blocks
+        last = min(self.blocks, first + max(1, count))
+        for index in range(first + 1, last):
+            if index in self.inflight:
+                last = index
+                break
+        pendings = {i: self.inflight.setdefault(i, _Pending()) for i in range(first, last)}
+        self.nursery.start_soon(self._fetch, first, last, pendings)
+        return pendings[first]
+
+    async def _fetch(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
+        index = first
+        try:
+            # Blocks already on disk (an earlier mount read them) need no request.
+            while index < last and (data := await trio.to_thread.run_sync(
+                    self.cache.get_disk, self.content.version, index)) is not None and not self.whole:
+                self.stats.add("block_hits")
+                self._deliver(index, data, pendings[index], store=False)
+                index += 1
+            if index < last:
+                await self._download(index, last, pendings)
+        except BaseException as e:
+            error = e if isinstance(e, (ProviderError, ChecksumMismatch)) else ProviderError(f"{type(e).__name__}: {e}")
+            for i, pending in pendings.items():
+                if pending.data is None and not pending.event.is_set():
+                    pending.error = error
+                    self.inflight.pop(i, None)
+                    pending.event.set()
+            if not isinstance(e, (Exception,)):
+                raise
+
+    async def _download(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
+        start, end = first * self.bs, min(self.size, last * self.bs)
+        self.stats.add("block_misses", last - first)
+        whole: list[bytes] = []
+        index = first
+        buf = bytearray()
+        try:
+            async with self.http.range_stream(self.content.url, start, end) as response:
+                async for chunk in response.aiter_raw(1 << 18):
+                    buf += chunk
+                    while index < last and len(buf) >= self._block_len(index):
+                        n = self._block_len(index)
+                        data = bytes(buf[:n])
+                        del buf[:n]
+                        if self.whole:
+                            whole.append(data)
+                        else:
+                            self._deliver(index, data, pendings[index])
+                        index += 1
+        except httpx.TransportError as e:
+            raise Retryable(f"GET {redact(self.content.url)}: {type(e).__name__}: {e or 'connection lost'}") from None
+        self.stats.add("bytes_downloaded", end - start)
+        if index < last or buf:
+            raise Retryable(f"GET {redact(self.content.url)}: body ended at {start + sum(map(len, whole))}"
+                            f" of {end} bytes" if index < last else "body longer than asked for")
+        if self.whole:
+            digest = hashlib.md5(b"".join(whole)).hexdigest()
+            if digest != self.content.md5.lower():
+                self.stats.add("checksum_mismatches")
+                raise ChecksumMismatch(f"{self.content.version}: md5 {digest} does not match the provider's "
+                                       f"{self.content.md5}; nothing was cached")
+            for i, data in enumerate(whole, first):
+                self._deliver(i, data, pendings[i])
+
+    def _block_len(self, index: int) -> int:
+        return min(self.bs, self.size - index * self.bs)
+
+    def _deliver(self, index: int, data: bytes, pending: _Pending, store: bool = True) -> None:
+        self.cache.remember(self.content.version, index, data)
+        if store:
+            self.nursery.start_soon(trio.to_thread.run_sync, self.cache.store, self.content.version, index, data)
+        pending.data = data
+        self.inflight.pop(index, None)
+        pending.event.set()
+        self._hash_in_order()
+
+    def _hash_in_order(self) -> None:
+        """Feed blocks to the md5 in file order while they are at hand; check at the end."""
+        if self._hasher is None:
+            return
+        while self._hashed < self.blocks:
+            data = self.cache.get_memory(self.content.version, self._hashed)
+            if data is None:
+                return
+            self._hasher.update(data)
+            self._hashed += 1
+        digest = self._hasher.hexdigest()
+        self._hasher = None
+        if digest != self.content.md5.lower():
+            self.stats.add("checksum_mismatches")
+            self.failed = ChecksumMismatch(f"{self.content.version}: md5 {digest} does not match the provider's "
+                                           f"{self.content.md5}; its cached blocks were dropped")
+            log.error("%s", self.failed)
+            self.cache.drop(self.content.version, self.blocks)
