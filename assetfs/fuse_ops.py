@@ -130,7 +130,10 @@ class Operations(pyfuse3.Operations):
         for index in range(start_id, len(snapshot)):
             node = snapshot[index]
             size = self.tree.known_size(node)
-            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attributes(node, size), index + 1):
+            attrs = self._attributes(node, size)
+            if size is None:  # readdirplus: let the kernel ask again (lookup) once it wants the size
+                attrs.entry_timeout = attrs.attr_timeout = 0
+            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), attrs, index + 1):
                 return
             self.tree.inodes.remember(node)
 

@@ -29,7 +29,7 @@ class Mount:
     """Everything one mount holds: providers, caches, the tree and the FUSE operations."""
 
     def __init__(self, config: Config, mountpoint: Path, options: MountOptions):
-        self.mountpoint = mountpoint
+        self.mountpoint = mountpoint.resolve()
         self.options = options
         self.stats = Stats()
         cache_dir = Path(os.path.expanduser(options.cache_dir)) if options.cache_dir else config.cache.path

@@ -121,7 +121,7 @@ class Tree:
     def _adopt(self, parent: Node, entries: list[Entry], previous: dict[str, Node] | None = None) -> dict[str, Node]:
         """Nodes for entries under safe unique names, keeping the inode of every entry that
         is still there (same provider key) so the kernel's view stays valid."""
-        wanted = [(safe_name(e.name, e.key), e.key) for e in entries]
+        wanted = [(safe_name(e.name, e.key), e.key.rsplit("/", 1)[-1]) for e in entries]
         names = unique_names(wanted)
         by_key = {n.entry.key: n for n in (previous or {}).values()}
         children: dict[str, Node] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import os  # noqa: F401
 import subprocess
 import sys
 import tomllib
@@ -102,3 +102,21 @@ def seed_json(name: str):
     import json
 
     return json.loads((SEEDS / name).read_text())
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """Start mounts with `mount(config, options=…, accounts=[…])`; all are unmounted after
+    the test, whatever happened in it."""
+    from mounting import MountedFS
+
+    mounts: list[MountedFS] = []
+
+    def start(config: dict, **kwargs) -> MountedFS:
+        m = MountedFS(tmp_path / f"m{len(mounts)}", config, **kwargs)
+        mounts.append(m)
+        return m
+
+    yield start
+    for m in mounts:
+        m.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import ssl
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,6 +20,21 @@ TEAM_ORG = "7000000000000300418"
 UNLISTED_ORG = "7000000000000300999"
 NOT_FOUND = {"message": "Unable to find organzation ID."}
 
+# One TLS context for every client (building one per client costs 0.1 s), one client for
+# the absolute CDN URLs.
+TLS = ssl.create_default_context()
+WEB = httpx.Client(timeout=30, verify=TLS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_web():
+    yield
+    WEB.close()
+
+
+def spectrum_client(account: dict) -> httpx.Client:
+    return httpx.Client(base_url=account["base_url"], headers={"SPECTRUM_API_TOKEN": account["token"]}, timeout=60, verify=TLS)
+
 
 def listing_path(org: str, client: str = "carhartt") -> str:
     return f"/api/assets/saved/client/{client}/organization/{org}"
@@ -27,7 +43,7 @@ def listing_path(org: str, client: str = "carhartt") -> str:
 @pytest.fixture
 def api(emu):
     account = emu.account("spectrum")
-    with httpx.Client(base_url=account["base_url"], headers={"SPECTRUM_API_TOKEN": account["token"]}, timeout=30) as c:
+    with spectrum_client(account) as c:
         yield c
 
 
@@ -88,32 +104,32 @@ def test_urls_point_at_the_emulator_and_end_in_the_file_name(emu, api):
 
 def test_uploads_and_production_outputs_are_real_files(api):
     asset = api.get(listing_path(SEED_ORG)).json()["contents"][0]
-    upload = httpx.get(asset["uploadedAssetUri"])
+    upload = WEB.get(asset["uploadedAssetUri"])
     assert upload.status_code == 200 and upload.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(upload.content)).format == "PNG"
     magic = {".dst": b"LA:", ".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
     for output in asset["productionJobs"][0]["result"]["outputs"]:
-        r = httpx.get(output["uri"])
+        r = WEB.get(output["uri"])
         assert r.status_code == 200
         assert r.headers["content-type"] == output["assetFormat"]["mimeType"]
         assert r.content.startswith(magic[output["assetFormat"]["extension"]])
         assert int(r.headers["content-length"]) == len(r.content)
     # Each asset's files are distinct: the two jobs' DSTs differ.
-    dsts = [httpx.get(j["dstUri"]).content for j in asset["productionJobs"]]
+    dsts = [WEB.get(j["dstUri"]).content for j in asset["productionJobs"]]
     assert dsts[0] != dsts[1] and len(dsts[0]) == len(dsts[1])
 
 
 def test_content_supports_ranges(api):
     uri = api.get(listing_path(SEED_ORG)).json()["contents"][1]["uploadedAssetUri"]
-    whole = httpx.get(uri).content
-    part = httpx.get(uri, headers={"Range": "bytes=10-29"})
+    whole = WEB.get(uri).content
+    part = WEB.get(uri, headers={"Range": "bytes=10-29"})
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 10-29/{len(whole)}"
     assert part.content == whole[10:30]
-    beyond = httpx.get(uri, headers={"Range": f"bytes={len(whole)}-"})
+    beyond = WEB.get(uri, headers={"Range": f"bytes={len(whole)}-"})
     assert beyond.status_code == 416
     assert beyond.headers["content-range"] == f"bytes */{len(whole)}"
-    assert httpx.get(uri.replace("sig=", "sig=0")).status_code == 403  # the signature is checked
+    assert WEB.get(uri.replace("sig=", "sig=0")).status_code == 403  # the signature is checked
 
 
 def test_pagination_walks_to_the_first_short_page(api):
@@ -140,9 +156,9 @@ def test_generated_organizations_carry_awkward_names_and_jobs(api):
         for job in asset["productionJobs"] or []:
             assert list(job) == list(SEED["contents"][0]["productionJobs"][0])
             assert asset["spectrumAssetReference"] == asset["productionJobs"][0]["reference"]
-            assert httpx.get(job["dstUri"]).content.startswith(b"LA:")
+            assert WEB.get(job["dstUri"]).content.startswith(b"LA:")
     jpeg = next(a for a in assets if a["uploadedAssetUri"].split("?")[0].endswith(".jpg"))
-    assert httpx.get(jpeg["uploadedAssetUri"]).headers["content-type"] == "image/jpeg"
+    assert WEB.get(jpeg["uploadedAssetUri"]).headers["content-type"] == "image/jpeg"
 
 
 def test_unlisted_organization_is_found_by_id(emu, api):
@@ -168,7 +184,7 @@ def test_bad_paging_is_400(api):
 def test_token_is_required(emu):
     base = emu.account("spectrum")["base_url"]
     for headers in ({}, {"SPECTRUM_API_TOKEN": "wrong"}, {"Authorization": "Bearer spectrum-demo-token"}):
-        r = httpx.get(base + listing_path(SEED_ORG), headers=headers)
+        r = WEB.get(base + listing_path(SEED_ORG), headers=headers)
         assert r.status_code == 401
         assert "message" in r.json()
 
@@ -198,25 +214,25 @@ def test_account_config(emu):
 def test_extra_assets_and_large_file(fresh_emulator):
     big = fresh_emulator("--assets", "10000", "--large-file", "2MiB")
     account = big.account("spectrum")
-    with httpx.Client(base_url=account["base_url"], headers={"SPECTRUM_API_TOKEN": account["token"]}, timeout=60) as api:
+    with spectrum_client(account) as api:
         assets, pages = walk(api, SEED_ORG, 1000)
         assert len(assets) == 10003 and pages == 11
         assert len({a["id"] for a in assets}) == 10003
         assert [a["id"] for a in assets[:3]] == [1234, 8059, 8073]
         assert assets[3]["userFacingFileName"] == "generated 00001"
         assert assets[-1]["userFacingFileName"] == "generated 10000"
-        last = httpx.get(assets[-1]["uploadedAssetUri"])
+        last = WEB.get(assets[-1]["uploadedAssetUri"])
         assert last.status_code == 200 and last.content.startswith(b"\x89PNG")
 
         team = api.get(listing_path(TEAM_ORG), params={"pageSize": 10}).json()["contents"]
         large = next(a for a in team if a["userFacingFileName"] == "large")
         assert urlsplit(large["uploadedAssetUri"]).path.endswith("/large.bin")
-        head = httpx.head(large["uploadedAssetUri"])
+        head = WEB.head(large["uploadedAssetUri"])
         assert head.status_code == 200 and int(head.headers["content-length"]) == 2 * 1024 * 1024
 
     # The same ids and names on another run.
     again = fresh_emulator("--assets", "5")
     account = again.account("spectrum")
-    with httpx.Client(base_url=account["base_url"], headers={"SPECTRUM_API_TOKEN": account["token"]}) as api:
+    with spectrum_client(account) as api:
         rerun = api.get(listing_path(SEED_ORG)).json()["contents"]
     assert [without_urls(a) for a in rerun] == [without_urls(a) for a in assets[:8]]

@@ -118,6 +118,7 @@ class Org:
     brands: dict[str, dict] = field(default_factory=dict)
     assets: dict[str, Asset] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
+    lazy_images: dict[str, tuple] = field(default_factory=dict)   # generated images not yet asked for: _add_image's arguments
     listing: dict[str, list[Asset]] = field(default_factory=dict)   # brandId → assets in order
 
 
@@ -172,7 +173,7 @@ class AppleEmulator(ProviderEmulator):
         mtime = GENERATED_FROM.timestamp() + 600 * i
         created = _fast_stamp(mtime)
         image_id = f"{h[:8]}-{h[8:12]}-11f0-9cd2-0242ac120002"
-        self._add_image(org, image_id, sample, f"{partners_id or asset_id}{sample.extension}", created, mtime, tag=asset_id)
+        org.lazy_images[image_id] = (sample, f"{partners_id or asset_id}{sample.extension}", created, mtime, asset_id)
         details = {"imageId": image_id, "partnersAssetId": partners_id, "intent": intent,
                    "altTexts": [{"text": f"{label} {i}", "locale": "en"}]}
         if partners_id is None:
@@ -196,6 +197,12 @@ class AppleEmulator(ProviderEmulator):
         key = f"apple/{org.id}/{image_id}"
         self.emu.blobs.add_generated(key, sample.size, sample.content_type, partial(sample.build, tag or image_id), mtime)
         org.images[image_id] = Image(org.id, image_id, key, filename, sample.width, sample.height, created)
+
+    def _image(self, org: Org, image_id: str) -> Image | None:
+        """An image of the organization; generated ones get their blob on first use."""
+        if image_id in org.lazy_images:
+            self._add_image(org, image_id, *org.lazy_images.pop(image_id))
+        return org.images.get(image_id)
 
     def _add_asset(self, org: Org, data: dict) -> Asset:
         asset = Asset(data, (data["createdDate"], data["id"]))
@@ -333,7 +340,7 @@ class AppleEmulator(ProviderEmulator):
 
     async def create_asset(self, request: Request) -> Response:
         org, brand_id = self._brand(request)
-        details = _details(org, await _body(request))
+        details = _details(org, await _body(request), self._image)
         now, asset_id = stamp(datetime.now(timezone.utc)), str(next(self._new_ids))
         asset = self._add_asset(org, {"orgId": org.id, "brandId": brand_id, "id": asset_id, "createdDate": now, "updatedDate": now,
                                       "state": "SUBMITTED", "etag": str(uuid.uuid4()), "brandAssetDetails": details})
@@ -349,7 +356,7 @@ class AppleEmulator(ProviderEmulator):
             raise ApiError(412, "PRECONDITION_FAILED", "The asset has changed: its etag does not match.", {"etag": if_match})
         if asset.data["state"] == "DELETED":  # inferred: deletion is final (no undelete)
             raise ApiError(400, "BRAND_ASSET_DELETED", "A deleted asset cannot be updated.", {"assetId": asset.data["id"]})
-        details = _details(org, await _body(request))
+        details = _details(org, await _body(request), self._image)
         # inferred: an update goes back to review (SUBMITTED); other top-level body fields are ignored.
         asset.data.update(brandAssetDetails=details, etag=str(uuid.uuid4()), state="SUBMITTED",
                           updatedDate=stamp(datetime.now(timezone.utc)))
@@ -387,7 +394,7 @@ class AppleEmulator(ProviderEmulator):
 
     async def image_metadata(self, request: Request) -> Response:
         org, image_id = self._org(request), request.path_params["imageId"]
-        image = org.images.get(image_id)
+        image = self._image(org, image_id)
         if image is None:
             raise ApiError(404, "IMAGE_NOT_FOUND", "No such image.", {"imageId": image_id})
         return JSONResponse(self._image_json(request, image))
@@ -461,13 +468,13 @@ async def _body(request: Request, form_ok: bool = False) -> dict:
     return body
 
 
-def _details(org: Org, body: dict) -> dict:
+def _details(org: Org, body: dict, image_finder) -> dict:
     """A validated brandAssetDetails, its keys in the documented order."""
     details = body.get("brandAssetDetails")
     if not isinstance(details, dict):
         raise ApiError(400, "INVALID_REQUEST", "brandAssetDetails is required.", {"brandAssetDetails": None})
     image_id, intent = details.get("imageId"), details.get("intent")
-    if image_id not in org.images:
+    if not isinstance(image_id, str) or image_finder(org, image_id) is None:
         raise ApiError(400, "INVALID_PARAMETER", "imageId does not name an image of this organization.", {"imageId": image_id})
     if intent not in INTENTS:
         raise ApiError(400, "INVALID_PARAMETER", f"intent must be one of {', '.join(INTENTS)}.", {"intent": intent})

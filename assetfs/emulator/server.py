@@ -61,9 +61,9 @@ def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 0, config_path: Pa
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     base_url = f"http://{shown_host}:{bound_port}"
-    print(base_url, flush=True)
-    if config_path:
+    if config_path:  # written before the URL is printed, so whoever waits for the URL finds it
         write_config(config_path, providers, base_url)
+    print(base_url, flush=True)
     if not quiet:
         _print_tour(providers, base_url, config_path, time.monotonic() - started)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30, lifespan="off")

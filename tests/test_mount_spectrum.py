@@ -1,0 +1,100 @@
+"""The read path on a real mount of the emulated Spectrum API: tree, bytes, tools."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from truth import download, md5, spectrum_assets
+
+pytestmark = pytest.mark.mount
+SEED_ORG = "7000000000000300322"
+
+
+def run(*args: str, **kwargs) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+@pytest.fixture
+def spectrum(emu, mount):
+    m = mount(emu.config, accounts=["carhartt"])
+    return m, m.path / "carhartt", emu.account("spectrum")
+
+
+def xattr(path: Path, name: str) -> str:
+    return os.getxattr(path, f"user.assetfs.{name}").decode()
+
+
+def test_tree_shows_the_seed_assets_with_their_production_outputs(spectrum):
+    m, root, account = spectrum
+    org = root / SEED_ORG
+    names = sorted(os.listdir(org))
+    assert names == sorted(a["userFacingFileName"] for a in spectrum_assets(account, SEED_ORG))
+    used = org / "white mba used"
+    assert sorted(os.listdir(used)) == ["asset.json", "production", "white mba used.png"]
+    outputs = sorted(os.listdir(used / "production" / "CCG60521324002"))
+    assert outputs == ["CCG60521324002R1.DST", "CCG60521324002R1.PDF", "CCG60521324002R1.PNG"]
+    assert xattr(used, "id") == "1234"
+
+
+def test_every_content_file_has_the_providers_bytes_and_real_size(spectrum):
+    m, root, account = spectrum
+    for org in account["organizations"]:
+        by_id = {str(a["id"]): a for a in spectrum_assets(account, org)}
+        for asset_dir in (root / org).iterdir():
+            asset = by_id[xattr(asset_dir, "id")]
+            [content] = [p for p in asset_dir.iterdir() if p.is_file() and p.name != "asset.json"]
+            expected = download(asset["uploadedAssetUri"])
+            assert content.stat().st_size == len(expected)
+            assert md5(content.read_bytes()) == md5(expected)
+            for job in asset.get("productionJobs") or []:
+                for output in job["result"]["outputs"]:
+                    name = output["uri"].split("?")[0].rsplit("/", 1)[-1]
+                    local = asset_dir / "production" / job["reference"] / name
+                    assert local.read_bytes() == download(output["uri"])
+
+
+def test_asset_json_is_the_providers_metadata(spectrum):
+    import json
+
+    m, root, account = spectrum
+    by_id = {str(a["id"]): a for a in spectrum_assets(account, SEED_ORG)}
+    for asset_dir in (root / SEED_ORG).iterdir():
+        assert json.loads((asset_dir / "asset.json").read_text()) == by_id[xattr(asset_dir, "id")]
+
+
+def test_ls_find_du_cp_getfattr(spectrum, tmp_path):
+    m, root, account = spectrum
+    listing = run("ls", "-lR", str(root))
+    assert "CCG60521324001R1.DST" in listing and "white MBA.png" in listing
+    found = run("find", str(root / SEED_ORG), "-name", "*.DST").splitlines()
+    assert sorted(f.rsplit("/", 1)[1] for f in found) == ["CCG60521324001R1.DST", "CCG60521324002R1.DST"]
+    du = int(run("du", "-sk", "--apparent-size", str(root / SEED_ORG)).split()[0])
+    assert du > 0
+    copy = tmp_path / "copy"
+    run("cp", "-r", str(root / SEED_ORG), str(copy))
+    assert run("diff", "-r", str(root / SEED_ORG), str(copy)) == ""
+    attrs = run("getfattr", "-d", str(root / SEED_ORG / "white mba used"))
+    assert 'user.assetfs.id="1234"' in attrs and 'user.assetfs.reference="CCG60521324002"' in attrs
+
+
+def test_an_organization_not_in_the_config_resolves_when_named(emu, mount):
+    account = emu.account("spectrum")
+    config = {"accounts": {"carhartt": {**account, "organizations": [SEED_ORG]}}}
+    m = mount(config)
+    assert os.listdir(m.path / "carhartt") == [SEED_ORG]
+    other = account["organizations"][1]
+    assert len(os.listdir(m.path / "carhartt" / other)) > 0
+    with pytest.raises(FileNotFoundError):
+        os.listdir(m.path / "carhartt" / "123456789")
+
+
+def test_spectrum_is_read_only(spectrum):
+    import errno
+
+    m, root, account = spectrum
+    with pytest.raises(OSError) as e:
+        (root / SEED_ORG / "new.png").write_bytes(b"x")
+    assert e.value.errno in (errno.EROFS, errno.EACCES)

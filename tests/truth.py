@@ -1,0 +1,30 @@
+"""What the provider says, fetched straight from the emulator's API (not through the
+mount), so that tests can compare the mount's bytes and names with the source."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+
+def spectrum_assets(account: dict, org: str) -> list[dict]:
+    headers = {"SPECTRUM_API_TOKEN": account["token"]}
+    url = f"{account['base_url']}/api/assets/saved/client/{account['client']}/organization/{org}"
+    out, page = [], 1
+    with httpx.Client(timeout=30) as client:
+        while True:
+            contents = client.get(url, params={"page": page, "pageSize": 1000}, headers=headers).raise_for_status().json()["contents"]
+            out += contents
+            if len(contents) < 1000:
+                return out
+            page += 1
+
+
+def download(url: str) -> bytes:
+    with httpx.Client(timeout=60, follow_redirects=True) as client:
+        return client.get(url).raise_for_status().content
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
