@@ -52,7 +52,8 @@ ORGANIZATIONS = [
     ("9467895078742655101", "Northwind Bakery Ltd", [("9467895078742655111", "Northwind Bakery")]),
 ]
 # Extra sample assets of the example brand: (state, has a partnersAssetId).
-EXAMPLE_BRAND_EXTRAS = [("PUBLISHED", True), ("PROCESSING", False), ("DELETED", True), ("REJECTED", True)]
+EXAMPLE_BRAND_EXTRAS = [("PUBLISHED", True), ("PROCESSING", False), ("DELETED", True), ("REJECTED", True),
+                        ("PUBLISHED", True), ("PUBLISHED", True)]
 
 
 def _sample(intent: str) -> samples.Sample:

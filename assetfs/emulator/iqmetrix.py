@@ -308,7 +308,7 @@ def _measure(blob: Blob, declared: str) -> tuple[str, int | None, int | None]:
         try:
             with Image.open(blob.path) as img:
                 return Image.MIME.get(img.format, declared), img.width, img.height
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
             pass
     # inferred: non-image uploads (videos) are accepted, with width and height null.
     return declared, None, None

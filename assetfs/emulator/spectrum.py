@@ -118,7 +118,6 @@ class SpectrumEmulator(ProviderEmulator):
         """The documented example, its CDN and blob-storage URLs pointed at the emulator."""
         org = Organization(SEED_ORG, CLIENT, contents[0]["clientAccountReference"])
         for n, asset in enumerate(contents):
-            asset = copy.deepcopy(asset)
             upload_name = asset["uploadedAssetUri"].rsplit("/", 1)[-1]
             mtime = _timestamp(asset["createdDate"])
             asset["uploadedAssetUri"] = self._upload(asset["uploadedAssetId"], upload_name, n, mtime)
