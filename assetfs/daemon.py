@@ -4,6 +4,7 @@ ready (or print why it failed), as mount(8) and fstab expect."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -23,17 +24,16 @@ def run_in_background(argv: list[str], mountpoint: Path, cache_dir: Path) -> int
             pass_fds=(write_fd,), env={**os.environ, READY_FD_ENV: str(write_fd)}, start_new_session=True,
         )
     os.close(write_fd)
+    answer = b""
     deadline = time.monotonic() + STARTUP_LIMIT
-    with os.fdopen(read_fd, "rb") as ready:
-        os.set_blocking(read_fd, True)
-        answer = b""
-        while time.monotonic() < deadline:
+    with os.fdopen(read_fd, "rb", buffering=0) as ready:
+        while b"\n" not in answer and (left := deadline - time.monotonic()) > 0:
+            if not select.select([ready], [], [], left)[0]:
+                break
             chunk = ready.read(64)
-            if not chunk:
+            if not chunk:  # the child exited without saying it was ready
                 break
             answer += chunk
-            if b"\n" in answer:
-                break
     if answer.startswith(b"ready"):
         print(f"assetfs: mounted {mountpoint} (pid {child.pid}, log {log_path})")
         return 0

@@ -116,7 +116,7 @@ class MudstackEmulator(ProviderEmulator):
         if not all(fields):
             raise ApiError(400, "account_id, key and secret are required")  # inferred status
         expected = [self.account.id, self.account.key, self.account.secret]
-        if not all(hmac.compare_digest(a, b) for a, b in zip(fields, expected)):
+        if not all(hmac.compare_digest(a.encode(), b.encode()) for a, b in zip(fields, expected)):
             raise ApiError(401, "Invalid credentials")
         opaque, grant = self.emu.tokens.issue(self.name, self.account.id, TOKEN_TTL)
         # Documented both as a bare JWT and as {token, expires_in}; we answer the object (inferred).
@@ -246,7 +246,7 @@ class MudstackEmulator(ProviderEmulator):
         """The signed URL: raw bytes streamed to disk, answered as S3 answers a PUT."""
         path = request.url.path
         key = path.removeprefix("/upload/")
-        if not hmac.compare_digest(request.query_params.get("sig", ""), self.emu.sign(path)):
+        if not hmac.compare_digest(request.query_params.get("sig", "").encode(), self.emu.sign(path).encode()):
             return _storage_error(403, "SignatureDoesNotMatch", "The request signature does not match.")
         pending = self.pending.get(key)
         if pending is None:

@@ -13,9 +13,9 @@ import posixpath
 import time
 import uuid
 from collections.abc import Sequence
-from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from http import HTTPStatus
 
 from .app import SAMPLE_EPOCH, Emulator
@@ -393,7 +393,7 @@ def _generated(emu: Emulator, key: str, sample: Sample, tag: str, when: float) -
 
 def build_account(emu: Emulator) -> Account:
     account = Account(ACCOUNT_ID, KEY, SECRET)
-    account.users = {u["id"]: u for u in map(lambda row: _user(*row), _USERS)}
+    account.users = {u["id"]: u for u in (_user(*row) for row in _USERS)}
     users = list(account.users)
     for n, (ws_name, (assets, folders, libraries, tags)) in enumerate(_SAMPLES.items()):
         ws = _workspace(account, ws_name, users[n % len(users)], SAMPLE_EPOCH + n * 86400, libraries, tags)
@@ -412,7 +412,7 @@ def build_account(emu: Emulator) -> Account:
                 when += 86400
             asset.active = file_name not in _TRASHED
             asset.libraries = [lib for lib in ws.libraries if lib["name"].lower() in location]
-        _decorate(ws.assets[next(iter(ws.assets))], ws, users)
+        _decorate(next(iter(ws.assets.values())), ws, users)
         _add_bulk(emu, ws, users[0])
     if emu.large_file_size > 0:
         ws = account.own_workspaces()[0]
