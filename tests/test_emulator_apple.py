@@ -439,13 +439,17 @@ def test_rate_limit_answers_429_with_retry_after(emu, apple):
 
 def test_extra_assets_and_large_file(fresh_emulator):
     apple = Apple(fresh_emulator("--assets", "10000", "--large-file", "3MiB"))
-    for brand in apple.cfg["organizations"][ORG]:
-        assets = apple.walk(brand=brand, limit=100)
-        assert len(assets) >= 10_000 and len({a["id"] for a in assets}) == len(assets)
-    names = {a["brandAssetDetails"].get("partnersAssetId"): a for a in assets}
-    large = apple.metadata(names["large"]["brandAssetDetails"]["imageId"])
-    assert large["fileSize"] == 3 * 1024 * 1024
-    tail = httpx.get(large["cdnUrl"], headers={"Range": "bytes=-100"})
+    assets = apple.walk(limit=100)
+    assert len(assets) >= 10_000 and len({a["id"] for a in assets}) == len(assets)
+    names = {a["brandAssetDetails"].get("partnersAssetId") for a in assets}
+    assert {"asset_00000", "asset_10005"} <= names   # stable names: the same on every run
+    other_brand = "9467895078742654922"
+    [last] = apple.walk("brandAssetDetails.partnersAssetId==asset_10002", brand=other_brand)
+    assert apple.metadata(last["brandAssetDetails"]["imageId"])["fileSize"] > 0
+    [large] = apple.walk("brandAssetDetails.partnersAssetId==large", brand=other_brand)
+    meta = apple.metadata(large["brandAssetDetails"]["imageId"])
+    assert meta["fileSize"] == 3 * 1024 * 1024
+    tail = httpx.get(meta["cdnUrl"], headers={"Range": "bytes=-100"})
     assert tail.status_code == 206 and len(tail.content) == 100
     assert len(apple.walk(org=SECOND_ORG, brand="9467895078742655111")) < 100   # --assets adds to the first org only
 

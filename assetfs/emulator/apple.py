@@ -319,7 +319,7 @@ class AppleEmulator(ProviderEmulator):
             clauses = apple_ql.parse(ql)
         except apple_ql.QlError as e:
             raise ApiError(400, "INVALID_PARAMETER", str(e), {"ql": ql}) from None
-        page, more = _page(org.listing[brand_id], clauses, position, limit)
+        page, more = apple_ql.page(org.listing[brand_id], clauses, position, limit)
         pagination = {}
         if more:
             cursor = self._cursor((org.id, brand_id, ql), page[-1].key)
@@ -426,22 +426,6 @@ class AppleEmulator(ProviderEmulator):
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def _page(items: list[Asset], clauses: list, position: tuple | None, limit: int) -> tuple[list[Asset], bool]:
-    """Up to `limit` matching assets after `position`, and whether more follow."""
-    start = bisect.bisect_right(items, position, key=lambda a: a.key) if position else 0
-    # inferred: DELETED assets are listed only when the filter asks about state (the docs:
-    # "listable with state==DELETED").
-    with_deleted = apple_ql.mentions_state(clauses)
-    page: list[Asset] = []
-    for index in range(start, len(items)):
-        asset = items[index]
-        if (with_deleted or asset.data["state"] != "DELETED") and all(c.matches(asset.data) for c in clauses):
-            if len(page) == limit:
-                return page, True
-            page.append(asset)
-    return page, False
 
 
 def _limit(raw: str | None) -> int:

@@ -1,11 +1,13 @@
-"""The `ql` filter of Apple Business Connect's list calls: FIQL-like clauses joined by `;`.
+"""The assets list call of Apple Business Connect: its `ql` filter and its paging.
 
-`createdDate=gt=2024-09-30T00:00:00Z;brandAssetDetails.intent==COVER_PHOTO` keeps the assets
-matching every clause. Dates compare as instants, ids as numbers, everything else as text.
+`ql` is FIQL-like, clauses joined by `;`: `createdDate=gt=2024-09-30T00:00:00Z;brandAssetDetails.intent==COVER_PHOTO`
+keeps the assets matching every clause. Dates compare as instants, ids as numbers, the rest as text.
+Pages follow the listing order (createdDate, id) from the position a cursor stands for.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,6 +63,23 @@ def parse(ql: str | None) -> list[Clause]:
             raise QlError(f"operator {op} does not apply to {field}")
         clauses.append(Clause(field, op, _typed(field, raw)))
     return clauses
+
+
+def page(items: list, clauses: list[Clause], position: tuple | None, limit: int) -> tuple[list, bool]:
+    """Up to `limit` matching assets after `position` (a listing key), and whether more follow;
+    `items` are sorted by their `key`."""
+    start = bisect.bisect_right(items, position, key=lambda a: a.key) if position else 0
+    # inferred: DELETED assets are listed only when the filter asks about state (the docs:
+    # "listable with state==DELETED").
+    with_deleted = mentions_state(clauses)
+    found: list = []
+    for index in range(start, len(items)):
+        asset = items[index]
+        if (with_deleted or asset.data["state"] != "DELETED") and all(c.matches(asset.data) for c in clauses):
+            if len(found) == limit:
+                return found, True
+            found.append(asset)
+    return found, False
 
 
 def mentions_state(clauses: list[Clause]) -> bool:
