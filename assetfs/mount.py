@@ -40,7 +40,7 @@ class Mount:
         self.metacache = MetaCache(cache_dir / "metadata", ttl)
         self.blocks = BlockCache(cache_dir / "blocks", options.cache_size or config.cache.max_size, options.block_size)
         self.providers = {name: build_provider(name, config, self.stats, options.timeout) for name in config.accounts}
-        self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead)
+        self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json)
         self.ops = Operations(self.tree, self.readers, options, self.stats)
 
@@ -61,6 +61,7 @@ class Mount:
             async with trio.open_nursery() as nursery:
                 self.readers.nursery = nursery
                 nursery.start_soon(self._stop_on_signal)
+                nursery.start_soon(self._widen_kernel_readahead)
                 log.info("mounted %s", self.mountpoint)
                 if ready:
                     ready()
@@ -74,6 +75,17 @@ class Mount:
             self.metacache.close()
             self.blocks.close()
             log.info("unmounted %s", self.mountpoint)
+
+    async def _widen_kernel_readahead(self) -> None:
+        """Let the kernel read ahead a whole block per request instead of 128 KiB: eight
+        times fewer round trips through FUSE on sequential reads. Needs root; harmless
+        without it."""
+        try:
+            st = await trio.to_thread.run_sync(os.stat, self.mountpoint)
+            knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+            await trio.to_thread.run_sync(knob.write_text, str(max(128, self.options.block_size // 1024)))
+        except OSError as e:
+            log.debug("kernel read-ahead left as it is: %s", e)
 
     async def _stop_on_signal(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:

@@ -148,14 +148,6 @@ def test_token_expires_and_a_new_one_is_fetched(emu, apple):
     assert apple.call("GET", "/me", token=fresh["access_token"]).status_code == 200
 
 
-def test_revoked_tokens_answer_401(emu):
-    client = Apple(emu)
-    emu.set_tokens(revoke_all=True)
-    assert_error(client.call("GET", "/me"), 401)
-    client.token = client.get_token().json()["access_token"]
-    assert client.call("GET", "/me").status_code == 200
-
-
 # ---- account, organizations, brands ------------------------------------------------------------
 
 
@@ -339,7 +331,6 @@ def test_upload_checks_type_and_size(apple):
     assert_error(apple.call("POST", f"/orgs/{ORG}/images/upload", files={"other": ("a.png", png_bytes())}), 400)
 
 
-@pytest.mark.xfail(strict=True, reason="app.py's cdn_url signs the quoted path, the /cdn/ route checks the decoded one")
 def test_uploaded_file_name_with_a_space_is_served(apple):
     data = png_bytes()
     image = apple.upload(data, "new logo.png").json()

@@ -49,8 +49,9 @@ class Emulator:
 
     def cdn_url(self, request: Request, key: str, name: str | None = None) -> str:
         """An absolute, signed URL of the CDN route for a blob (optionally ending in a file name)."""
-        path = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
-        return f"{origin(request)}{path}?sig={self.sign(path)}"
+        path = f"/cdn/{key}" + (f"/{name}" if name else "")  # signed as the server will see it: decoded
+        shown = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
+        return f"{origin(request)}{shown}?sig={self.sign(path)}"
 
     def signed_upload_url(self, request: Request, key: str) -> str:
         path = f"/upload/{key}"
@@ -74,7 +75,7 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
     async def cdn(request: Request) -> Response:
         key = request.path_params["key"]
         path = request.url.path
-        if not hmac.compare_digest(request.query_params.get("sig", ""), emu.sign(path)):
+        if not hmac.compare_digest(request.query_params.get("sig", "").encode(), emu.sign(path).encode()):
             return _blob_error(403, "AuthenticationFailed", "Signature did not match.")
         blob = emu.blobs.get(_strip_name(key, emu))
         if blob is None:

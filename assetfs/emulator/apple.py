@@ -43,7 +43,7 @@ IMAGE_STATE = "AVAILABLE"                   # inferred: the docs do not list ima
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Generated assets are dated after the seed's own (late 2026), so that the documented example
 # query (createdDate=gt=2024-09-30…, limit=2) answers the seed's page first; fixed, so stable.
-GENERATED_FROM = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+GENERATED_FROM = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc).timestamp()
 SEED_PAGE = Path(__file__).parent / "seeds" / "apple_assets_page.json"
 
 # (orgId, legalName, [(brandId, displayName)]): the first organization is the one `me` belongs to.
@@ -63,21 +63,16 @@ def _sample(intent: str) -> samples.Sample:
     return samples.jpeg(1, (1600, 1040)) if intent == "COVER_PHOTO" else samples.jpeg(2, (1200, 800))
 
 
-def stamp(when: datetime) -> str:
-    """Dates in the seed's form: 2026-10-01T17:22:19.00Z."""
-    when = when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 10000:02d}Z"
+def stamp(ts: float) -> str:
+    """A date in the seed's form, 2026-10-01T17:22:19.00Z (cheap: --assets dates 10,000s)."""
+    centis = round(ts * 100)
+    day, seconds = divmod(centis // 100, 86400)
+    return f"{_day(day)}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{centis % 100:02d}Z"
 
 
 @lru_cache(maxsize=4096)
 def _day(day: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
-
-
-def _fast_stamp(ts: float) -> str:
-    """stamp() for whole seconds, without a datetime: --assets dates 10,000s of assets."""
-    day, seconds = divmod(int(ts), 86400)
-    return f"{_day(day)}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.00Z"
 
 
 class ApiError(Exception):
@@ -171,8 +166,8 @@ class AppleEmulator(ProviderEmulator):
         """One deterministic asset with its own image; cheap, as --assets makes 10,000s of them."""
         intent, sample, label = kind
         h = hashlib.sha1(asset_id.encode()).hexdigest()
-        mtime = GENERATED_FROM.timestamp() + 600 * i
-        created = _fast_stamp(mtime)
+        mtime = GENERATED_FROM + 600 * i
+        created = stamp(mtime)
         image_id = f"{h[:8]}-{h[8:12]}-11f0-9cd2-0242ac120002"
         org.lazy_images[image_id] = (sample, f"{partners_id or asset_id}{sample.extension}", created, mtime, asset_id)
         details = {"imageId": image_id, "partnersAssetId": partners_id, "intent": intent,
@@ -342,7 +337,7 @@ class AppleEmulator(ProviderEmulator):
     async def create_asset(self, request: Request) -> Response:
         org, brand_id = self._brand(request)
         details = _details(org, await _body(request), self._image)
-        now, asset_id = stamp(datetime.now(timezone.utc)), str(next(self._new_ids))
+        now, asset_id = stamp(time.time()), str(next(self._new_ids))
         asset = self._add_asset(org, {"orgId": org.id, "brandId": brand_id, "id": asset_id, "createdDate": now, "updatedDate": now,
                                       "state": "SUBMITTED", "etag": str(uuid.uuid4()), "brandAssetDetails": details})
         location = f"{origin(request)}{self.prefix}/api/v1/orgs/{org.id}/assets/{asset_id}"  # inferred: absolute
@@ -360,14 +355,14 @@ class AppleEmulator(ProviderEmulator):
         details = _details(org, await _body(request), self._image)
         # inferred: an update goes back to review (SUBMITTED); other top-level body fields are ignored.
         asset.data.update(brandAssetDetails=details, etag=str(uuid.uuid4()), state="SUBMITTED",
-                          updatedDate=stamp(datetime.now(timezone.utc)))
+                          updatedDate=stamp(time.time()))
         return _asset_response(asset)
 
     async def delete_asset(self, request: Request) -> Response:
         _, asset = self._asset(request)
         if asset.data["state"] == "DELETED":  # inferred: deleting twice is 404
             raise ApiError(404, "BRAND_ASSET_NOT_FOUND", "The asset is already deleted.", {"assetId": asset.data["id"]})
-        asset.data.update(state="DELETED", etag=str(uuid.uuid4()), updatedDate=stamp(datetime.now(timezone.utc)))
+        asset.data.update(state="DELETED", etag=str(uuid.uuid4()), updatedDate=stamp(time.time()))
         return Response(status_code=204)
 
     # ---- images ----------------------------------------------------------------------------
@@ -390,7 +385,7 @@ class AppleEmulator(ProviderEmulator):
             key = f"apple/{org.id}/{image_id}"
             await run_in_threadpool(self.emu.blobs.add_stream, key, upload.file, content_type)
             filename = Path(upload.filename or "").name or image_id + extension   # inferred: without a name, id + extension
-        image = org.images[image_id] = Image(org.id, image_id, key, filename, width, height, stamp(datetime.now(timezone.utc)))
+        image = org.images[image_id] = Image(org.id, image_id, key, filename, width, height, stamp(time.time()))
         return JSONResponse(self._image_json(request, image), status_code=201)
 
     async def image_metadata(self, request: Request) -> Response:
@@ -454,7 +449,8 @@ async def _body(request: Request, form_ok: bool = False) -> dict:
 
 
 def _details(org: Org, body: dict, image_finder) -> dict:
-    """A validated brandAssetDetails, its keys in the documented order."""
+    """A validated brandAssetDetails, its keys in the documented order; `image_finder(org, id)`
+    tells whether the organization has that image."""
     details = body.get("brandAssetDetails")
     if not isinstance(details, dict):
         raise ApiError(400, "INVALID_REQUEST", "brandAssetDetails is required.", {"brandAssetDetails": None})

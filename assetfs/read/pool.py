@@ -9,20 +9,22 @@ from ..providers.base import Content
 from ..stats import Stats
 from .blockcache import BlockCache
 from .reader import Reader
+from .transfer import ConnectionPool
 
 
 class ReaderPool:
-    def __init__(self, cache: BlockCache, stats: Stats, read_ahead: int):
+    def __init__(self, cache: BlockCache, stats: Stats, read_ahead: int, timeout: float = 30.0):
         self.cache = cache
         self.stats = stats
         self.max_ahead = max(1, read_ahead // cache.block_size)
         self.nursery: trio.Nursery | None = None
         self._readers: dict[str, tuple[Reader, int]] = {}
+        self.connections = ConnectionPool(max(1.0, timeout / 2))
 
     def open(self, content: Content, http) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
         if reader is None:
-            reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead)
+            reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections)
         self._readers[content.version] = (reader, users + 1)
         return reader
 

@@ -13,14 +13,14 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-import httpx
 import trio
 
 from ..errors import ChecksumMismatch, ProviderError
 from ..providers.base import Content
-from ..providers.http import ProviderHTTP, Retryable, redact
+from ..providers.http import ProviderHTTP
 from ..stats import Stats
 from .blockcache import BlockCache
+from .transfer import ConnectionPool, fetch_range
 
 log = logging.getLogger("assetfs.read")
 
@@ -47,8 +47,9 @@ class _Pending:
 
 class Reader:
     def __init__(self, content: Content, http: ProviderHTTP, cache: BlockCache, nursery: trio.Nursery,
-                 stats: Stats, max_ahead: int = 32):
+                 stats: Stats, max_ahead: int = 32, connections: ConnectionPool | None = None):
         self.content = content
+        self.connections = connections or ConnectionPool(http.timeout)
         self.size = content.size or 0
         self.http = http
         self.cache = cache
@@ -154,28 +155,22 @@ class Reader:
     async def _download(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
         start, end = first * self.bs, min(self.size, last * self.bs)
         self.stats.add("block_misses", last - first)
+        self.stats.add("requests")
         whole: list[bytes] = []
-        index = first
-        buf = bytearray()
-        try:
-            async with self.http.range_stream(self.content.url, start, end) as response:
-                async for chunk in response.aiter_raw(1 << 18):
-                    buf += chunk
-                    while index < last and len(buf) >= self._block_len(index):
-                        n = self._block_len(index)
-                        data = bytes(buf[:n])
-                        del buf[:n]
-                        if self.whole:
-                            whole.append(data)
-                        else:
-                            self._deliver(index, data, pendings[index])
-                        index += 1
-        except httpx.TransportError as e:
-            raise Retryable(f"GET {redact(self.content.url)}: {type(e).__name__}: {e or 'connection lost'}") from None
+        token = trio.lowlevel.current_trio_token()
+
+        def on_block(index: int, data: bytes) -> None:  # runs in the download thread
+            if self.whole:
+                whole.append(data)
+            else:
+                trio.from_thread.run_sync(self._deliver, index, data, pendings[index], False, trio_token=token)
+                self.cache.store(self.content.version, index, data)  # waits here if the disk falls behind
+
+        auth = await self.http.auth.headers(self.http) if self.http.is_trusted(self.content.url) else {}
+        await trio.to_thread.run_sync(
+            fetch_range, self.connections, self.content.url, start, end, self.bs, self.http.is_trusted, auth,
+            self.http.client.headers["user-agent"], on_block, first, abandon_on_cancel=True)
         self.stats.add("bytes_downloaded", end - start)
-        if index < last or buf:
-            raise Retryable(f"GET {redact(self.content.url)}: body ended at {start + sum(map(len, whole))}"
-                            f" of {end} bytes" if index < last else "body longer than asked for")
         if self.whole:
             digest = hashlib.md5(b"".join(whole)).hexdigest()
             if digest != self.content.md5.lower():
@@ -191,7 +186,7 @@ class Reader:
     def _deliver(self, index: int, data: bytes, pending: _Pending, store: bool = True) -> None:
         self.cache.remember(self.content.version, index, data)
         if store:
-            self.nursery.start_soon(trio.to_thread.run_sync, self.cache.store, self.content.version, index, data)
+            self.cache.offer(self.content.version, index, data)
         pending.data = data
         self.inflight.pop(index, None)
         pending.event.set()
