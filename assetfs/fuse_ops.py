@@ -167,6 +167,7 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def read(self, fh, off, size):
+        self.stats.add("reads")
         handle = self._handles[fh]
         if handle.data is not None:
             return handle.data[off:off + size]

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,10 @@ class Mount:
         return (json.dumps(status, indent=2) + "\n").encode()
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
+        # Worker threads (downloads, disk cache) must hand the GIL back to the event loop
+        # quickly, or every FUSE request waits out Python's default 5 ms switch interval.
+        sys.setswitchinterval(0.0005)
+        _return_freed_blocks_to_the_system()
         pyfuse3.init(self.ops, str(self.mountpoint), self.options.kernel_options())
         try:
             async with trio.open_nursery() as nursery:
@@ -93,3 +98,16 @@ class Mount:
                 log.info("%s: unmounting", signal.Signals(signum).name)
                 pyfuse3.terminate()
                 return
+
+
+def _return_freed_blocks_to_the_system() -> None:
+    """Blocks are 1 MiB buffers made and freed at network speed. glibc would soon move
+    them from mmap to its heap (its threshold adapts) and keep the freed memory; a fixed
+    threshold keeps the mount's resident memory near what it actually holds."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass

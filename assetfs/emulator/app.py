@@ -48,10 +48,10 @@ class Emulator:
         return hmac.new(self.secret, path.encode(), hashlib.sha256).hexdigest()[:32]
 
     def cdn_url(self, request: Request, key: str, name: str | None = None) -> str:
-        """An absolute, signed URL of the CDN route for a blob (optionally ending in a file name)."""
-        path = f"/cdn/{key}" + (f"/{name}" if name else "")  # signed as the server will see it: decoded
-        shown = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
-        return f"{origin(request)}{shown}?sig={self.sign(path)}"
+        """An absolute, signed URL of the CDN route for a blob (optionally ending in a file
+        name, which is cosmetic: the signature covers the blob key only)."""
+        path = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
+        return f"{origin(request)}{path}?sig={self.sign(f'/cdn/{key}')}"
 
     def signed_upload_url(self, request: Request, key: str) -> str:
         path = f"/upload/{key}"
@@ -73,11 +73,10 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
     the signed-upload route and the emulator's control routes under /_emulator/."""
 
     async def cdn(request: Request) -> Response:
-        key = request.path_params["key"]
-        path = request.url.path
-        if not hmac.compare_digest(request.query_params.get("sig", "").encode(), emu.sign(path).encode()):
+        key = _strip_name(request.path_params["key"], emu)
+        if not hmac.compare_digest(request.query_params.get("sig", "").encode(), emu.sign(f"/cdn/{key}").encode()):
             return _blob_error(403, "AuthenticationFailed", "Signature did not match.")
-        blob = emu.blobs.get(_strip_name(key, emu))
+        blob = emu.blobs.get(key)
         if blob is None:
             return _blob_error(404, "BlobNotFound", "The specified blob does not exist.")
         return blob_response(request, blob)

@@ -319,16 +319,22 @@ class Mudstack(Provider):
             async with trio.open_nursery() as nursery:
                 for n in range(2, last + 1):
                     nursery.start_soon(fetch, n)
-        while True:
-            n = max(pages)
-            count = sum(len(p) for p in pages.values())
-            if len(pages[n]) < limit or (total is not None and count >= total) or not pages[n]:
-                break
-            pages[n + 1], total, limit = await self._search_page(ws_id, path, n + 1)
         seen: dict[str, dict] = {}
         for n in sorted(pages):
             for asset in pages[n]:
                 seen.setdefault(str(asset.get("id")), asset)
+        while True:
+            n = max(pages)
+            if len(pages[n]) < limit or (total is not None and len(seen) >= total):
+                break
+            pages[n + 1], total, limit = await self._search_page(ws_id, path, n + 1)
+            before = len(seen)
+            for asset in pages[n + 1]:
+                seen.setdefault(str(asset.get("id")), asset)
+            if len(seen) == before:  # a page with nothing new: the route does not page as we think
+                log.warning("%s: the asset search of %s repeats itself at page %d; stopping there",
+                            self.account, path, n + 1)
+                break
         return list(seen.values())
 
     async def _list_versions(self, entry: Entry) -> list[Entry]:

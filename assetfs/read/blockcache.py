@@ -1,9 +1,9 @@
 """Content blocks on disk (diskcache, LRU, size-limited), keyed by content version and
 block index, with a small in-memory LRU in front for the blocks being read right now.
 
-Writes to disk go through one writer thread with a bounded queue: downloads run at
-network speed while the disk keeps up, and wait for it when it does not (memory stays
-bounded either way)."""
+Writes to disk go through one writer thread with a bounded queue. Caching is best
+effort: when the disk cannot keep up with the network, a block is served without being
+kept, so a cold read runs at network speed and memory stays bounded."""
 
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ class BlockCache:
             str(directory), size_limit=size_limit, eviction_policy="least-recently-used", cull_limit=16,
         )
         self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._memory_blocks = memory_blocks
+        self.memory_blocks = memory_blocks
         self._dropped: set[str] = set()
+        # One disk operation at a time: SQLite makes concurrent writers (and an LRU get is a
+        # write) wait in a sleeping busy-loop, which costs tens of milliseconds per clash.
+        self._disk_lock = threading.Lock()
         self._writes: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_BLOCKS)
         self._writer = threading.Thread(target=self._write_loop, name="assetfs-block-writer", daemon=True)
         self._writer.start()
@@ -43,21 +46,27 @@ class BlockCache:
     def remember(self, version: str, index: int, data: bytes) -> None:
         self._memory[(version, index)] = data
         self._memory.move_to_end((version, index))
-        while len(self._memory) > self._memory_blocks:
+        while len(self._memory) > self.memory_blocks:
             self._memory.popitem(last=False)
 
     # -- disk -----------------------------------------------------------------------------
 
+    def open_disk(self, version: str, index: int):
+        """A readable file of a block on disk, or None. Blocking: call from a worker thread.
+        Only the index lookup is serialized; reading the bytes can run in parallel."""
+        with self._disk_lock:
+            return self._disk.get((version, index), read=True)
+
     def get_disk(self, version: str, index: int) -> bytes | None:
         """Blocking: call from a worker thread."""
-        return self._disk.get((version, index))
-
-    def store(self, version: str, index: int, data: bytes) -> None:
-        """Queue a block for the disk; blocks the calling (worker) thread while the queue is full."""
-        self._writes.put((version, index, data))
+        handle = self.open_disk(version, index)
+        if handle is None:
+            return None
+        with handle:
+            return handle.read()
 
     def offer(self, version: str, index: int, data: bytes) -> None:
-        """Queue a block for the disk unless the queue is full (never blocks: for the event loop)."""
+        """Queue a block for the disk unless the queue is full (never waits)."""
         try:
             self._writes.put_nowait((version, index, data))
         except queue.Full:
@@ -67,7 +76,8 @@ class BlockCache:
         while (item := self._writes.get()) is not None:
             version, index, data = item
             if version not in self._dropped:
-                self._disk.set((version, index), io.BytesIO(data), read=True)
+                with self._disk_lock:
+                    self._disk.set((version, index), io.BytesIO(data), read=True)
             self._writes.task_done()
         self._writes.task_done()
 
@@ -84,7 +94,8 @@ class BlockCache:
         self.flush()
         for index in range(blocks):
             self._memory.pop((version, index), None)
-            self._disk.delete((version, index))
+            with self._disk_lock:
+                self._disk.delete((version, index))
 
     def volume(self) -> int:
         return self._disk.volume()

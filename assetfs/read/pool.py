@@ -16,7 +16,8 @@ class ReaderPool:
     def __init__(self, cache: BlockCache, stats: Stats, read_ahead: int, timeout: float = 30.0):
         self.cache = cache
         self.stats = stats
-        self.max_ahead = max(1, read_ahead // cache.block_size)
+        # Read-ahead beyond half the memory tier would evict blocks before they are read.
+        self.max_ahead = max(1, min(read_ahead // cache.block_size, cache.memory_blocks // 2))
         self.nursery: trio.Nursery | None = None
         self._readers: dict[str, tuple[Reader, int]] = {}
         self.connections = ConnectionPool(max(1.0, timeout / 2))

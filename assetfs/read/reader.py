@@ -26,6 +26,12 @@ log = logging.getLogger("assetfs.read")
 
 WHOLE_FILE_LIMIT = 8 << 20  # files up to this size (with a checksum) are fetched and checked whole
 FETCH_ATTEMPTS = 4
+DISK_READERS = trio.CapacityLimiter(8)  # parallel reads of cached blocks from disk
+
+
+def _read_and_close(handle) -> bytes:
+    with handle:
+        return handle.read()
 
 
 @dataclass
@@ -111,10 +117,11 @@ class Reader:
         raise AssertionError("unreachable")
 
     def _prefetch(self, start: int, window: int) -> None:
-        """Make sure blocks [start, start+window) are cached or coming."""
+        """Make sure blocks [start, start+window) are cached or coming. A gap is filled
+        with a whole window's run, so a sequential reader costs one request per window."""
         for index in range(start, min(self.blocks, start + window)):
             if index not in self.inflight and self.cache.get_memory(self.content.version, index) is None:
-                self._start(index, start + window - index)
+                self._start(index, window)
                 return
 
     def _start(self, first: int, count: int) -> _Pending:
@@ -134,12 +141,19 @@ class Reader:
     async def _fetch(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
         index = first
         try:
-            # Blocks already on disk (an earlier mount read them) need no request.
-            while index < last and (data := await trio.to_thread.run_sync(
-                    self.cache.get_disk, self.content.version, index)) is not None and not self.whole:
-                self.stats.add("block_hits")
-                self._deliver(index, data, pendings[index], store=False)
+            # Blocks already on disk (an earlier read or mount fetched them) need no request;
+            # their files are read in parallel, as a disk wants to be read.
+            on_disk = []
+            while index < last and not self.whole:
+                handle = await trio.to_thread.run_sync(self.cache.open_disk, self.content.version, index)
+                if handle is None:
+                    break
+                on_disk.append((index, handle))
                 index += 1
+            if on_disk:
+                async with trio.open_nursery() as nursery:
+                    for i, handle in on_disk:
+                        nursery.start_soon(self._load, i, handle, pendings[i])
             if index < last:
                 await self._download(index, last, pendings)
         except BaseException as e:
@@ -149,8 +163,14 @@ class Reader:
                     pending.error = error
                     self.inflight.pop(i, None)
                     pending.event.set()
-            if not isinstance(e, (Exception,)):
+            if not isinstance(e, Exception):
                 raise
+
+    async def _load(self, index: int, handle, pending: _Pending) -> None:
+        async with DISK_READERS:
+            data = await trio.to_thread.run_sync(_read_and_close, handle)
+        self.stats.add("block_hits")
+        self._deliver(index, data, pending, store=False)
 
     async def _download(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
         start, end = first * self.bs, min(self.size, last * self.bs)
@@ -164,7 +184,7 @@ class Reader:
                 whole.append(data)
             else:
                 trio.from_thread.run_sync(self._deliver, index, data, pendings[index], False, trio_token=token)
-                self.cache.store(self.content.version, index, data)  # waits here if the disk falls behind
+                self.cache.offer(self.content.version, index, data)
 
         auth = await self.http.auth.headers(self.http) if self.http.is_trusted(self.content.url) else {}
         await trio.to_thread.run_sync(

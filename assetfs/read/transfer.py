@@ -103,14 +103,9 @@ def _read_blocks(response, start: int, end: int, block_size: int, on_block, inde
     offset = start
     while offset < end:
         want = min(block_size - offset % block_size, end - offset)
-        buf = bytearray(want)
-        view = memoryview(buf)
-        got = 0
-        while got < want:
-            n = response.readinto(view[got:])
-            if not n:
-                raise Retryable(f"GET {redact(target)}: body ended at {offset + got - start} of {end - start} bytes")
-            got += n
-        on_block(index, bytes(buf))
+        data = response.read(want)  # one allocation, filled in C
+        if len(data) < want:
+            raise Retryable(f"GET {redact(target)}: body ended at {offset + len(data) - start} of {end - start} bytes")
+        on_block(index, data)
         offset += want
         index += 1
