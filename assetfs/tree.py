@@ -155,8 +155,8 @@ class Tree:
         if found is None:
             parent.negative[name] = time.time() + self.metacache.ttl
             raise NotFound(name)
-        node = self._new(safe_name(found.name, found.key), parent, parent.provider, found)
-        children[node.name] = node
+        node = self._new(name, parent, parent.provider, found)  # known by the name it was asked for
+        children[name] = node
         return node
 
     # -- content --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -140,7 +139,7 @@ class ProviderHTTP:
             if not (follow and response.is_redirect and "location" in response.headers):
                 return response
             url = urljoin(url, response.headers["location"])
-            if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            if method != "HEAD" and (response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")):
                 method, kwargs = "GET", {}
         raise ProviderError(f"{redact(url)}: too many redirects")
 
@@ -168,46 +167,6 @@ class ProviderHTTP:
         if length is None or not length.isdigit():
             raise ProviderError(f"HEAD {redact(url)}: no Content-Length")
         return int(length), str(response.url)
-
-    @asynccontextmanager
-    async def range_stream(self, url: str, start: int, end: int):
-        """A streaming GET of bytes [start, end) — the response is checked to be exactly
-        that range (206 with a matching Content-Range, or 200 when asked for all of it)."""
-        headers = {"Range": f"bytes={start}-{end - 1}"}
-        target = url
-        for _ in range(MAX_REDIRECTS + 1):
-            sent = dict(headers)
-            if self.is_trusted(target):
-                sent.update(await self.auth.headers(self))
-            try:
-                request = self.client.build_request("GET", target, headers=sent)
-                response = await self.client.send(request, stream=True)
-            except httpx.TransportError as e:
-                self.stats.add("errors")
-                raise Retryable(f"GET {redact(target)}: {type(e).__name__}: {e or 'connection failed'}") from None
-            self.stats.add("requests")
-            if response.is_redirect and "location" in response.headers:
-                await response.aclose()
-                target = urljoin(target, response.headers["location"])
-                continue
-            break
-        else:
-            raise ProviderError(f"{redact(url)}: too many redirects")
-        try:
-            if response.status_code == 401 and self.is_trusted(target):
-                self.auth.invalidate()
-            if response.status_code == 206:
-                want = f"bytes {start}-{end - 1}/"
-                if not response.headers.get("content-range", "").startswith(want):
-                    raise ProviderError(f"GET {redact(target)}: asked for {want}, got {response.headers.get('content-range')!r}")
-            elif response.status_code == 200 and start == 0:
-                pass
-            else:
-                await response.aread()
-                self._raise_for("GET", target, response, (206,))
-            yield response
-        finally:
-            await response.aclose()
 
 
 def _wait(retry_state) -> float:

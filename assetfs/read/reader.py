@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import trio
 
-from ..errors import ChecksumMismatch, ProviderError
+from ..errors import AuthFailed, ChecksumMismatch, NotFound, ProviderError
 from ..providers.base import Content
 from ..providers.http import ProviderHTTP
 from ..stats import Stats
 from .blockcache import BlockCache
-from .transfer import ConnectionPool, fetch_range
+from .transfer import ConnectionPool, CredentialsRejected, fetch_range
 
 log = logging.getLogger("assetfs.read")
 
@@ -110,7 +110,7 @@ class Reader:
             await pending.event.wait()
             if pending.data is not None:
                 return pending.data
-            if isinstance(pending.error, ChecksumMismatch) or attempt == FETCH_ATTEMPTS - 1:
+            if isinstance(pending.error, (ChecksumMismatch, AuthFailed, NotFound)) or attempt == FETCH_ATTEMPTS - 1:
                 raise pending.error
             log.info("%s: block %d: %s; trying again", self.content.version, index, pending.error)
             await trio.sleep(0.2 * 2 ** attempt)
@@ -157,7 +157,7 @@ class Reader:
             if index < last:
                 await self._download(index, last, pendings)
         except BaseException as e:
-            error = e if isinstance(e, (ProviderError, ChecksumMismatch)) else ProviderError(f"{type(e).__name__}: {e}")
+            error = e if isinstance(e, (ProviderError, AuthFailed)) else ProviderError(f"{type(e).__name__}: {e}")
             for i, pending in pendings.items():
                 if pending.data is None and not pending.event.is_set():
                     pending.error = error
@@ -186,10 +186,17 @@ class Reader:
                 trio.from_thread.run_sync(self._deliver, index, data, pendings[index], False, trio_token=token)
                 self.cache.offer(self.content.version, index, data)
 
-        auth = await self.http.auth.headers(self.http) if self.http.is_trusted(self.content.url) else {}
-        await trio.to_thread.run_sync(
-            fetch_range, self.connections, self.content.url, start, end, self.bs, self.http.is_trusted, auth,
-            self.http.client.headers["user-agent"], on_block, first, abandon_on_cancel=True)
+        for attempt in range(2):
+            auth = await self.http.auth.headers(self.http) if self.http.is_trusted(self.content.url) else {}
+            try:
+                await trio.to_thread.run_sync(
+                    fetch_range, self.connections, self.content.url, start, end, self.bs, self.http.is_trusted, auth,
+                    self.http.client.headers["user-agent"], on_block, first, abandon_on_cancel=True)
+                break
+            except CredentialsRejected as e:
+                if attempt:
+                    raise AuthFailed(f"{e}: the provider refused a fresh token too") from None
+                self.http.auth.invalidate()  # a revoked or expired token: fetch a new one, once
         self.stats.add("bytes_downloaded", end - start)
         if self.whole:
             digest = hashlib.md5(b"".join(whole)).hexdigest()

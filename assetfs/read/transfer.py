@@ -21,6 +21,10 @@ from ..providers.http import MAX_REDIRECTS, Retryable, redact
 _ssl_context = ssl.create_default_context()
 
 
+class CredentialsRejected(ProviderError):
+    """A provider host answered 401 to the credentials we sent: get new ones and retry."""
+
+
 class ConnectionPool:
     """Idle keep-alive connections per (scheme, host, port)."""
 
@@ -83,6 +87,8 @@ def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size
                 body = response.read(512).decode(errors="replace")
                 if status == 404:
                     raise NotFound(f"GET {redact(target)}: not found")
+                if status == 401 and trusted(target):
+                    raise CredentialsRejected(f"GET {redact(target)}: HTTP 401")
                 if status in (429, 500, 502, 503, 504):
                     raise Retryable(f"GET {redact(target)}: HTTP {status}")
                 raise ProviderError(f"GET {redact(target)}: HTTP {status} {' '.join(body.split())[:200]}")
