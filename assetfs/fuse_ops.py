@@ -1,8 +1,9 @@
 """pyfuse3.Operations, kept thin: resolve the inode, ask the core, shape the reply.
 
-Every operation runs under `_guard`, the one place where errors become errno: our own
-errors carry theirs, a syscall that outlives the timeout answers EIO, and anything
-unexpected is logged with its traceback and answered EIO (the mount carries on).
+Every operation runs under `_guard` (bounded by the mount's timeout) or `_local` (answered
+from memory); both send exceptions through `_translate`, the one place where errors become
+errno: our own errors carry theirs, a syscall that outlives the timeout answers EIO, and
+anything unexpected is logged with its traceback and answered EIO (the mount carries on).
 """
 
 from __future__ import annotations
@@ -26,26 +27,49 @@ from .tree import Node, Tree
 log = logging.getLogger("assetfs.fuse")
 
 
+def _translate(self: Operations, op: str, exc: BaseException) -> pyfuse3.FUSEError:
+    """The one place where an exception becomes an errno (and a log line where it helps)."""
+    if isinstance(exc, pyfuse3.FUSEError):
+        return exc
+    if isinstance(exc, trio.TooSlowError):
+        self.stats.add("timeouts")
+        log.warning("%s: no answer within %.0fs, answering EIO", op, self.options.timeout)
+        return pyfuse3.FUSEError(errno.EIO)
+    if isinstance(exc, AssetfsError):
+        if exc.errno not in (errno.ENOENT, errno.ENODATA):
+            log.warning("%s: %s", op, exc)
+        return pyfuse3.FUSEError(exc.errno)
+    self.stats.add("internal_errors")
+    log.error("%s failed unexpectedly; answering EIO", op, exc_info=exc)
+    return pyfuse3.FUSEError(errno.EIO)
+
+
 def _guard(op):
+    """For operations that may wait on a provider: bounded by the mount's timeout."""
+    counter = f"fuse_{op.__name__}"
+
     @functools.wraps(op)
     async def wrapper(self: Operations, *args):
+        self.stats.add(counter)
         try:
             with trio.fail_after(self.options.timeout):
                 return await op(self, *args)
-        except pyfuse3.FUSEError:
-            raise
-        except trio.TooSlowError:
-            self.stats.add("timeouts")
-            log.warning("%s: no answer within %.0fs, answering EIO", op.__name__, self.options.timeout)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-        except AssetfsError as e:
-            if e.errno != errno.ENOENT and e.errno != errno.ENODATA:
-                log.warning("%s: %s", op.__name__, e)
-            raise pyfuse3.FUSEError(e.errno) from None
-        except Exception:
-            self.stats.add("internal_errors")
-            log.exception("%s failed unexpectedly; answering EIO", op.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception as e:
+            raise _translate(self, op.__name__, e) from None
+    return wrapper
+
+
+def _local(op):
+    """For operations answered from memory: no timeout needed, same error translation."""
+    counter = f"fuse_{op.__name__}"
+
+    @functools.wraps(op)
+    async def wrapper(self: Operations, *args):
+        self.stats.add(counter)
+        try:
+            return await op(self, *args)
+        except Exception as e:
+            raise _translate(self, op.__name__, e) from None
     return wrapper
 
 
@@ -58,6 +82,10 @@ class _FileHandle:
 
 
 class Operations(pyfuse3.Operations):
+    # The kernel then answers POSIX ACL queries itself and remembers that there are none:
+    # `ls -l` asks for them on every file, and each question would be a round trip here.
+    enable_acl = True
+
     def __init__(self, tree: Tree, readers, options: MountOptions, stats):
         super().__init__()
         self.tree = tree
@@ -124,7 +152,7 @@ class Operations(pyfuse3.Operations):
         self._handles[fh] = list(children.values())  # a snapshot: offsets stay stable while open
         return fh
 
-    @_guard
+    @_local
     async def readdir(self, fh, start_id, token):
         snapshot = self._handles[fh]
         for index in range(start_id, len(snapshot)):
@@ -167,7 +195,6 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def read(self, fh, off, size):
-        self.stats.add("reads")
         handle = self._handles[fh]
         if handle.data is not None:
             return handle.data[off:off + size]
@@ -193,7 +220,7 @@ class Operations(pyfuse3.Operations):
             values.setdefault("user.assetfs.version", content.version)
         return values
 
-    @_guard
+    @_local
     async def getxattr(self, inode, name, ctx):
         values = self._xattrs(self.tree.inodes.get(inode))
         try:
@@ -201,11 +228,11 @@ class Operations(pyfuse3.Operations):
         except KeyError:
             raise NoAttribute(os.fsdecode(name)) from None
 
-    @_guard
+    @_local
     async def listxattr(self, inode, ctx):
         return [k.encode() for k in self._xattrs(self.tree.inodes.get(inode))]
 
-    @_guard
+    @_local
     async def statfs(self, ctx):
         st = pyfuse3.StatvfsData()
         st.f_bsize = st.f_frsize = self.options.block_size
