@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import NoReturn
+from collections.abc import MutableMapping
 
-from ..errors import NotSupported, ReadOnly
+from ..errors import NotPermitted, NotSupported, ReadOnly
 from .http import ProviderHTTP
 
 
@@ -27,6 +30,25 @@ class Content:
     mime: str | None = None
 
 
+# What an entry is, for the write path (which operations make sense where).
+CONTAINER = "container"   # holds assets: an organization, brand, collection, workspace or folder
+ASSET = "asset"           # one asset's directory
+CONTENT = "content"       # an asset's content file (its current version)
+TRASH = "trash"           # a view of deleted assets that can be restored
+
+
+@dataclass
+class Upload:
+    """Bytes written through the mount, spooled on local disk until the provider has them."""
+
+    path: Path                    # the spool file: stream from it, never read it whole
+    name: str                     # the file name the user wrote
+    size: int
+    md5: str
+    mime: str
+    xattrs: dict[str, str] = field(default_factory=dict)  # user.assetfs.* set before close (e.g. intent)
+
+
 @dataclass
 class Entry:
     name: str                     # the provider's name for it (made safe and unique later)
@@ -37,6 +59,7 @@ class Entry:
     inline: bytes | None = None          # a small file made locally (asset.json)
     children: list[Entry] | None = None  # a directory known without a request (an asset's files)
     xattrs: dict[str, str] = field(default_factory=dict)
+    kind: str = ""                       # CONTAINER, ASSET, CONTENT, TRASH, or "" (nothing to write)
 
     @property
     def size(self) -> int | None:
@@ -55,6 +78,9 @@ class Provider:
         self.account = account
         self.settings = settings
         self.http = http
+        #: What the provider must remember across mounts (e.g. the assets an iQmetrix
+        #: collection gained through the mount): a dict here, a disk store when mounted.
+        self.memory: MutableMapping = {}
 
     async def list_root(self) -> list[Entry]:
         """The account's top level (organizations, collections, workspaces)."""
@@ -81,8 +107,35 @@ class Provider:
     async def close(self) -> None:
         await self.http.aclose()
 
-    def refuse_write(self) -> None:
-        raise ReadOnly(self.read_only_reason or "this provider is read-only")
+    # -- writes: each says why it cannot, unless the provider can ---------------------------
+
+    def refuse(self, what: str) -> NoReturn:
+        if self.read_only_reason:
+            raise ReadOnly(f"{what}: {self.read_only_reason}")
+        raise NotPermitted(f"{what}: the {self.name} API has no way to do this")
+
+    async def create_asset(self, container: Entry, upload: Upload) -> Entry:
+        """Upload a new file into a container; the new asset's directory entry (with its
+        children), so it shows at once."""
+        self.refuse("creating an asset")
+
+    async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
+        """New content for an existing asset (a new version where the provider keeps
+        versions); the asset's directory entry as it now is."""
+        self.refuse("replacing an asset's file")
+
+    async def delete_asset(self, asset: Entry) -> None:
+        self.refuse("deleting an asset")
+
+    async def make_container(self, parent: Entry, name: str) -> Entry:
+        self.refuse("creating a folder")
+
+    async def delete_container(self, container: Entry) -> None:
+        self.refuse("deleting a folder")
+
+    async def move_asset(self, asset: Entry, container: Entry, name: str) -> Entry:
+        """Rename and/or move an asset (from a trash view: restore it); its new directory entry."""
+        self.refuse("renaming or moving an asset")
 
 
 def asset_json(meta) -> bytes:
