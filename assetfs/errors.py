@@ -66,3 +66,21 @@ def errno_of(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
     return errno.EIO
+
+
+class InvalidArgument(AssetfsError):
+    errno = errno.EINVAL
+
+
+class DirectoryNotEmpty(AssetfsError):
+    errno = errno.ENOTEMPTY
+
+
+class CrossDevice(AssetfsError):
+    """A move between accounts: `mv` copies and deletes instead."""
+
+    errno = errno.EXDEV
+
+
+class AlreadyExists(AssetfsError):
+    errno = errno.EEXIST

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from .errors import AssetfsError, NoAttribute, ReadOnly
+from .errors import AssetfsError, InvalidArgument, NoAttribute, NotPermitted
 from .options import MountOptions
 from .read.reader import Cursor, Reader
 from .tree import Node, Tree
+from .write.overlay import LocalFile
+from .write.writer import Writer
 
 log = logging.getLogger("assetfs.fuse")
 
@@ -59,6 +61,26 @@ def _guard(op):
     return wrapper
 
 
+UPLOAD_RATE_FLOOR = 1 << 20  # bytes/s: a close() may take the timeout plus size at this rate
+
+
+def _upload_guard(op):
+    """For operations that upload (close, fsync, a committing rename): the timeout plus
+    time for the bytes at a slow link's pace, so a big `cp` is not cut short."""
+    counter = f"fuse_{op.__name__}"
+
+    @functools.wraps(op)
+    async def wrapper(self: Operations, *args):
+        self.stats.add(counter)
+        try:
+            size = self._renamed_size(*args[:2]) if op.__name__ == "rename" else self._handle_size(args[0])
+            with trio.fail_after(self.options.timeout + size / UPLOAD_RATE_FLOOR):
+                return await op(self, *args)
+        except Exception as e:
+            raise _translate(self, op.__name__, e) from None
+    return wrapper
+
+
 def _local(op):
     """For operations answered from memory: no timeout needed, same error translation."""
     counter = f"fuse_{op.__name__}"
@@ -79,6 +101,7 @@ class _FileHandle:
     reader: Reader | None = None
     cursor: Cursor | None = None
     data: bytes | None = None  # an inline or rendered file
+    local: LocalFile | None = None  # a file in the spool (being written, or not yet uploaded)
 
 
 class Operations(pyfuse3.Operations):
@@ -86,14 +109,27 @@ class Operations(pyfuse3.Operations):
     # `ls -l` asks for them on every file, and each question would be a round trip here.
     enable_acl = True
 
-    def __init__(self, tree: Tree, readers, options: MountOptions, stats):
+    def __init__(self, tree: Tree, readers, options: MountOptions, stats, writer: Writer):
         super().__init__()
         self.tree = tree
+        self.writer = writer
         self.readers = readers
         self.options = options
         self.stats = stats
         self._handles: dict[int, object] = {}
         self._ids = itertools.count(1)
+
+    def _handle_size(self, fh: int) -> int:
+        local = getattr(self._handles.get(fh), "local", None)
+        return local.spool.size if local is not None and local.spool.fd >= 0 else 0
+
+    def _renamed_size(self, parent_inode: int, name: bytes) -> int:
+        try:
+            parent = self.tree.inodes.get(parent_inode)
+        except AssetfsError:
+            return 0
+        node = (parent.overlay or {}).get(os.fsdecode(name))
+        return node.local.spool.size if node is not None and node.local is not None and node.local.spool.fd >= 0 else 0
 
     # -- attributes -----------------------------------------------------------------------
 
@@ -102,7 +138,12 @@ class Operations(pyfuse3.Operations):
         attr.st_ino = node.ino
         writable = not self.options.ro and node.provider is not None and not node.provider.read_only_reason \
             and node.entry.inline is None and node.render is None
-        if node.is_dir:
+        if node.local is not None or node.written is not None:
+            attr.st_mode = stat.S_IFREG | ((node.local or node.written).mode & ~self.options.umask)
+            if node.local is not None and node.local.read_only:
+                attr.st_mode &= ~0o222
+            attr.st_nlink = 1
+        elif node.is_dir:
             attr.st_mode = stat.S_IFDIR | ((0o777 if writable else 0o555) & ~self.options.umask)
             attr.st_nlink = 2
         else:
@@ -113,9 +154,10 @@ class Operations(pyfuse3.Operations):
         attr.st_blocks = (attr.st_size + 511) // 512
         attr.st_uid = self.options.uid
         attr.st_gid = self.options.gid
-        mtime_ns = int((node.entry.mtime or self.stats.started) * 1e9)
+        mtime = node.local.mtime if node.local is not None else node.entry.mtime
+        mtime_ns = int((mtime or self.stats.started) * 1e9)
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = mtime_ns
-        ttl = 1.0 if node.render is not None else self.tree.metacache.ttl
+        ttl = 1.0 if (node.render is not None or node.local is not None) else self.tree.metacache.ttl
         attr.entry_timeout = ttl
         attr.attr_timeout = ttl
         return attr
@@ -173,11 +215,18 @@ class Operations(pyfuse3.Operations):
     @_guard
     async def open(self, inode, flags, ctx):
         node = self.tree.inodes.get(inode)
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            self._refuse_write(node)
-        handle = _FileHandle(node)
         info = pyfuse3.FileInfo()
-        if node.render is not None:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            if flags & os.O_APPEND and node.local is None:
+                raise NotPermitted(f"{node.path}: appending to a file on the provider is not supported")
+            self.writer.open_for_write(node, truncate=bool(flags & os.O_TRUNC))
+            if flags & os.O_TRUNC:
+                self.writer.truncate(node, 0)
+        handle = _FileHandle(node)
+        if node.local is not None:
+            handle.local = node.local
+            info.direct_io = True  # the spool is the truth while a file is local
+        elif node.render is not None:
             handle.data = node.render()
             info.direct_io = True
         elif node.entry.inline is not None:
@@ -196,19 +245,61 @@ class Operations(pyfuse3.Operations):
     @_guard
     async def read(self, fh, off, size):
         handle = self._handles[fh]
+        if handle.local is not None:
+            return await trio.to_thread.run_sync(handle.local.spool.read, off, size)
         if handle.data is not None:
             return handle.data[off:off + size]
         return await handle.reader.read(handle.cursor, off, size)
 
+    @_local
+    async def write(self, fh, off, buf):
+        handle = self._handles[fh]
+        if handle.local is None or handle.local is not handle.node.local:
+            raise NotPermitted(f"{handle.node.path}: not open for writing")
+        return self.writer.write(handle.node, off, buf)
+
+    @_upload_guard
+    async def flush(self, fh):
+        handle = self._handles[fh]
+        if handle.local is not None and handle.local is handle.node.local:
+            await self.writer.flush(handle.node)
+
+    @_upload_guard
+    async def fsync(self, fh, datasync):
+        handle = self._handles[fh]
+        if handle.local is not None and handle.local is handle.node.local:
+            await trio.to_thread.run_sync(handle.local.spool.sync)
+            await self.writer.flush(handle.node)
+
+    @_guard
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        parent = self.tree.inodes.get(parent_inode)
+        node = self.writer.create(parent, os.fsdecode(name), mode)
+        info = pyfuse3.FileInfo()
+        info.fh = next(self._ids)
+        info.direct_io = True
+        self._handles[info.fh] = _FileHandle(node, local=node.local)
+        attrs = self._attributes(node, 0)
+        self.tree.inodes.remember(node)
+        return info, attrs
+
     async def release(self, fh):
         handle = self._handles.pop(fh, None)
-        if handle is not None and handle.reader is not None:
+        if handle is None:
+            return
+        if handle.reader is not None:
             self.readers.close(handle.reader)
+        if handle.local is not None and handle.local is not handle.node.local and not handle.local.read_only:
+            handle.local.spool.close()  # uploaded (or removed) meanwhile: its spool is done
 
     # -- extended attributes --------------------------------------------------------------
 
     def _xattrs(self, node: Node) -> dict[str, str]:
         values = dict(node.entry.xattrs)
+        if node.local is not None:
+            values.update(node.local.xattrs)
+        if node.written is not None:
+            values.update({k: v for k, v in node.written.asset.xattrs.items() if k not in values})
         content = node.entry.content
         if content is not None:
             if content.md5:
@@ -241,39 +332,58 @@ class Operations(pyfuse3.Operations):
         st.f_namemax = 255
         return st
 
-    # -- writes (see the README's semantics table) ---------------------------------------
-
-    def _refuse_write(self, node: Node | None):
-        if self.options.ro:
-            raise ReadOnly("mounted read-only (-o ro)")
-        if node is not None and node.provider is not None and node.provider.read_only_reason:
-            log.info("%s: %s", node.path, node.provider.read_only_reason)
-        raise ReadOnly(f"{node.path if node else 'mount'}: writing is not available here")
-
-    @_guard
-    async def create(self, parent_inode, name, mode, flags, ctx):
-        self._refuse_write(self.tree.inodes.get(parent_inode))
-
-    @_guard
-    async def mkdir(self, parent_inode, name, mode, ctx):
-        self._refuse_write(self.tree.inodes.get(parent_inode))
-
-    @_guard
-    async def unlink(self, parent_inode, name, ctx):
-        self._refuse_write(self.tree.inodes.get(parent_inode))
-
-    @_guard
-    async def rmdir(self, parent_inode, name, ctx):
-        self._refuse_write(self.tree.inodes.get(parent_inode))
-
-    @_guard
-    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        self._refuse_write(self.tree.inodes.get(parent_inode_old))
+    # -- writes: the rules live in write/writer.py ----------------------------------------
 
     @_guard
     async def setattr(self, inode, attr, fields, fh, ctx):
-        self._refuse_write(self.tree.inodes.get(inode))
+        node = self.tree.inodes.get(inode)
+        if fields.update_size:
+            self.writer.truncate(node, attr.st_size)
+        if fields.update_mtime or fields.update_mode:
+            self.writer.set_times_and_mode(node, attr.st_mtime_ns / 1e9 if fields.update_mtime else None,
+                                           attr.st_mode if fields.update_mode else None)
+        if (fields.update_uid or fields.update_gid) and node.local is None:
+            self.writer.set_times_and_mode(node, None, None)  # refused for files on the provider
+        return await self._attrs(node)
 
     @_guard
+    async def unlink(self, parent_inode, name, ctx):
+        await self.writer.unlink(self.tree.inodes.get(parent_inode), os.fsdecode(name))
+
+    @_guard
+    async def rmdir(self, parent_inode, name, ctx):
+        await self.writer.rmdir(self.tree.inodes.get(parent_inode), os.fsdecode(name))
+
+    @_guard
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        node = await self.writer.mkdir(self.tree.inodes.get(parent_inode), os.fsdecode(name))
+        attrs = await self._attrs(node)
+        self.tree.inodes.remember(node)
+        return attrs
+
+    @_upload_guard
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        if flags:
+            raise InvalidArgument("rename flags (exchange, no-replace) are not supported")
+        await self.writer.rename(self.tree.inodes.get(parent_inode_old), os.fsdecode(name_old),
+                                 self.tree.inodes.get(parent_inode_new), os.fsdecode(name_new))
+
+    @_local
     async def setxattr(self, inode, name, value, ctx):
-        self._refuse_write(self.tree.inodes.get(inode))
+        self.writer.set_xattr(self.tree.inodes.get(inode), os.fsdecode(name), value)
+
+    @_local
+    async def removexattr(self, inode, name, ctx):
+        raise NotPermitted("extended attributes show the provider's metadata; they cannot be removed")
+
+    @_local
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise NotPermitted("hard links are not supported")
+
+    @_local
+    async def symlink(self, parent_inode, name, target, ctx):
+        raise NotPermitted("symbolic links are not supported")
+
+    @_local
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        raise NotPermitted("only regular files and directories can be made")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyfuse3
+import diskcache
 import trio
 
 from .config import Config
@@ -22,6 +23,11 @@ from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
 from .stats import Stats
 from .tree import Tree
+from .write.journal import Journal
+from .write.overlay import WrittenNames
+from .write.spool import Spool
+from .write.uploader import Uploader
+from .write.writer import Writer
 
 log = logging.getLogger("assetfs.mount")
 
@@ -41,9 +47,18 @@ class Mount:
         self.metacache = MetaCache(cache_dir / "metadata", ttl)
         self.blocks = BlockCache(cache_dir / "blocks", options.cache_size or config.cache.max_size, options.block_size)
         self.providers = {name: build_provider(name, config, self.stats, options.timeout) for name in config.accounts}
+        for name, provider in self.providers.items():
+            provider.memory = diskcache.Index.fromcache(diskcache.Cache(str(cache_dir / "memory" / _slug(name)),
+                                                                        eviction_policy="none"))
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
-        self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json)
-        self.ops = Operations(self.tree, self.readers, options, self.stats)
+        self.written = WrittenNames(cache_dir / "written")
+        self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json, self.written)
+        self.spool = Spool(cache_dir / "spool")
+        self.journal = Journal(cache_dir / "journal")
+        self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self.tree.uploaded)
+        self.tree.pending = self.uploader.pending
+        self.writer = Writer(self.tree, self.uploader, self.spool, options)
+        self.ops = Operations(self.tree, self.readers, options, self.stats, self.writer)
 
     def status_json(self) -> bytes:
         status = {
@@ -53,6 +68,8 @@ class Mount:
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
             "inodes": len(self.tree.inodes),
+            "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
+                                 "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
         }
         return (json.dumps(status, indent=2) + "\n").encode()
 
@@ -67,6 +84,7 @@ class Mount:
                 self.readers.nursery = nursery
                 nursery.start_soon(self._stop_on_signal)
                 nursery.start_soon(self._widen_kernel_readahead)
+                nursery.start_soon(self.uploader.run)
                 log.info("mounted %s", self.mountpoint)
                 if ready:
                     ready()
@@ -79,6 +97,8 @@ class Mount:
                     await provider.close()
             self.metacache.close()
             self.blocks.close()
+            self.journal.close()
+            self.written.close()
             log.info("unmounted %s", self.mountpoint)
 
     async def _widen_kernel_readahead(self) -> None:
@@ -111,3 +131,7 @@ def _return_freed_blocks_to_the_system() -> None:
         libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "account"

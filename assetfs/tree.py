@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
+from pathlib import Path
 from collections.abc import Callable
 
 import pyfuse3
@@ -14,8 +16,11 @@ from .errors import AssetfsError, NotADirectory, NotFound
 from .inodes import InodeTable
 from .metacache import MetaCache
 from .names import is_probe, safe_name, unique_names
-from .providers.base import Content, Entry, Provider
+from .providers.base import CONTAINER, CONTENT, Content, Entry, Provider
 from .stats import Stats
+from .write.journal import CREATE, PendingUpload
+from .write.overlay import LocalFile, WrittenFile, WrittenNames
+from .write.spool import SpoolFile
 
 log = logging.getLogger("assetfs.tree")
 
@@ -25,7 +30,8 @@ CONTROL_DIR = ".assetfs"
 class Node:
     """One file or directory of the mount."""
 
-    __slots__ = ("ino", "name", "parent", "provider", "entry", "children", "listed_at", "negative", "lock", "render")
+    __slots__ = ("ino", "name", "parent", "provider", "entry", "children", "listed_at", "negative", "lock", "render",
+                 "overlay", "local", "written", "__weakref__")
 
     def __init__(self, ino: int, name: str, parent: Node | None, provider: Provider | None, entry: Entry,
                  render: Callable[[], bytes] | None = None):
@@ -39,6 +45,9 @@ class Node:
         self.negative: dict[str, float] = {}
         self.lock: trio.Lock | None = None
         self.render = render  # a virtual file made fresh on each open (status.json)
+        self.overlay: dict[str, Node | None] | None = None  # local and written files; None marks a removed name
+        self.local: LocalFile | None = None                 # this file lives in the spool for now
+        self.written: WrittenFile | None = None             # this file was uploaded through the mount
 
     @property
     def is_dir(self) -> bool:
@@ -55,10 +64,20 @@ class Node:
     def cache_key(self) -> str:
         return f"{self.provider.account}:{self.entry.key}"
 
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
 
 class Tree:
-    def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes]):
+    def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes],
+                 written: WrittenNames | None = None):
         self.inodes = InodeTable()
+        self.written_names = written
+        self._directories: weakref.WeakValueDictionary[str, Node] = weakref.WeakValueDictionary()
+        self.deleted: set[str] = set()  # keys of assets deleted through this mount
+        self.pending: Callable[[], list[PendingUpload]] = list  # the uploader's pending list, once it exists
+        self._pending_nodes: dict[str, Node] = {}
         self.metacache = metacache
         self.stats = stats
         self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
@@ -68,6 +87,8 @@ class Tree:
         control.children = {}
         status_entry = Entry("status.json", "status.json", False, time.time())
         control.children["status.json"] = self._new("status.json", control, None, status_entry, render=status)
+        self.pending_dir = self._new("pending", control, None, Entry("pending", "pending", True, time.time()))
+        control.children["pending"] = self.pending_dir
         self.root.children[CONTROL_DIR] = control
         for account, provider in providers.items():
             entry = Entry(account, "", True, time.time(), xattrs={"user.assetfs.provider": type(provider).name})
@@ -80,7 +101,20 @@ class Tree:
     # -- listing --------------------------------------------------------------------------
 
     async def children(self, node: Node) -> dict[str, Node]:
-        """A directory's children, from memory, the disk cache, or the provider."""
+        """A directory's children: the provider's entries, with local and written files
+        over them (a local name hides a remote one of the same name)."""
+        if node is self.pending_dir:
+            return self._pending_children()
+        remote = await self.remote_children(node)
+        overlay = self.overlay(node)
+        if not overlay:
+            return remote
+        merged = {name: child for name, child in remote.items() if name not in overlay}
+        merged.update((name, child) for name, child in overlay.items() if child is not None)
+        return merged
+
+    async def remote_children(self, node: Node) -> dict[str, Node]:
+        """A directory's children from memory, the disk cache, or the provider."""
         if not node.is_dir:
             raise NotADirectory(node.path)
         if node.entry.children is not None and node.children is None:
@@ -98,6 +132,69 @@ class Tree:
             node.listed_at = fetched_at
             node.negative.clear()
         return node.children
+
+    def _pending_children(self) -> dict[str, Node]:
+        """`.assetfs/pending/`: one read-only file per upload not yet confirmed, with its bytes."""
+        children, nodes = {}, {}
+        for record in self.pending():
+            node = self._pending_nodes.get(record.id)
+            if node is None:
+                try:
+                    spool = SpoolFile(Path(record.spool))
+                except OSError:
+                    continue
+                name = safe_name(f"{record.id} {record.name}", record.id)
+                entry = Entry(name, f"pending:{record.id}", False, record.mtime, xattrs={})
+                node = self._new(name, self.pending_dir, None, entry)
+                node.local = LocalFile(spool, record, record.mtime, read_only=True)
+            node.entry.xattrs = {"user.assetfs.account": record.account, "user.assetfs.state": record.state,
+                                 "user.assetfs.target": record.target.name, "user.assetfs.attempts": str(record.attempts),
+                                 "user.assetfs.error": record.last_error}
+            nodes[record.id] = node
+            children[node.name] = node
+        for gone in set(self._pending_nodes) - set(nodes):
+            self._pending_nodes[gone].local.spool.close()
+        self._pending_nodes = nodes
+        return children
+
+    def overlay(self, node: Node) -> dict[str, Node | None]:
+        """Local and written files of a directory (written ones loaded from disk once)."""
+        if node.overlay is None:
+            node.overlay = {}
+            if node.provider is not None and self.written_names is not None and node.kind == CONTAINER:
+                self._directories[node.cache_key()] = node
+                for name, written in self.written_names.of(node.cache_key()).items():
+                    node.overlay[name] = self.written_node(node, name, written)
+        return node.overlay
+
+    def written_node(self, parent: Node, name: str, written: WrittenFile) -> Node:
+        entry = Entry(name, f"written:{written.asset.key}", False, written.mtime, kind=CONTENT)
+        node = self._new(name, parent, parent.provider, entry)
+        node.written = written
+        return node
+
+    def local_node(self, parent: Node, name: str, local: LocalFile) -> Node:
+        entry = Entry(name, f"local:{id(local)}", False, local.mtime, kind=CONTENT)
+        node = self._new(name, parent, parent.provider, entry)
+        node.local = local
+        self.overlay(parent)[name] = node
+        if parent.provider is not None:
+            self._directories[parent.cache_key()] = parent
+        return node
+
+    def adopt_one(self, parent: Node, name: str, entry: Entry) -> Node:
+        """A node for one entry the provider just returned (after mkdir or a move)."""
+        return self._new(name, parent, parent.provider, entry)
+
+    def directory(self, cache_key: str) -> Node | None:
+        """A directory node still in memory, by its cache key."""
+        return self._directories.get(cache_key)
+
+    def forget_listing(self, node: Node) -> None:
+        """The provider's side of this directory changed through us: list it afresh."""
+        node.listed_at = 0.0
+        if node.provider is not None:
+            self.metacache.forget_listing(node.cache_key())
 
     async def _listing(self, node: Node) -> tuple[list[Entry], float]:
         key = node.cache_key()
@@ -140,10 +237,20 @@ class Tree:
         return children
 
     async def lookup(self, parent: Node, name: str) -> Node:
+        if parent is self.pending_dir:
+            children = self._pending_children()
+            if name in children:
+                return children[name]
+            raise NotFound(name)
+        overlay = self.overlay(parent) if parent.is_dir else {}
+        if name in overlay:
+            if overlay[name] is None:
+                raise NotFound(name)
+            return overlay[name]
         if is_probe(name):
             self.stats.add("probe_names")
             raise NotFound(name)
-        children = await self.children(parent)
+        children = await self.remote_children(parent)
         if name in children:
             return children[name]
         expiry = parent.negative.get(name)
@@ -163,6 +270,8 @@ class Tree:
 
     async def content(self, node: Node) -> Content:
         """A file's content with URL and size known (fetched once per version, kept for good)."""
+        if node.written is not None and node.entry.content is None:
+            node.entry.content = await self._written_content(node)
         content = node.entry.content
         if content is None:
             raise NotFound(node.path)
@@ -180,10 +289,22 @@ class Tree:
         self._content_locks.pop(content.version, None)
         return fact
 
+    async def _written_content(self, node: Node) -> Content:
+        asset = node.written.asset
+        files = asset.children if asset.children is not None else await node.provider.list_dir(asset)
+        for entry in files:
+            if entry.kind == CONTENT and entry.content is not None:
+                return entry.content
+        raise NotFound(f"{node.path}: its asset has no content file any more")
+
     def known_size(self, node: Node) -> int | None:
         """The size if known without a request."""
         if node.render is not None:
             return len(node.render())
+        if node.local is not None:
+            return node.local.spool.size
+        if node.written is not None:
+            return node.written.size
         entry = node.entry
         if entry.is_dir:
             return 0
@@ -193,3 +314,38 @@ class Tree:
             return entry.content.size
         fact = self.metacache.fact(f"content:{entry.content.version}") if entry.content else None
         return fact.size if fact else None
+
+    # -- after an upload ---------------------------------------------------------------------
+
+    def uploaded(self, record: PendingUpload, asset: Entry) -> None:
+        """Show what an upload became: the file keeps its name (a written file) and the new
+        or changed asset appears in its container at the next listing."""
+        directory = self.directory(record.directory_key)
+        known = self.written_names.of(record.directory_key) if self.written_names else {}
+        if record.action == CREATE or record.name in known:
+            written = WrittenFile(asset, record.size, record.md5, record.mtime)
+            if self.written_names is not None:
+                self.written_names.put(record.directory_key, record.name, written)
+            if directory is None:
+                self.metacache.forget_listing(record.directory_key)
+                return
+            node = self.overlay(directory).get(record.name)
+            if node is not None and (node.local is None or node.local.record is None or node.local.record.id == record.id):
+                node.local = None
+                node.written = written
+                node.entry = Entry(record.name, f"written:{asset.key}", False, record.mtime, kind=CONTENT)
+            self.forget_listing(directory)
+            return
+        # New content for the file of an asset directory: the directory shows the asset as it now is.
+        if directory is None:
+            return
+        directory.entry = asset
+        if asset.children is not None:
+            directory.children = self._adopt(directory, asset.children, previous=directory.children)
+        else:
+            directory.listed_at = 0.0
+        for child in (directory.children or {}).values():
+            if child.local is not None and child.local.record is not None and child.local.record.id == record.id:
+                child.local = None
+        if directory.parent is not None:
+            self.forget_listing(directory.parent)

@@ -17,6 +17,14 @@ id comes last, as it is the suffix that tells duplicate names apart and it never
 
 Auth is OAuth2 client credentials (no refresh token): a new token shortly before the old
 one expires, and after a 401.
+
+Writes: brands are the containers (an organization holds brands, not assets). A new file in
+a brand becomes an uploaded image plus a new brand asset named by the file name without its
+extension; the intent is the file's `user.assetfs.intent` xattr, else the account's
+`default_intent`. New bytes for an asset's image are a new image put in the asset with
+If-Match on its etag (never a blind overwrite); deleting an asset directory deletes the
+asset (soft: the API keeps it 40 days, unlisted). Apple takes JPEG, PNG and HEIC images of
+at most 15 MB.
 """
 
 from __future__ import annotations
@@ -31,8 +39,8 @@ from urllib.parse import urljoin
 import httpx
 import trio
 
-from ..errors import AuthFailed, NotFound, ProviderError
-from .base import Content, Entry, Provider, asset_json, parse_time
+from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
+from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, parse_time
 from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
 
 log = logging.getLogger("assetfs.apple")
@@ -42,6 +50,9 @@ PAGE_SIZE = 100        # the emulator's (inferred) maximum; the docs give none
 MAX_PAGES = 100_000    # a cursor loop guard: 10 million assets in one brand
 TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/heic": ".heic", "image/heif": ".heif"}
+INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
+INTENT_XATTR = "user.assetfs.intent"
+MAX_IMAGE_BYTES = 15 * 1024 * 1024   # documented: images of at most 15 MB
 
 # The token the current task last sent: a 401 invalidates only that token, so requests that
 # failed together with an old token do not each fetch a new one.
@@ -140,6 +151,8 @@ def _api_error(response: httpx.Response) -> str:
 
 class Apple(Provider):
     name = "apple"
+    # No folders (brands come from Apple) and no rename: partnersAssetId is the partner's key.
+    writes = frozenset({"create", "replace", "delete"})
 
     # -- organizations and brands -------------------------------------------------------------
 
@@ -265,6 +278,154 @@ class Apple(Provider):
             return None
         return image if isinstance(image, dict) else None
 
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def create_asset(self, container: Entry, upload: Upload) -> Entry:
+        """A new file in a brand: `POST …/images/upload` (the file, streamed), then
+        `POST …/brands/{brandId}/assets` naming that image, the file name without its
+        extension as partnersAssetId, and the intent. The new asset's directory entry."""
+        parts = container.key.split("/")
+        if not (len(parts) == 4 and parts[0] == "org" and parts[2] == "brand"):
+            raise NotPermitted(f"creating {upload.name!r} in {container.name!r}: Apple Business Connect assets live in a "
+                               "brand, so new images go in a brand directory (<orgId>/<brandId>/)")
+        org, brand = parts[1], parts[3]
+        intent = self._intent(upload) or self.settings.default_intent
+        image = await self._upload_image(org, upload)
+        stem = posixpath.splitext(posixpath.basename(upload.name))[0].strip()
+        details = {"imageId": image["id"], "partnersAssetId": stem, "intent": intent, "altTexts": []}
+        if not stem:
+            del details["partnersAssetId"]   # the API refuses an empty one; the asset is named by its id
+        try:
+            # Not retried: a POST that reached the API but lost its answer would make a second asset.
+            asset = await self.http.json("POST", f"{API}/orgs/{org}/brands/{brand}/assets", json={"brandAssetDetails": details},
+                                         expect=(200, 201), retry=False)
+        except AssetfsError as e:
+            log.warning("%s: %s: image %s was uploaded but no asset was made of it: %s", self.account, upload.name, image["id"], e)
+            raise
+        if not isinstance(asset, dict) or not asset.get("id"):
+            raise ProviderError(f"Apple Business Connect brand {org}/{brand}: the answer to creating an asset from "
+                                f"{upload.name!r} has no asset id")
+        log.info("%s: %s → asset %s (image %s, %s) in brand %s/%s", self.account, upload.name, asset["id"], image["id"], intent, org, brand)
+        return _asset_entry(org, brand, asset)
+
+    async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
+        """New bytes for an asset's image: upload them as a new image, read the asset for its
+        current etag, and `PUT` the asset with that image under `If-Match`. An asset changed
+        in between (412) is not overwritten. The asset's entry as it now is (its key names
+        the new image)."""
+        org, brand, asset_id = self._asset_ids(asset, f"replacing the image of {asset.name!r}")
+        intent = self._intent(upload)
+        image = await self._upload_image(org, upload)
+        current, etag = await self._read_asset(org, asset_id)
+        if current.get("state") == "DELETED":
+            raise NotFound(f"Apple Business Connect asset {asset_id} was deleted on the provider; its image was not replaced")
+        details = dict(_details(current))
+        details["imageId"] = image["id"]
+        if intent:
+            details["intent"] = intent
+        body = dict(current)   # the full asset as read, with the new image in it (the API takes what it may change)
+        body["brandAssetDetails"] = details
+        path = f"{API}/orgs/{org}/assets/{asset_id}"
+        response = await self.http.request("PUT", path, json=body, headers={"If-Match": f'"{etag}"'}, expect=(200, 412))
+        if response.status_code == 412:
+            now, _ = await self._read_asset(org, asset_id)
+            if _details(now).get("imageId") == image["id"]:   # our own PUT, retried after its answer was lost
+                updated = now
+            else:
+                raise ProviderError(
+                    f"Apple Business Connect asset {asset_id} changed on the provider since it was read (etag {etag} is now "
+                    f"{now.get('etag') or '?'}, updated {now.get('updatedDate') or '?'}, state {now.get('state') or '?'}); "
+                    f"not overwritten. The new image {image['id']} was uploaded but is not used; write the file again to retry")
+        else:
+            try:
+                updated = response.json()
+            except ValueError:
+                updated = None
+            if not isinstance(updated, dict) or not updated.get("id"):
+                updated, _ = await self._read_asset(org, asset_id)
+        log.info("%s: %s → asset %s now shows image %s", self.account, upload.name, asset_id, image["id"])
+        return _asset_entry(org, str(updated.get("brandId") or brand), updated)
+
+    async def delete_asset(self, asset: Entry) -> None:
+        """`DELETE …/orgs/{orgId}/assets/{assetId}`: soft (the API keeps it 40 days, listed
+        only to a state filter), so it leaves the listings. An asset that is already
+        DELETED counts as deleted (a retried DELETE whose first answer was lost)."""
+        org, _, asset_id = self._asset_ids(asset, f"deleting {asset.name!r}")
+        path = f"{API}/orgs/{org}/assets/{asset_id}"
+        try:
+            await self.http.request("DELETE", path, expect=(200, 202, 204))
+        except NotFound:
+            try:
+                current = await self.http.json("GET", path)
+            except NotFound:
+                raise NotFound(f"Apple Business Connect asset {asset_id}: no such asset on the provider") from None
+            if not (isinstance(current, dict) and current.get("state") == "DELETED"):
+                raise
+        log.info("%s: deleted asset %s (%s)", self.account, asset_id, asset.name)
+
+    def _asset_ids(self, asset: Entry, what: str) -> tuple[str, str, str]:
+        """(orgId, brandId, assetId) of an asset directory's key."""
+        parts = asset.key.split("/")
+        if not (len(parts) == 8 and parts[0] == "org" and parts[2] == "brand" and parts[4] == "image" and parts[6] == "asset"):
+            raise NotPermitted(f"{what}: not an Apple Business Connect asset directory")
+        return parts[1], parts[3], parts[7]
+
+    def _intent(self, upload: Upload) -> str | None:
+        """The intent the writer asked for with the `user.assetfs.intent` xattr, if any."""
+        raw = upload.xattrs.get(INTENT_XATTR)
+        if raw is None or not str(raw).strip():
+            return None
+        intent = str(raw).strip().upper()
+        if intent not in INTENTS:
+            raise InvalidArgument(f"{upload.name}: {INTENT_XATTR} is {raw!r}, but Apple Business Connect takes only "
+                                f"{', '.join(INTENTS)}; not uploaded")
+        return intent
+
+    async def _upload_image(self, org: str, upload: Upload) -> dict:
+        """`POST …/orgs/{orgId}/images/upload`, the spool file streamed as the part `file`;
+        the new image's metadata. Retried on network trouble and 5xx (httpx rewinds the file):
+        a duplicate is only an unused image, never a second asset."""
+        if upload.size > MAX_IMAGE_BYTES:
+            raise ProviderError(f"{upload.name}: {upload.size} bytes is more than the 15 MB Apple Business Connect "
+                                "accepts for an image; not uploaded")
+        with open(upload.path, "rb") as file:
+            response = await self.http.request(
+                "POST", f"{API}/orgs/{org}/images/upload", expect=(200, 201, 400, 413, 415),
+                files={"file": (posixpath.basename(upload.name) or "image", file, upload.mime or "application/octet-stream")})
+        status = response.status_code
+        if status in (400, 413, 415):
+            self.http.stats.add("errors")
+            reason = {413: "it is too large (images are limited to 15 MB)",
+                      415: "of its type (Apple takes JPEG, PNG and HEIC images)",
+                      400: "it is not a readable image"}[status]
+            raise ProviderError(f"{upload.name}: Apple Business Connect refused the image because {reason} "
+                                f"(HTTP {status}{_api_error(response)})")
+        try:
+            image = response.json()
+        except ValueError:
+            image = None
+        if not isinstance(image, dict) or not isinstance(image.get("id"), str) or not image["id"]:
+            raise ProviderError(f"{upload.name}: the answer to the image upload has no image id")
+        stored = image.get("fileSize")
+        if isinstance(stored, int) and not isinstance(stored, bool) and stored != upload.size:
+            raise ProviderError(f"{upload.name}: the provider stored different bytes ({stored} bytes of {upload.size}); "
+                                f"image {image['id']} is not used")
+        return image
+
+    async def _read_asset(self, org: str, asset_id: str) -> tuple[dict, str]:
+        """An asset and its etag (the header, else the body's)."""
+        response = await self.http.request("GET", f"{API}/orgs/{org}/assets/{asset_id}")
+        try:
+            asset = response.json()
+        except ValueError:
+            asset = None
+        if not isinstance(asset, dict):
+            raise ProviderError(f"Apple Business Connect asset {asset_id}: the answer is not an object")
+        etag = response.headers.get("etag", "").strip().removeprefix("W/").strip('"') or str(asset.get("etag") or "")
+        if not etag:
+            raise ProviderError(f"Apple Business Connect asset {asset_id} has no etag, so it cannot be updated safely; not overwritten")
+        return asset, etag
+
 
 # ---- entries ------------------------------------------------------------------------------------
 
@@ -282,7 +443,7 @@ def _brand_entry(org: str, brand: str, meta: dict | None = None) -> Entry:
               "user.assetfs.display_name": str(meta.get("displayName") or ""),
               "user.assetfs.state": str(meta.get("state") or "")}
     return Entry(brand, f"org/{org}/brand/{brand}", True, parse_time(meta.get("updatedDate") or meta.get("createdDate")),
-                 xattrs={k: v for k, v in xattrs.items() if v})
+                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
 
 
 def _details(asset: dict) -> dict:
@@ -320,7 +481,7 @@ def _asset_entry(org: str, brand: str, asset: dict) -> Entry:
     asset_id, image_id = str(asset["id"]), str(_details(asset).get("imageId") or "")
     key = f"org/{org}/brand/{brand}/image/{image_id}/asset/{asset_id}"
     return Entry(_asset_name(asset), key, True, parse_time(asset.get("updatedDate") or asset.get("createdDate")),
-                 xattrs=_asset_xattrs(asset))
+                 xattrs=_asset_xattrs(asset), kind=ASSET)
 
 
 def _extension(mime) -> str:
@@ -360,7 +521,7 @@ def _image_entry(asset_key: str, asset: dict, image: dict) -> Entry | None:
     mtime = parse_time(image.get("updatedDate") or image.get("createdDate") or asset.get("updatedDate"))
     content = Content(version=f"apple:image:{image_id}", url=url, size=size, mime=mime)
     return Entry(name, f"{asset_key}/content", False, mtime, content=content,
-                 xattrs={k: v for k, v in xattrs.items() if v})
+                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTENT)
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Apple:

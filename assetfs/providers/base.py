@@ -73,6 +73,9 @@ class Provider:
 
     #: Why writes fail here, for the log line (issue: read-only providers answer EROFS).
     read_only_reason = ""
+    #: The write operations this provider's API has: "create", "replace", "delete",
+    #: "mkdir", "rmdir", "move". The others are refused before any byte is written.
+    writes: frozenset[str] = frozenset()
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
         self.account = account
@@ -108,6 +111,9 @@ class Provider:
         await self.http.aclose()
 
     # -- writes: each says why it cannot, unless the provider can ---------------------------
+
+    def supports(self, operation: str) -> bool:
+        return operation in self.writes
 
     def refuse(self, what: str) -> NoReturn:
         if self.read_only_reason:

@@ -6,6 +6,11 @@ listing fetches each one (`GET /assets/{id}`, a few at a time), and a GUID typed
 under a collection resolves on its own. Images stream from `/images/{id}` (a 303 to the
 stored file); videos, for which that route answers 400, from the asset's `href`.
 
+Writes: a file created in a collection is uploaded (`POST /assets`, one multipart file
+part) and becomes a new asset; since the API cannot list, the collection remembers the new
+GUID in the account's persistent memory and lists it after the configured ones from then
+on. The API has no update or delete: an asset's file cannot be replaced, nor an asset removed.
+
 Auth is an OAuth2 password grant on a host of its own (accounts.iqmetrix.net); the token
 is refreshed shortly before it expires, and a refused refresh falls back to signing in again.
 """
@@ -23,8 +28,8 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 import trio
 
-from ..errors import AssetfsError, AuthFailed, NotFound, NotSupported, ProviderError
-from .base import Content, Entry, Provider, asset_json
+from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
+from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json
 from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
 
 log = logging.getLogger("assetfs.iqmetrix")
@@ -33,6 +38,7 @@ CONCURRENCY = 8        # assets of a collection fetched at once (there is no lis
 TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 REDIRECTS = (301, 302, 303, 307, 308)
+NO_UPDATE = "the Asset Media Service API has no update or delete"
 
 # The access token the current task last sent, so that a 401 invalidates only that token:
 # after one request has renewed it, the other requests that failed with the old one must
@@ -144,6 +150,7 @@ def _oauth_error(response: httpx.Response) -> str:
 
 class IQmetrix(Provider):
     name = "iqmetrix"
+    writes = frozenset({"create"})  # the API has no update, delete or folders
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
         super().__init__(account, settings, http)
@@ -152,14 +159,14 @@ class IQmetrix(Provider):
         self._hrefs: dict[str, str] = {}
 
     async def list_root(self) -> list[Entry]:
-        return [Entry(name, f"collection/{name}", True, xattrs={"user.assetfs.collection": name})
+        return [Entry(name, f"collection/{name}", True, xattrs={"user.assetfs.collection": name}, kind=CONTAINER)
                 for name in self.settings.collections]
 
     async def list_dir(self, entry: Entry) -> list[Entry]:
         if not entry.key.startswith("collection/"):
             raise NotFound(entry.key)
         collection = entry.key.removeprefix("collection/")
-        ids = self._configured_ids(collection)
+        ids = self._collection_ids(collection)
         assets: list[dict | None] = [None] * len(ids)
         failures: list[AssetfsError] = []
         limiter = trio.CapacityLimiter(CONCURRENCY)
@@ -181,9 +188,10 @@ class IQmetrix(Provider):
             raise failures[0]
         return [self._asset_entry(a, collection) for a in assets if a is not None]
 
-    def _configured_ids(self, collection: str) -> list[str]:
+    def _collection_ids(self, collection: str) -> list[str]:
+        """The configured GUIDs, then those the collection gained through the mount; once each."""
         ids, seen = [], set()
-        for raw in self.settings.collections.get(collection, []):
+        for raw in [*self.settings.collections.get(collection, []), *self._remembered(collection)]:
             asset_id = str(raw).strip()
             if not GUID.match(asset_id):
                 log.warning("%s/%s: %r is not an asset GUID; it is left out", self.account, collection, asset_id)
@@ -191,6 +199,83 @@ class IQmetrix(Provider):
                 seen.add(asset_id.lower())
                 ids.append(asset_id)
         return ids
+
+    def _remembered(self, collection: str) -> list[str]:
+        ids = self.memory.get(_memory_key(collection))
+        return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+    def _remember(self, collection: str, asset_id: str) -> None:
+        """Add a GUID to the collection's memory: a whole new list is assigned (a disk store
+        saves on assignment, not on a change made inside the value it handed out)."""
+        ids = self._remembered(collection)
+        if asset_id.lower() not in {i.lower() for i in ids}:
+            self.memory[_memory_key(collection)] = [*ids, asset_id]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def create_asset(self, container: Entry, upload: Upload) -> Entry:
+        """`POST /assets` with the spool file as the one file part (streamed from disk), the
+        answer's md5Checksum checked against the bytes written, the new GUID remembered in
+        the collection."""
+        if not container.key.startswith("collection/"):
+            raise NotPermitted(f"creating an asset: new files go in a collection directory, not in {container.key}")
+        collection = container.key.removeprefix("collection/")
+        if collection not in self.settings.collections:
+            raise NotFound(f"iQmetrix collection {collection}: not in the configuration of account {self.account}")
+        body = await self._upload(upload)
+        asset_id = body.get("id")
+        if not isinstance(asset_id, str) or not GUID.match(asset_id):
+            raise ProviderError(f"iQmetrix upload of {upload.name!r}: the answer has no asset GUID")
+        if body.get("success") is False:
+            raise ProviderError(f"iQmetrix upload of {upload.name!r}: the answer says it did not succeed (asset {asset_id})")
+        body.pop("success", None)  # not part of the asset object that GET /assets/{id} answers
+        stored = body.get("md5Checksum")
+        if not isinstance(stored, str) or not stored:
+            # Documented in the answer; should it be missing, the asset's own metadata has it.
+            body = await self._get_asset(asset_id)
+            stored = body.get("md5Checksum")
+        if isinstance(stored, str) and stored:
+            if stored.strip().lower() != upload.md5.lower():
+                raise ProviderError(f"iQmetrix upload of {upload.name!r}: the provider stored different bytes "
+                                    f"(md5 {stored}, written {upload.md5}); asset {asset_id} is left out of "
+                                    f"collection {collection} (the API cannot delete it)")
+        else:
+            log.warning("%s/%s: asset %s has no md5Checksum; the upload of %r could not be verified",
+                        self.account, collection, asset_id, upload.name)
+        self._remember(collection, asset_id)
+        log.info("%s/%s: uploaded %r as asset %s (%d bytes)", self.account, collection, upload.name, asset_id, upload.size)
+        return self._asset_entry(body, collection)
+
+    async def _upload(self, upload: Upload) -> dict:
+        """One multipart POST. Not retried blindly (a retry after a lost answer would make a
+        second asset, which cannot be deleted); only a 429, which the service answers before
+        taking the upload, is tried again once the rate limit resets, within the timeout."""
+        deadline = time.monotonic() + self.http.timeout
+        for attempt in range(1, max(1, self.http.retries) + 1):
+            with open(upload.path, "rb") as spool:
+                files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
+                response = await self.http.request("POST", "assets", expect=(201, 429), retry=False, files=files)
+            if response.status_code == 201:
+                break
+            wait = _reset_seconds(response, attempt)
+            if attempt >= self.http.retries or time.monotonic() + wait > deadline:
+                raise ProviderError(f"iQmetrix upload of {upload.name!r}: rate limited (HTTP 429) "
+                                    f"until past the {self.http.timeout:.0f} s timeout")
+            log.info("%s: upload of %r rate limited; trying again in %.1f s", self.account, upload.name, wait)
+            await trio.sleep(wait)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ProviderError(f"iQmetrix upload of {upload.name!r}: the answer (HTTP 201) is not an asset object")
+        return body
+
+    async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
+        raise NotPermitted(f"replacing an asset's file: {NO_UPDATE}")
+
+    async def delete_asset(self, asset: Entry) -> None:
+        raise NotPermitted(f"deleting an asset: {NO_UPDATE}")
 
     async def lookup(self, parent: Entry, name: str) -> Entry | None:
         """An asset GUID typed as a path under a collection: the asset, under that name."""
@@ -236,8 +321,8 @@ class IQmetrix(Provider):
                 self._hrefs[version] = href
             content = Content(version, url=url, md5=md5, mime=mime)
             children.insert(0, Entry(_file_name(name, ident, mime, href), f"asset/{ident}/content", False,
-                                     content=content, xattrs=dict(xattrs)))
-        return Entry(name, f"asset/{ident}", True, children=children, xattrs=xattrs)
+                                     content=content, xattrs=dict(xattrs), kind=CONTENT))
+        return Entry(name, f"asset/{ident}", True, children=children, xattrs=xattrs, kind=ASSET)
 
     async def resolve(self, content: Content) -> Content:
         """The size, from one HEAD of the stored file (found via /images/{id} when the href
@@ -256,6 +341,18 @@ class IQmetrix(Provider):
                 target = urljoin(target, response.headers["location"])
         size, _ = await self.http.head(target)
         return Content(content.version, content.url, size, content.md5, content.mime)
+
+
+def _memory_key(collection: str) -> str:
+    return f"collection:{collection}"
+
+
+def _reset_seconds(response: httpx.Response, attempt: int) -> float:
+    """How long a 429 asks to wait (X-RateLimit-ResetSeconds), else a growing backoff."""
+    try:
+        return min(60.0, max(0.0, float(response.headers.get("x-ratelimit-resetseconds", ""))))
+    except ValueError:
+        return min(8.0, 0.25 * 2 ** (attempt - 1))
 
 
 def _file_name(name: str, ident: str, mime: str | None, href: str | None) -> str:

@@ -10,7 +10,14 @@ and one directory per asset whose `file_location` is exactly that folder
 (`GET /workspaces/assets/search?file_location=…`, every page). Everything inside an asset
 directory is known from the asset object, so opening one costs no request. A content
 file's URL is signed and handed out on demand (`…/versions/{version_id}/download`), once
-per version. Trashed assets are not shown here (the trash view is a later issue).
+per version. Each workspace also lists `.trash`: the workspace's trashed assets
+(`search?trashed=true`, every page), which a move out of it restores.
+
+Writes: a new file in a workspace or folder is the three-step upload (a signed URL from
+`POST …/assets/upload/`, the bytes PUT to it without our credentials, then
+`POST …/assets/upload/assets`); writing an asset's file adds a version (`POST …/{id}/versions`);
+deleting an asset moves it to the trash; folders are made and removed by path and id;
+renames and moves within a workspace are `PATCH …/{id}/rename` and `PATCH …/{id}`.
 
 Auth: `POST /auth/token {account_id, key, secret}` gives a JWT (a bare string or
 `{token, expires_in}`); it is renewed shortly before it expires and after a 401. Every
@@ -32,8 +39,8 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from ..errors import AuthFailed, NotSupported, ProviderError
-from .base import Content, Entry, Provider, asset_json, parse_time
+from ..errors import AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
+from .base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, parse_time
 from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
 
 log = logging.getLogger("assetfs.mudstack")
@@ -44,6 +51,10 @@ DEFAULT_TOKEN_LIFETIME = 3600.0  # inferred: the docs give the JWT no lifetime
 TOKEN_MARGIN = 60.0      # seconds before expiry when the token is renewed (at most a tenth of its life)
 MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 VERSIONS_KEY = re.compile(r"^ws/([^/]+)/asset/([^/]+)/versions$")  # (a folder key has "/folder/" there)
+TRASH_KEY = re.compile(r"^ws/([^/]+)/trash$")
+ASSET_KEY = re.compile(r"^asset/([^/]+)(/content)?$")  # an asset's directory or its content file
+TRASH_NAME = ".trash"
+UPLOAD_CHUNK = 1 << 20   # bytes read from the spool file per chunk of the signed-URL PUT
 
 # The token the current task last sent, so that a 401 invalidates that token only (after
 # one request has renewed it, the others that failed with the old one need not renew again).
@@ -182,7 +193,8 @@ class MudstackContent(Content):
 
 # -- keys -----------------------------------------------------------------------------------
 # workspace "ws/<id>", folder "ws/<id>/folder/<path without its outer slashes>",
-# asset "asset/<id>", a versions directory listed on demand "ws/<id>/asset/<id>/versions".
+# asset "asset/<id>", a versions directory listed on demand "ws/<id>/asset/<id>/versions",
+# a workspace's trash view "ws/<id>/trash".
 
 def _ws_key(ws_id: str) -> str:
     return f"ws/{ws_id}"
@@ -220,6 +232,7 @@ def parent_of(path: str) -> str:
 
 class Mudstack(Provider):
     name = "mudstack"
+    writes = frozenset({"create", "replace", "delete", "mkdir", "rmdir", "move"})
 
     async def _get(self, path: str, ws_id: str | None = None, **kwargs):
         headers = {"x-workspace-id": ws_id} if ws_id else None
@@ -245,6 +258,10 @@ class Mudstack(Provider):
     async def list_dir(self, entry: Entry) -> list[Entry]:
         if VERSIONS_KEY.match(entry.key):
             return await self._list_versions(entry)
+        trash = TRASH_KEY.match(entry.key)
+        if trash:
+            ws_id = trash.group(1)
+            return [_asset_entry(a, ws_id) for a in await self._search_all(ws_id, {"trashed": "true"})]
         parsed = _parse_folder_key(entry.key)
         if parsed is None:
             raise NotSupported(f"Mudstack: {entry.key} is not a directory that can be listed")
@@ -261,10 +278,13 @@ class Mudstack(Provider):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(get_folders)
             nursery.start_soon(get_assets)
-        return [_folder_entry(ws_id, f) for f in folders] + [_asset_entry(a, ws_id) for a in assets]
+        entries = [_folder_entry(ws_id, f) for f in folders] + [_asset_entry(a, ws_id) for a in assets]
+        if path == "/":
+            entries.append(_trash_entry(ws_id, entry.mtime))
+        return entries
 
-    async def _subfolders(self, ws_id: str, path: str) -> list[dict]:
-        """The folders directly under `path`, from the workspace's folder hierarchy."""
+    async def _hierarchy(self, ws_id: str) -> dict[str, dict]:
+        """Every folder of a workspace by its path (root '/' included), from the hierarchy."""
         tree = await self._get("workspaces/folders/hierarchy", ws_id)
         found: dict[str, dict] = {}
 
@@ -286,11 +306,15 @@ class Mudstack(Provider):
             walk(node.get("children") or [], here)
 
         walk(tree, None)
+        return found
+
+    async def _subfolders(self, ws_id: str, path: str) -> list[dict]:
+        """The folders directly under `path`, from the workspace's folder hierarchy."""
+        found = await self._hierarchy(ws_id)
         return [{**node, "path": p} for p, node in sorted(found.items()) if p != "/" and parent_of(p) == path]
 
-    async def _search_page(self, ws_id: str, path: str, page: int) -> tuple[list[dict], int | None, int]:
-        body = await self._get("workspaces/assets/search", ws_id,
-                               params={"file_location": path, "page": page, "limit": PAGE_SIZE})
+    async def _search_page(self, ws_id: str, filters: dict, page: int) -> tuple[list[dict], int | None, int]:
+        body = await self._get("workspaces/assets/search", ws_id, params={**filters, "page": page, "limit": PAGE_SIZE})
         if isinstance(body, list):  # a bare array: no paging information
             return [a for a in body if isinstance(a, dict)], None, PAGE_SIZE
         assets = body.get("assets") if isinstance(body, dict) else None
@@ -303,10 +327,14 @@ class Mudstack(Provider):
                 limit if isinstance(limit, int) and limit > 0 else PAGE_SIZE)
 
     async def _assets_in(self, ws_id: str, path: str) -> list[dict]:
-        """Every active asset whose file_location is `path`: the first page tells the total,
+        """Every active asset whose file_location is `path`."""
+        return await self._search_all(ws_id, {"file_location": path})
+
+    async def _search_all(self, ws_id: str, filters: dict) -> list[dict]:
+        """Every asset the search finds with these filters: the first page tells the total,
         the other pages are then fetched a few at a time; if the total is missing (or grew),
         pages are read on until a short one."""
-        first, total, limit = await self._search_page(ws_id, path, 1)
+        first, total, limit = await self._search_page(ws_id, filters, 1)
         pages: dict[int, list[dict]] = {1: first}
         if total is not None and len(first) == limit:
             last = math.ceil(total / limit)
@@ -314,7 +342,7 @@ class Mudstack(Provider):
 
             async def fetch(n: int) -> None:
                 async with limiter:
-                    pages[n] = (await self._search_page(ws_id, path, n))[0]
+                    pages[n] = (await self._search_page(ws_id, filters, n))[0]
 
             async with trio.open_nursery() as nursery:
                 for n in range(2, last + 1):
@@ -327,13 +355,13 @@ class Mudstack(Provider):
             n = max(pages)
             if len(pages[n]) < limit or (total is not None and len(seen) >= total):
                 break
-            pages[n + 1], total, limit = await self._search_page(ws_id, path, n + 1)
+            pages[n + 1], total, limit = await self._search_page(ws_id, filters, n + 1)
             before = len(seen)
             for asset in pages[n + 1]:
                 seen.setdefault(str(asset.get("id")), asset)
             if len(seen) == before:  # a page with nothing new: the route does not page as we think
-                log.warning("%s: the asset search of %s repeats itself at page %d; stopping there",
-                            self.account, path, n + 1)
+                log.warning("%s: the asset search %s repeats itself at page %d; stopping there",
+                            self.account, filters, n + 1)
                 break
         return list(seen.values())
 
@@ -368,6 +396,249 @@ class Mudstack(Provider):
         return dataclasses.replace(content, url=url, size=size)
 
 
+    # -- writes ---------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, ws_id: str, *, expect: tuple[int, ...] = (200, 201),
+                       **kwargs) -> httpx.Response:
+        return await self.http.request(method, path, headers={"x-workspace-id": ws_id}, expect=expect, **kwargs)
+
+    async def _json(self, method: str, path: str, ws_id: str, *, expect: tuple[int, ...] = (200, 201), **kwargs):
+        return await self.http.json(method, path, headers={"x-workspace-id": ws_id}, expect=expect, **kwargs)
+
+    async def _asset_call(self, method: str, path: str, ws_id: str, what: str, **kwargs) -> dict:
+        """A route that answers the asset object."""
+        body = await self._json(method, path, ws_id, **kwargs)
+        if not isinstance(body, dict) or not body.get("id"):
+            raise ProviderError(f"Mudstack account {self.account}: {what}: {method} /{path} answered no asset object")
+        return body
+
+    def _container(self, entry: Entry, what: str) -> tuple[str, str]:
+        """(workspace id, folder path) of a directory that holds assets, or why not."""
+        parsed = _parse_folder_key(entry.key)
+        if parsed is not None:
+            return parsed
+        if TRASH_KEY.match(entry.key):
+            raise NotPermitted(f"{what}: {entry.name} only shows deleted assets; nothing can be created there")
+        raise NotPermitted(f"{what}: Mudstack keeps assets and folders in workspaces and their folders only, "
+                           f"not in {entry.name or 'the account directory'}")
+
+    def _asset_ref(self, entry: Entry, what: str) -> tuple[str, str, bool]:
+        """(workspace id, asset id, whether the entry is the content file) of an asset's
+        directory or content file."""
+        match = ASSET_KEY.match(entry.key)
+        if match is None:
+            raise NotPermitted(f"{what}: {entry.name} is not a Mudstack asset or its current file "
+                               "(versions/ and asset.json cannot be changed)")
+        ws_id = entry.xattrs.get("user.assetfs.workspace")
+        if not ws_id:
+            raise ProviderError(f"Mudstack account {self.account}: {what}: the entry of asset {match.group(1)} "
+                                "does not say which workspace holds it")
+        return ws_id, match.group(1), match.group(2) is not None
+
+    async def create_asset(self, container: Entry, upload: Upload) -> Entry:
+        """A new asset from the three-step upload: a signed URL, the bytes PUT to it, then the
+        asset made from the uploaded file in the container's folder."""
+        ws_id, path = self._container(container, f"creating {upload.name}")
+        where = f"Mudstack account {self.account}: uploading {upload.name} to {path} of workspace {ws_id}"
+        # Asking for a signed URL again after a lost answer only leaves an unused URL: retried.
+        body = await self._json("POST", "workspaces/assets/upload/", ws_id, json={"name": upload.name})
+        signed_url = body.get("signed_url") if isinstance(body, dict) else None
+        temp_key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(signed_url, str) or not signed_url or not isinstance(temp_key, str) or not temp_key:
+            raise ProviderError(f"{where}: the upload route answered no signed_url and key")
+        await self._put_signed(signed_url, upload, where)
+        asset = await self._asset_call(
+            "POST", "workspaces/assets/upload/assets", ws_id, f"creating {upload.name}", retry=False,
+            json={"temp_file_key": temp_key, "original_file_name": upload.name, "file_location": path})
+        current = _current_version(asset, _versions_of(asset))
+        stored = _md5(current.get("checksum")) if current else None
+        if stored is not None and stored != upload.md5.lower():
+            # Trashed (restorable) rather than left in place, so that a retried upload
+            # does not leave a second asset with the wrong bytes next to the right one.
+            try:
+                await self._request("DELETE", f"workspaces/assets/{asset['id']}", ws_id, expect=(200, 202, 204))
+                fate = "it was moved to the trash"
+            except ProviderError as e:
+                fate = f"it could not be moved to the trash ({e})"
+            raise ProviderError(f"{where}: the provider stored different bytes (md5 {stored}, the file's is "
+                                f"{upload.md5}) as asset {asset['id']}; {fate}")
+        if stored is None:
+            log.debug("%s: no md5 checksum in the answer; the upload is not verified", where)
+        log.info("%s: new asset %s", where, asset["id"])
+        return _asset_entry(asset, ws_id)
+
+    async def _put_signed(self, url: str, upload: Upload, where: str) -> None:
+        """The bytes to the signed URL, streamed from the spool file. The URL carries its own
+        signature and is not the API: it goes through the bare client, so our credentials
+        never travel with it. Network trouble, 429 and 5xx are retried (the same bytes to the
+        same URL)."""
+        http = self.http
+        size = (await trio.Path(upload.path).stat()).st_size
+        headers = {"Content-Type": upload.mime or "application/octet-stream", "Content-Length": str(size)}
+        delay = 0.5
+        problem = "no attempt"
+        attempts = max(1, http.retries)
+        for attempt in range(1, attempts + 1):
+            wait = delay
+            try:
+                response = await http.client.put(url, content=_chunks(upload.path), headers=headers)
+            except httpx.TransportError as e:
+                http.stats.add("errors")
+                problem = f"{type(e).__name__}: {e or 'connection failed'}"
+            else:
+                http.stats.add("requests")
+                status = response.status_code
+                if 200 <= status < 300:
+                    etag = response.headers.get("etag", "").strip().strip('"')
+                    if MD5_HEX.match(etag) and etag.lower() != upload.md5.lower():
+                        raise ProviderError(f"{where}: the storage received different bytes (ETag {etag}, "
+                                            f"the file's md5 is {upload.md5})")
+                    return
+                http.stats.add("errors")
+                problem = f"HTTP {status}"
+                if status not in RETRY_STATUSES:
+                    why = " (the signed URL was refused: expired or already used?)" if status in (401, 403, 404) else ""
+                    raise ProviderError(f"{where}: PUT {redact(url)} answered {problem}{why}")
+                retry_after = response.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    wait = max(wait, min(60.0, float(retry_after)))
+            if attempt < attempts:
+                await trio.sleep(wait)
+                delay = min(8.0, delay * 2)
+        raise ProviderError(f"{where}: PUT {redact(url)} failed: {problem}")
+
+    async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
+        """A new version of the asset (multipart `file`); the asset as it now is, with that
+        version current and listed under versions/."""
+        ws_id, asset_id, _ = self._asset_ref(asset, f"writing {upload.name}")
+        if asset.xattrs.get("user.assetfs.state") == "trashed":
+            raise NotPermitted(f"writing {upload.name}: asset {asset.name} is in the trash; move it out of "
+                               f"{TRASH_NAME} to restore it first")
+        where = f"Mudstack account {self.account}: new version of asset {asset_id} ({upload.name})"
+        base = f"workspaces/assets/{asset_id}"
+        with open(upload.path, "rb") as f:  # httpx streams the multipart body from the file
+            # Not retried: a retry after a lost answer would add a second version.
+            version = await self._json("POST", f"{base}/versions", ws_id, retry=False,
+                                       files={"file": (upload.name, f, upload.mime or "application/octet-stream")})
+        if isinstance(version, dict) and isinstance(version.get("version"), dict) and not version.get("checksum"):
+            version = version["version"]  # a version wrapped in an object
+        if not isinstance(version, dict) or not version.get("id"):
+            raise ProviderError(f"{where}: POST /{base}/versions answered no version object")
+        stored = _md5(version.get("checksum"))
+        if stored is not None and stored != upload.md5.lower():
+            raise ProviderError(f"{where}: the provider stored different bytes (md5 {stored}, the file's is "
+                                f"{upload.md5}) as version {version.get('version_number') or version['id']}")
+        current = await self._asset_call("GET", base, ws_id, f"reading asset {asset_id}", expect=(200,))
+        log.info("%s: version %s", where, version.get("version_number") or version["id"])
+        return _asset_entry(_with_current(current, version), ws_id)
+
+    async def delete_asset(self, asset: Entry) -> None:
+        """To the workspace's trash (from where a move restores it)."""
+        ws_id, asset_id, _ = self._asset_ref(asset, f"deleting {asset.name}")
+        if asset.xattrs.get("user.assetfs.state") == "trashed":
+            raise NotPermitted(f"deleting {asset.name}: it is already in the trash, and the Mudstack API has no "
+                               "way to delete an asset for good")
+        await self._request("DELETE", f"workspaces/assets/{asset_id}", ws_id, expect=(200, 202, 204))
+        log.info("Mudstack account %s: asset %s moved to the trash", self.account, asset_id)
+
+    async def make_container(self, parent: Entry, name: str) -> Entry:
+        """One folder level (`POST /workspaces/folders?folder=/a/b`)."""
+        ws_id, path = self._container(parent, f"creating folder {name}")
+        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+            raise NotPermitted(f"creating folder {name!r}: Mudstack folder paths cannot hold that name "
+                               "('/' and '\\' separate folders)")
+        if path == "/" and name == TRASH_NAME:
+            raise NotPermitted(f"creating folder {name}: that is the name of the workspace's trash view")
+        new_path = folder_path(path + name)
+        response = await self._request("POST", "workspaces/folders", ws_id, params={"folder": new_path},
+                                       expect=(200, 201, 409), retry=False)
+        if response.status_code == 409:
+            # EEXIST would be the right answer; errors.py has no such error yet.
+            raise NotPermitted(f"creating folder {new_path} in workspace {ws_id}: it already exists (HTTP 409)")
+        try:
+            folder = response.json()
+        except ValueError:
+            folder = None
+        if not isinstance(folder, dict) or not folder.get("id"):
+            folder = (await self._hierarchy(ws_id)).get(new_path)
+            if folder is None:
+                raise ProviderError(f"Mudstack account {self.account}: folder {new_path} was created but the "
+                                    "hierarchy does not show it")
+        log.info("Mudstack account %s: folder %s created in workspace %s", self.account, new_path, ws_id)
+        return _folder_entry(ws_id, {**folder, "path": folder_path(folder.get("path") or new_path)})
+
+    async def delete_container(self, container: Entry) -> None:
+        """An empty folder (`DELETE /workspaces/folders/{id}`, the id from the hierarchy)."""
+        if TRASH_KEY.match(container.key):
+            raise NotPermitted(f"removing {container.name}: it is the workspace's trash view, not a folder")
+        parsed = _parse_folder_key(container.key)
+        if parsed is None:
+            raise NotPermitted(f"removing {container.name}: it is not a Mudstack folder")
+        ws_id, path = parsed
+        if path == "/":
+            raise NotPermitted(f"removing workspace {container.name}: the Mudstack API documents no way to "
+                               "delete a workspace")
+        folder = (await self._hierarchy(ws_id)).get(path)
+        if folder is None or not folder.get("id"):
+            raise NotFound(f"Mudstack account {self.account}: folder {path} of workspace {ws_id} no longer exists")
+        response = await self._request("DELETE", f"workspaces/folders/{folder['id']}", ws_id,
+                                       expect=(200, 202, 204, 404, 409))
+        if response.status_code == 409:
+            # ENOTEMPTY would be the right answer; errors.py has no such error yet.
+            raise NotPermitted(f"removing folder {path} of workspace {ws_id}: it is not empty (it still holds "
+                               "folders or assets)")
+        if response.status_code == 404:  # gone since the hierarchy was read (or a retried DELETE)
+            log.debug("Mudstack account %s: folder %s was already gone", self.account, path)
+        log.info("Mudstack account %s: folder %s removed from workspace %s", self.account, path, ws_id)
+
+    async def move_asset(self, asset: Entry, container: Entry, name: str) -> Entry:
+        """Rename (`PATCH …/{id}/rename`) and/or move (`PATCH …/{id}` with file_location)
+        within a workspace; out of the trash view, restore first (`PATCH …/{id}/restore`);
+        into it, delete."""
+        what = f"moving {asset.name} to {container.name}/{name}"
+        ws_id, asset_id, is_content = self._asset_ref(asset, what)
+        if is_content:
+            raise NotPermitted(f"{what}: an asset's file is named after the asset; rename the asset's directory")
+        trash = TRASH_KEY.match(container.key)
+        if trash:
+            target_ws, target = trash.group(1), None
+        else:
+            target_ws, target = self._container(container, what)
+        if target_ws != ws_id:
+            raise NotPermitted(f"{what}: moving between workspaces is not an API operation")
+        base = f"workspaces/assets/{asset_id}"
+        trashed = asset.xattrs.get("user.assetfs.state") == "trashed"
+        current: dict | None = None
+        if target is not None and trashed:
+            current = await self._asset_call("PATCH", f"{base}/restore", ws_id, what)
+        if name != (current or {}).get("name", asset.name):
+            current = await self._asset_call("PATCH", f"{base}/rename", ws_id, what, json={"name": name})
+        if target is not None:
+            location = current.get("file_location") if current else asset.xattrs.get("user.assetfs.file_location")
+            if folder_path(location) != target:
+                current = await self._asset_call("PATCH", base, ws_id, what, json={"file_location": target})
+        elif not trashed:
+            response = await self._request("DELETE", base, ws_id, expect=(200, 202, 204))
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            current = body if isinstance(body, dict) and body.get("id") else None
+        if current is None:
+            current = await self._asset_call("GET", base, ws_id, what, expect=(200,))
+        if target is not None and current.get("isActive") is False:  # the entry said active, the API says trashed
+            current = await self._asset_call("PATCH", f"{base}/restore", ws_id, what)
+        log.info("Mudstack account %s: asset %s is now %r in %s", self.account, asset_id, current.get("name"),
+                 current.get("file_location") if current.get("isActive", True) else TRASH_NAME)
+        return _asset_entry(current, ws_id)
+
+
+async def _chunks(path):
+    """A spool file's bytes, a chunk at a time (never the whole file in memory)."""
+    async with await trio.open_file(path, "rb") as f:
+        while chunk := await f.read(UPLOAD_CHUNK):
+            yield chunk
+
 # -- entries --------------------------------------------------------------------------------
 
 def _workspace_entry(ws: dict) -> Entry:
@@ -376,7 +647,7 @@ def _workspace_entry(ws: dict) -> Entry:
               "user.assetfs.created": str(ws.get("created_at") or "")}
     return Entry(str(ws.get("name") or ws_id), _ws_key(ws_id), True,
                  parse_time(ws.get("updated_at") or ws.get("created_at")),
-                 xattrs={k: v for k, v in xattrs.items() if v})
+                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
 
 
 def _folder_entry(ws_id: str, folder: dict) -> Entry:
@@ -385,7 +656,13 @@ def _folder_entry(ws_id: str, folder: dict) -> Entry:
     xattrs = {"user.assetfs.id": str(folder.get("id") or ""), "user.assetfs.file_location": path,
               "user.assetfs.workspace": ws_id, "user.assetfs.created": str(folder.get("created_at") or "")}
     return Entry(str(name), _folder_key(ws_id, path), True, parse_time(folder.get("created_at")),
-                 xattrs={k: v for k, v in xattrs.items() if v})
+                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
+
+
+def _trash_entry(ws_id: str, mtime: float) -> Entry:
+    """A workspace's trash view: its trashed assets, listed when opened."""
+    return Entry(TRASH_NAME, f"ws/{ws_id}/trash", True, mtime,
+                 xattrs={"user.assetfs.workspace": ws_id, "user.assetfs.state": "trashed"}, kind=TRASH)
 
 
 def _md5(checksum) -> str | None:
@@ -435,6 +712,21 @@ def _current_version(asset: dict, versions: list[dict]) -> dict | None:
     return max(versions, key=lambda v: v.get("version_number") or 0) if versions else None
 
 
+def _versions_of(asset: dict) -> list[dict]:
+    raw = asset.get("versions")
+    return [v for v in raw if isinstance(v, dict)] if isinstance(raw, list) else []
+
+
+def _with_current(asset: dict, version: dict) -> dict:
+    """The asset object with `version` as its current version (when the asset read back
+    after an upload does not show it yet)."""
+    if asset.get("current_version_id") == version["id"]:
+        return asset
+    versions = [v for v in _versions_of(asset) if v.get("id") != version["id"]] + [version]
+    return {**asset, "current_version_id": version["id"], "currentVersion": version, "version": version,
+            "versions": versions}
+
+
 def _asset_entry(asset: dict, ws_id: str) -> Entry:
     asset_id = str(asset.get("id") or "")
     ws_id = str(asset.get("workspace_id") or ws_id)
@@ -461,7 +753,7 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
     children = []
     if current is not None and current.get("id"):
         children.append(Entry(file_name, f"asset/{asset_id}/content", False, mtime,
-                              content=_content(current, asset_id, ws_id), xattrs=dict(xattrs)))
+                              content=_content(current, asset_id, ws_id), xattrs=dict(xattrs), kind=CONTENT))
     children.append(Entry("asset.json", f"asset/{asset_id}/asset.json", False, mtime, inline=asset_json(asset)))
     if complete:
         children.append(Entry("versions", f"asset/{asset_id}/versions", True, mtime,
@@ -470,7 +762,8 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
         # The asset object came without usable versions[]: list them when the directory is opened.
         children.append(Entry("versions", f"ws/{ws_id}/asset/{asset_id}/versions", True, mtime,
                               xattrs={"user.assetfs.id": asset_id, "user.assetfs.file_name": file_name}))
-    return Entry(str(asset.get("name") or file_name), f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs)
+    return Entry(str(asset.get("name") or file_name), f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs,
+                 kind=ASSET)
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Mudstack:

@@ -11,7 +11,7 @@ import posixpath
 from urllib.parse import unquote, urlsplit
 
 from ..errors import NotFound, ProviderError
-from .base import Content, Entry, Provider, asset_json, parse_time
+from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time
 from .http import Auth, ProviderHTTP
 
 PAGE_SIZE = 500  # our choice: fewer pages keeps a 10,000-asset listing under the 100-requests/min limit
@@ -70,7 +70,7 @@ class Spectrum(Provider):
 
 
 def _org_entry(org: str) -> Entry:
-    return Entry(org, f"org/{org}", True, xattrs={"user.assetfs.id": org})
+    return Entry(org, f"org/{org}", True, xattrs={"user.assetfs.id": org}, kind=CONTAINER)
 
 
 def _file_name(url: str | None) -> str:
@@ -94,7 +94,7 @@ def _asset_entry(asset: dict) -> Entry:
     content = _content(uri)
     if content:
         children.insert(0, Entry(f"{name}{ext}", f"asset/{ident}/content", False, mtime, content=content,
-                                 xattrs={"user.assetfs.id": ident}))
+                                 xattrs={"user.assetfs.id": ident}, kind=CONTENT))
     jobs = [j for j in (asset.get("productionJobs") or []) if isinstance(j, dict)]
     if jobs:
         children.append(Entry("production", f"asset/{ident}/production", True, mtime,
@@ -106,7 +106,7 @@ def _asset_entry(asset: dict) -> Entry:
         "user.assetfs.reference": str(asset.get("spectrumAssetReference") or ""),
     }
     return Entry(str(name), f"asset/{ident}", True, mtime, children=children,
-                 xattrs={k: v for k, v in xattrs.items() if v})
+                 xattrs={k: v for k, v in xattrs.items() if v}, kind=ASSET)
 
 
 def _job_entry(asset_id: str, job: dict) -> Entry:

@@ -1,0 +1,1 @@
+"""Writes: spooled locally, uploaded on close, journaled until the provider has them."""

@@ -1,0 +1,129 @@
+"""Uploads: tried when a file is closed, retried in the background until the provider
+confirms them, resumed by the next mount after a crash."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotPermitted, ReadOnly
+from ..providers.base import Entry, Provider, Upload
+from ..stats import Stats
+from .journal import CREATE, DRAFT, PENDING, Journal, PendingUpload
+from .spool import Spool, SpoolFile
+
+log = logging.getLogger("assetfs.upload")
+
+FAILED = "failed"          # refused for good (the provider cannot do it): kept, not retried
+ORPHANED = "orphaned"      # still being written when the mount died: kept for the user, not uploaded
+MAX_BACKOFF = 300.0
+PERMANENT = (NotPermitted, ReadOnly, InvalidArgument)
+
+
+class Uploader:
+    def __init__(self, journal: Journal, spool: Spool, providers: dict[str, Provider], stats: Stats,
+                 on_uploaded: Callable[[PendingUpload, Entry], None]):
+        self.journal = journal
+        self.spool = spool
+        self.providers = providers
+        self.stats = stats
+        self.on_uploaded = on_uploaded
+        self._wake = trio.Event()
+        self._busy: set[str] = set()
+
+    def draft(self, record: PendingUpload) -> None:
+        """Journal a file as soon as it is created, so even an unclosed file survives a crash."""
+        self.journal.put(record)
+
+    async def commit(self, record: PendingUpload, spool: SpoolFile) -> Entry:
+        """Seal the file (fsync, checksum), mark it due, and upload it now. On failure the
+        record stays in the journal for the background retries and the error is raised."""
+        await trio.to_thread.run_sync(spool.sync)
+        record.size = spool.size
+        record.md5 = await trio.to_thread.run_sync(spool.md5)
+        record.mime = mimetypes.guess_type(record.name)[0] or "application/octet-stream"
+        record.state = PENDING
+        record.next_try = 0.0
+        self.journal.put(record)
+        return await self.attempt(record)
+
+    async def attempt(self, record: PendingUpload) -> Entry:
+        provider = self.providers[record.account]
+        upload = Upload(Path(record.spool), record.name, record.size, record.md5, record.mime, dict(record.xattrs))
+        self._busy.add(record.id)
+        try:
+            if record.action == CREATE:
+                asset = await provider.create_asset(record.target, upload)
+            else:
+                asset = await provider.replace_content(record.target, upload)
+        except BaseException as e:
+            if not isinstance(e, Exception):
+                raise
+            self._failed(record, e)
+            raise
+        finally:
+            self._busy.discard(record.id)
+        log.info("uploaded %s (%d bytes) to %s", record.name, record.size, record.account)
+        self.stats.add("uploads")
+        self.stats.add("bytes_uploaded", record.size)
+        self.journal.remove(record.id)
+        self.spool.discard(record.spool)
+        self.on_uploaded(record, asset)
+        return asset
+
+    def _failed(self, record: PendingUpload, error: Exception) -> None:
+        record.attempts += 1
+        record.last_error = str(error) or type(error).__name__
+        if isinstance(error, PERMANENT):
+            record.state = FAILED
+            log.error("%s: upload refused for good, kept under .assetfs/pending/: %s", record.name, error)
+        else:
+            delay = min(MAX_BACKOFF, 2.0 ** min(record.attempts, 10))
+            record.next_try = time.time() + delay
+            log.warning("%s: upload failed (%s); bytes kept, next try in %.0fs", record.name, record.last_error, delay)
+        self.stats.add("upload_failures")
+        self.journal.put(record)
+        self._wake.set()
+
+    def pending(self) -> list[PendingUpload]:
+        return [r for r in self.journal.all() if r.state != DRAFT]
+
+    def discard(self, record_id: str) -> None:
+        """The user removed a pending file (from .assetfs/pending/, or the file itself)."""
+        record = self.journal.get(record_id)
+        if record is not None:
+            self.journal.remove(record_id)
+            self.spool.discard(record.spool)
+
+    async def run(self) -> None:
+        """Resume what an earlier mount left, then retry failed uploads as they fall due."""
+        for record in self.journal.all():
+            if record.state == DRAFT:  # the mount died while the file was open
+                record.state = ORPHANED
+                self.journal.put(record)
+                log.warning("%s: was still being written when the mount stopped; kept under .assetfs/pending/",
+                            record.name)
+            elif record.state == PENDING:
+                record.next_try = 0.0
+                self.journal.put(record)
+        while True:
+            now = time.time()
+            due = [r for r in self.journal.all() if r.state == PENDING and r.next_try <= now and r.id not in self._busy]
+            for record in due:
+                try:
+                    await self.attempt(record)
+                except AuthFailed:
+                    pass
+                except AssetfsError:
+                    pass
+                except Exception:
+                    log.exception("%s: upload failed unexpectedly", record.name)
+            waits = [r.next_try - time.time() for r in self.journal.all() if r.state == PENDING]
+            self._wake = trio.Event()
+            with trio.move_on_after(max(0.5, min(waits)) if waits else 3600):
+                await self._wake.wait()
