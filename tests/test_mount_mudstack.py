@@ -119,13 +119,15 @@ def test_tree_is_workspaces_then_folders_then_assets(studio, truth):
         for folder in folders:
             local = root / ws_name / folder.strip("/")
             expected = children_of(folder, folders) + [a["name"] for a in truth.assets(ws, folder)]
+            expected += [".trash"] if folder == "/" else []  # each workspace shows its trash
             assert sorted(os.listdir(local)) == sorted(expected), folder
     knight = root / "Game Art" / "characters" / "heroes" / "knight"
     assert sorted(os.listdir(knight)) == ["asset.json", "knight.png", "versions"]
     assert sorted(os.listdir(knight / "versions")) == ["v1", "v2", "v3"]
     assert all(os.listdir(knight / "versions" / v) == ["knight.png"] for v in ("v1", "v2", "v3"))
-    # the trashed asset is not in the tree (the trash view is a later issue)
+    # a trashed asset shows only in its workspace's .trash view
     assert "old-logo" not in os.listdir(root / "Marketing" / "campaigns")
+    assert "old-logo" in os.listdir(root / "Marketing" / ".trash")
     assert os.path.isdir(root / "Game Art" / "environments" / "props")  # an empty folder is still a folder
 
 

@@ -76,6 +76,8 @@ class Provider:
     #: The write operations this provider's API has: "create", "replace", "delete",
     #: "mkdir", "rmdir", "move". The others are refused before any byte is written.
     writes: frozenset[str] = frozenset()
+    #: Why the operations not in `writes` are refused, for the log line.
+    missing_writes_reason = ""
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
         self.account = account
@@ -118,7 +120,7 @@ class Provider:
     def refuse(self, what: str) -> NoReturn:
         if self.read_only_reason:
             raise ReadOnly(f"{what}: {self.read_only_reason}")
-        raise NotPermitted(f"{what}: the {self.name} API has no way to do this")
+        raise NotPermitted(f"{what}: {self.missing_writes_reason or f'the {self.name} API has no way to do this'}")
 
     async def create_asset(self, container: Entry, upload: Upload) -> Entry:
         """Upload a new file into a container; the new asset's directory entry (with its

@@ -150,7 +150,8 @@ def _oauth_error(response: httpx.Response) -> str:
 
 class IQmetrix(Provider):
     name = "iqmetrix"
-    writes = frozenset({"create"})  # the API has no update, delete or folders
+    writes = frozenset({"create"})
+    missing_writes_reason = "the Asset Media Service API has no update or delete, and no folders"
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
         super().__init__(account, settings, http)

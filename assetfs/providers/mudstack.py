@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from ..errors import AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
+from ..errors import AlreadyExists, AuthFailed, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
 from .base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, parse_time
 from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
 
@@ -554,7 +554,7 @@ class Mudstack(Provider):
                                        expect=(200, 201, 409), retry=False)
         if response.status_code == 409:
             # EEXIST would be the right answer; errors.py has no such error yet.
-            raise NotPermitted(f"creating folder {new_path} in workspace {ws_id}: it already exists (HTTP 409)")
+            raise AlreadyExists(f"creating folder {new_path} in workspace {ws_id}: it already exists (HTTP 409)")
         try:
             folder = response.json()
         except ValueError:
@@ -585,7 +585,7 @@ class Mudstack(Provider):
                                        expect=(200, 202, 204, 404, 409))
         if response.status_code == 409:
             # ENOTEMPTY would be the right answer; errors.py has no such error yet.
-            raise NotPermitted(f"removing folder {path} of workspace {ws_id}: it is not empty (it still holds "
+            raise DirectoryNotEmpty(f"removing folder {path} of workspace {ws_id}: it is not empty (it still holds "
                                "folders or assets)")
         if response.status_code == 404:  # gone since the hierarchy was read (or a retried DELETE)
             log.debug("Mudstack account %s: folder %s was already gone", self.account, path)

@@ -30,6 +30,7 @@ class Writer:
         self.uploader = uploader
         self.spool = spool
         self.options = options
+        self._gone: set[tuple[int, str]] = set()  # asset directories deleted, awaiting their rmdir
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -171,12 +172,13 @@ class Writer:
             self.tree.written_names.remove(parent.cache_key(), name)
             self.tree.forget_listing(parent)
             return
-        if parent.kind != ASSET:
+        asset = _enclosing_asset(parent)
+        if asset is None:
             raise NotPermitted(f"{node.path}: cannot be removed")
         self._supported(parent, "delete", f"removing {name}")
-        if node.kind == CONTENT:
-            await self._delete_asset(parent)
-        overlay[name] = None  # `rm -r` of an asset: its other files go with it
+        if node.kind == CONTENT and asset is parent:
+            await self._delete_asset(asset)
+        overlay[name] = None  # `rm -r` of an asset: its other files go with it (hidden here only)
 
     async def _delete_asset(self, asset: Node) -> None:
         """Delete an asset once, however many of its files `rm -r` removes first."""
@@ -185,10 +187,14 @@ class Writer:
         await asset.provider.delete_asset(asset.entry)
         self.tree.deleted.add(asset.entry.key)
         container = asset.parent
+        self._gone.add((container.ino, asset.name))
         self.tree.overlay(container)[asset.name] = None
         self.tree.forget_listing(container)
 
     async def rmdir(self, parent: Node, name: str) -> None:
+        if (parent.ino, name) in self._gone:  # `rm -r`: removing its file deleted the asset already
+            self._gone.discard((parent.ino, name))
+            return
         node = await self.tree.lookup(parent, name)
         if not node.is_dir:
             raise NotADirectoryError(name)
@@ -201,6 +207,9 @@ class Writer:
             await parent.provider.delete_container(node.entry)
             self.tree.overlay(parent)[name] = None
             self.tree.forget_listing(parent)
+        elif _enclosing_asset(parent) is not None:  # versions/, production/ … on the way out with `rm -r`
+            self._supported(parent, "delete", f"removing {name}")
+            self.tree.overlay(parent)[name] = None
         else:
             raise NotPermitted(f"{node.path}: cannot be removed")
 
@@ -288,3 +297,10 @@ class Writer:
         local.record = self._record(new_parent, new_name, local, action, goal)
         local.dirty = True
         await self.flush(node)
+
+
+def _enclosing_asset(node: Node | None) -> Node | None:
+    """The asset directory a node is in (itself included), if any."""
+    while node is not None and node.kind not in (ASSET, CONTAINER, TRASH):
+        node = node.parent
+    return node if node is not None and node.kind == ASSET else None
