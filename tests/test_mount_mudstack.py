@@ -180,7 +180,8 @@ def test_xattrs_and_tools(studio, truth, tmp_path):
 
     attrs = run("getfattr", "-d", str(knight))
     assert f'user.assetfs.id="{asset["id"]}"' in attrs and 'user.assetfs.state="active"' in attrs
-    found = run("find", str(root / "Game Art"), "-name", "*.png", "-path", "*/versions/*").splitlines()
+    found = run("find", str(root / "Game Art"), "-name", "*.png", "-path", "*/versions/*",
+                "-not", "-path", "*/.trash/*").splitlines()
     assert len(found) == sum(len(a["versions"]) for _, _, a in every_asset(truth)
                              if a["file_name"].endswith(".png") and a["workspace_id"] == ws)
     sums = [line.split()[0] for line in

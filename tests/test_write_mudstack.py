@@ -15,7 +15,7 @@ from test_mount_mudstack import MudTruth
 from truth import md5
 
 from assetfs.config import parse_config
-from assetfs.errors import AssetfsError, NotPermitted, ProviderError, errno_of
+from assetfs.errors import AlreadyExists, AssetfsError, DirectoryNotEmpty, NotPermitted, ProviderError, errno_of
 from assetfs.providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry, Upload
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
@@ -326,12 +326,12 @@ def test_folders_are_made_and_removed_and_a_full_one_is_refused(studio, tmp_path
         audio = await p.make_container(game, "audio")
         sfx = await p.make_container(audio, "sfx")
         listed = await children(p, game)
-        with pytest.raises(NotPermitted, match="already exists"):
+        with pytest.raises(AlreadyExists, match="already exists"):
             await p.make_container(game, "audio")
         boom = await p.create_asset(sfx, spool(tmp_path, "boom.wav", b"RIFF....WAVE", "audio/wav"))
         errors = []
         for target in (audio, sfx):  # a subfolder, an asset: not empty
-            with pytest.raises(NotPermitted, match="not empty") as err:
+            with pytest.raises(DirectoryNotEmpty, match="not empty") as err:
                 await p.delete_container(target)
             errors.append(err.value)
         await p.delete_asset(boom)  # a trashed asset does not keep its folder
@@ -345,7 +345,7 @@ def test_folders_are_made_and_removed_and_a_full_one_is_refused(studio, tmp_path
     assert audio.key == f"ws/{ws}/folder/audio" and sfx.key == f"ws/{ws}/folder/audio/sfx"
     assert sfx.xattrs["user.assetfs.file_location"] == "/audio/sfx/" and sfx.xattrs["user.assetfs.id"]
     assert listed["audio"].key == audio.key and listed["audio"].kind == CONTAINER
-    assert all("not empty" in str(x) for x in errors)
+    assert all("not empty" in str(x) and errno_of(x) == errno.ENOTEMPTY for x in errors)
     folders = t.folders(ws)
     assert "/audio/" not in folders and "/audio/sfx/" not in folders and "audio" not in after
     assert by_name(trashed(t, ws))["boom"]["file_location"] == "/audio/sfx/"
