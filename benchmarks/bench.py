@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from assetfs.units import parse_size
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from mounting import MountedFS, is_mounted, unmount  # noqa: E402
@@ -133,11 +135,16 @@ class Rclone:
         self.process.wait(10)
 
 
+def iq_account_name(config: dict) -> str:
+    return next(name for name, a in config["accounts"].items() if a["provider"] == "iqmetrix")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--assets", type=int, default=10000)
     parser.add_argument("--large", default="512MiB")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--upload", default="256MiB")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="assetfs-bench-"))
@@ -166,7 +173,7 @@ def main() -> int:
         nginx = Nginx(work, site)
 
         def assetfs_mount(tag: str) -> MountedFS:
-            return MountedFS(work / tag, emu.config, accounts=["carhartt"], log_level="WARNING")
+            return MountedFS(work / tag, emu.config, log_level="WARNING")
 
         # -- listings ----------------------------------------------------------------
         cold, warm = [], []
@@ -241,6 +248,30 @@ def main() -> int:
                      f"{median(rc_ttfb) / median(ttfb):.2f}× rclone"))
         rows.append((f"peak RSS of the mount, streaming {args.large}", f"{max(rss):.0f} MB", "target < 200 MB",
                      "met" if max(rss) < 200 else "not met"))
+
+        # -- upload: cp through the mount vs curl to the same route -----------------------------
+        iq = next(a for a in emu.config["accounts"].values() if a["provider"] == "iqmetrix")
+        collection = next(iter(iq["collections"]))
+        upload = work / "upload.bin"
+        with open(upload, "wb") as f:
+            for _ in range(parse_size(args.upload) >> 20):
+                f.write(os.urandom(1 << 20))
+        token = httpx.post(f"{iq['auth_url']}/oauth2/token", data={
+            "grant_type": "password", "username": iq["username"], "password": iq["password"],
+            "client_id": iq["client_id"], "client_secret": iq["client_secret"]}).json()["access_token"]
+        t_up_curl, t_up_cp = [], []
+        for n in range(args.repeat):
+            t_up_curl.append(timed(lambda: subprocess.run(
+                ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}", "-F", f"file=@{upload}",
+                 f"{iq['base_url']}/assets"], check=True)))
+            m = assetfs_mount(f"up{n}")
+            target = m.path / iq_account_name(emu.config) / collection
+            os.listdir(target)
+            t_up_cp.append(timed(lambda: subprocess.run(["cp", str(upload), str(target / f"upload{n}.bin")], check=True)))
+            m.stop()
+        up_mb = upload.stat().st_size / 1e6
+        rows.append((f"upload, `cp` of {args.upload}", f"{up_mb / median(t_up_cp):.0f} MB/s",
+                     f"curl -F {up_mb / median(t_up_curl):.0f} MB/s", f"{median(t_up_curl) / median(t_up_cp):.2f}× curl"))
     finally:
         if rclone:
             rclone.stop()

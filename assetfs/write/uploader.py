@@ -40,12 +40,13 @@ class Uploader:
         """Journal a file as soon as it is created, so even an unclosed file survives a crash."""
         self.journal.put(record)
 
-    async def commit(self, record: PendingUpload, spool: SpoolFile) -> Entry:
-        """Seal the file (fsync, checksum), mark it due, and upload it now. On failure the
-        record stays in the journal for the background retries and the error is raised."""
-        await trio.to_thread.run_sync(spool.sync)
+    async def commit(self, record: PendingUpload, spool: SpoolFile, md5: str | None = None) -> Entry:
+        """Mark the file due (with its size and checksum) and upload it now. On failure its
+        bytes are synced to disk and the record stays in the journal for the background
+        retries, and the error is raised. (A kill cannot lose page-cache bytes; a power cut
+        during the first try can, and the checksum catches that at resume.)"""
         record.size = spool.size
-        record.md5 = await trio.to_thread.run_sync(spool.md5)
+        record.md5 = md5 or await trio.to_thread.run_sync(spool.md5)
         record.mime = mimetypes.guess_type(record.name)[0] or "application/octet-stream"
         record.state = PENDING
         record.next_try = 0.0
@@ -64,6 +65,7 @@ class Uploader:
         except BaseException as e:
             if not isinstance(e, Exception):
                 raise
+            await trio.to_thread.run_sync(_sync_file, record.spool)
             self._failed(record, e)
             raise
         finally:
@@ -109,7 +111,12 @@ class Uploader:
                 log.warning("%s: was still being written when the mount stopped; kept under .assetfs/pending/",
                             record.name)
             elif record.state == PENDING:
-                record.next_try = 0.0
+                if await trio.to_thread.run_sync(_md5_of, record.spool) != record.md5:
+                    record.state = ORPHANED
+                    record.last_error = "its bytes on disk no longer match what was written (a crash mid-write?)"
+                    log.error("%s: %s; kept under .assetfs/pending/, not uploaded", record.name, record.last_error)
+                else:
+                    record.next_try = 0.0
                 self.journal.put(record)
         while True:
             now = time.time()
@@ -127,3 +134,25 @@ class Uploader:
             self._wake = trio.Event()
             with trio.move_on_after(max(0.5, min(waits)) if waits else 3600):
                 await self._wake.wait()
+
+
+def _sync_file(path: str) -> None:
+    try:
+        spool = SpoolFile(Path(path))
+    except OSError:
+        return
+    try:
+        spool.sync()
+    finally:
+        spool.close()
+
+
+def _md5_of(path: str) -> str | None:
+    try:
+        spool = SpoolFile(Path(path))
+    except OSError:
+        return None
+    try:
+        return spool.md5()
+    finally:
+        spool.close()

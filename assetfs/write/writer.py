@@ -96,7 +96,7 @@ class Writer:
 
     def write(self, node: Node, offset: int, data: bytes) -> int:
         local = node.local
-        written = local.spool.write(offset, data)
+        written = local.write(offset, data)
         local.dirty = not is_temporary(node.name)
         local.mtime = time.time()
         return written
@@ -106,7 +106,7 @@ class Writer:
             if size != 0:
                 raise NotPermitted(f"{node.path}: a file on the provider can only be replaced whole")
             self.open_for_write(node, truncate=True)
-        node.local.spool.truncate(size)
+        node.local.truncate(size)
         node.local.dirty = not is_temporary(node.name)
 
     async def flush(self, node: Node) -> None:
@@ -119,7 +119,7 @@ class Writer:
         record = local.record
         record.mtime = local.mtime
         record.xattrs = dict(local.xattrs)
-        await self.uploader.commit(record, local.spool)
+        await self.uploader.commit(record, local.spool, local.md5_if_known())
 
     def set_times_and_mode(self, node: Node, mtime: float | None, mode: int | None) -> None:
         if node.local is not None:
