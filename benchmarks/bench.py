@@ -280,7 +280,7 @@ def main() -> int:
         emu.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n| measurement | assetfs | compared with | ratio (>1: assetfs faster) |\n|---|---|---|---|")
+    print("\n| measurement | assetfs | compared with | ratio (>1: assetfs faster) |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\n{os.cpu_count()} cores; medians of {args.repeat} runs; {time.strftime('%Y-%m-%d')}")
