@@ -46,53 +46,39 @@ def _translate(self: Operations, op: str, exc: BaseException) -> pyfuse3.FUSEErr
     return pyfuse3.FUSEError(errno.EIO)
 
 
-def _guard(op):
-    """For operations that may wait on a provider: bounded by the mount's timeout."""
-    counter = f"fuse_{op.__name__}"
-
-    @functools.wraps(op)
-    async def wrapper(self: Operations, *args):
-        self.stats.add(counter)
-        try:
-            with trio.fail_after(self.options.timeout):
-                return await op(self, *args)
-        except Exception as e:
-            raise _translate(self, op.__name__, e) from None
-    return wrapper
-
-
 UPLOAD_RATE_FLOOR = 1 << 20  # bytes/s: a close() may take the timeout plus size at this rate
 
 
-def _upload_guard(op):
-    """For operations that upload (close, fsync, a committing rename): the timeout plus
-    time for the bytes at a slow link's pace, so a big `cp` is not cut short."""
-    counter = f"fuse_{op.__name__}"
+def _operation(deadline):
+    """Wrap a FUSE operation: count it, bound it by `deadline(self, args)` seconds (None:
+    answered from memory, no bound), and send any exception through `_translate`."""
 
-    @functools.wraps(op)
-    async def wrapper(self: Operations, *args):
-        self.stats.add(counter)
-        try:
-            size = self._renamed_size(*args[:2]) if op.__name__ == "rename" else self._handle_size(args[0])
-            with trio.fail_after(self.options.timeout + size / UPLOAD_RATE_FLOOR):
-                return await op(self, *args)
-        except Exception as e:
-            raise _translate(self, op.__name__, e) from None
-    return wrapper
+    def decorate(op):
+        counter = f"fuse_{op.__name__}"
+
+        @functools.wraps(op)
+        async def wrapper(self: Operations, *args):
+            self.stats.add(counter)
+            try:
+                seconds = deadline(self, args)
+                if seconds is None:
+                    return await op(self, *args)
+                with trio.fail_after(seconds):
+                    return await op(self, *args)
+            except Exception as e:
+                raise _translate(self, op.__name__, e) from None
+        return wrapper
+    return decorate
 
 
-def _local(op):
-    """For operations answered from memory: no timeout needed, same error translation."""
-    counter = f"fuse_{op.__name__}"
-
-    @functools.wraps(op)
-    async def wrapper(self: Operations, *args):
-        self.stats.add(counter)
-        try:
-            return await op(self, *args)
-        except Exception as e:
-            raise _translate(self, op.__name__, e) from None
-    return wrapper
+# May wait on a provider: bounded by the mount's timeout.
+_guard = _operation(lambda self, args: self.options.timeout)
+# Answered from memory.
+_local = _operation(lambda self, args: None)
+# Uploads (close, fsync): the timeout plus the bytes at a slow link's pace, so a big `cp` is not cut short.
+_upload_guard = _operation(lambda self, args: self.options.timeout + self._handle_size(args[0]) / UPLOAD_RATE_FLOOR)
+# A rename that commits a local file uploads it too.
+_rename_guard = _operation(lambda self, args: self.options.timeout + self._renamed_size(*args[:2]) / UPLOAD_RATE_FLOOR)
 
 
 @dataclass
@@ -361,7 +347,7 @@ class Operations(pyfuse3.Operations):
         self.tree.inodes.remember(node)
         return attrs
 
-    @_upload_guard
+    @_rename_guard
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         if flags:
             raise InvalidArgument("rename flags (exchange, no-replace) are not supported")

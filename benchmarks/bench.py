@@ -51,6 +51,20 @@ def read_file(path: Path, block: int = 1 << 20) -> int:
     return total
 
 
+def read_cold_then_hot(path: Path) -> tuple[float, float, float]:
+    """Seconds to the first 4 KiB, to read the whole file cold, and again from the page cache."""
+    os.stat(path)
+    drop_caches()
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        f.read(4096)
+    first = time.perf_counter() - start
+    drop_caches()
+    cold = timed(lambda: read_file(path))
+    hot = timed(lambda: read_file(path))
+    return first, cold, hot
+
+
 def ls_l(path: Path) -> int:
     out = subprocess.run(["ls", "-l", str(path)], check=True, capture_output=True, text=True).stdout
     return out.count("\n")
@@ -206,18 +220,10 @@ def main() -> int:
         a_cold, a_warm, a_hot, ttfb, rss = [], [], [], [], []
         for n in range(args.repeat):
             m = assetfs_mount(f"read{n}")  # a new cache dir: cold
-            path = m.path / "carhartt" / large_org / "large" / "large.bin"
-            os.stat(path)
+            first, cold, hot = read_cold_then_hot(m.path / "carhartt" / large_org / "large" / "large.bin")
+            ttfb.append(first), a_cold.append(cold), a_hot.append(hot)
             drop_caches()
-            start = time.perf_counter()
-            with open(path, "rb", buffering=0) as f:
-                f.read(4096)
-            ttfb.append(time.perf_counter() - start)
-            drop_caches()
-            a_cold.append(timed(lambda: read_file(path)))
-            a_hot.append(timed(lambda: read_file(path)))
-            drop_caches()
-            a_warm.append(timed(lambda: read_file(path)))
+            a_warm.append(timed(lambda: read_file(m.path / "carhartt" / large_org / "large" / "large.bin")))
             rss.append(peak_rss_mb(m.process.pid))
             m.stop()
             shutil.rmtree(work / f"read{n}" / "cache", ignore_errors=True)
@@ -225,16 +231,8 @@ def main() -> int:
         for n in range(args.repeat):
             (work / f"rr{n}").mkdir()
             rclone = Rclone(work / f"rr{n}", nginx.url)
-            path = rclone.path / "large.bin"
-            os.stat(path)
-            drop_caches()
-            start = time.perf_counter()
-            with open(path, "rb", buffering=0) as f:
-                f.read(4096)
-            rc_ttfb.append(time.perf_counter() - start)
-            drop_caches()
-            rc_cold.append(timed(lambda: read_file(path)))
-            rc_hot.append(timed(lambda: read_file(path)))
+            first, cold, hot = read_cold_then_hot(rclone.path / "large.bin")
+            rc_ttfb.append(first), rc_cold.append(cold), rc_hot.append(hot)
             rclone.stop()
             rclone = None
         rate = lambda t: f"{mb / median(t):.0f} MB/s"  # noqa: E731

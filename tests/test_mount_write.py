@@ -245,3 +245,18 @@ def test_mudstack_mkdir_rm_and_mv_map_to_folders_trash_and_rename(writable):
     assert "concept" in os.listdir(trash)
     os.rename(trash / "concept", folder / "concept")
     assert mud.call("GET", f"/workspaces/assets/{asset['id']}", ws)["isActive"] is True
+
+
+def test_an_apple_intent_set_as_an_xattr_before_close_is_used(writable):
+    emu, m, _ = writable
+    brand = m.path / "apple" / APPLE_ORG / APPLE_BRAND
+    target = brand / "cover.png"
+    with open(target, "wb") as f:
+        f.write(png((1, 99, 1)))
+        os.setxattr(target, "user.assetfs.intent", b"COVER_PHOTO")
+    with pytest.raises(OSError) as e:
+        os.setxattr(brand / "cover" / "asset.json", "user.other", b"x")
+    assert e.value.errno == errno.EPERM
+    apple = AppleTruth(emu.account("apple"))
+    [asset] = [a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "cover"]
+    assert asset["brandAssetDetails"]["intent"] == "COVER_PHOTO"

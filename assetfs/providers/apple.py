@@ -29,11 +29,9 @@ at most 15 MB.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import mimetypes
 import posixpath
-import time
 from urllib.parse import urljoin
 
 import httpx
@@ -41,100 +39,37 @@ import trio
 
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, parse_time
-from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
+from .http import ProviderHTTP
+from .token import TokenAuth
 
 log = logging.getLogger("assetfs.apple")
 
 API = "api/v1"
 PAGE_SIZE = 100        # the emulator's (inferred) maximum; the docs give none
 MAX_PAGES = 100_000    # a cursor loop guard: 10 million assets in one brand
-TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/heic": ".heic", "image/heif": ".heif"}
 INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
 INTENT_XATTR = "user.assetfs.intent"
 MAX_IMAGE_BYTES = 15 * 1024 * 1024   # documented: images of at most 15 MB
 
-# The token the current task last sent: a 401 invalidates only that token, so requests that
-# failed together with an old token do not each fetch a new one.
-_sent_token: contextvars.ContextVar[str | None] = contextvars.ContextVar("apple_sent_token", default=None)
 
-
-class AppleAuth(Auth):
+class AppleAuth(TokenAuth):
     """Client-credentials tokens, one fetch at a time for the account."""
 
+    service = "Apple Business Connect"
+
     def __init__(self, account: str, client_id: str, client_secret: str):
-        self.account = account
+        super().__init__(account)
         self._body = {"client_id": client_id, "client_secret": client_secret,
                       "grant_type": "client_credentials", "scope": "business"}
-        self._lock = trio.Lock()
-        self._token: str | None = None
-        self._renew_at = 0.0  # time.monotonic() after which the token is renewed
 
-    def _current(self) -> str | None:
-        if self._token is not None and time.monotonic() < self._renew_at:
-            return self._token
-        return None
-
-    async def headers(self, http: ProviderHTTP) -> dict[str, str]:
-        token = self._current()
-        if token is None:
-            async with self._lock:
-                token = self._current() or await self._fetch(http)
-        _sent_token.set(token)
-        return {"Authorization": f"Bearer {token}"}
-
-    def invalidate(self) -> None:
-        sent = _sent_token.get()
-        if sent is None or sent == self._token:
-            self._token = None
-
-    async def _fetch(self, http: ProviderHTTP) -> str:
-        url = http.url(f"{API}/oauth2/token")
-        response = await self._post(http, url)
-        if response.status_code in (400, 401, 403):
-            raise AuthFailed(f"Apple Business Connect account {self.account}: the token service refused the "
-                             f"client credentials (HTTP {response.status_code}{_api_error(response)})")
-        if response.status_code != 200:
-            raise ProviderError(f"Apple Business Connect account {self.account}: the token service answered "
-                                f"HTTP {response.status_code}{_api_error(response)}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ProviderError(f"Apple Business Connect account {self.account}: the token service's answer has no access_token")
-        try:
-            lifetime = max(0.0, float(body.get("expires_in")))
-        except (TypeError, ValueError):
-            lifetime = 3600.0  # as documented; a 401 renews it sooner if need be
-        self._token = token
-        self._renew_at = time.monotonic() + lifetime - min(TOKEN_MARGIN, lifetime / 10)
+    async def fetch(self, http: ProviderHTTP) -> tuple[str, float]:
+        response = await self._post(http, http.url(f"{API}/oauth2/token"), json=self._body)
+        status, why = response.status_code, _api_error(response)
+        self._expect(response, refused=f"the client credentials (HTTP {status}{why})", answered=f"HTTP {status}{why}")
+        token, lifetime, _ = self._oauth2_answer(response)
         log.debug("%s: new token, valid for %.0f s", self.account, lifetime)
-        return token
-
-    async def _post(self, http: ProviderHTTP, url: str) -> httpx.Response:
-        """POST the credentials with the raw client (no auth headers, so no recursion),
-        retrying network trouble, 5xx and 429 with backoff within the account's timeout."""
-        deadline = time.monotonic() + http.timeout
-        delay = 0.25
-        for attempt in range(1, max(1, http.retries) + 1):
-            try:
-                response = await http.client.post(url, json=self._body)
-            except httpx.TransportError as e:
-                http.stats.add("errors")
-                problem = f"{type(e).__name__}: {e or 'connection failed'}"
-            else:
-                http.stats.add("requests")
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                http.stats.add("errors")
-                problem = f"HTTP {response.status_code}"
-            if attempt >= http.retries or time.monotonic() + delay > deadline:
-                break
-            await trio.sleep(delay)
-            delay = min(8.0, delay * 2)
-        raise ProviderError(f"Apple Business Connect account {self.account}: the token service {redact(url)} failed: {problem}")
+        return token, lifetime
 
 
 def _api_error(response: httpx.Response) -> str:

@@ -17,7 +17,6 @@ is refreshed shortly before it expires, and a refused refresh falls back to sign
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import mimetypes
 import posixpath
@@ -30,55 +29,33 @@ import trio
 
 from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json
-from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
+from .http import ProviderHTTP, redact
+from .token import TokenAuth
 
 log = logging.getLogger("assetfs.iqmetrix")
 
 CONCURRENCY = 8        # assets of a collection fetched at once (there is no list route)
-TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 REDIRECTS = (301, 302, 303, 307, 308)
 NO_UPDATE = "the Asset Media Service API has no update or delete"
 
-# The access token the current task last sent, so that a 401 invalidates only that token:
-# after one request has renewed it, the other requests that failed with the old one must
-# not renew it again (a refresh revokes the token it replaces, which would fail them anew).
-_sent_token: contextvars.ContextVar[str | None] = contextvars.ContextVar("iqmetrix_sent_token", default=None)
 
+class IQmetrixAuth(TokenAuth):
+    """OAuth2 password grant with refresh; one token request at a time for the account.
 
-class IQmetrixAuth(Auth):
-    """OAuth2 password grant with refresh; one token request at a time for the account."""
+    A 401 drops the access token only: the next request refreshes it with the refresh token."""
+
+    service = "iQmetrix"
 
     def __init__(self, account: str, auth_url: str, username: str, password: str, client_id: str, client_secret: str):
-        self.account = account
+        super().__init__(account)
         self.token_url = auth_url.rstrip("/") + "/oauth2/token"
         self._username = username
         self._password = password
         self._client = {"client_id": client_id, "client_secret": client_secret}
-        self._lock = trio.Lock()
-        self._access: str | None = None
         self._refresh: str | None = None
-        self._renew_at = 0.0  # time.monotonic() after which the access token is renewed
 
-    def _current(self) -> str | None:
-        if self._access is not None and time.monotonic() < self._renew_at:
-            return self._access
-        return None
-
-    async def headers(self, http: ProviderHTTP) -> dict[str, str]:
-        token = self._current()
-        if token is None:
-            async with self._lock:
-                token = self._current() or await self._fetch(http)
-        _sent_token.set(token)
-        return {"Authorization": f"Bearer {token}"}
-
-    def invalidate(self) -> None:
-        sent = _sent_token.get()
-        if sent is None or sent == self._access:
-            self._access = None  # the refresh token is kept: the next request refreshes
-
-    async def _fetch(self, http: ProviderHTTP) -> str:
+    async def fetch(self, http: ProviderHTTP) -> tuple[str, float]:
         if self._refresh is not None:
             try:
                 return await self._grant(http, "refresh", {"grant_type": "refresh_token", "refresh_token": self._refresh})
@@ -88,55 +65,16 @@ class IQmetrixAuth(Auth):
         return await self._grant(http, "sign-in", {"grant_type": "password", "username": self._username,
                                                    "password": self._password})
 
-    async def _grant(self, http: ProviderHTTP, what: str, form: dict[str, str]) -> str:
-        response = await self._post(http, {**form, **self._client})
-        if response.status_code in (400, 401, 403):
-            raise AuthFailed(f"iQmetrix account {self.account}: the token service refused the {what} "
-                             f"(HTTP {response.status_code} {_oauth_error(response)})")
-        if response.status_code != 200:
-            raise ProviderError(f"iQmetrix account {self.account}: the token service answered the {what} "
-                                f"with HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        access = body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(access, str) or not access:
-            raise ProviderError(f"iQmetrix account {self.account}: the token service's answer has no access_token")
-        try:
-            lifetime = max(0.0, float(body.get("expires_in")))
-        except (TypeError, ValueError):
-            lifetime = 3600.0  # not given: assume an hour, a 401 renews it sooner if need be
+    async def _grant(self, http: ProviderHTTP, what: str, form: dict[str, str]) -> tuple[str, float]:
+        response = await self._post(http, self.token_url, data={**form, **self._client})
+        status = response.status_code
+        self._expect(response, refused=f"the {what} (HTTP {status} {_oauth_error(response)})",
+                     answered=f"the {what} with HTTP {status}")
+        access, lifetime, body = self._oauth2_answer(response)
         refresh = body.get("refresh_token")
-        self._access = access
         self._refresh = refresh if isinstance(refresh, str) and refresh else None
-        self._renew_at = time.monotonic() + lifetime - min(TOKEN_MARGIN, lifetime / 10)
         log.debug("%s: %s done, token valid for %.0f s", self.account, what, lifetime)
-        return access
-
-    async def _post(self, http: ProviderHTTP, form: dict[str, str]) -> httpx.Response:
-        """POST to the token URL with the raw client (no auth headers: no recursion), retrying
-        network trouble, 5xx and 429 with backoff within the account's timeout."""
-        deadline = time.monotonic() + http.timeout
-        delay = 0.25
-        for attempt in range(1, max(1, http.retries) + 1):
-            try:
-                response = await http.client.post(self.token_url, data=form)
-            except httpx.TransportError as e:
-                http.stats.add("errors")
-                problem = f"{type(e).__name__}: {e or 'connection failed'}"
-            else:
-                http.stats.add("requests")
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                http.stats.add("errors")
-                problem = f"HTTP {response.status_code}"
-            if attempt >= http.retries or time.monotonic() + delay > deadline:
-                break
-            await trio.sleep(delay)
-            delay = min(8.0, delay * 2)
-        raise ProviderError(f"iQmetrix account {self.account}: the token service {redact(self.token_url)} "
-                            f"failed: {problem}")
+        return access, lifetime
 
 
 def _oauth_error(response: httpx.Response) -> str:

@@ -27,7 +27,6 @@ call sends `Authorization`, `x-account-id`, and `x-workspace-id` where workspace
 from __future__ import annotations
 
 import base64
-import contextvars
 import dataclasses
 import json
 import logging
@@ -39,16 +38,16 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from ..errors import AlreadyExists, AuthFailed, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
+from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
 from .base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, parse_time
-from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
+from .http import RETRY_STATUSES, ProviderHTTP, redact
+from .token import TokenAuth
 
 log = logging.getLogger("assetfs.mudstack")
 
 PAGE_SIZE = 500          # our choice; the search route's pagination is inferred (page 1-based, limit ≤ 1000)
 PAGE_CONCURRENCY = 4     # pages of one folder's search fetched at once once the total is known
 DEFAULT_TOKEN_LIFETIME = 3600.0  # inferred: the docs give the JWT no lifetime
-TOKEN_MARGIN = 60.0      # seconds before expiry when the token is renewed (at most a tenth of its life)
 MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 VERSIONS_KEY = re.compile(r"^ws/([^/]+)/asset/([^/]+)/versions$")  # (a folder key has "/folder/" there)
 TRASH_KEY = re.compile(r"^ws/([^/]+)/trash$")
@@ -56,91 +55,37 @@ ASSET_KEY = re.compile(r"^asset/([^/]+)(/content)?$")  # an asset's directory or
 TRASH_NAME = ".trash"
 UPLOAD_CHUNK = 1 << 20   # bytes read from the spool file per chunk of the signed-URL PUT
 
-# The token the current task last sent, so that a 401 invalidates that token only (after
-# one request has renewed it, the others that failed with the old one need not renew again).
-_sent_token: contextvars.ContextVar[str | None] = contextvars.ContextVar("mudstack_sent_token", default=None)
-
 
 # -- auth -----------------------------------------------------------------------------------
 
-class MudstackAuth(Auth):
+class MudstackAuth(TokenAuth):
     """The account's JWT, fetched once for all concurrent requests and renewed before expiry."""
 
+    service = "Mudstack"
+    honour_retry_after = True
+
     def __init__(self, account: str, token_url: str, account_id: str, key: str, secret: str):
-        self.account = account
+        super().__init__(account)
         self.token_url = token_url
         self.account_id = account_id
         self._credentials = {"account_id": account_id, "key": key, "secret": secret}
-        self._lock = trio.Lock()
-        self._token: str | None = None
-        self._renew_at = 0.0  # time.monotonic() after which the token is renewed
 
-    def _current(self) -> str | None:
-        if self._token is not None and time.monotonic() < self._renew_at:
-            return self._token
-        return None
+    def extra_headers(self) -> dict[str, str]:
+        return {"x-account-id": self.account_id}
 
-    async def headers(self, http: ProviderHTTP) -> dict[str, str]:
-        token = self._current()
-        if token is None:
-            async with self._lock:
-                token = self._current() or await self._fetch(http)
-        _sent_token.set(token)
-        return {"Authorization": f"Bearer {token}", "x-account-id": self.account_id}
-
-    def invalidate(self) -> None:
-        sent = _sent_token.get()
-        if sent is None or sent == self._token:
-            self._token = None
-
-    async def _fetch(self, http: ProviderHTTP) -> str:
-        response = await self._post(http)
-        if response.status_code in (400, 401, 403):
-            raise AuthFailed(f"Mudstack account {self.account}: the token service refused the account id, "
-                             f"key or secret (HTTP {response.status_code})")
-        if response.status_code not in (200, 201):
-            raise ProviderError(f"Mudstack account {self.account}: the token service answered "
-                                f"HTTP {response.status_code}")
+    async def fetch(self, http: ProviderHTTP) -> tuple[str, float]:
+        response = await self._post(http, self.token_url, json=self._credentials)
+        status = response.status_code
+        self._expect(response, refused=f"the account id, key or secret (HTTP {status})", answered=f"HTTP {status}",
+                     ok=(200, 201))
         token, lifetime = _read_token(response)
         if not token:
-            raise ProviderError(f"Mudstack account {self.account}: the token service's answer holds no token")
+            raise ProviderError(f"{self.who}: the token service's answer holds no token")
         if lifetime is None:
             lifetime = DEFAULT_TOKEN_LIFETIME
             log.debug("%s: the token's lifetime is unknown; assuming %.0f s", self.account, lifetime)
-        self._token = token
-        self._renew_at = time.monotonic() + lifetime - min(TOKEN_MARGIN, lifetime / 10)
         log.debug("%s: new token, valid for %.0f s", self.account, lifetime)
-        return token
-
-    async def _post(self, http: ProviderHTTP) -> httpx.Response:
-        """POST the credentials with the raw client (the token URL is on the trusted origin:
-        going through `http.request` would ask this object for headers again), retrying
-        network trouble, 429 and 5xx with backoff within the account's timeout."""
-        deadline = time.monotonic() + http.timeout
-        delay = 0.25
-        problem = "no attempt"
-        for attempt in range(1, max(1, http.retries) + 1):
-            wait = delay
-            try:
-                response = await http.client.post(self.token_url, json=self._credentials)
-            except httpx.TransportError as e:
-                http.stats.add("errors")
-                problem = f"{type(e).__name__}: {e or 'connection failed'}"
-            else:
-                http.stats.add("requests")
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                http.stats.add("errors")
-                problem = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    wait = max(wait, float(retry_after))
-            if attempt >= http.retries or time.monotonic() + wait > deadline:
-                break
-            await trio.sleep(wait)
-            delay = min(8.0, delay * 2)
-        raise ProviderError(f"Mudstack account {self.account}: the token service {redact(self.token_url)} "
-                            f"failed: {problem}")
+        return token, lifetime
 
 
 def _read_token(response: httpx.Response) -> tuple[str | None, float | None]:
