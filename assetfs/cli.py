@@ -55,8 +55,14 @@ def _mount(args: argparse.Namespace) -> int:
     if not mountpoint.is_dir():
         print(f"assetfs: {mountpoint}: not a directory", file=sys.stderr)
         return 2
+    if args.check_only:
+        print(f"assetfs: {args.config or 'the config'} and the options are valid; not mounting (-f)")
+        return 0
     if not args.foreground:
-        return run_in_background(sys.argv[1:] + ["--foreground"], mountpoint, Path(config.cache.path))
+        again = ["mount", str(mountpoint.resolve()), "--foreground", "--log-level", args.log_level]
+        again += ["--config", str(Path(args.config).resolve())] if args.config else []
+        again += [item for o in args.o or [] for item in ("-o", o)]
+        return run_in_background(again, mountpoint, Path(config.cache.path))
     import trio
 
     from .daemon import notify_ready
@@ -100,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (default: return once mounted)")
     mount.add_argument("-o", action="append", metavar="OPTIONS", help="mount options, e.g. -o ro,uid=1000,metadata_ttl=5m")
     mount.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    mount.add_argument("--check-only", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=_mount)
 
     demo = sub.add_parser("demo", help="mount the emulator's sample assets, with a short tour")

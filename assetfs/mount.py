@@ -10,20 +10,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pyfuse3
 import diskcache
+import pyfuse3
 import trio
 
 from .config import Config
 from .fuse_ops import Operations
 from .metacache import MetaCache
+from .notify import notify
 from .options import MountOptions
 from .providers.registry import build_provider
 from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
 from .stats import Stats
 from .tree import Tree
-from .write.journal import Journal
+from .write.journal import PENDING, Journal
 from .write.overlay import WrittenNames
 from .write.spool import Spool
 from .write.uploader import Uploader
@@ -88,6 +89,8 @@ class Mount:
                 log.info("mounted %s", self.mountpoint)
                 if ready:
                     ready()
+                notify("READY=1", f"STATUS=mounted at {self.mountpoint}")
+                nursery.start_soon(self._report_status)
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
                 nursery.cancel_scope.cancel()
         finally:
@@ -113,11 +116,61 @@ class Mount:
             log.debug("kernel read-ahead left as it is: %s", e)
 
     async def _stop_on_signal(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        """SIGTERM, SIGINT, SIGHUP: wait (bounded) for pending uploads, then unmount; a
+        second signal unmounts at once. SIGUSR1: log what every task is doing."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1) as signals:
             async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    log.warning("tasks now:\n%s", task_stacks())
+                    continue
                 log.info("%s: unmounting", signal.Signals(signum).name)
+                notify("STOPPING=1", "STATUS=unmounting")
+                with trio.move_on_after(STOP_WAIT) as waited:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._drain_uploads, nursery.cancel_scope)
+                        async for _ in signals:  # a second signal: stop waiting
+                            log.warning("second signal: unmounting now; pending uploads resume at the next mount")
+                            nursery.cancel_scope.cancel()
+                if waited.cancelled_caught:
+                    log.warning("uploads still pending after %.0fs: kept, they resume at the next mount", STOP_WAIT)
                 pyfuse3.terminate()
                 return
+
+    async def _drain_uploads(self, done: trio.CancelScope) -> None:
+        while due := [r for r in self.uploader.pending() if r.state == PENDING]:
+            notify(f"STATUS=unmounting: waiting for {len(due)} pending upload(s)")
+            log.info("waiting for %d pending upload(s) before unmounting", len(due))
+            await trio.sleep(1)
+        done.cancel()
+
+    async def _report_status(self) -> None:
+        """STATUS= lines for `systemctl status`, every few seconds."""
+        while True:
+            counters = self.stats.counters
+            pending = len([r for r in self.uploader.pending() if r.state == PENDING])
+            notify(f"STATUS=mounted at {self.mountpoint}: {counters['requests']} requests, "
+                   f"{counters['errors']} errors, {pending} pending uploads")
+            await trio.sleep(STATUS_EVERY)
+
+
+STOP_WAIT = 600.0      # seconds a stop waits for pending uploads before unmounting anyway
+STATUS_EVERY = 10.0
+
+
+def task_stacks() -> str:
+    """Every trio task with where it is waiting (for SIGUSR1)."""
+    lines: list[str] = []
+
+    def walk(task, depth: int) -> None:
+        frames = [f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{lineno} {f.f_code.co_name}"
+                  for f, lineno in task.iter_await_frames()]
+        lines.append("  " * depth + f"{task.name}: " + (" → ".join(frames) or "(running)"))
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child, depth + 1)
+
+    walk(trio.lowlevel.current_root_task(), 0)
+    return "\n".join(lines)
 
 
 def _return_freed_blocks_to_the_system() -> None:

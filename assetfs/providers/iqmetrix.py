@@ -28,6 +28,7 @@ import httpx
 import trio
 
 from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
+from ..logs import register_secret
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json
 from .http import ProviderHTTP, redact
 from .token import TokenAuth
@@ -73,6 +74,8 @@ class IQmetrixAuth(TokenAuth):
         access, lifetime, body = self._oauth2_answer(response)
         refresh = body.get("refresh_token")
         self._refresh = refresh if isinstance(refresh, str) and refresh else None
+        if self._refresh:
+            register_secret(self._refresh)
         log.debug("%s: %s done, token valid for %.0f s", self.account, what, lifetime)
         return access, lifetime
 

@@ -13,6 +13,7 @@ import httpx
 import trio
 
 from ..errors import AuthFailed, ProviderError
+from ..logs import register_secret
 from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
 
 TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
@@ -62,6 +63,7 @@ class TokenAuth(Auth):
 
     async def _renew(self, http: ProviderHTTP) -> str:
         token, lifetime = await self.fetch(http)
+        register_secret(token)  # never in a log line, even at debug level
         self._token = token
         self._renew_at = time.monotonic() + lifetime - min(TOKEN_MARGIN, lifetime / 10)
         return token
