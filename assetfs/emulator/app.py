@@ -110,7 +110,7 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
             emu.tokens.revoke_all()
         if "ttl" in body:
             emu.tokens.ttl = None if body["ttl"] is None else float(body["ttl"])
-        return JSONResponse({"ttl": emu.tokens.ttl})
+        return JSONResponse({"ttl": emu.tokens.ttl, "issued": emu.tokens.issued[-10000:]})
 
     routes = [
         Route("/cdn/{key:path}", cdn, methods=["GET", "HEAD"]),

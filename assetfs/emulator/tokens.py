@@ -26,6 +26,7 @@ class TokenIssuer:
     """
 
     ttl: float | None = None
+    issued: list[str] = field(default_factory=list)  # every token handed out (for leak checks in tests)
     _access: dict[str, Grant] = field(default_factory=dict)
     _refresh: dict[str, Grant] = field(default_factory=dict)
 
@@ -39,6 +40,9 @@ class TokenIssuer:
             grant.refresh_token = f"rt-{secrets.token_urlsafe(24)}"
             self._refresh[grant.refresh_token] = grant
         self._access[token] = grant
+        self.issued.append(token)
+        if grant.refresh_token:
+            self.issued.append(grant.refresh_token)
         return token, grant
 
     def check(self, provider: str, token: str | None) -> Grant | None:
