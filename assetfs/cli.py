@@ -51,6 +51,9 @@ def _mount(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"assetfs: {e}", file=sys.stderr)
         return 2
+    if options.debug:
+        setup_logging("DEBUG")
+        args.log_level = "DEBUG"
     mountpoint = Path(args.mountpoint)
     if not mountpoint.is_dir():
         print(f"assetfs: {mountpoint}: not a directory", file=sys.stderr)
