@@ -82,6 +82,17 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.mountpoint, parse_mount_options(args.o))
 
 
+def _command(module: str):
+    """Run `assetfs.commands.<module>.run(args)`, imported only when that command is used
+    (rich and the providers are not needed to start the emulator or a mount)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(f".commands.{module}", __package__).run(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assetfs", description="Mount digital-asset-management APIs as a drive.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,13 +128,55 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", action="append", metavar="OPTIONS", help="mount options")
     demo.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     demo.set_defaults(func=_demo)
+
+    status = sub.add_parser("status", help="what a mount is doing: requests, cache hits, bytes, pending uploads")
+    status.add_argument("mountpoint")
+    status.add_argument("--json", action="store_true", help="print .assetfs/status.json as it is")
+    status.set_defaults(func=_command("status"))
+
+    umount = sub.add_parser("umount", help="wait for pending uploads, then unmount")
+    umount.add_argument("mountpoint")
+    umount.add_argument("--lazy", action="store_true",
+                        help="do not wait; detach now and let the mount go once nothing uses it (fusermount3 -uz)")
+    umount.add_argument("--timeout", default="300", metavar="SECONDS",
+                        help="give up waiting for uploads after this long, without unmounting (default 300)")
+    umount.set_defaults(func=_command("umount"))
+
+    prefetch = sub.add_parser("prefetch", help="read files through a mount so their bytes are in the block cache")
+    prefetch.add_argument("paths", nargs="+", metavar="PATH",
+                          help="files or directories inside a mount (hidden entries are skipped unless named)")
+    prefetch.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel readers (default 4)")
+    prefetch.set_defaults(func=_command("prefetch"))
+
+    cache_options = argparse.ArgumentParser(add_help=False)
+    cache_options.add_argument("--config", metavar="FILE", help="config file whose cache dir is meant (default: "
+                               "~/.config/assetfs/config.toml)")
+    cache_options.add_argument("--cache-dir", metavar="DIR", help="this cache dir instead (as -o cache_dir=DIR)")
+    cache = sub.add_parser("cache", help="the cache dir: sizes, or empty what can be fetched again")
+    cache_sub = cache.add_subparsers(dest="action", required=True)
+    cache_sub.add_parser("info", parents=[cache_options], help="size of each part and pending uploads")
+    cache_sub.add_parser("clear", parents=[cache_options],
+                         help="empty metadata/ and blocks/ (written bytes and upload state are kept)")
+    cache.set_defaults(func=_command("cache"))
+
+    config = sub.add_parser("config", help="the config file")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    check = config_sub.add_parser("check", help="validate it and try every account's credentials")
+    check.add_argument("--config", metavar="FILE", help="config file (default: ~/.config/assetfs/config.toml)")
+    check.add_argument("--timeout", default="20", metavar="SECONDS", help="per account (default 20)")
+    check.set_defaults(func=_command("check"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .commands import CommandError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except CommandError as e:
+        print(f"assetfs: {e}", file=sys.stderr)
+        return e.code
     except KeyboardInterrupt:
         return 130
 
