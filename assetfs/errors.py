@@ -84,3 +84,7 @@ class CrossDevice(AssetfsError):
 
 class AlreadyExists(AssetfsError):
     errno = errno.EEXIST
+
+
+class NameTooLong(AssetfsError):
+    errno = errno.ENAMETOOLONG

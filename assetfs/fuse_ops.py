@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from .errors import AssetfsError, InvalidArgument, NoAttribute, NotPermitted
+from .errors import AssetfsError, InvalidArgument, NameTooLong, NoAttribute, NotPermitted
 from .options import MountOptions
 from .read.reader import Cursor, Reader
 from .tree import Node, Tree
@@ -156,6 +156,8 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def lookup(self, parent_inode, name, ctx=None):
+        if len(name) > 255:
+            raise NameTooLong(f"{os.fsdecode(name)[:40]}…: longer than 255 bytes")
         parent = self.tree.inodes.get(parent_inode)
         node = await self.tree.lookup(parent, os.fsdecode(name))
         attrs = await self._attrs(node)
@@ -203,9 +205,7 @@ class Operations(pyfuse3.Operations):
         node = self.tree.inodes.get(inode)
         info = pyfuse3.FileInfo()
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-            if flags & os.O_APPEND and node.local is None:
-                raise NotPermitted(f"{node.path}: appending to a file on the provider is not supported")
-            self.writer.open_for_write(node, truncate=bool(flags & os.O_TRUNC))
+            self.writer.open_for_write(node, truncate=bool(flags & os.O_TRUNC), append=bool(flags & os.O_APPEND))
             if flags & os.O_TRUNC:
                 self.writer.truncate(node, 0)
         handle = _FileHandle(node)

@@ -42,7 +42,9 @@ class Mount:
         self.stats = Stats()
         cache_dir = Path(os.path.expanduser(options.cache_dir)) if options.cache_dir else config.cache.path
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(cache_dir, 0o700)
+        for part in (cache_dir, *(cache_dir / sub for sub in ("metadata", "blocks", "spool", "journal", "written", "memory"))):
+            part.mkdir(exist_ok=True, mode=0o700)
+            os.chmod(part, 0o700)  # what users wrote and read is nobody else's business
         self.cache_dir = cache_dir
         ttl = options.metadata_ttl if options.metadata_ttl is not None else config.cache.metadata_ttl
         self.metacache = MetaCache(cache_dir / "metadata", ttl)

@@ -10,9 +10,20 @@ delete where it has one; everything else is refused with the errno that says why
 from __future__ import annotations
 
 import logging
+import os
 import time
 
-from ..errors import AlreadyExists, CrossDevice, NotFound, NotPermitted, ReadOnly
+from ..errors import (
+    AlreadyExists,
+    CrossDevice,
+    IsADirectory,
+    NameTooLong,
+    NotADirectory,
+    NotFound,
+    NotPermitted,
+    NotSupported,
+    ReadOnly,
+)
 from ..options import MountOptions
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
 from ..tree import Node, Tree
@@ -22,6 +33,15 @@ from .spool import Spool
 from .uploader import Uploader
 
 log = logging.getLogger("assetfs.write")
+
+NAME_MAX = 255  # bytes, as statfs tells the kernel (f_namemax)
+
+
+def _check_name(name: str) -> None:
+    """Refuse a name no file system could hold before anything is made of it: the kernel
+    leaves NAME_MAX to the file system, and a provider would take it as an asset name."""
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise NameTooLong(f"{name[:40]}…: longer than {NAME_MAX} bytes")
 
 
 class Writer:
@@ -59,6 +79,7 @@ class Writer:
     # -- files --------------------------------------------------------------------------------
 
     def create(self, parent: Node, name: str, mode: int) -> Node:
+        _check_name(name)
         self._writable(parent, f"creating {name}")
         temporary = is_temporary(name)
         if not temporary:
@@ -78,7 +99,10 @@ class Writer:
         self.uploader.draft(record)
         return record
 
-    def open_for_write(self, node: Node, truncate: bool) -> None:
+    def open_for_write(self, node: Node, truncate: bool, append: bool = False) -> None:
+        """Open a file for writing: a local file as it is; a provider's file only to be
+        replaced whole (O_TRUNC, no O_APPEND), and only where the API can replace it. A
+        read-only place answers EROFS before anything else is said about it."""
         if node.local is not None:
             if node.local.read_only:
                 raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
@@ -87,7 +111,7 @@ class Writer:
         if node.kind != CONTENT:
             raise NotPermitted(f"{node.path}: only an asset's file can be written, not its metadata")
         self._supported(node, "replace", "replacing the file")
-        if not truncate:
+        if append or not truncate:
             raise NotPermitted(f"{node.path}: an existing file can only be replaced whole (open it with O_TRUNC); "
                                "appending and writing in place are not supported")
         local = LocalFile(self.spool.new(), mtime=time.time(), dirty=True, replaces=self._asset_of(node))
@@ -102,10 +126,15 @@ class Writer:
         return written
 
     def truncate(self, node: Node, size: int) -> None:
+        """Truncate a file open for writing. A provider's file is never truncated in place
+        (truncate(2) has no close() that would upload it: it would sit half-replaced), and a
+        pending upload's bytes are not to be changed."""
         if node.local is None:
-            if size != 0:
-                raise NotPermitted(f"{node.path}: a file on the provider can only be replaced whole")
-            self.open_for_write(node, truncate=True)
+            self._writable(node, "truncating")
+            raise NotPermitted(f"{node.path}: a file on the provider can only be replaced whole, by opening it "
+                               "with O_TRUNC (cp, >); truncate() is not supported")
+        if node.local.read_only:
+            raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
         node.local.truncate(size)
         node.local.dirty = not is_temporary(node.name)
 
@@ -137,13 +166,21 @@ class Writer:
             self.tree.written_names.put(node.parent.cache_key(), node.name, node.written)
             return
         if node.is_dir and mode is None:
-            return  # a directory's times are the provider's; setting them (rsync, touch) does no harm
+            if node.provider is not None:
+                self._writable(node, "changing times or owner")  # a read-only provider says so (EROFS)
+            return  # a directory's times and owner are the provider's; setting them (rsync, touch) does no harm
         self._writable(node, "changing times or mode")
         raise NotPermitted(f"{node.path}: times, mode and owner of what is on the provider cannot be changed")
 
     def set_xattr(self, node: Node, name: str, value: bytes) -> None:
-        if node.local is None or not name.startswith("user.assetfs."):
+        """Only `user.assetfs.*` of a file being written can be set. The provider's metadata
+        cannot be changed (EPERM; EROFS where nothing can); on a file being written, other
+        names do not exist here (ENOTSUP, which `cp -a` and `rsync -X` pass over quietly)."""
+        if node.local is None or node.local.read_only:
+            self._writable(node, f"setting {name}")
             raise NotPermitted(f"{node.path}: {name}: only user.assetfs.* of a file being written can be set")
+        if not name.startswith("user.assetfs."):
+            raise NotSupported(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
         node.local.xattrs[name] = value.decode(errors="replace")
 
     # -- removing -----------------------------------------------------------------------------
@@ -151,7 +188,7 @@ class Writer:
     async def unlink(self, parent: Node, name: str) -> None:
         node = await self.tree.lookup(parent, name)
         if node.is_dir:
-            raise IsADirectoryError(name)
+            raise IsADirectory(f"{node.path}: is a directory")
         overlay = self.tree.overlay(parent)
         if node.local is not None:
             if node.local.record is not None:
@@ -197,7 +234,7 @@ class Writer:
             return
         node = await self.tree.lookup(parent, name)
         if not node.is_dir:
-            raise NotADirectoryError(name)
+            raise NotADirectory(f"{node.path}: not a directory")
         self._writable(parent, f"removing {name}")
         if node.kind == ASSET:
             self._supported(parent, "delete", f"removing {name}")
@@ -214,6 +251,7 @@ class Writer:
             raise NotPermitted(f"{node.path}: cannot be removed")
 
     async def mkdir(self, parent: Node, name: str) -> Node:
+        _check_name(name)
         self._writable(parent, f"creating folder {name}")
         if parent.kind != CONTAINER:
             raise NotPermitted(f"{parent.path}: folders can only be made inside a workspace or folder")
@@ -229,8 +267,12 @@ class Writer:
     # -- renaming -----------------------------------------------------------------------------
 
     async def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str) -> None:
+        _check_name(new_name)
         node = await self.tree.lookup(old_parent, old_name)
-        if old_parent.provider is not new_parent.provider or new_parent.provider is None:
+        for parent in (old_parent, new_parent):
+            if parent.provider is None:  # the mount's root, .assetfs/: nothing moves in or out (not EXDEV)
+                self._writable(parent, f"moving {old_name}")
+        if old_parent.provider is not new_parent.provider:
             raise CrossDevice(f"{node.path}: moving to another account is a copy and a delete")
         try:
             target = await self.tree.lookup(new_parent, new_name)
@@ -271,7 +313,7 @@ class Writer:
         local = node.local
         if not is_temporary(new_name):
             if target is not None and target.is_dir:
-                raise IsADirectoryError(new_name)
+                raise IsADirectory(f"{target.path}: is a directory")
             if target is not None and target.kind == CONTENT and target.local is None:
                 self._supported(new_parent, "replace", f"replacing {new_name}")
                 action, goal = REPLACE, self._asset_of(target)
