@@ -101,18 +101,45 @@ class CacheSettings(_Strict):
         return Path(os.path.expanduser(self.dir))
 
 
+def parse_rate(text) -> tuple[int, float] | None:
+    """'90/60s', '15/s', '600/5m' → (requests, per seconds); 'off' or 'none' → None."""
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("off", "none", "")):
+        return None
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        return int(text[0]), float(text[1])
+    count, slash, per = str(text).partition("/")
+    try:
+        if not slash or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError
+        seconds = parse_duration(per if per.strip()[:1].isdigit() else f"1{per.strip()}")
+        if seconds <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f'not a rate: {text!r} (for example "90/60s", "15/s", or "off")') from None
+    return int(count), seconds
+
+
 class _Account(_Strict):
     base_url: str
     timeout: float | None = None
+    # Requests per window to the provider's API (and token service); None: no limit.
+    rate_limit: tuple[int, float] | None = None
 
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, v):
         return None if v is None else parse_duration(v)
 
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate(cls, v):
+        return parse_rate(v)
+
 
 class SpectrumAccount(_Account):
     provider: Literal["spectrum"]
+    # Documented: fewer than 100 requests per 60 s per endpoint; one budget for all, kept under.
+    rate_limit: tuple[int, float] | None = (90, 60.0)
     client: str
     organizations: list[str] = []
     token: Secret
@@ -130,6 +157,7 @@ class IQmetrixAccount(_Account):
 
 class AppleAccount(_Account):
     provider: Literal["apple"]
+    rate_limit: tuple[int, float] | None = (15, 1.0)  # documented: 15 requests per second
     organizations: dict[str, list[str]] = {}
     client_id: Secret
     client_secret: Secret

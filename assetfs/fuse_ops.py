@@ -31,6 +31,8 @@ log = logging.getLogger("assetfs.fuse")
 
 def _translate(self: Operations, op: str, exc: BaseException) -> pyfuse3.FUSEError:
     """The one place where an exception becomes an errno (and a log line where it helps)."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _translate(self, op, exc.exceptions[0])  # one failed task of a nursery
     if isinstance(exc, pyfuse3.FUSEError):
         return exc
     if isinstance(exc, trio.TooSlowError):
@@ -301,7 +303,7 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode, name, ctx):
         values = self._xattrs(self.tree.inodes.get(inode))
         try:
-            return values[os.fsdecode(name)].encode()
+            return values[os.fsdecode(name)].encode("utf-8", errors="backslashreplace")
         except KeyError:
             raise NoAttribute(os.fsdecode(name)) from None
 

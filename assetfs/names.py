@@ -13,16 +13,23 @@ _REPLACE = {"/": "\u2215", "\\": "\u29f5"}
 
 def safe_name(raw: str | None, fallback: str) -> str:
     """One path component: no '/', NUL or control characters, never '.', '..' or empty,
-    at most 255 bytes of UTF-8."""
+    at most 255 bytes of UTF-8. Lone surrogates (JSON allows "\\udc80") become U+FFFD too:
+    they cannot be encoded, so they would fail every later step."""
     name = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    name = "".join(_REPLACE.get(c, "\ufffd" if _unsafe(c) else c) for c in name)
     name = unicodedata.normalize("NFC", name)
-    name = "".join(_REPLACE.get(c, "\ufffd" if (ord(c) < 32 or ord(c) == 127) else c) for c in name)
     name = name.strip()
     if name in (".", ".."):
         name = name.replace(".", "\uff0e")
     elif not name:
         name = safe_name(fallback, "") if fallback else "unnamed"
     return fit(name)
+
+
+def _unsafe(c: str) -> bool:
+    """Control characters (C0, DEL, C1: terminals act on them) and lone surrogates."""
+    code = ord(c)
+    return code < 32 or 127 <= code < 160 or 0xD800 <= code <= 0xDFFF
 
 
 def fit(name: str, suffix: str = "") -> str:
@@ -34,9 +41,9 @@ def fit(name: str, suffix: str = "") -> str:
         stem, ext = name, ""
     tag = "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
     tail = (("." + ext) if ext else "") + suffix
-    budget = MAX_NAME_BYTES - len((tag + tail).encode())
+    budget = max(0, MAX_NAME_BYTES - len((tag + tail).encode()))
     cut = stem.encode()[:budget].decode(errors="ignore")
-    return cut + tag + tail
+    return (cut + tag + tail).encode()[:MAX_NAME_BYTES].decode(errors="ignore")
 
 
 def with_extension(name: str, extension: str | None) -> str:
@@ -52,11 +59,14 @@ def unique_names(items: list[tuple[str, str]]) -> list[str]:
 
     Duplicates (compared case-sensitively, as the kernel does) get " (id)" before their
     extension, so the same asset keeps the same name on every mount whatever the order.
+    An id that is itself repeated gets " (id-2)", " (id-3)", …: counted on per (name, id),
+    so that thousands of copies of one asset cost linear time, not quadratic.
     """
     counts: dict[str, int] = {}
     for wanted, _ in items:
         counts[wanted] = counts.get(wanted, 0) + 1
     taken: set[str] = {w for w, _ in items if counts[w] == 1}
+    next_number: dict[tuple[str, str], int] = {}
     out = []
     for wanted, ident in items:
         if counts[wanted] == 1:
@@ -65,14 +75,25 @@ def unique_names(items: list[tuple[str, str]]) -> list[str]:
         stem, dot, ext = wanted.rpartition(".")
         if not dot or not stem:
             stem, ext = wanted, ""
-        candidate = fit(stem, f" ({safe_name(ident, 'x')})" + (("." + ext) if ext else ""))
-        n = 2
+        tail = ("." + ext) if ext else ""
+        label = _label(ident)
+        n = next_number.get((wanted, label), 1)
+        candidate = fit(stem, f" ({label})" + tail) if n == 1 else fit(stem, f" ({label}-{n})" + tail)
         while candidate in taken:
-            candidate = fit(stem, f" ({safe_name(ident, 'x')}-{n})" + (("." + ext) if ext else ""))
             n += 1
+            candidate = fit(stem, f" ({label}-{n})" + tail)
+        next_number[(wanted, label)] = n + 1
         taken.add(candidate)
         out.append(candidate)
     return out
+
+
+def _label(ident: str) -> str:
+    """An id as a duplicate's mark: safe, and short enough to leave room for the name."""
+    label = safe_name(ident, "x")
+    if len(label.encode()) > 64:
+        label = label.encode()[:48].decode(errors="ignore") + "~" + hashlib.sha1(label.encode()).hexdigest()[:8]
+    return label
 
 
 # Names that file managers and shells ask for in every directory; they never reach the network.

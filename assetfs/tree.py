@@ -3,7 +3,9 @@ lazily through the metadata cache; safe unique names; negative entries; probe na
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 import weakref
 from pathlib import Path
@@ -12,7 +14,7 @@ from collections.abc import Callable
 import pyfuse3
 import trio
 
-from .errors import AssetfsError, NotADirectory, NotFound
+from .errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from .inodes import InodeTable
 from .metacache import MetaCache
 from .names import is_probe, safe_name, unique_names
@@ -204,10 +206,15 @@ class Tree:
             return cached
         self.stats.add("metadata_misses")
         try:
-            if node.parent is self.root:
-                entries = await node.provider.list_root()
-            else:
-                entries = await node.provider.list_dir(node.entry)
+            # With a listing to fall back on, stop waiting a little before the syscall's own
+            # deadline: a hung or slow provider then shows the cached listing, not EIO.
+            with trio.move_on_at(_fallback_deadline() if cached is not None else math.inf) as waiting:
+                if node.parent is self.root:
+                    entries = await node.provider.list_root()
+                else:
+                    entries = await node.provider.list_dir(node.entry)
+            if waiting.cancelled_caught:
+                raise ProviderError("no answer in time")
         except AssetfsError as e:
             if cached is None or isinstance(e, NotFound):
                 raise
@@ -225,12 +232,11 @@ class Tree:
         for name, entry in zip(names, entries):
             old = by_key.get(entry.key)
             if old is not None and old.name == name and old.is_dir == entry.is_dir:
-                if old.entry.content != entry.content or old.entry.inline != entry.inline:
-                    old.entry = entry
-                    if entry.children is not None:
-                        old.children = None
-                else:
-                    old.entry = entry
+                old.entry = entry
+                if entry.children is not None and old.children is not None:
+                    # Children that come with the entry (an asset's files) are as new as the
+                    # listing: a changed file or URL shows, and unchanged files keep their inodes.
+                    old.children = self._adopt(old, entry.children, previous=old.children)
                 children[name] = old
             else:
                 children[name] = self._new(name, parent, parent.provider, entry)
@@ -278,16 +284,15 @@ class Tree:
         if content.url is not None and content.size is not None:
             return content
         fact = self.metacache.fact(f"content:{content.version}")
-        if fact is not None:
-            return fact
-        lock = self._content_locks.setdefault(content.version, trio.Lock())
-        async with lock:
-            fact = self.metacache.fact(f"content:{content.version}")
-            if fact is None:
-                fact = await node.provider.resolve(content)
-                self.metacache.store_fact(f"content:{content.version}", fact)
-        self._content_locks.pop(content.version, None)
-        return fact
+        if fact is None:
+            lock = self._content_locks.setdefault(content.version, trio.Lock())
+            async with lock:
+                fact = self.metacache.fact(f"content:{content.version}")
+                if fact is None:
+                    fact = await node.provider.resolve(content)
+                    self.metacache.store_fact(f"content:{content.version}", fact)
+            self._content_locks.pop(content.version, None)
+        return _with_current_url(fact, content)
 
     async def _written_content(self, node: Node) -> Content:
         asset = node.written.asset
@@ -349,3 +354,20 @@ class Tree:
                 child.local = None
         if directory.parent is not None:
             self.forget_listing(directory.parent)
+
+
+def _with_current_url(fact: Content, listed: Content) -> Content:
+    """A version's bytes never change, but the URL a listing gives for them may (a signed
+    URL renewed, a provider back with new signatures): the freshest URL, the known size."""
+    if listed.url is None or listed.url == fact.url:
+        return fact
+    return dataclasses.replace(fact, url=listed.url)
+
+
+def _fallback_deadline() -> float:
+    """When to give up on the provider and answer from the cache: a second (at most a
+    quarter of the time left) before the deadline of the syscall being served."""
+    deadline = trio.current_effective_deadline()
+    if deadline == math.inf:
+        return math.inf
+    return deadline - min(1.0, max(0.0, deadline - trio.current_time()) / 4)

@@ -17,10 +17,10 @@ SEEDS = Path(__file__).parent.parent / "assetfs" / "emulator" / "seeds"
 class RunningEmulator:
     """An `assetfs emulator` subprocess and a client for its control routes."""
 
-    def __init__(self, tmp: Path, *args: str):
+    def __init__(self, tmp: Path, *args: str, port: int = 0):
         self.config_path = tmp / "emulator.toml"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "assetfs", "emulator", "--port", "0", "--quiet",
+            [sys.executable, "-m", "assetfs", "emulator", "--port", str(port), "--quiet",
              "--data-dir", str(tmp / "emulator-data"), "--write-config", str(self.config_path), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -53,6 +53,10 @@ class RunningEmulator:
 
     def set_tokens(self, **body) -> None:
         self.control.post("/_emulator/tokens", json=body).raise_for_status()
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         self.control.close()
@@ -87,8 +91,9 @@ def fresh_emulator(tmp_path):
     """A private emulator for tests that change its data or need special start options."""
     started: list[RunningEmulator] = []
 
-    def start(*args: str) -> RunningEmulator:
-        e = RunningEmulator(tmp_path / f"emu{len(started)}", *args)
+    def start(*args: str, port: int = 0) -> RunningEmulator:
+        """`port`: a fixed one, e.g. to bring a stopped emulator back where the mount expects it."""
+        e = RunningEmulator(tmp_path / f"emu{len(started)}", *args, port=port)
         started.append(e)
         return e
 

@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 from .blobs import BlobStore
 from .content import blob_response
 from .faults import FaultMiddleware, Faults
+from .hostile import Hostile, HostileMiddleware
 from .ratelimit import RateLimit
 from .tokens import TokenIssuer
 
@@ -38,6 +39,7 @@ class Emulator:
     secret: bytes = field(default_factory=lambda: os.urandom(16))
     request_counts: Counter = field(default_factory=Counter)
     request_log: list[tuple[str, str]] = field(default_factory=list)
+    hostile: Hostile = field(default_factory=Hostile)  # test-only: see hostile.py
 
     def rate_limit(self, provider: str) -> RateLimit:
         return self.rate_limits.setdefault(provider, RateLimit())
@@ -89,6 +91,14 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
                 return JSONResponse({"error": str(e)}, status_code=400)
         return JSONResponse(emu.faults.as_dict())
 
+    async def hostile(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                emu.hostile.update(await request.json())
+            except (ValueError, TypeError) as e:
+                return JSONResponse({"error": str(e)}, status_code=400)
+        return JSONResponse(emu.hostile.as_dict())
+
     async def requests(request: Request) -> Response:
         if request.method == "DELETE":
             emu.request_counts.clear()
@@ -118,11 +128,13 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
         Route("/_emulator/requests", requests, methods=["GET", "DELETE"]),
         Route("/_emulator/rate-limits", rate_limits, methods=["POST"]),
         Route("/_emulator/tokens", tokens, methods=["GET", "POST"]),
+        Route("/_emulator/hostile", hostile, methods=["GET", "POST"]),
     ]
     for provider in providers:
         routes.append(Mount(provider.prefix, routes=provider.routes()))
         routes.extend(provider.extra_mounts())
     app = Starlette(routes=routes)
+    app.add_middleware(HostileMiddleware, hostile=emu.hostile)  # innermost: faults and the request log see what was asked
     app.add_middleware(FaultMiddleware, faults=emu.faults)
     app.add_middleware(_RequestRecorder, emu=emu)
     return app

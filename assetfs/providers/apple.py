@@ -38,8 +38,9 @@ import httpx
 import trio
 
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
-from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, parse_time
-from .http import ProviderHTTP
+from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
+                   plain_id, skip_malformed)
+from .http import ProviderHTTP, redact
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.apple")
@@ -51,6 +52,8 @@ EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/heic": ".heic", 
 INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
 INTENT_XATTR = "user.assetfs.intent"
 MAX_IMAGE_BYTES = 15 * 1024 * 1024   # documented: images of at most 15 MB
+# An id the API hands us goes into URL paths and our keys: only a plain token may (Apple's
+# are digits and UUIDs); anything else ('../x', 'a/b') is refused rather than sent.
 
 
 class AppleAuth(TokenAuth):
@@ -136,7 +139,8 @@ class Apple(Provider):
         configured = self.settings.organizations.get(org)
         if configured:
             return [_brand_entry(org, brand) for brand in configured]
-        return [_brand_entry(org, str(b["id"]), b) for b in await self._brands(org) if b.get("id")]
+        return skip_malformed([b for b in await self._brands(org)], lambda b: _brand_entry(org, str(b["id"]), b),
+                              f"{self.account}/{org}")
 
     async def _brands(self, org: str) -> list[dict]:
         return await self._all_pages(f"{API}/orgs/{org}/brands", f"organization {org}")
@@ -144,16 +148,23 @@ class Apple(Provider):
     async def _all_pages(self, path: str, what: str) -> list[dict]:
         """Every item of a list call: `{data, pagination{cursors{after}, next}}`, page by page
         until a page has neither an `after` cursor nor a `next` link. (`total` counts only
-        the page's items, so it says nothing about when to stop.)"""
-        items: list[dict] = []
+        the page's items, so it says nothing about when to stop.) A cursor seen before, or
+        a page with nothing new, is a loop: the listing stops there, with a log line."""
+        items: dict[str, dict] = {}
         url, params = path, {"limit": PAGE_SIZE}
         seen: set[str] = set()
-        for _ in range(MAX_PAGES):
+        for page in range(1, MAX_PAGES + 1):
             body = await self.http.json("GET", url, params=params)
             data = body.get("data") if isinstance(body, dict) else None
             if not isinstance(data, list):
                 raise ProviderError(f"Apple Business Connect {what}: the answer has no data list")
-            items.extend(item for item in data if isinstance(item, dict))
+            before = len(items)
+            for item in data:
+                ident = plain_id(item.get("id")) if isinstance(item, dict) else None
+                if ident is None:
+                    log.warning("%s: %s: left out an item without a usable id: %.120r", self.account, what, item)
+                else:
+                    items.setdefault(ident, item)
             pagination = body.get("pagination") if isinstance(body.get("pagination"), dict) else {}
             cursors = pagination.get("cursors") if isinstance(pagination.get("cursors"), dict) else {}
             after, link = cursors.get("after"), pagination.get("next")
@@ -162,18 +173,28 @@ class Apple(Provider):
             elif isinstance(link, str) and link:
                 # The seed's link is a path from the host's root (/api/v1/…), carrying limit and after.
                 url, params, mark = urljoin(self.http.base_url, link), None, link
+                if not self.http.is_trusted(url):
+                    log.warning("%s: %s: the next page is on another host (%s); stopping with the %d items listed",
+                                self.account, what, redact(url), len(items))
+                    break
             else:
-                return items
-            if mark in seen:
-                raise ProviderError(f"Apple Business Connect {what}: the API sent the same cursor twice")
+                break
+            if mark in seen or (data and len(items) == before):
+                log.warning("%s: %s: page %d %s; the cursor loops, stopping with the %d items listed", self.account,
+                            what, page, "repeats a cursor" if mark in seen else "brings nothing new", len(items))
+                break
             seen.add(mark)
-        raise ProviderError(f"Apple Business Connect {what}: more than {MAX_PAGES} pages")
+        else:
+            raise ProviderError(f"Apple Business Connect {what}: more than {MAX_PAGES} pages")
+        return list(items.values())
 
     # -- assets ----------------------------------------------------------------------------------
 
     async def _list_brand(self, org: str, brand: str) -> list[Entry]:
         assets = await self._all_pages(f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand}")
-        return [_asset_entry(org, brand, a) for a in assets if a.get("id")]
+        # Off the event loop: a huge brand takes seconds of CPU (see Spectrum's list_dir).
+        return await trio.to_thread.run_sync(skip_malformed, assets, lambda a: _asset_entry(org, brand, a),
+                                             f"{self.account}/{org}/{brand}", abandon_on_cancel=False)
 
     async def _list_asset(self, entry: Entry, org: str, brand: str, image_id: str, asset_id: str) -> list[Entry]:
         """The asset's image file and asset.json, from the asset and its image's metadata
@@ -186,15 +207,18 @@ class Apple(Provider):
         async def get_image():
             found["image"] = await self._image(org, image_id)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(get_asset)
-            if image_id:
-                nursery.start_soon(get_image)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(get_asset)
+                if image_id:
+                    nursery.start_soon(get_image)
+        except ExceptionGroup as group:
+            raise first_error(group) from None
         asset = found["asset"]
         if not isinstance(asset, dict):
             raise ProviderError(f"Apple Business Connect asset {asset_id}: the answer is not an object")
         details = _details(asset)
-        current = str(details.get("imageId") or "")
+        current = plain_id(details.get("imageId")) or ""
         image = found.get("image") if current == image_id else (await self._image(org, current) if current else None)
         mtime = parse_time(asset.get("updatedDate") or asset.get("createdDate"))
         children = [Entry("asset.json", f"{entry.key}/asset.json", False, mtime, inline=asset_json(asset))]
@@ -386,8 +410,15 @@ def _details(asset: dict) -> dict:
     return details if isinstance(details, dict) else {}
 
 
+
+
+
+
+
+
 def _asset_name(asset: dict) -> str:
-    return str(_details(asset).get("partnersAssetId") or asset.get("id"))
+    name = _details(asset).get("partnersAssetId")
+    return name if isinstance(name, str) and name.strip() else str(asset.get("id"))
 
 
 def _alt_texts(details: dict) -> str:
@@ -413,7 +444,9 @@ def _asset_xattrs(asset: dict) -> dict[str, str]:
 
 
 def _asset_entry(org: str, brand: str, asset: dict) -> Entry:
-    asset_id, image_id = str(asset["id"]), str(_details(asset).get("imageId") or "")
+    asset_id, image_id = plain_id(asset.get("id")), plain_id(_details(asset).get("imageId")) or ""
+    if asset_id is None:
+        raise ValueError("the asset has no usable id")
     key = f"org/{org}/brand/{brand}/image/{image_id}/asset/{asset_id}"
     return Entry(_asset_name(asset), key, True, parse_time(asset.get("updatedDate") or asset.get("createdDate")),
                  xattrs=_asset_xattrs(asset), kind=ASSET)

@@ -8,14 +8,21 @@ and FUSE are somebody else's job.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn
 from collections.abc import MutableMapping
 
-from ..errors import NotPermitted, NotSupported, ReadOnly
+from ..errors import AssetfsError, NotPermitted, NotSupported, ReadOnly
 from .http import ProviderHTTP
+
+log = logging.getLogger(__name__)
+
+# An id the API sent that may go into a URL path, a header and a cache key as it is.
+PLAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$")
 
 
 @dataclass
@@ -147,8 +154,10 @@ class Provider:
 
 
 def asset_json(meta) -> bytes:
-    """The provider's metadata for an asset, pretty-printed (the asset.json file)."""
-    return (json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n").encode()
+    """The provider's metadata for an asset, pretty-printed (the asset.json file). A lone
+    surrogate from the JSON ("\\udc80") cannot be UTF-8: it is written as its escape."""
+    text = json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+    return text.encode("utf-8", errors="backslashreplace")
 
 
 def parse_time(value) -> float:
@@ -169,3 +178,35 @@ def parse_time(value) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+def plain_id(value) -> str | None:
+    """An id fit for a URL path, a header and a key, or None (a hostile or odd id is no id)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value)
+    return text if PLAIN_ID.match(text) else None
+
+
+def skip_malformed(items, build, where: str) -> list[Entry]:
+    """Entries for a listing's items; an item the API sent malformed (a field of the wrong
+    type) is left out with a log line, so that one bad asset does not hide the rest."""
+    entries = []
+    for item in items:
+        try:
+            entries.append(build(item))
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
+            ident = item.get("id") if isinstance(item, dict) else None
+            log.warning("%s: left out %.80r: the API sent it malformed (%s: %s)", where, ident, type(e).__name__, e)
+    return entries
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """What a nursery's failure answers: its first error of ours, so that a 404 stays ENOENT
+    and a refusal EACCES (a bare ExceptionGroup would be an unexpected EIO)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = first_error(exc)
+        if isinstance(exc, AssetfsError):
+            return exc
+    return group

@@ -1,11 +1,16 @@
 """One httpx client per account: pooling, timeouts, retries with backoff, auth refresh,
-and credentials sent only to the provider's own hosts."""
+credentials sent only to the provider's own hosts, a request budget that keeps bursts
+under the provider's rate limit, and hosts that stopped answering failed fast for a while."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -21,6 +26,7 @@ log = logging.getLogger("assetfs.http")
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_REDIRECTS = 5
+MAX_JSON_BYTES = 256 << 20  # an API answer larger than this is refused, not parsed
 
 
 class Retryable(ProviderError):
@@ -29,6 +35,54 @@ class Retryable(ProviderError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unreachable(Retryable):
+    """No answer at all from a host (refused, timed out, name unknown), as opposed to an
+    answer that went wrong (a reset mid-body, a 5xx)."""
+
+    def __init__(self, message: str, url: str, why: str):
+        super().__init__(message)
+        self.url = url
+        self.why = why
+
+
+class Unavailable(ProviderError):
+    """A host of the provider failed to answer moments ago: answered at once instead of
+    making every syscall wait out the timeout again (see `ProviderHTTP.check_reachable`)."""
+
+
+def unreachable_error(e: BaseException) -> bool:
+    """Whether a socket-level error means the host did not answer at all."""
+    if isinstance(e, (TimeoutError, ConnectionRefusedError, socket.gaierror)):
+        return True
+    return isinstance(e, OSError) and e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+
+
+NO_ANSWER = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout)
+
+
+class RequestBudget:
+    """At most `limit` requests in any `window` seconds (a sliding log of send times), so
+    that a burst (a file manager reading every file of a big directory) waits its turn
+    here instead of being refused by the provider's rate limit. Waiters go in order."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = max(1, limit)
+        self.window = window
+        self._sent: deque[float] = deque()
+        self._lock = trio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = trio.current_time()
+                while self._sent and self._sent[0] <= now - self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.limit:
+                    self._sent.append(now)
+                    return
+                await trio.sleep_until(self._sent[0] + self.window)
 
 
 class Auth:
@@ -58,15 +112,25 @@ def redact(url: str) -> str:
 class ProviderHTTP:
     def __init__(self, base_url: str, auth: Auth | None = None, *, timeout: float = 30.0, retries: int = 5,
                  trusted_urls: tuple[str, ...] = (), rate_limited_403=None, stats: Stats | None = None,
-                 max_connections: int = 32):
+                 max_connections: int = 32, rate_limit: tuple[int, float] | None = None):
         self.base_url = base_url.rstrip("/") + "/"
         self.auth = auth or Auth()
         self.timeout = timeout
         self.retries = retries
         self.trusted = {origin(self.base_url), *(origin(u) for u in trusted_urls)}
+        # The provider's own API (and token service): what its rate limit counts.
+        self._api_prefixes = (self.base_url, *(u.rstrip("/") + "/" for u in trusted_urls))
+        self.budget: RequestBudget | None = None
+        self.set_rate_limit(rate_limit)
         self.rate_limited_403 = rate_limited_403 or (lambda response: False)
         self.stats = stats or Stats()
         per_try = max(1.0, timeout / 2)
+        # How long after its last failure a host that did not answer is failed fast. The
+        # request that found it down goes on trying until its own deadline, up to a
+        # `timeout` later: the next syscall (the rest of a path walk) must not wait again.
+        self.hold = timeout
+        self._down: dict[tuple[str, str], tuple[float, str]] = {}
+        self.on_recovery: Callable[[], None] | None = None  # called when a host answers again after failing
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(per_try, connect=min(10.0, per_try)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -84,6 +148,44 @@ class ProviderHTTP:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+    # -- pacing and reachability ---------------------------------------------------------------
+
+    def set_rate_limit(self, rate_limit: tuple[int, float] | None) -> None:
+        """(requests, per seconds) for the account's API routes, or None for no limit."""
+        self.budget = RequestBudget(*rate_limit) if rate_limit else None
+
+    def is_api(self, url: str) -> bool:
+        return url.startswith(self._api_prefixes)
+
+    async def pace(self, url: str) -> None:
+        """Wait for room in the request budget before a request to the provider's API."""
+        if self.budget is not None and self.is_api(url):
+            await self.budget.acquire()
+
+    def check_reachable(self, url: str) -> None:
+        """Raise Unavailable if the URL's host failed to answer within the last `hold`
+        seconds. The request that found it down keeps retrying; new ones fail at once, so
+        an outage costs one wait, not one per syscall (a path walk, a file manager's burst)."""
+        down = self._down.get(origin(url))
+        if down is None:
+            return
+        until, why = down
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        self.stats.add("errors")
+        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({why}); "
+                          f"asking again in {left:.0f}s")
+
+    def note_unreachable(self, url: str, why: str) -> None:
+        self._down[origin(url)] = (time.monotonic() + self.hold, why)
+
+    def note_reachable(self, url: str) -> None:
+        if self._down.pop(origin(url), None) is not None:
+            log.info("%s answers again", redact(url))
+            if self.on_recovery is not None:
+                self.on_recovery()
+
     # -- requests with retries -------------------------------------------------------------
 
     async def request(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), retry: bool = True,
@@ -91,6 +193,7 @@ class ProviderHTTP:
         """Send a request with auth, retrying what is worth retrying; raise the mapped error
         for any status not in `expect`."""
         url = self.url(path)
+        self.check_reachable(url)
         attempts = self.retries if retry else 1
         retrying = AsyncRetrying(
             sleep=trio.sleep,
@@ -108,10 +211,16 @@ class ProviderHTTP:
 
     async def json(self, method: str, path: str, **kwargs):
         response = await self.request(method, path, **kwargs)
+        where = f"{method} {redact(response.url)}"
+        if len(response.content) > MAX_JSON_BYTES:
+            raise ProviderError(f"{where}: the answer is {len(response.content)} bytes, more than the "
+                                f"{MAX_JSON_BYTES} a listing may be")
         try:
             return response.json()
         except ValueError as e:
-            raise ProviderError(f"{method} {redact(response.url)}: the provider sent malformed JSON ({e})") from None
+            raise ProviderError(f"{where}: the provider sent malformed JSON ({e})") from None
+        except RecursionError:
+            raise ProviderError(f"{where}: the provider sent JSON nested too deeply to read") from None
 
     async def _send_authorized(self, method: str, url: str, *, follow: bool, **kwargs) -> httpx.Response:
         response = await self._send(method, url, follow=follow, **kwargs)
@@ -128,12 +237,18 @@ class ProviderHTTP:
             all_headers = dict(headers or {})
             if self.is_trusted(url):
                 all_headers.update(await self.auth.headers(self))
+            await self.pace(url)
             started = time.monotonic()
             try:
                 response = await self.client.request(method, url, headers=all_headers, **kwargs)
             except httpx.TransportError as e:
                 self.stats.add("errors")
-                raise Retryable(f"{method} {redact(url)}: {type(e).__name__}: {e or 'connection failed'}") from None
+                message = f"{method} {redact(url)}: {type(e).__name__}: {e or 'connection failed'}"
+                if isinstance(e, NO_ANSWER):
+                    self.note_unreachable(url, type(e).__name__)
+                    raise Unreachable(message, url, type(e).__name__) from None
+                raise Retryable(message) from None
+            self.note_reachable(url)
             self.stats.add("requests")
             log.debug("%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started))
             if not (follow and response.is_redirect and "location" in response.headers):
@@ -151,7 +266,7 @@ class ProviderHTTP:
         where = f"{method} {redact(url)}"
         body = _short(response)
         if status in RETRY_STATUSES or (status == 403 and self.rate_limited_403(response)):
-            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=_retry_after(response))
+            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response))
         if status == 404:
             raise NotFound(f"{where}: not found")
         if status in (401, 403):
@@ -177,7 +292,9 @@ def _wait(retry_state) -> float:
     return min(8.0, 0.25 * 2 ** (retry_state.attempt_number - 1)) * (0.5 + random.random() / 2)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response) -> float | None:
+    """Seconds to wait from a Retry-After (seconds or a date) or iQmetrix's
+    X-RateLimit-ResetSeconds header; for httpx and http.client responses alike."""
     value = response.headers.get("retry-after") or response.headers.get("x-ratelimit-resetseconds")
     if not value:
         return None

@@ -80,6 +80,10 @@ class IQmetrixAuth(TokenAuth):
         return access, lifetime
 
 
+class MalformedAsset(ProviderError):
+    """The API answered for an asset, but not with an asset object."""
+
+
 def _oauth_error(response: httpx.Response) -> str:
     """The OAuth2 error code of a refusal (invalid_grant, invalid_client, …), never the body."""
     try:
@@ -119,6 +123,8 @@ class IQmetrix(Provider):
                     assets[index] = await self._get_asset(asset_id)
                 except NotFound:
                     log.warning("%s/%s: asset %s was not found (404); it is left out", self.account, collection, asset_id)
+                except MalformedAsset as e:
+                    log.warning("%s/%s: %s; it is left out", self.account, collection, e)
                 except AssetfsError as e:
                     failures.append(e)
                     nursery.cancel_scope.cancel()
@@ -128,7 +134,16 @@ class IQmetrix(Provider):
                 nursery.start_soon(fetch, index, asset_id)
         if failures:
             raise failures[0]
-        return [self._asset_entry(a, collection) for a in assets if a is not None]
+        entries = []
+        for asset in assets:
+            if asset is None:
+                continue
+            try:
+                entries.append(self._asset_entry(asset, collection))
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
+                log.warning("%s/%s: left out asset %.80r: the API sent it malformed (%s: %s)", self.account, collection,
+                            asset.get("id"), type(e).__name__, e)
+        return entries
 
     def _collection_ids(self, collection: str) -> list[str]:
         """The configured GUIDs, then those the collection gained through the mount; once each."""
@@ -233,8 +248,8 @@ class IQmetrix(Provider):
 
     async def _get_asset(self, asset_id: str) -> dict:
         body = await self.http.json("GET", f"assets/{quote(asset_id, safe='')}")
-        if not isinstance(body, dict) or not body.get("id"):
-            raise ProviderError(f"iQmetrix asset {asset_id}: the answer is not an asset object")
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
+            raise MalformedAsset(f"iQmetrix asset {asset_id}: the answer is not an asset object")
         return body
 
     def _asset_entry(self, asset: dict, collection: str) -> Entry:

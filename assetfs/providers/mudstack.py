@@ -39,7 +39,8 @@ import httpx
 import trio
 
 from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
-from .base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, parse_time
+from .base import (ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, first_error,
+                   parse_time, plain_id, skip_malformed)
 from .http import RETRY_STATUSES, ProviderHTTP, redact
 from .token import TokenAuth
 
@@ -47,6 +48,9 @@ log = logging.getLogger("assetfs.mudstack")
 
 PAGE_SIZE = 500          # our choice; the search route's pagination is inferred (page 1-based, limit ≤ 1000)
 PAGE_CONCURRENCY = 4     # pages of one folder's search fetched at once once the total is known
+MAX_PAGES = 2000         # a loop guard: a million assets in one folder
+# An id the API hands us goes into URL paths, headers and our keys: only a plain token may
+# (Mudstack's are UUIDs); anything else ('../x', 'a/b') is refused rather than sent.
 DEFAULT_TOKEN_LIFETIME = 3600.0  # inferred: the docs give the JWT no lifetime
 MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 VERSIONS_KEY = re.compile(r"^ws/([^/]+)/asset/([^/]+)/versions$")  # (a folder key has "/folder/" there)
@@ -188,7 +192,10 @@ class Mudstack(Provider):
         workspaces = body.get("workspaces") if isinstance(body, dict) else body
         if not isinstance(workspaces, list):
             raise ProviderError(f"Mudstack account {self.account}: GET /workspaces has no workspaces list")
-        workspaces = [w for w in workspaces if isinstance(w, dict) and w.get("id")]
+        usable = [w for w in workspaces if isinstance(w, dict) and plain_id(w.get("id"))]
+        if len(usable) < len(workspaces):
+            log.warning("%s: left out %d workspaces without a usable id", self.account, len(workspaces) - len(usable))
+        workspaces = usable
         wanted = [str(w) for w in (self.settings.workspaces or [])]
         if wanted:
             chosen = [w for w in workspaces if str(w["id"]) in wanted or str(w.get("name")) in wanted]
@@ -198,7 +205,7 @@ class Mudstack(Provider):
                 log.warning("%s: configured workspaces not available to this account: %s",
                             self.account, ", ".join(missing))
             workspaces = chosen
-        return [_workspace_entry(w) for w in workspaces]
+        return skip_malformed(workspaces, _workspace_entry, self.account)
 
     async def list_dir(self, entry: Entry) -> list[Entry]:
         if VERSIONS_KEY.match(entry.key):
@@ -206,7 +213,8 @@ class Mudstack(Provider):
         trash = TRASH_KEY.match(entry.key)
         if trash:
             ws_id = trash.group(1)
-            return [_asset_entry(a, ws_id) for a in await self._search_all(ws_id, {"trashed": "true"})]
+            return skip_malformed(await self._search_all(ws_id, {"trashed": "true"}), lambda a: _asset_entry(a, ws_id),
+                                  f"{self.account}/{TRASH_NAME}")
         parsed = _parse_folder_key(entry.key)
         if parsed is None:
             raise NotSupported(f"Mudstack: {entry.key} is not a directory that can be listed")
@@ -220,10 +228,17 @@ class Mudstack(Provider):
         async def get_assets():
             assets.extend(await self._assets_in(ws_id, path))
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(get_folders)
-            nursery.start_soon(get_assets)
-        entries = [_folder_entry(ws_id, f) for f in folders] + [_asset_entry(a, ws_id) for a in assets]
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(get_folders)
+                nursery.start_soon(get_assets)
+        except ExceptionGroup as group:
+            raise first_error(group) from None
+        where = f"{self.account}/{ws_id}{path}"
+        # Off the event loop: a huge folder takes seconds of CPU (see Spectrum's list_dir).
+        entries = skip_malformed(folders, lambda f: _folder_entry(ws_id, f), where) + \
+            await trio.to_thread.run_sync(skip_malformed, assets, lambda a: _asset_entry(a, ws_id), where,
+                                          abandon_on_cancel=False)
         if path == "/":
             entries.append(_trash_entry(ws_id, entry.mtime))
         return entries
@@ -278,36 +293,56 @@ class Mudstack(Provider):
     async def _search_all(self, ws_id: str, filters: dict) -> list[dict]:
         """Every asset the search finds with these filters: the first page tells the total,
         the other pages are then fetched a few at a time; if the total is missing (or grew),
-        pages are read on until a short one."""
+        pages are read on until a short one. A page with nothing new (an API that repeats
+        itself, or whose total lies) ends the listing, with a log line; so does MAX_PAGES."""
         first, total, limit = await self._search_page(ws_id, filters, 1)
         pages: dict[int, list[dict]] = {1: first}
+        ids: set[str] = {str(a.get("id")) for a in first}
+        stop: list[int] = []   # pages that brought nothing new
+        ended: list[int] = []  # empty pages: the total was more than there is
+
+        def take(n: int, page: list[dict]) -> None:
+            pages[n] = page
+            new = {str(a.get("id")) for a in page} - ids
+            ids.update(new)
+            if not page:
+                ended.append(n)
+            elif not new:
+                stop.append(n)
+
         if total is not None and len(first) == limit:
             last = math.ceil(total / limit)
-            limiter = trio.CapacityLimiter(PAGE_CONCURRENCY)
+            if last > MAX_PAGES:
+                log.warning("%s: the asset search %s claims %d assets (%d pages); reading at most %d pages",
+                            self.account, filters, total, last, MAX_PAGES)
+                last = MAX_PAGES
+            numbers = iter(range(2, last + 1))   # shared by the workers: each page is fetched once
 
-            async def fetch(n: int) -> None:
-                async with limiter:
-                    pages[n] = (await self._search_page(ws_id, filters, n))[0]
+            async def worker() -> None:
+                for n in numbers:
+                    if stop or ended:
+                        return
+                    take(n, (await self._search_page(ws_id, filters, n))[0])
 
-            async with trio.open_nursery() as nursery:
-                for n in range(2, last + 1):
-                    nursery.start_soon(fetch, n)
+            try:
+                async with trio.open_nursery() as nursery:
+                    for _ in range(PAGE_CONCURRENCY):
+                        nursery.start_soon(worker)
+            except ExceptionGroup as group:
+                raise first_error(group) from None
+        while not stop and not ended and len(pages) < MAX_PAGES:
+            n = max(pages)
+            if len(pages[n]) < limit or (total is not None and len(ids) >= total):
+                break
+            page, total, limit = await self._search_page(ws_id, filters, n + 1)
+            take(n + 1, page)
+        if stop:
+            log.warning("%s: the asset search %s repeats itself at page %d; stopping with the %d assets listed",
+                        self.account, filters, min(stop), len(ids))
         seen: dict[str, dict] = {}
         for n in sorted(pages):
             for asset in pages[n]:
                 seen.setdefault(str(asset.get("id")), asset)
-        while True:
-            n = max(pages)
-            if len(pages[n]) < limit or (total is not None and len(seen) >= total):
-                break
-            pages[n + 1], total, limit = await self._search_page(ws_id, filters, n + 1)
-            before = len(seen)
-            for asset in pages[n + 1]:
-                seen.setdefault(str(asset.get("id")), asset)
-            if len(seen) == before:  # a page with nothing new: the route does not page as we think
-                log.warning("%s: the asset search %s repeats itself at page %d; stopping there",
-                            self.account, filters, n + 1)
-                break
         return list(seen.values())
 
     async def _list_versions(self, entry: Entry) -> list[Entry]:
@@ -318,7 +353,8 @@ class Mudstack(Provider):
         if not isinstance(versions, list):
             raise ProviderError(f"Mudstack account {self.account}: the versions of asset {asset_id} are not a list")
         file_name = entry.xattrs.get("user.assetfs.file_name") or asset_id
-        return [_version_entry(v, asset_id, ws_id, file_name) for v in versions if isinstance(v, dict) and v.get("id")]
+        return skip_malformed([v for v in versions if isinstance(v, dict) and plain_id(v.get("id"))],
+                              lambda v: _version_entry(v, asset_id, ws_id, file_name), f"{self.account}/{asset_id}/versions")
 
     async def resolve(self, content: Content) -> Content:
         """The signed URL of a version (one request per version; the tree keeps the answer).
@@ -616,9 +652,10 @@ def _md5(checksum) -> str | None:
 
 
 def _content(version: dict, asset_id: str, ws_id: str) -> MudstackContent:
-    version_id = str(version.get("id") or "")
+    version_id = plain_id(version.get("id")) or ""
     size = version.get("size")
-    return MudstackContent(version=f"mudstack:{version_id}", size=size if isinstance(size, int) and size >= 0 else None,
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    return MudstackContent(version=f"mudstack:{version_id}", size=size,
                            md5=_md5(version.get("checksum")), workspace_id=ws_id, asset_id=asset_id,
                            version_id=version_id)
 
@@ -654,7 +691,15 @@ def _current_version(asset: dict, versions: list[dict]) -> dict | None:
     for v in versions:
         if v.get("id") == current_id:
             return v
-    return max(versions, key=lambda v: v.get("version_number") or 0) if versions else None
+    return max(versions, key=_version_number) if versions else None
+
+
+def _version_number(version: dict) -> int:
+    """A version's number for ordering; 0 when it has none (or not a number)."""
+    number = version.get("version_number")
+    if isinstance(number, str) and number.isdigit():
+        return int(number)
+    return number if isinstance(number, int) and not isinstance(number, bool) else 0
 
 
 def _versions_of(asset: dict) -> list[dict]:
@@ -673,13 +718,15 @@ def _with_current(asset: dict, version: dict) -> dict:
 
 
 def _asset_entry(asset: dict, ws_id: str) -> Entry:
-    asset_id = str(asset.get("id") or "")
-    ws_id = str(asset.get("workspace_id") or ws_id)
-    file_name = str(asset.get("file_name") or asset.get("name") or asset_id)
+    asset_id = plain_id(asset.get("id"))
+    if asset_id is None:
+        raise ValueError("the asset has no usable id")
+    ws_id = plain_id(asset.get("workspace_id")) or ws_id
+    file_name = _text(asset.get("file_name")) or _text(asset.get("name")) or asset_id
     mtime = parse_time(asset.get("updated_at") or asset.get("created_at"))
     raw_versions = asset.get("versions")
     versions = [v for v in raw_versions if isinstance(v, dict)] if isinstance(raw_versions, list) else []
-    complete = bool(versions) and all(v.get("id") for v in versions)
+    complete = bool(versions) and all(plain_id(v.get("id")) for v in versions)
     current = _current_version(asset, versions)
     asset_type = asset.get("assetType") if isinstance(asset.get("assetType"), dict) else {}
 
@@ -696,7 +743,7 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
     xattrs = {k: v for k, v in xattrs.items() if v}
 
     children = []
-    if current is not None and current.get("id"):
+    if current is not None and plain_id(current.get("id")):
         children.append(Entry(file_name, f"asset/{asset_id}/content", False, mtime,
                               content=_content(current, asset_id, ws_id), xattrs=dict(xattrs), kind=CONTENT))
     children.append(Entry("asset.json", f"asset/{asset_id}/asset.json", False, mtime, inline=asset_json(asset)))
@@ -707,8 +754,19 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
         # The asset object came without usable versions[]: list them when the directory is opened.
         children.append(Entry("versions", f"ws/{ws_id}/asset/{asset_id}/versions", True, mtime,
                               xattrs={"user.assetfs.id": asset_id, "user.assetfs.file_name": file_name}))
-    return Entry(str(asset.get("name") or file_name), f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs,
+    return Entry(_text(asset.get("name")) or file_name, f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs,
                  kind=ASSET)
+
+
+def _text(value) -> str | None:
+    """A name field: a non-blank string, else None (a number or an object is no name)."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+
+
+
+
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Mudstack:

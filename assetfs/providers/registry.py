@@ -14,4 +14,6 @@ def build_provider(account: str, config, stats: Stats, timeout: float) -> Provid
     """A provider client for one account of the config, with its own HTTP client."""
     settings = config.accounts[account]
     module = importlib.import_module(f".{MODULES[settings.provider]}", __package__)
-    return module.create(account, settings, config, stats, settings.timeout or timeout)
+    provider = module.create(account, settings, config, stats, settings.timeout or timeout)
+    provider.http.set_rate_limit(settings.rate_limit)
+    return provider

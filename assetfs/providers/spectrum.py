@@ -7,14 +7,20 @@ organization ID resolves when looked up by name.
 from __future__ import annotations
 
 import hashlib
+import logging
 import posixpath
 from urllib.parse import unquote, urlsplit
 
+import trio
+
 from ..errors import NotFound, ProviderError
-from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time
+from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time, skip_malformed
 from .http import Auth, ProviderHTTP
 
 PAGE_SIZE = 500  # our choice: fewer pages keeps a 10,000-asset listing under the 100-requests/min limit
+MAX_PAGES = 2000  # a loop guard: a million assets in one organization
+
+log = logging.getLogger("assetfs.spectrum")
 
 
 class SpectrumToken(Auth):
@@ -55,18 +61,48 @@ class Spectrum(Provider):
         return _org_entry(name)
 
     async def list_dir(self, entry: Entry) -> list[Entry]:
+        """Every page until a short one. The API has no total, so a page that brings no
+        asset not seen before (an API that ignores `page`) also ends the listing."""
         org = entry.key.removeprefix("org/")
-        assets, page = [], 1
-        while True:
+        where = f"{self.account}/{org}"
+        assets: dict[str, dict] = {}
+        for page in range(1, MAX_PAGES + 1):
             body = await self.http.json("GET", self._org_path(org), params={"page": page, "pageSize": PAGE_SIZE})
             contents = body.get("contents") if isinstance(body, dict) else None
             if not isinstance(contents, list):
                 raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
-            assets.extend(a for a in contents if isinstance(a, dict))
+            before = len(assets)
+            for asset in contents:
+                ident = _ident(asset)
+                if ident is None:
+                    log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r", where, page, asset)
+                else:
+                    assets.setdefault(ident, asset)
             if len(contents) < PAGE_SIZE:
                 break
-            page += 1
-        return [_asset_entry(a) for a in assets]
+            if len(assets) == before:
+                log.warning("%s: page %d brings no asset not seen before (the API repeats itself); "
+                            "stopping with the %d assets listed", where, page, len(assets))
+                break
+        else:
+            raise ProviderError(f"Spectrum organization {org}: more than {MAX_PAGES} pages; the API does not stop")
+        # In a worker thread: tens of thousands of assets take seconds of CPU, during which the
+        # event loop would serve no other syscall. Not abandoned on the timeout: the work is
+        # bounded by the page, and a listing thrown away would be thrown away on every retry.
+        return await trio.to_thread.run_sync(skip_malformed, list(assets.values()), _asset_entry, where,
+                                             abandon_on_cancel=False)
+
+
+def _ident(asset) -> str | None:
+    """An asset's id as a key, or None when it has no usable one (a string, or an integer)."""
+    if not isinstance(asset, dict):
+        return None
+    ident = asset.get("id")
+    if isinstance(ident, bool) or not isinstance(ident, (int, str)) or str(ident).strip() == "":
+        return None
+    return str(ident)
+
+
 
 
 def _org_entry(org: str) -> Entry:
@@ -86,16 +122,18 @@ def _content(url: str | None, mime: str | None = None) -> Content | None:
 
 def _asset_entry(asset: dict) -> Entry:
     ident = str(asset.get("id", ""))
-    name = asset.get("userFacingFileName") or ident
+    raw_name = asset.get("userFacingFileName")
+    name = raw_name if isinstance(raw_name, str) and raw_name.strip() else ident
     mtime = parse_time(asset.get("lastModification") or asset.get("createdDate"))
-    uri = asset.get("uploadedAssetUri")
+    uri = asset.get("uploadedAssetUri") if isinstance(asset.get("uploadedAssetUri"), str) else None
     ext = posixpath.splitext(_file_name(uri))[1]
     children = [Entry("asset.json", f"asset/{ident}/asset.json", False, mtime, inline=asset_json(asset))]
     content = _content(uri)
     if content:
         children.insert(0, Entry(f"{name}{ext}", f"asset/{ident}/content", False, mtime, content=content,
                                  xattrs={"user.assetfs.id": ident}, kind=CONTENT))
-    jobs = [j for j in (asset.get("productionJobs") or []) if isinstance(j, dict)]
+    raw_jobs = asset.get("productionJobs")
+    jobs = [j for j in raw_jobs if isinstance(j, dict)] if isinstance(raw_jobs, list) else []
     if jobs:
         children.append(Entry("production", f"asset/{ident}/production", True, mtime,
                               children=[_job_entry(ident, j) for j in jobs]))
@@ -105,20 +143,20 @@ def _asset_entry(asset: dict) -> Entry:
         "user.assetfs.created": str(asset.get("createdDate") or ""),
         "user.assetfs.reference": str(asset.get("spectrumAssetReference") or ""),
     }
-    return Entry(str(name), f"asset/{ident}", True, mtime, children=children,
+    return Entry(name, f"asset/{ident}", True, mtime, children=children,
                  xattrs={k: v for k, v in xattrs.items() if v}, kind=ASSET)
 
 
 def _job_entry(asset_id: str, job: dict) -> Entry:
     reference = str(job.get("reference") or job.get("id") or "job")
     mtime = parse_time(job.get("lastModification") or job.get("createdDate"))
-    outputs = ((job.get("result") or {}).get("outputs") or []) if isinstance(job.get("result"), dict) else []
+    outputs = job["result"].get("outputs") if isinstance(job.get("result"), dict) else None
     files = []
-    for output in outputs:
+    for output in outputs if isinstance(outputs, list) else []:
         if not isinstance(output, dict):
             continue
-        fmt = output.get("assetFormat") or {}
-        content = _content(output.get("uri"), fmt.get("mimeType") if isinstance(fmt, dict) else None)
+        fmt = output.get("assetFormat") if isinstance(output.get("assetFormat"), dict) else {}
+        content = _content(output.get("uri"), fmt.get("mimeType") if isinstance(fmt.get("mimeType"), str) else None)
         if content:
             files.append(Entry(_file_name(output.get("uri")), f"job/{reference}/{content.version}", False, mtime,
                                content=content, xattrs={"user.assetfs.format": str(fmt.get("name", ""))}))

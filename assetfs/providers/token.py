@@ -14,7 +14,7 @@ import trio
 
 from ..errors import AuthFailed, ProviderError
 from ..logs import register_secret
-from .http import RETRY_STATUSES, Auth, ProviderHTTP, redact
+from .http import NO_ANSWER, RETRY_STATUSES, Auth, ProviderHTTP, redact
 
 TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
 
@@ -105,14 +105,19 @@ class TokenAuth(Auth):
         deadline = time.monotonic() + http.timeout
         delay = 0.25
         problem = "no attempt"
+        http.check_reachable(url)
         for attempt in range(1, max(1, http.retries) + 1):
             wait = delay
+            await http.pace(url)
             try:
                 response = await http.client.post(url, json=json, data=data)
             except httpx.TransportError as e:
                 http.stats.add("errors")
                 problem = f"{type(e).__name__}: {e or 'connection failed'}"
+                if isinstance(e, NO_ANSWER):
+                    http.note_unreachable(url, type(e).__name__)
             else:
+                http.note_reachable(url)
                 http.stats.add("requests")
                 if response.status_code not in RETRY_STATUSES:
                     return response

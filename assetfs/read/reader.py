@@ -17,7 +17,7 @@ import trio
 
 from ..errors import AuthFailed, ChecksumMismatch, NotFound, ProviderError
 from ..providers.base import Content
-from ..providers.http import ProviderHTTP
+from ..providers.http import ProviderHTTP, Unavailable, Unreachable
 from ..stats import Stats
 from .blockcache import BlockCache
 from .transfer import ConnectionPool, CredentialsRejected, fetch_range
@@ -110,10 +110,12 @@ class Reader:
             await pending.event.wait()
             if pending.data is not None:
                 return pending.data
-            if isinstance(pending.error, (ChecksumMismatch, AuthFailed, NotFound)) or attempt == FETCH_ATTEMPTS - 1:
+            final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable)
+            if isinstance(pending.error, final) or attempt == FETCH_ATTEMPTS - 1:
                 raise pending.error
             log.info("%s: block %d: %s; trying again", self.content.version, index, pending.error)
-            await trio.sleep(0.2 * 2 ** attempt)
+            # The provider's Retry-After when it sent one (the syscall's deadline still bounds the wait).
+            await trio.sleep(max(0.2 * 2 ** attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
         raise AssertionError("unreachable")
 
     def _prefetch(self, start: int, window: int) -> None:
@@ -186,17 +188,28 @@ class Reader:
                 trio.from_thread.run_sync(self._deliver, index, data, pendings[index], False, trio_token=token)
                 self.cache.offer(self.content.version, index, data)
 
+        url = self.content.url
+        self.http.check_reachable(url)
+
+        def pace(target: str) -> None:  # runs in the download thread, before a redirected request
+            trio.from_thread.run(self.http.pace, target, trio_token=token)
+
         for attempt in range(2):
-            auth = await self.http.auth.headers(self.http) if self.http.is_trusted(self.content.url) else {}
+            auth = await self.http.auth.headers(self.http) if self.http.is_trusted(url) else {}
+            await self.http.pace(url)
             try:
                 await trio.to_thread.run_sync(
-                    fetch_range, self.connections, self.content.url, start, end, self.bs, self.http.is_trusted, auth,
-                    self.http.client.headers["user-agent"], on_block, first, abandon_on_cancel=True)
+                    fetch_range, self.connections, url, start, end, self.bs, self.http.is_trusted, auth,
+                    self.http.client.headers["user-agent"], on_block, first, pace, abandon_on_cancel=True)
                 break
             except CredentialsRejected as e:
                 if attempt:
                     raise AuthFailed(f"{e}: the provider refused a fresh token too") from None
                 self.http.auth.invalidate()  # a revoked or expired token: fetch a new one, once
+            except Unreachable as e:
+                self.http.note_unreachable(e.url, e.why)
+                raise
+        self.http.note_reachable(url)
         self.stats.add("bytes_downloaded", end - start)
         if self.whole:
             digest = hashlib.md5(b"".join(whole)).hexdigest()

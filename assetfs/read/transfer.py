@@ -16,7 +16,7 @@ from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import NotFound, ProviderError
-from ..providers.http import MAX_REDIRECTS, Retryable, redact
+from ..providers.http import MAX_REDIRECTS, Retryable, Unreachable, redact, retry_after, unreachable_error
 
 _ssl_context = ssl.create_default_context()
 
@@ -57,11 +57,16 @@ class ConnectionPool:
 
 def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size: int,
                 trusted: Callable[[str], bool], auth_headers: dict[str, str], user_agent: str,
-                on_block: Callable[[int, bytes], None], first_block: int) -> None:
+                on_block: Callable[[int, bytes], None], first_block: int,
+                pace: Callable[[str], None] = lambda url: None) -> None:
     """GET bytes [start, end) of `url` (blocking) and hand each full block to `on_block`
-    as it arrives. Raises Retryable for network trouble or a short body."""
+    as it arrives. Raises Retryable for network trouble or a short body (Unreachable when
+    a host did not answer at all). `pace(url)` is called before each redirected request
+    (the caller paces the first one before it starts this thread)."""
     target = url
-    for _ in range(MAX_REDIRECTS + 1):
+    for hop in range(MAX_REDIRECTS + 1):
+        if hop:
+            pace(target)
         parts = urlsplit(target)
         headers = {"Range": f"bytes={start}-{end - 1}", "User-Agent": user_agent}
         if trusted(target):
@@ -90,13 +95,16 @@ def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size
                 if status == 401 and trusted(target):
                     raise CredentialsRejected(f"GET {redact(target)}: HTTP 401")
                 if status in (429, 500, 502, 503, 504):
-                    raise Retryable(f"GET {redact(target)}: HTTP {status}")
+                    raise Retryable(f"GET {redact(target)}: HTTP {status}", retry_after=retry_after(response))
                 raise ProviderError(f"GET {redact(target)}: HTTP {status} {' '.join(body.split())[:200]}")
             _read_blocks(response, start, end, block_size, on_block, first_block, target)
             reusable = not response.will_close
             return
         except (OSError, http.client.HTTPException, socket.timeout) as e:
-            raise Retryable(f"GET {redact(target)}: {type(e).__name__}: {e or 'connection lost'}") from None
+            message = f"GET {redact(target)}: {type(e).__name__}: {e or 'connection lost'}"
+            if unreachable_error(e):
+                raise Unreachable(message, target, type(e).__name__) from None
+            raise Retryable(message) from None
         finally:
             if reusable:
                 pool.put(parts.scheme, parts.hostname, parts.port, conn)

@@ -3,6 +3,7 @@ confirms them, resumed by the next mount after a crash."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import mimetypes
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import trio
 
-from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotPermitted, ReadOnly
+from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotPermitted, ProviderError, ReadOnly
 from ..providers.base import Entry, Provider, Upload
 from ..stats import Stats
 from .journal import CREATE, DRAFT, PENDING, Journal, PendingUpload
@@ -35,6 +36,19 @@ class Uploader:
         self.on_uploaded = on_uploaded
         self._wake = trio.Event()
         self._busy: set[str] = set()
+        for account, provider in providers.items():
+            http = getattr(provider, "http", None)
+            if http is not None:
+                http.on_recovery = functools.partial(self._provider_back, account)
+
+    def _provider_back(self, account: str) -> None:
+        """The account's provider answers again after an outage: its pending uploads are
+        due now rather than at the end of their backoff (up to MAX_BACKOFF)."""
+        for record in self.journal.all():
+            if record.account == account and record.state == PENDING and record.next_try > time.time():
+                record.next_try = 0.0
+                self.journal.put(record)
+        self._wake.set()
 
     def draft(self, record: PendingUpload) -> None:
         """Journal a file as soon as it is created, so even an unclosed file survives a crash."""
@@ -63,10 +77,11 @@ class Uploader:
             else:
                 asset = await provider.replace_content(record.target, upload)
         except BaseException as e:
-            if not isinstance(e, Exception):
-                raise
-            await trio.to_thread.run_sync(_sync_file, record.spool)
-            self._failed(record, e)
+            # Also when cut short (a close() past its deadline, an unmount): the record must
+            # fall due again and the retry loop be woken, or the upload would wait for no one.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_sync_file, record.spool)
+            self._failed(record, e if isinstance(e, Exception) else ProviderError("no answer in time"))
             raise
         finally:
             self._busy.discard(record.id)
