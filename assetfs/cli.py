@@ -20,6 +20,7 @@ def _emulator(args: argparse.Namespace) -> int:
         large_file_size=parse_size(args.large_file) if args.large_file else 0,
         tokens=TokenIssuer(ttl=parse_duration(args.token_ttl) if args.token_ttl else None),
         blobs=BlobStore(Path(args.data_dir) if args.data_dir else None),
+        url_ttl=parse_duration(args.signed_url_ttl) if args.signed_url_ttl else None,
     )
     emu.faults.update({k: v for k, v in {
         "latency": args.latency, "fail_status": args.fail_status, "fail_count": args.fail_count,
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--write-config", metavar="FILE", help="write an assetfs config for this emulator to FILE")
     emu.add_argument("--data-dir", metavar="DIR", help="where uploads and large files are kept (default: a temporary dir)")
     emu.add_argument("--token-ttl", metavar="DURATION", help="lifetime of every issued token (default: as documented)")
+    emu.add_argument("--signed-url-ttl", metavar="DURATION",
+                     help="lifetime of signed content URLs (default: they never expire)")
     emu.add_argument("--latency", type=float, metavar="SECONDS", help="fault: delay every answer")
     emu.add_argument("--fail-status", type=int, metavar="STATUS", help="fault: answer this HTTP status …")
     emu.add_argument("--fail-count", type=int, metavar="N", help="… to the next N requests (-1: always)")

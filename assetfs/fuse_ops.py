@@ -222,7 +222,8 @@ class Operations(pyfuse3.Operations):
             info.keep_cache = True
         else:
             content = await self.tree.content(node)
-            handle.reader = self.readers.open(content, node.provider.http)
+            handle.reader = self.readers.open(content, node.provider.http,
+                                              functools.partial(self.tree.renew_url, node))
             handle.cursor = Cursor()
             info.keep_cache = True
         info.fh = next(self._ids)

@@ -294,6 +294,28 @@ class Tree:
             self._content_locks.pop(content.version, None)
         return _with_current_url(fact, content)
 
+    async def renew_url(self, node: Node, refused: str) -> str:
+        """A new URL for a file whose signed URL was refused (it expired while the file was
+        open): from the provider's download route where URLs are handed out on demand, else
+        from a fresh listing of the directory the URL came with."""
+        content = node.entry.content
+        if content is None:
+            raise NotFound(node.path)
+        if content.url is None:
+            fact = await node.provider.resolve(content)
+            self.metacache.store_fact(f"content:{content.version}", fact)
+            url = fact.url
+        else:
+            listed = node.parent
+            while listed.parent is not None and listed.entry.children is not None:
+                listed = listed.parent  # files that came inline with their asset's listing
+            self.forget_listing(listed)
+            await self.remote_children(listed)
+            url = node.entry.content.url if node.entry.content else None
+        if not url or url == refused:
+            raise ProviderError(f"{node.path}: the provider gave no new URL for a refused one")
+        return url
+
     async def _written_content(self, node: Node) -> Content:
         asset = node.written.asset
         files = asset.children if asset.children is not None else await node.provider.list_dir(asset)

@@ -81,7 +81,7 @@ def emulator(tmp_path_factory):
 @pytest.fixture
 def emu(emulator):
     emulator.clear_faults()
-    emulator.set_tokens(ttl=None)
+    emulator.set_tokens(ttl=None, url_ttl=None)
     yield emulator
     emulator.clear_faults()
 

@@ -308,7 +308,7 @@ def test_a_write_during_an_outage_fails_at_close_and_lands_after_recovery(fresh_
     kill(emu)
 
 
-# -- tokens ----------------------------------------------------------------------------------
+# -- tokens and signed URLs ------------------------------------------------------------------
 
 
 def test_tokens_expiring_and_revoked_mid_read_are_renewed(fresh_emulator, mount):
@@ -366,6 +366,52 @@ def test_a_token_revoked_mid_upload_is_renewed_and_the_upload_lands(fresh_emulat
         emu.set_tokens(revoke_all=True)
     assert quick(read, m.path / "stores" / "logos" / "fresh.png") == logo
     assert not os.listdir(m.path / ".assetfs" / "pending")
+
+
+URL_TTL = 3.0
+
+
+@pytest.mark.parametrize("account, large, small", [
+    ("studio", "Game Art/large/large.bin", "Game Art/characters"),       # URLs from the download route
+    ("carhartt", f"{TEAM_ORG}/large/large.bin", f"{SEED_ORG}/white MBA"),  # URLs that come with the listing
+])
+def test_signed_urls_that_expire_are_renewed_mid_read_and_after_caching(fresh_emulator, mount, account, large, small):
+    """Content URLs that live 3 s: a 24 MiB file read half, then the rest after its URL
+    expired; a file whose URL was resolved (and cached) earlier, read after it expired."""
+    emu = fresh_emulator("--large-file", "24MiB", "--signed-url-ttl", f"{URL_TTL:g}s")
+    m = mount(emu.config, options=OPTIONS + ",read_ahead=2MiB", accounts=[account])  # the rest is fetched later
+    root = m.path / account
+    small_dir = root / small
+    if account == "studio":
+        small_file = small_dir / sorted(os.listdir(small_dir))[0]
+        small_file = next(p for p in small_file.iterdir() if p.is_file() and p.name != "asset.json")
+    else:
+        small_file = small_dir / "white MBA.png"
+    with open(small_file, "rb"):
+        pass  # its URL is resolved and kept
+    with open(root / large, "rb") as f:
+        head = f.read(4 << 20)
+        time.sleep(URL_TTL + 0.5)
+        rest = quick(f.read)
+    time.sleep(URL_TTL + 0.5)
+    drop_page_cache()
+    small_bytes = quick(read, small_file)
+    assert len(small_bytes) == small_file.stat().st_size > 0
+    if account == "studio":  # Mudstack publishes md5s: the mount checked the whole files itself
+        assert md5(head + rest) == getxattr(root / large, "user.assetfs.md5")
+    else:
+        seed = {a["userFacingFileName"]: a for a in spectrum_assets(emu.account("spectrum"), SEED_ORG)}
+        assert small_bytes == download(seed["white MBA"]["uploadedAssetUri"])
+        [big] = [a for a in spectrum_assets(emu.account("spectrum"), TEAM_ORG) if a["userFacingFileName"] == "large"]
+        assert md5(head + rest) == md5(download(big["uploadedAssetUri"]))
+    assert len(head + rest) == 24 << 20
+    renewals = m.log().count("asking the provider for a new URL")
+    assert renewals >= 2, m.log()[-3000:]
+    print(f"{account}: {renewals} signed URLs renewed")
+
+
+def getxattr(path: Path, name: str) -> str:
+    return os.getxattr(path, name).decode()
 
 
 def _iq_href(emu, collection: str, name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import time
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Emulator:
     request_counts: Counter = field(default_factory=Counter)
     request_log: list[tuple[str, str]] = field(default_factory=list)
     hostile: Hostile = field(default_factory=Hostile)  # test-only: see hostile.py
+    url_ttl: float | None = None   # lifetime of signed content URLs (None: they never expire)
 
     def rate_limit(self, provider: str) -> RateLimit:
         return self.rate_limits.setdefault(provider, RateLimit())
@@ -51,9 +53,23 @@ class Emulator:
 
     def cdn_url(self, request: Request, key: str, name: str | None = None) -> str:
         """An absolute, signed URL of the CDN route for a blob (optionally ending in a file
-        name, which is cosmetic: the signature covers the blob key only)."""
+        name, which is cosmetic: the signature covers the blob key and the expiry only).
+        With `url_ttl` set the URL expires, as presigned S3 or Azure SAS URLs do."""
         path = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
-        return f"{origin(request)}{path}?sig={self.sign(f'/cdn/{key}')}"
+        if self.url_ttl is None:
+            return f"{origin(request)}{path}?sig={self.sign(f'/cdn/{key}')}"
+        expires = int(time.time() + self.url_ttl)
+        return f"{origin(request)}{path}?exp={expires}&sig={self.sign(f'/cdn/{key}?exp={expires}')}"
+
+    def cdn_signature_error(self, key: str, query) -> str | None:
+        """Why a CDN request's signature is refused, or None when it is good."""
+        expires = query.get("exp")
+        signed = f"/cdn/{key}" + (f"?exp={expires}" if expires is not None else "")
+        if not hmac.compare_digest(query.get("sig", "").encode(), self.sign(signed).encode()):
+            return "Signature did not match."
+        if expires is not None and (not expires.isdigit() or int(expires) < time.time()):
+            return "Signed expiry time has passed."
+        return None
 
     def signed_upload_url(self, request: Request, key: str) -> str:
         path = f"/upload/{key}"
@@ -76,8 +92,9 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
 
     async def cdn(request: Request) -> Response:
         key = _strip_name(request.path_params["key"], emu)
-        if not hmac.compare_digest(request.query_params.get("sig", "").encode(), emu.sign(f"/cdn/{key}").encode()):
-            return _blob_error(403, "AuthenticationFailed", "Signature did not match.")
+        refused = emu.cdn_signature_error(key, request.query_params)
+        if refused:
+            return _blob_error(403, "AuthenticationFailed", refused)
         blob = emu.blobs.get(key)
         if blob is None:
             return _blob_error(404, "BlobNotFound", "The specified blob does not exist.")
@@ -120,7 +137,9 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
             emu.tokens.revoke_all()
         if "ttl" in body:
             emu.tokens.ttl = None if body["ttl"] is None else float(body["ttl"])
-        return JSONResponse({"ttl": emu.tokens.ttl, "issued": emu.tokens.issued[-10000:]})
+        if "url_ttl" in body:
+            emu.url_ttl = None if body["url_ttl"] is None else float(body["url_ttl"])
+        return JSONResponse({"ttl": emu.tokens.ttl, "url_ttl": emu.url_ttl, "issued": emu.tokens.issued[-10000:]})
 
     routes = [
         Route("/cdn/{key:path}", cdn, methods=["GET", "HEAD"]),

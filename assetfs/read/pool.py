@@ -3,6 +3,9 @@ of a file share fetches and read-ahead."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Callable
+
 import trio
 
 from ..providers.base import Content
@@ -22,10 +25,13 @@ class ReaderPool:
         self._readers: dict[str, tuple[Reader, int]] = {}
         self.connections = ConnectionPool(max(1.0, timeout / 2))
 
-    def open(self, content: Content, http) -> Reader:
+    def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
         if reader is None:
-            reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections)
+            reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections,
+                            renew_url)
+        elif content.url and content.url != reader.content.url:
+            reader.content = dataclasses.replace(reader.content, url=content.url)  # a fresher signed URL
         self._readers[content.version] = (reader, users + 1)
         return reader
 

@@ -9,8 +9,10 @@ small files are fetched whole and checked before any byte is cached or returned.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -20,7 +22,7 @@ from ..providers.base import Content
 from ..providers.http import ProviderHTTP, Unavailable, Unreachable
 from ..stats import Stats
 from .blockcache import BlockCache
-from .transfer import ConnectionPool, CredentialsRejected, fetch_range
+from .transfer import ConnectionPool, CredentialsRejected, UrlRefused, fetch_range
 
 log = logging.getLogger("assetfs.read")
 
@@ -53,8 +55,11 @@ class _Pending:
 
 class Reader:
     def __init__(self, content: Content, http: ProviderHTTP, cache: BlockCache, nursery: trio.Nursery,
-                 stats: Stats, max_ahead: int = 32, connections: ConnectionPool | None = None):
+                 stats: Stats, max_ahead: int = 32, connections: ConnectionPool | None = None,
+                 renew_url: Callable[[str], Awaitable[str]] | None = None):
         self.content = content
+        # Asked for a new URL when a signed one is refused (it expired while the file was open).
+        self.renew_url = renew_url
         self.connections = connections or ConnectionPool(http.timeout)
         self.size = content.size or 0
         self.http = http
@@ -110,7 +115,7 @@ class Reader:
             await pending.event.wait()
             if pending.data is not None:
                 return pending.data
-            final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable)
+            final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable, UrlRefused)
             if isinstance(pending.error, final) or attempt == FETCH_ATTEMPTS - 1:
                 raise pending.error
             log.info("%s: block %d: %s; trying again", self.content.version, index, pending.error)
@@ -194,7 +199,8 @@ class Reader:
         def pace(target: str) -> None:  # runs in the download thread, before a redirected request
             trio.from_thread.run(self.http.pace, target, trio_token=token)
 
-        for attempt in range(2):
+        renewed = refreshed = False
+        while True:
             auth = await self.http.auth.headers(self.http) if self.http.is_trusted(url) else {}
             await self.http.pace(url)
             try:
@@ -203,9 +209,17 @@ class Reader:
                     self.http.client.headers["user-agent"], on_block, first, pace, abandon_on_cancel=True)
                 break
             except CredentialsRejected as e:
-                if attempt:
+                if refreshed:
                     raise AuthFailed(f"{e}: the provider refused a fresh token too") from None
+                refreshed = True
                 self.http.auth.invalidate()  # a revoked or expired token: fetch a new one, once
+            except UrlRefused as e:
+                if renewed or self.renew_url is None:
+                    raise
+                renewed = True  # a signed URL expired while the file was open: ask for a new one, once
+                log.info("%s; asking the provider for a new URL", e)
+                url = await self.renew_url(url)
+                self.content = dataclasses.replace(self.content, url=url)
             except Unreachable as e:
                 self.http.note_unreachable(e.url, e.why)
                 raise

@@ -25,6 +25,11 @@ class CredentialsRejected(ProviderError):
     """A provider host answered 401 to the credentials we sent: get new ones and retry."""
 
 
+class UrlRefused(ProviderError):
+    """A URL with a query string (a signature) was refused (401, 403, 410): a signed URL
+    that expired or was revoked. A new URL from the provider may work."""
+
+
 class ConnectionPool:
     """Idle keep-alive connections per (scheme, host, port)."""
 
@@ -94,6 +99,8 @@ def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size
                     raise NotFound(f"GET {redact(target)}: not found")
                 if status == 401 and trusted(target):
                     raise CredentialsRejected(f"GET {redact(target)}: HTTP 401")
+                if status in (401, 403, 410) and "?" in target:
+                    raise UrlRefused(f"GET {redact(target)}: HTTP {status} {' '.join(body.split())[:200]}")
                 if status in (429, 500, 502, 503, 504):
                     raise Retryable(f"GET {redact(target)}: HTTP {status}", retry_after=retry_after(response))
                 raise ProviderError(f"GET {redact(target)}: HTTP {status} {' '.join(body.split())[:200]}")
