@@ -222,6 +222,28 @@ def test_umount_waits_for_a_pending_upload_then_unmounts(fresh_emulator, mount):
     assert log.index("uploaded waiting.bin") < log.index("unmounted ")
 
 
+def test_status_and_umount_of_a_stopped_mount_do_not_hang(emu, mount):
+    """A mount whose process is stopped answers nothing: `status` says so within its wait,
+    and `umount` unmounts lazily instead of hanging on its own read of status.json."""
+    import signal
+
+    m = mount(emu.config, accounts=["carhartt"])
+    os.kill(m.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        done = assetfs("status", m.path, timeout=30)
+        assert done.returncode == 1 and "did not answer within 5s" in done.stderr, done.stderr
+        done = assetfs("umount", m.path, timeout=30)
+        took = time.monotonic() - started
+        assert done.returncode == 0, done.stderr
+        assert "unmounting lazily" in done.stderr and "(lazily" in done.stdout, (done.stdout, done.stderr)
+        assert not is_mounted(m.path)
+        assert took < 20, f"status and umount took {took:.1f}s"
+    finally:
+        os.kill(m.process.pid, signal.SIGCONT)
+    m.process.wait(15)  # once going again it sees the unmount and exits
+
+
 def test_umount_reports_a_refused_upload_but_does_not_wait_for_it(emu, mount):
     """An upload refused for good (state failed) is kept for the user: reported, not waited for."""
     m = mount(emu.config, accounts=["apple"])

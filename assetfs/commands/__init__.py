@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,14 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+class NoAnswer(CommandError):
+    """The mount did not answer a read of its own status file: its process is stopped,
+    stuck, or overwhelmed. Anything more asked of it would hang too."""
+
+
+STATUS_WAIT = 5.0  # seconds: status.json is answered from memory, so this is plenty
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,22 @@ def status_path(mountpoint: Path) -> Path:
 def read_status(mountpoint: Path) -> tuple[str, dict]:
     """The raw text and the parsed content of a mount's status.json."""
     path = status_path(mountpoint)
+    answers: queue.SimpleQueue = queue.SimpleQueue()
+
+    def read() -> None:  # in a thread: a hung mount would hold it in the read for good
+        try:
+            answers.put(path.read_text())
+        except OSError as e:
+            answers.put(e)
+
+    threading.Thread(target=read, daemon=True).start()
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise CommandError(f"{path}: cannot read it: {e.strerror or e}", code=1) from None
+        text = answers.get(timeout=STATUS_WAIT)
+    except queue.Empty:
+        raise NoAnswer(f"{path}: the mount did not answer within {STATUS_WAIT:g}s (its process is stopped or stuck)",
+                       code=1) from None
+    if isinstance(text, OSError):
+        raise CommandError(f"{path}: cannot read it: {text.strerror or text}", code=1)
     try:
         data = json.loads(text)
     except ValueError as e:

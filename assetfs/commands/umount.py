@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..units import parse_duration
-from . import CommandError, assetfs_mountpoint, human_size, is_mounted, read_status
+from . import CommandError, NoAnswer, assetfs_mountpoint, human_size, is_mounted, read_status
 
 POLL = 0.5          # seconds between two looks at status.json
 EXIT_WAIT = 10.0    # seconds to let the mount's process finish after the unmount
@@ -35,9 +35,15 @@ def run(args: argparse.Namespace) -> int:
     mountpoint = assetfs_mountpoint(args.mountpoint)
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     pid = None
-    if not args.lazy:
+    lazy = args.lazy
+    if not lazy:
         try:
             _, status = read_status(mountpoint)
+        except NoAnswer as e:
+            # A plain unmount would find the mount busy with our own unanswered read.
+            err.print(f"assetfs: {escape(str(e))}; unmounting lazily (uploads not done are kept in the "
+                      "journal and resume at the next mount)", highlight=False)
+            status, lazy = None, True
         except CommandError as e:
             # A mount whose process died answers ENOTCONN: nothing to wait for, but it still needs unmounting.
             err.print(f"assetfs: {escape(str(e))}; unmounting without waiting", highlight=False)
@@ -52,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
                     f"{mountpoint}: {count} upload{'s' if count != 1 else ''} still pending after {timeout:g}s; "
                     "not unmounted (they are kept and resume at the next mount; unmount anyway with --lazy "
                     "or fusermount3 -u)", code=1)
-    _unmount(mountpoint, args.lazy)
-    if pid and not args.lazy:
+    _unmount(mountpoint, lazy)
+    if pid and not lazy:
         _wait_for_exit(int(pid))
-    out.print(f"unmounted {escape(str(mountpoint))}" + (" (lazily: it goes once nothing uses it)" if args.lazy else ""),
+    out.print(f"unmounted {escape(str(mountpoint))}" + (" (lazily: it goes once nothing uses it)" if lazy else ""),
               highlight=False)
     return 0
 
