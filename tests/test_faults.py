@@ -108,11 +108,13 @@ class SpectrumView:
 
     def recovered(self, seconds: float = 20.0) -> None:
         """Once the provider answers again the same calls work, without a remount."""
-        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        deadline = started + seconds
         while True:
             try:
                 assert quick(read, self.cold_file) == self.cold_bytes
                 assert len(quick(listdir, self.cold_dir)) == 6
+                print(f"recovered {time.monotonic() - started:.1f}s after the provider did")
                 return
             except OSError:
                 if time.monotonic() > deadline:

@@ -11,6 +11,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -45,6 +46,18 @@ class Unreachable(Retryable):
         super().__init__(message)
         self.url = url
         self.why = why
+
+
+PROBE_EVERY = 2.0    # seconds between two background probes of a host held down
+PROBE_TIMEOUT = 2.0  # seconds a probe waits for any answer
+
+
+@dataclass
+class Outage:
+    """A host that did not answer: requests to it fail fast until `until`."""
+
+    until: float
+    why: str
 
 
 class Unavailable(ProviderError):
@@ -128,8 +141,11 @@ class ProviderHTTP:
         # How long after its last failure a host that did not answer is failed fast. The
         # request that found it down goes on trying until its own deadline, up to a
         # `timeout` later: the next syscall (the rest of a path walk) must not wait again.
+        # Meanwhile a background task probes it every PROBE_EVERY seconds, so that it is
+        # trusted again as soon as it answers, and no syscall waits on it in between.
         self.hold = timeout
-        self._down: dict[tuple[str, str], tuple[float, str]] = {}
+        self._down: dict[tuple[str, str], Outage] = {}
+        self._probing: set[tuple[str, str]] = set()
         self.on_recovery: Callable[[], None] | None = None  # called when a host answers again after failing
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(per_try, connect=min(10.0, per_try)),
@@ -169,16 +185,42 @@ class ProviderHTTP:
         down = self._down.get(origin(url))
         if down is None:
             return
-        until, why = down
-        left = until - time.monotonic()
+        left = down.until - time.monotonic()
         if left <= 0:
             return
         self.stats.add("errors")
-        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({why}); "
-                          f"asking again in {left:.0f}s")
+        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({down.why}); "
+                          f"it is probed every {PROBE_EVERY:g}s and used again once it answers")
 
     def note_unreachable(self, url: str, why: str) -> None:
-        self._down[origin(url)] = (time.monotonic() + self.hold, why)
+        key = origin(url)
+        self._down[key] = Outage(time.monotonic() + self.hold, why)
+        if key not in self._probing:
+            self._probing.add(key)
+            trio.lowlevel.spawn_system_task(self._probe, key, url, name=f"probe {redact(url)}")
+
+    async def _probe(self, key: tuple[str, str], url: str) -> None:
+        """While a host is held down, ask it (a HEAD without credentials) every PROBE_EVERY
+        seconds: any HTTP answer ends the outage; no answer keeps it held down."""
+        try:
+            while key in self._down:
+                await trio.sleep(PROBE_EVERY)
+                if key not in self._down:
+                    return
+                try:
+                    with trio.fail_after(PROBE_TIMEOUT):
+                        await self.client.request("HEAD", url)
+                except (httpx.TransportError, trio.TooSlowError) as e:
+                    outage = self._down.get(key)
+                    if outage is not None:
+                        outage.until = max(outage.until, time.monotonic() + PROBE_EVERY + PROBE_TIMEOUT)
+                        outage.why = type(e).__name__
+                    continue
+                self.note_reachable(url)
+        except Exception as e:  # a closed client at unmount, or anything unforeseen: stop probing
+            log.debug("probing %s stopped: %s", redact(url), e)
+        finally:
+            self._probing.discard(key)
 
     def note_reachable(self, url: str) -> None:
         if self._down.pop(origin(url), None) is not None:
