@@ -55,6 +55,13 @@ class NoAttribute(AssetfsError):
     errno = errno.ENODATA
 
 
+class XattrsOff(AssetfsError):
+    """Extended attributes were switched off (-o noxattr): ENOSYS makes the kernel stop
+    asking for good, so `ls -l` no longer costs three round trips per file."""
+
+    errno = errno.ENOSYS
+
+
 class ConfigError(Exception):
     """A problem with the configuration file, phrased for the person who wrote it."""
 

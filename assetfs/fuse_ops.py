@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from .errors import AssetfsError, InvalidArgument, NameTooLong, NoAttribute, NotPermitted
+from .errors import AssetfsError, InvalidArgument, NameTooLong, NoAttribute, NotPermitted, XattrsOff
 from .options import MountOptions
 from .read.reader import Cursor, Reader
 from .tree import Node, Tree
@@ -40,7 +40,7 @@ def _translate(self: Operations, op: str, exc: BaseException) -> pyfuse3.FUSEErr
         log.warning("%s: no answer within %.0fs, answering EIO", op, self.options.timeout)
         return pyfuse3.FUSEError(errno.EIO)
     if isinstance(exc, AssetfsError):
-        if exc.errno not in (errno.ENOENT, errno.ENODATA):
+        if exc.errno not in (errno.ENOENT, errno.ENODATA, errno.ENOSYS):
             log.warning("%s: %s", op, exc)
         return pyfuse3.FUSEError(exc.errno)
     self.stats.add("internal_errors")
@@ -300,8 +300,13 @@ class Operations(pyfuse3.Operations):
             values.setdefault("user.assetfs.version", content.version)
         return values
 
+    def _xattrs_on(self) -> None:
+        if self.options.noxattr:
+            raise XattrsOff("extended attributes are off (-o noxattr)")
+
     @_local
     async def getxattr(self, inode, name, ctx):
+        self._xattrs_on()
         values = self._xattrs(self.tree.inodes.get(inode))
         try:
             return values[os.fsdecode(name)].encode("utf-8", errors="backslashreplace")
@@ -310,6 +315,7 @@ class Operations(pyfuse3.Operations):
 
     @_local
     async def listxattr(self, inode, ctx):
+        self._xattrs_on()
         return [k.encode() for k in self._xattrs(self.tree.inodes.get(inode))]
 
     @_local
@@ -359,10 +365,12 @@ class Operations(pyfuse3.Operations):
 
     @_local
     async def setxattr(self, inode, name, value, ctx):
+        self._xattrs_on()
         self.writer.set_xattr(self.tree.inodes.get(inode), os.fsdecode(name), value)
 
     @_local
     async def removexattr(self, inode, name, ctx):
+        self._xattrs_on()
         raise NotPermitted("extended attributes show the provider's metadata; they cannot be removed")
 
     @_local

@@ -29,6 +29,7 @@ class MountOptions:
     timeout: float = 30.0
     block_size: int = 1 << 20
     debug: bool = False
+    noxattr: bool = False  # answer no xattr question: fast `ls -l` of huge directories, no user.assetfs.*
     fuse: set[str] = field(default_factory=set)
 
     def kernel_options(self) -> set[str]:
@@ -55,7 +56,7 @@ def parse_mount_options(specs: list[str] | None) -> MountOptions:
             name, eq, value = item.partition("=")
             if name in IGNORED or name.startswith(("x-systemd.", "x-", "comment=")):
                 continue
-            if name in ("ro", "allow_other", "debug") and not eq:
+            if name in ("ro", "allow_other", "debug", "noxattr") and not eq:
                 setattr(opts, name, True)
             elif name in _PARSERS and eq:
                 try:

@@ -186,15 +186,19 @@ def main() -> int:
         os.chmod(work, 0o755)
         nginx = Nginx(work, site)
 
-        def assetfs_mount(tag: str) -> MountedFS:
-            return MountedFS(work / tag, emu.config, log_level="WARNING")
+        def assetfs_mount(tag: str, options: str = "") -> MountedFS:
+            return MountedFS(work / tag, emu.config, options=options, log_level="WARNING")
 
         # -- listings ----------------------------------------------------------------
-        cold, warm = [], []
+        cold, warm, x_cold, x_warm = [], [], [], []
         for n in range(args.repeat):
             m = assetfs_mount(f"ls{n}")
             cold.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
             warm.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
+            m.stop()
+            m = assetfs_mount(f"lsx{n}", "noxattr")
+            x_cold.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
+            x_warm.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
             m.stop()
         r_cold, r_warm = [], []
         for n in range(args.repeat):
@@ -208,6 +212,10 @@ def main() -> int:
                      f"{median(r_cold) / median(cold):.2f}× rclone"))
         rows.append((f"warm `ls -l`, {args.assets:,} assets", f"{median(warm) * 1000:.0f} ms", f"rclone {median(r_warm) * 1000:.0f} ms",
                      f"{median(r_warm) / median(warm):.2f}× rclone"))
+        rows.append((f"cold `ls -l`, {args.assets:,} assets, `-o noxattr`", f"{median(x_cold):.2f} s",
+                     f"rclone {median(r_cold):.2f} s", f"{median(r_cold) / median(x_cold):.2f}× rclone"))
+        rows.append((f"warm `ls -l`, {args.assets:,} assets, `-o noxattr`", f"{median(x_warm) * 1000:.0f} ms",
+                     f"rclone {median(r_warm) * 1000:.0f} ms", f"{median(r_warm) / median(x_warm):.2f}× rclone"))
 
         # -- sequential read of the large file --------------------------------------------
         mb = size / 1e6

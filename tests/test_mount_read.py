@@ -126,3 +126,25 @@ def test_a_missing_name_is_cached_negatively(emu, mount):
     for _ in range(5):
         assert not (org / "no such asset").exists()
     assert emu.requests() == {}
+
+
+def test_noxattr_answers_enosys_once_and_ls_l_asks_no_more(emu, mount):
+    """With -o noxattr the kernel hears ENOSYS once per kind of xattr call and stops asking:
+    `ls -l` then costs no round trip per file, and everything else works as before."""
+    import errno
+    import json
+
+    m = mount(emu.config, accounts=["carhartt"], options="noxattr")
+    org = m.path / "carhartt" / emu.account("spectrum")["organizations"][0]
+    files = [p for p in org.rglob("*") if p.is_file()]
+    assert len(files) >= 10
+    for _ in range(2):
+        listing = subprocess.run(["ls", "-lR", str(org)], check=True, capture_output=True, text=True).stdout
+        assert "white MBA.png" in listing
+    with pytest.raises(OSError) as off:
+        os.getxattr(files[0], "user.assetfs.id")
+    assert off.value.errno == errno.EOPNOTSUPP   # the kernel's word for the ENOSYS it was given
+    assert subprocess.run(["getfattr", "-d", str(files[0])], capture_output=True).returncode != 0
+    counters = json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"]
+    assert counters.get("fuse_getxattr", 0) <= 1 and counters.get("fuse_listxattr", 0) <= 1, counters
+    assert md5(files[0].read_bytes())   # reads are untouched
