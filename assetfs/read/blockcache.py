@@ -57,6 +57,18 @@ class BlockCache:
         with self._disk_lock:
             return self._disk.get((version, index), read=True)
 
+    def open_disk_run(self, version: str, first: int, last: int) -> list:
+        """Readable files of blocks [first, last) on disk, stopping at the first one missing:
+        one worker-thread call for a whole read-ahead window instead of one per block."""
+        handles = []
+        with self._disk_lock:
+            for index in range(first, last):
+                handle = self._disk.get((version, index), read=True)
+                if handle is None:
+                    break
+                handles.append(handle)
+        return handles
+
     def get_disk(self, version: str, index: int) -> bytes | None:
         """Blocking: call from a worker thread."""
         handle = self.open_disk(version, index)

@@ -150,17 +150,13 @@ class Reader:
         try:
             # Blocks already on disk (an earlier read or mount fetched them) need no request;
             # their files are read in parallel, as a disk wants to be read.
-            on_disk = []
-            while index < last and not self.whole:
-                handle = await trio.to_thread.run_sync(self.cache.open_disk, self.content.version, index)
-                if handle is None:
-                    break
-                on_disk.append((index, handle))
-                index += 1
-            if on_disk:
-                async with trio.open_nursery() as nursery:
-                    for i, handle in on_disk:
-                        nursery.start_soon(self._load, i, handle, pendings[i])
+            if not self.whole:
+                handles = await trio.to_thread.run_sync(self.cache.open_disk_run, self.content.version, index, last)
+                if handles:
+                    async with trio.open_nursery() as nursery:
+                        for i, handle in enumerate(handles, index):
+                            nursery.start_soon(self._load, i, handle, pendings[i])
+                    index += len(handles)
             if index < last:
                 await self._download(index, last, pendings)
         except BaseException as e:
