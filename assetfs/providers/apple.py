@@ -39,7 +39,7 @@ import trio
 
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
 from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
-                   plain_id, skip_malformed)
+                   plain_id, skip_malformed, text_field)
 from .http import ProviderHTTP, redact
 from .token import TokenAuth
 
@@ -52,8 +52,6 @@ EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/heic": ".heic", 
 INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
 INTENT_XATTR = "user.assetfs.intent"
 MAX_IMAGE_BYTES = 15 * 1024 * 1024   # documented: images of at most 15 MB
-# An id the API hands us goes into URL paths and our keys: only a plain token may (Apple's
-# are digits and UUIDs); anything else ('../x', 'a/b') is refused rather than sent.
 
 
 class AppleAuth(TokenAuth):
@@ -410,15 +408,8 @@ def _details(asset: dict) -> dict:
     return details if isinstance(details, dict) else {}
 
 
-
-
-
-
-
-
 def _asset_name(asset: dict) -> str:
-    name = _details(asset).get("partnersAssetId")
-    return name if isinstance(name, str) and name.strip() else str(asset.get("id"))
+    return text_field(_details(asset).get("partnersAssetId")) or str(asset.get("id"))
 
 
 def _alt_texts(details: dict) -> str:

@@ -180,6 +180,11 @@ def parse_time(value) -> float:
     return dt.timestamp()
 
 
+def text_field(value) -> str | None:
+    """A name field: a non-blank string, else None (a number or an object is no name)."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def plain_id(value) -> str | None:
     """An id fit for a URL path, a header and a key, or None (a hostile or odd id is no id)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):

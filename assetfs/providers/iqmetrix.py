@@ -29,7 +29,7 @@ import trio
 
 from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
 from ..logs import register_secret
-from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json
+from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed
 from .http import ProviderHTTP, redact
 from .token import TokenAuth
 
@@ -134,16 +134,8 @@ class IQmetrix(Provider):
                 nursery.start_soon(fetch, index, asset_id)
         if failures:
             raise failures[0]
-        entries = []
-        for asset in assets:
-            if asset is None:
-                continue
-            try:
-                entries.append(self._asset_entry(asset, collection))
-            except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
-                log.warning("%s/%s: left out asset %.80r: the API sent it malformed (%s: %s)", self.account, collection,
-                            asset.get("id"), type(e).__name__, e)
-        return entries
+        return skip_malformed([a for a in assets if a is not None], lambda a: self._asset_entry(a, collection),
+                              f"{self.account}/{collection}")
 
     def _collection_ids(self, collection: str) -> list[str]:
         """The configured GUIDs, then those the collection gained through the mount; once each."""

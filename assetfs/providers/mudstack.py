@@ -40,7 +40,7 @@ import trio
 
 from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
 from .base import (ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, first_error,
-                   parse_time, plain_id, skip_malformed)
+                   parse_time, plain_id, skip_malformed, text_field)
 from .http import RETRY_STATUSES, ProviderHTTP, redact
 from .token import TokenAuth
 
@@ -49,8 +49,6 @@ log = logging.getLogger("assetfs.mudstack")
 PAGE_SIZE = 500          # our choice; the search route's pagination is inferred (page 1-based, limit ≤ 1000)
 PAGE_CONCURRENCY = 4     # pages of one folder's search fetched at once once the total is known
 MAX_PAGES = 2000         # a loop guard: a million assets in one folder
-# An id the API hands us goes into URL paths, headers and our keys: only a plain token may
-# (Mudstack's are UUIDs); anything else ('../x', 'a/b') is refused rather than sent.
 DEFAULT_TOKEN_LIFETIME = 3600.0  # inferred: the docs give the JWT no lifetime
 MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 VERSIONS_KEY = re.compile(r"^ws/([^/]+)/asset/([^/]+)/versions$")  # (a folder key has "/folder/" there)
@@ -722,7 +720,7 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
     if asset_id is None:
         raise ValueError("the asset has no usable id")
     ws_id = plain_id(asset.get("workspace_id")) or ws_id
-    file_name = _text(asset.get("file_name")) or _text(asset.get("name")) or asset_id
+    file_name = text_field(asset.get("file_name")) or text_field(asset.get("name")) or asset_id
     mtime = parse_time(asset.get("updated_at") or asset.get("created_at"))
     raw_versions = asset.get("versions")
     versions = [v for v in raw_versions if isinstance(v, dict)] if isinstance(raw_versions, list) else []
@@ -754,19 +752,8 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
         # The asset object came without usable versions[]: list them when the directory is opened.
         children.append(Entry("versions", f"ws/{ws_id}/asset/{asset_id}/versions", True, mtime,
                               xattrs={"user.assetfs.id": asset_id, "user.assetfs.file_name": file_name}))
-    return Entry(_text(asset.get("name")) or file_name, f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs,
+    return Entry(text_field(asset.get("name")) or file_name, f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs,
                  kind=ASSET)
-
-
-def _text(value) -> str | None:
-    """A name field: a non-blank string, else None (a number or an object is no name)."""
-    return value if isinstance(value, str) and value.strip() else None
-
-
-
-
-
-
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Mudstack:

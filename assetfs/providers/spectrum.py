@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from ..errors import NotFound, ProviderError
-from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time, skip_malformed
+from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time, plain_id,
+                   skip_malformed, text_field)
 from .http import Auth, ProviderHTTP
 
 PAGE_SIZE = 500  # our choice: fewer pages keeps a 10,000-asset listing under the 100-requests/min limit
@@ -73,7 +74,7 @@ class Spectrum(Provider):
                 raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
             before = len(assets)
             for asset in contents:
-                ident = _ident(asset)
+                ident = plain_id(asset.get("id")) if isinstance(asset, dict) else None
                 if ident is None:
                     log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r", where, page, asset)
                 else:
@@ -93,18 +94,6 @@ class Spectrum(Provider):
                                              abandon_on_cancel=False)
 
 
-def _ident(asset) -> str | None:
-    """An asset's id as a key, or None when it has no usable one (a string, or an integer)."""
-    if not isinstance(asset, dict):
-        return None
-    ident = asset.get("id")
-    if isinstance(ident, bool) or not isinstance(ident, (int, str)) or str(ident).strip() == "":
-        return None
-    return str(ident)
-
-
-
-
 def _org_entry(org: str) -> Entry:
     return Entry(org, f"org/{org}", True, xattrs={"user.assetfs.id": org}, kind=CONTAINER)
 
@@ -122,8 +111,7 @@ def _content(url: str | None, mime: str | None = None) -> Content | None:
 
 def _asset_entry(asset: dict) -> Entry:
     ident = str(asset.get("id", ""))
-    raw_name = asset.get("userFacingFileName")
-    name = raw_name if isinstance(raw_name, str) and raw_name.strip() else ident
+    name = text_field(asset.get("userFacingFileName")) or ident
     mtime = parse_time(asset.get("lastModification") or asset.get("createdDate"))
     uri = asset.get("uploadedAssetUri") if isinstance(asset.get("uploadedAssetUri"), str) else None
     ext = posixpath.splitext(_file_name(uri))[1]
