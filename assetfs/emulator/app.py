@@ -40,6 +40,7 @@ class Emulator:
     secret: bytes = field(default_factory=lambda: os.urandom(16))
     request_counts: Counter = field(default_factory=Counter)
     request_log: list[tuple[str, str]] = field(default_factory=list)
+    names: list[dict] = field(default_factory=list)  # test-only: every name a write gave the provider
     hostile: Hostile = field(default_factory=Hostile)  # test-only: see hostile.py
     url_ttl: float | None = None   # lifetime of signed content URLs (None: they never expire)
 
@@ -74,6 +75,11 @@ class Emulator:
     def signed_upload_url(self, request: Request, key: str) -> str:
         path = f"/upload/{key}"
         return f"{origin(request)}{path}?sig={self.sign(path)}"
+
+    def name_used(self, provider: str, event: str, name: str, where: str = "") -> None:
+        """Log a name a write handed to a provider (an upload, a new asset, a rename, a folder),
+        so tests can prove that no temporary name ever reached it (GET /_emulator/names)."""
+        self.names.append({"provider": provider, "event": event, "name": name, "where": where})
 
     def record(self, method: str, path: str) -> None:
         self.request_counts[f"{method} {path}"] += 1
@@ -123,6 +129,12 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
             return Response(status_code=204)
         return JSONResponse({"counts": dict(emu.request_counts), "log": emu.request_log[-1000:]})
 
+    async def names(request: Request) -> Response:
+        if request.method == "DELETE":
+            emu.names.clear()
+            return Response(status_code=204)
+        return JSONResponse({"names": emu.names})
+
     async def rate_limits(request: Request) -> Response:
         body = await request.json()
         for provider, spec in body.items():
@@ -145,6 +157,7 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
         Route("/cdn/{key:path}", cdn, methods=["GET", "HEAD"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST"]),
         Route("/_emulator/requests", requests, methods=["GET", "DELETE"]),
+        Route("/_emulator/names", names, methods=["GET", "DELETE"]),
         Route("/_emulator/rate-limits", rate_limits, methods=["POST"]),
         Route("/_emulator/tokens", tokens, methods=["GET", "POST"]),
         Route("/_emulator/hostile", hostile, methods=["GET", "POST"]),

@@ -338,6 +338,7 @@ class AppleEmulator(ProviderEmulator):
         org, brand_id = self._brand(request)
         details = _details(org, await _body(request), self._image)
         now, asset_id = stamp(time.time()), str(next(self._new_ids))
+        self.emu.name_used(self.name, "create", str(details.get("partnersAssetId", "")), brand_id)
         asset = self._add_asset(org, {"orgId": org.id, "brandId": brand_id, "id": asset_id, "createdDate": now, "updatedDate": now,
                                       "state": "SUBMITTED", "etag": str(uuid.uuid4()), "brandAssetDetails": details})
         location = f"{origin(request)}{self.prefix}/api/v1/orgs/{org.id}/assets/{asset_id}"  # inferred: absolute
@@ -353,6 +354,7 @@ class AppleEmulator(ProviderEmulator):
         if asset.data["state"] == "DELETED":  # inferred: deletion is final (no undelete)
             raise ApiError(400, "BRAND_ASSET_DELETED", "A deleted asset cannot be updated.", {"assetId": asset.data["id"]})
         details = _details(org, await _body(request), self._image)
+        self.emu.name_used(self.name, "update", str(details.get("partnersAssetId", "")), asset.data["brandId"])
         # inferred: an update goes back to review (SUBMITTED); other top-level body fields are ignored.
         asset.data.update(brandAssetDetails=details, etag=str(uuid.uuid4()), state="SUBMITTED",
                           updatedDate=stamp(time.time()))
@@ -385,6 +387,7 @@ class AppleEmulator(ProviderEmulator):
             key = f"apple/{org.id}/{image_id}"
             await run_in_threadpool(self.emu.blobs.add_stream, key, upload.file, content_type)
             filename = Path(upload.filename or "").name or image_id + extension   # inferred: without a name, id + extension
+            self.emu.name_used(self.name, "image", upload.filename or "")
         image = org.images[image_id] = Image(org.id, image_id, key, filename, width, height, stamp(time.time()))
         return JSONResponse(self._image_json(request, image), status_code=201)
 

@@ -196,6 +196,7 @@ class IQmetrixEmulator(ProviderEmulator):
     def _store_upload(self, upload: UploadFile) -> Asset:
         asset_id = str(uuid.uuid4())
         name = upload.filename or "upload"  # inferred: a part without a file name
+        self.emu.name_used(self.name, "create", upload.filename or "", asset_id)
         declared = upload.content_type or ""
         if declared in ("", "application/octet-stream"):
             declared = mimetypes.guess_type(name)[0] or "application/octet-stream"

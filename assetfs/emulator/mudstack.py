@@ -175,9 +175,11 @@ class MudstackEmulator(ProviderEmulator):
         # inferred: the updatable fields; others are ignored
         if "file_location" in body:
             asset.file_location = ws.ensure_folder(folder_path(str(body["file_location"])))
+            self.emu.name_used(self.name, "move", asset.file_name, asset.file_location)
         for key in ("name", "file_name"):
             if key in body:
                 setattr(asset, key, _file_name(body[key]))
+                self.emu.name_used(self.name, "rename", getattr(asset, key), asset.file_location)
         if "status_id" in body:
             if body["status_id"] is not None and not any(s["id"] == body["status_id"] for s in ws.statuses):
                 raise ApiError(400, "Unknown status_id")
@@ -209,6 +211,7 @@ class MudstackEmulator(ProviderEmulator):
             asset.name, asset.file_name = name[: -len(ext)], name
         else:
             asset.name, asset.file_name = name, name + ext
+        self.emu.name_used(self.name, "rename", asset.file_name, asset.file_location)
         asset.updated_at = time.time()
         return JSONResponse(self.account.asset_json(asset))
 
@@ -231,6 +234,7 @@ class MudstackEmulator(ProviderEmulator):
             if not isinstance(upload, UploadFile):
                 raise ApiError(400, "A multipart `file` part is required")
             key = f"mudstack/{asset.id}/v{len(asset.versions) + 1}-{secrets.token_hex(4)}"
+            self.emu.name_used(self.name, "version", upload.filename or "", asset.file_location)
             content_type = upload.content_type or content_type_for(asset.file_name)
             blob = await run_in_threadpool(self.emu.blobs.add_stream, key, upload.file, content_type)
             version = ws.add_version(asset, blob, self.account.api_user, time.time(), str(form.get("description") or ""))
@@ -238,6 +242,7 @@ class MudstackEmulator(ProviderEmulator):
 
     async def upload_url(self, request: Request, ws: Workspace) -> Response:
         name = _file_name((await _body(request)).get("name"))
+        self.emu.name_used(self.name, "upload", name)
         key = UPLOAD_PREFIX + secrets.token_hex(16)
         self.pending[key] = _PendingUpload(ws.id, name)
         return JSONResponse({"signed_url": self.emu.signed_upload_url(request, key), "key": key})
@@ -269,6 +274,7 @@ class MudstackEmulator(ProviderEmulator):
         location = folder_path(str(body.get("file_location") or "/"))
         # inferred: missing folders of file_location are created; name is the file name without extension
         asset = ws.add_asset(str(uuid.uuid4()), file_name, location, pending.blob, self.account.api_user, time.time())
+        self.emu.name_used(self.name, "create", file_name, location)
         del self.pending[key]
         return JSONResponse(self.account.asset_json(asset), status_code=201)  # inferred: 201
 
@@ -279,7 +285,9 @@ class MudstackEmulator(ProviderEmulator):
             raw = (await _body(request)).get("folder")  # inferred: a JSON body is accepted too
         if not raw or folder_path(raw) == "/":
             raise ApiError(400, "folder is required")
-        return JSONResponse(ws.add_folder(raw).json(), status_code=201)  # inferred: 201 with the folder
+        folder = ws.add_folder(raw)
+        self.emu.name_used(self.name, "folder", folder.path.rstrip("/").rsplit("/", 1)[-1], folder.path)
+        return JSONResponse(folder.json(), status_code=201)  # inferred: 201 with the folder
 
     async def hierarchy(self, request: Request, ws: Workspace) -> Response:
         return JSONResponse(ws.hierarchy())

@@ -1,0 +1,798 @@
+"""Real programs save files on real mounts: shells (bash and dash), coreutils, dd, sed, perl,
+Python's safe-save idioms, rsync, GIO, ImageMagick, tar, unzip, vim and nano. Each save is
+checked through the emulator's own API, never through the mount: the asset count before and
+after, the final bytes under the final name, and that no temporary name ever reached the
+provider (the emulator's log of names). Mudstack and Apple take the saves; iQmetrix takes new
+files only and refuses replace, rename and delete (EPERM); Spectrum is read-only (EROFS); a
+refusal sends nothing.
+
+One emulator and one mount (write-back delay 1 s) serve the whole module; the assets a case
+edits are put on the provider through its API before the mount starts, each Mudstack case in
+its own folder. Uploads are waited for as a user would: `.assetfs/status.json` (tests/pending.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import RunningEmulator
+from emulator_names import clear_names, names_used
+from mounting import MountedFS
+from pending import wait_for_uploads
+from test_mount_apple import AppleTruth
+from test_mount_iqmetrix import api as iq_api
+from test_mount_mudstack import MudTruth
+from truth import download, md5, spectrum_assets
+
+pytestmark = pytest.mark.mount
+
+WRITE_BACK = "1s"
+WORKSPACE, AREA = "Game Art", "/programs/"
+APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
+SPECTRUM_ORG = "7000000000000300322"
+IQ_COLLECTION, IQ_FILE = "logos", "iqmetrix.jpg"
+CONVERT = shutil.which("convert", path="/usr/bin:/bin")  # ImageMagick's own, not a wrapper earlier on PATH
+
+
+# -- what the programs write -------------------------------------------------------------------
+
+def png(seed: int, size=(8, 8)) -> bytes:
+    img = Image.new("RGB", size)
+    img.putdata([((seed * 53 + i * 7) % 256, (seed * 31 + i) % 256, (i * 13) % 256) for i in range(size[0] * size[1])])
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Payload:
+    """The bytes of one provider's cases: `seed` holds `one` exactly once, for sed, perl and vim."""
+
+    ext: str
+    new: bytes
+    other: bytes
+    seed: bytes
+    binary: bool
+
+    @property
+    def edited(self) -> bytes:
+        return self.seed.replace(b"one", b"uno")
+
+
+TEXT = Payload(".txt", b"hello\n", b"second file\n", b"one two three\n", binary=False)
+# Apple takes images only: text after a PNG's IEND chunk keeps it a valid PNG that text tools can edit.
+IMAGE = Payload(".png", png(1), png(4), png(2) + b"one two three\n", binary=True)
+PICTURE = png(3, (64, 64))  # what ImageMagick converts
+assert all(p.seed.count(b"one") == 1 and b"one" not in p.new + p.other for p in (TEXT, IMAGE))
+
+
+# -- the programs ------------------------------------------------------------------------------
+
+@dataclass
+class Expect:
+    """What the provider must hold after the program, by path relative to the folder."""
+
+    files: dict[str, bytes]                                  # final bytes of every file the program saved
+    replaced: set[str] = field(default_factory=set)         # of those, the seeded asset: a new version of it
+    renamed: dict[str, str] = field(default_factory=dict)   # seeded file → its new name: the same asset
+    dirs: set[str] = field(default_factory=set)             # folders made
+    pixels: set[str] = field(default_factory=set)           # compared as decoded pixels (ImageMagick's own PNG)
+
+    @property
+    def new_assets(self) -> int:
+        return len(self.files) - len(self.replaced) - len(self.renamed)
+
+
+@dataclass
+class Ctx:
+    case: str
+    folder: Path        # on the mount
+    local: Path         # a local directory with the inputs
+    p: Payload
+    seed: str = ""      # the name of the asset the program edits, if any
+
+    def name(self, stem: str, ext: str | None = None) -> str:
+        """Names carry the case, so that cases sharing one Apple brand never meet."""
+        return f"{self.case}-{stem}{self.p.ext if ext is None else ext}"
+
+    @property
+    def new(self) -> str:
+        return self.name("new")
+
+    def put(self, name: str, data: bytes) -> str:
+        path = self.local / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return str(path)
+
+    @property
+    def src(self) -> str:
+        return self.put("src" + self.p.ext, self.p.new)
+
+    def tree(self) -> dict[str, bytes]:
+        """Files for tar, unzip and cp -a: nested folders on Mudstack, flat in an Apple brand."""
+        if self.p.binary:
+            return {self.name("t1"): self.p.new, self.name("t2"): self.p.other}
+        return {f"pack/{self.name('top')}": self.p.new, f"pack/d/{self.name('a')}": self.p.other}
+
+    def tree_dirs(self) -> set[str]:
+        return set() if self.p.binary else {"pack", "pack/d"}
+
+    def local_tree(self) -> list[Path]:
+        """The tree written locally; its top-level entries (folders with their modes and times)."""
+        for rel, data in self.tree().items():
+            self.put(f"tree/{rel}", data)
+        return sorted((self.local / "tree").iterdir())
+
+
+Run = Callable[[Ctx], subprocess.CompletedProcess]
+
+
+@dataclass
+class Program:
+    id: str
+    make: Callable[[Ctx], tuple[list[str] | Run, Expect]]
+    seed: Callable[[Payload], bytes] | None = None   # the asset it edits, put on the provider first
+    seed_ext: str | None = None
+    only: tuple[str, ...] = ("mudstack", "apple")
+
+
+PROGRAMS: dict[str, Program] = {}
+
+
+def program(*ids: str, seed=None, seed_ext=None, only=("mudstack", "apple")):
+    def register(make):
+        for pid in ids or (make.__name__.replace("_", "-"),):
+            PROGRAMS[pid] = Program(pid, (lambda c, pid=pid: make(c, pid)) if ids else (lambda c: make(c)),
+                                    seed, seed_ext, only)
+        return make
+    return register
+
+
+def escaped(data: bytes) -> str:
+    """`\\0ooo` for every byte: what `echo -e`, dash's echo and `printf %b` turn back into bytes."""
+    return "".join(f"\\0{b:03o}" for b in data)
+
+
+def shell_of(pid: str) -> str:
+    return pid.split("-")[0]
+
+
+@program("bash-echo", "dash-echo")
+def _echo(c: Ctx, pid: str):
+    line = f"echo -ne '{escaped(c.p.new)}'" if shell_of(pid) == "bash" else f"echo '{escaped(c.p.new)}\\c'"
+    return [shell_of(pid), "-c", f"{line} > {c.new}"], Expect({c.new: c.p.new})
+
+
+@program("bash-printf", "dash-printf")
+def _printf(c: Ctx, pid: str):
+    return [shell_of(pid), "-c", f"printf '%b' '{escaped(c.p.new)}' > {c.new}"], Expect({c.new: c.p.new})
+
+
+@program("bash-cat", "dash-cat")
+def _cat(c: Ctx, pid: str):
+    return [shell_of(pid), "-c", f"cat {c.src} > {c.new}"], Expect({c.new: c.p.new})
+
+
+@program("bash-append", "dash-append")
+def _append(c: Ctx, pid: str):
+    half = len(c.p.new) // 2
+    first, second = c.put("p1", c.p.new[:half]), c.put("p2", c.p.new[half:])
+    return [shell_of(pid), "-c", f"cat {first} >> {c.new} && cat {second} >> {c.new}"], Expect({c.new: c.p.new})
+
+
+DUP = """
+import os, sys
+data = open(sys.argv[2], "rb").read()
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, data[:len(data) // 2])
+copy = os.dup(fd)
+os.close(fd)                       # a flush: the copy stays open and writes on
+os.write(copy, data[len(data) // 2:])
+os.close(copy)
+"""
+
+
+@program()
+def python_dup(c: Ctx):
+    return [sys.executable, "-c", DUP, c.new, c.src], Expect({c.new: c.p.new})
+
+
+@program()
+def tee(c: Ctx):
+    return ["sh", "-c", f"tee {c.new} < {c.src} > /dev/null"], Expect({c.new: c.p.new})
+
+
+@program()
+def dd(c: Ctx):
+    return ["dd", f"if={c.src}", f"of={c.new}", "bs=16", "status=none"], Expect({c.new: c.p.new})
+
+
+@program()
+def cp(c: Ctx):
+    return ["cp", c.src, c.new], Expect({c.new: c.p.new})
+
+
+@program(seed=lambda p: p.seed)
+def cp_onto_a_file(c: Ctx):
+    return ["cp", c.src, c.seed], Expect({c.seed: c.p.new}, replaced={c.seed})
+
+
+@program()
+def install(c: Ctx):
+    return ["install", "-m", "0644", c.src, c.new], Expect({c.new: c.p.new})
+
+
+@program(seed=lambda p: p.seed)
+def sed_i(c: Ctx):
+    return ["sed", "-i", "s/one/uno/", c.seed], Expect({c.seed: c.p.edited}, replaced={c.seed})
+
+
+@program(seed=lambda p: p.seed)
+def perl_pi(c: Ctx):
+    return ["perl", "-pi", "-e", "s/one/uno/", c.seed], Expect({c.seed: c.p.edited}, replaced={c.seed})
+
+
+OPEN_W = """
+import sys
+data = open(sys.argv[2], "rb").read()
+with open(sys.argv[1], "w", encoding="latin-1", newline="") as f:
+    f.write(data.decode("latin-1"))
+"""
+
+
+@program()
+def python_open_w(c: Ctx):
+    return [sys.executable, "-c", OPEN_W, c.new, c.src], Expect({c.new: c.p.new})
+
+
+SAFE_SAVE = """
+import os, sys, tempfile
+target, data = sys.argv[1], open(sys.argv[2], "rb").read()
+fd, tmp = tempfile.mkstemp(dir=".")
+try:
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, target)
+except BaseException:
+    os.unlink(tmp)                 # as safe-save libraries do when the rename fails
+    raise
+"""
+
+
+@program()
+def mkstemp_replace(c: Ctx):
+    return [sys.executable, "-c", SAFE_SAVE, c.new, c.src], Expect({c.new: c.p.new})
+
+
+@program(seed=lambda p: p.seed)
+def mkstemp_replace_a_file(c: Ctx):
+    return [sys.executable, "-c", SAFE_SAVE, c.seed, c.src], Expect({c.seed: c.p.new}, replaced={c.seed})
+
+
+@program()
+def rsync(c: Ctx):
+    return ["rsync", c.src, f"./{c.new}"], Expect({c.new: c.p.new})
+
+
+@program()
+def rsync_inplace(c: Ctx):
+    return ["rsync", "--inplace", c.src, f"./{c.new}"], Expect({c.new: c.p.new})
+
+
+@program(seed=lambda p: p.seed)
+def rsync_onto_a_file(c: Ctx):
+    return ["rsync", "-I", c.src, f"./{c.seed}"], Expect({c.seed: c.p.new}, replaced={c.seed})
+
+
+@program()
+def gio_copy(c: Ctx):
+    return ["gio", "copy", c.src, str(c.folder / c.new)], Expect({c.new: c.p.new})
+
+
+@program()
+def gio_save(c: Ctx):
+    return ["sh", "-c", f"gio save {c.new} < {c.src}"], Expect({c.new: c.p.new})
+
+
+@program(seed=lambda p: PICTURE, seed_ext=".png")
+def convert(c: Ctx):
+    out = c.name("out", ".png")
+    return [CONVERT or "convert", c.seed, out], Expect({out: PICTURE}, pixels={out})
+
+
+@program()
+def tar_x(c: Ctx):
+    archive = c.local / "in.tar"
+    with tarfile.open(archive, "w") as tar:
+        for top in c.local_tree():
+            tar.add(top, arcname=top.name)
+    return ["tar", "xf", str(archive)], Expect(c.tree(), dirs=c.tree_dirs())
+
+
+@program()
+def unzip(c: Ctx):
+    archive = c.local / "in.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for top in c.local_tree():
+            for path in [top, *sorted(top.rglob("*"))]:
+                z.write(path, arcname=str(path.relative_to(c.local / "tree")))
+    return ["unzip", "-q", str(archive)], Expect(c.tree(), dirs=c.tree_dirs())
+
+
+@program()
+def cp_a(c: Ctx):
+    return ["cp", "-a", *map(str, c.local_tree()), "."], Expect(c.tree(), dirs=c.tree_dirs())
+
+
+@program(seed=lambda p: p.seed)
+def vim(c: Ctx):
+    return ["vim", *(["-b"] if c.p.binary else []), "-Nu", "NONE", "-es", "-c", "%s/one/uno/", "-c", "wq", c.seed], \
+        Expect({c.seed: c.p.edited}, replaced={c.seed})
+
+
+@program(seed=lambda p: p.seed)
+def nano(c: Ctx):
+    """nano in a detached tmux: to the end of the file, type a line, ^O Enter to save, ^X."""
+    def run(c: Ctx) -> subprocess.CompletedProcess:
+        server = ["tmux", "-L", f"assetfs-nano-{os.getpid()}"]
+        env = {**os.environ, "TERM": "xterm"}
+        subprocess.run([*server, "new-session", "-d", "-x", "100", "-y", "30", "-s", "nano", "-c", str(c.folder),
+                        f"nano -N {c.seed}"], check=True, env=env)
+        try:
+            for keys in (["M-/"], ["four"], ["C-o"], ["Enter"], ["C-x"]):
+                time.sleep(0.3)
+                subprocess.run([*server, "send-keys", "-t", "nano", *keys], check=True)
+            for _ in range(100):
+                if subprocess.run([*server, "has-session", "-t", "nano"], capture_output=True).returncode:
+                    return subprocess.CompletedProcess(["nano"], 0, "", "")
+                time.sleep(0.1)
+            screen = subprocess.run([*server, "capture-pane", "-p", "-t", "nano"], capture_output=True, text=True).stdout
+            return subprocess.CompletedProcess(["nano"], 1, screen, "nano did not exit")
+        finally:
+            subprocess.run([*server, "kill-server"], capture_output=True)
+    return run, Expect({c.seed: c.p.seed + b"four\n"}, replaced={c.seed})
+
+
+@program()
+def mv_a_new_file(c: Ctx):
+    first, final = c.name("f1"), c.name("f2")
+    return ["sh", "-c", f"cat {c.src} > {first} && mv {first} {final}"], Expect({final: c.p.new})
+
+
+@program(seed=lambda p: p.seed, only=("mudstack",))
+def mv_an_asset(c: Ctx):
+    final = c.name("renamed")
+    return ["mv", c.seed, final], Expect({final: c.p.seed}, renamed={c.seed: final})
+
+
+def run_program(prog: Program, c: Ctx) -> tuple[subprocess.CompletedProcess, Expect]:
+    command, expect = prog.make(c)
+    if callable(command):
+        return command(c), expect
+    return subprocess.run(command, cwd=c.folder, capture_output=True, timeout=120), expect
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    text = lambda b: b.decode(errors="replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+    return f"exit {result.returncode}\n{text(result.stdout)}{text(result.stderr)}"
+
+
+# -- the providers, seen through their own APIs ------------------------------------------------
+
+class Mudstack:
+    """Each case in its own folder under /programs/ of one workspace."""
+
+    name, payload = "mudstack", TEXT
+
+    def __init__(self, emu: RunningEmulator):
+        self.truth = MudTruth(emu.account("mudstack"))
+        self.ws = self.truth.workspaces()[WORKSPACE]
+
+    def location(self, case: str) -> str:
+        return f"{AREA}{case}/"
+
+    def folder(self, root: Path, case: str) -> Path:
+        return root / "studio" / WORKSPACE / AREA.strip("/") / case
+
+    def make_folder(self, location: str) -> None:
+        """The folder and its missing parents (the API makes one level per call)."""
+        path = "/"
+        for part in location.strip("/").split("/"):
+            path += part + "/"
+            if path not in self.truth.folders(self.ws):
+                self.truth.call("POST", "/workspaces/folders", self.ws, params={"folder": path})
+
+    def prepare(self, case: str, name: str, data: bytes | None) -> None:
+        self.make_folder(self.location(case))
+        if data is None:
+            return
+        up = self.truth.call("POST", "/workspaces/assets/upload/", self.ws, json={"name": name})
+        httpx.put(up["signed_url"], content=data, timeout=30).raise_for_status()
+        self.truth.call("POST", "/workspaces/assets/upload/assets", self.ws,
+                        json={"temp_file_key": up["key"], "original_file_name": name, "file_location": self.location(case)})
+
+    def count(self, case: str) -> int:
+        return len(self.assets(case))
+
+    def assets(self, case: str) -> dict[str, dict]:
+        """path below the case's folder → asset, subfolders included."""
+        loc = self.location(case)
+        found = self.truth.call("GET", "/workspaces/assets/search", self.ws,
+                                params={"file_location": loc, "includeSubfolders": "true", "limit": 1000})["assets"]
+        return {a["file_location"][len(loc):] + a["file_name"]: a for a in found}
+
+    def folders(self, case: str) -> set[str]:
+        loc = self.location(case)
+        return {f[len(loc):].rstrip("/") for f in self.truth.folders(self.ws) if f.startswith(loc) and f != loc}
+
+    def content(self, asset: dict) -> bytes:
+        return self.truth.download(self.ws, asset["id"])
+
+    def version(self, asset: dict):
+        return asset["currentVersion"]["version_number"]
+
+    def next_version(self, before, after) -> bool:
+        return after == before + 1   # exactly one new version, not one per write or close
+
+
+class Apple:
+    """All cases in one brand, their names prefixed by the case."""
+
+    name, payload = "apple", IMAGE
+
+    def __init__(self, emu: RunningEmulator):
+        self.truth = AppleTruth(emu.account("apple"))
+
+    def folder(self, root: Path, case: str) -> Path:
+        return root / "apple" / APPLE_ORG / APPLE_BRAND
+
+    def prepare(self, case: str, name: str, data: bytes | None) -> None:
+        if data is not None:
+            image = self.truth.upload(APPLE_ORG, name, data)
+            self.truth.create(APPLE_ORG, APPLE_BRAND, image["id"], Path(name).stem)
+
+    def listed(self) -> list[dict]:
+        return self.truth.assets(APPLE_ORG, APPLE_BRAND)
+
+    def count(self, case: str) -> int:
+        return len(self.listed())   # the whole brand: a stray asset of any name counts
+
+    def assets(self, case: str) -> dict[str, dict]:
+        """file name (partnersAssetId + the image's extension) → asset, of this case's names."""
+        out = {}
+        for a in self.listed():
+            stem = a["brandAssetDetails"].get("partnersAssetId") or ""
+            if stem.startswith(f"{case}-"):
+                image = self.truth.image(APPLE_ORG, a["brandAssetDetails"]["imageId"])
+                out[stem + Path(image["filename"]).suffix] = {**a, "image": image}
+        return out
+
+    def folders(self, case: str) -> set[str]:
+        return set()
+
+    def content(self, asset: dict) -> bytes:
+        return download(asset["image"]["cdnUrl"])
+
+    def version(self, asset: dict):
+        return asset["brandAssetDetails"]["imageId"]
+
+    def next_version(self, before, after) -> bool:
+        return after != before
+
+
+SIDES = {"mudstack": Mudstack, "apple": Apple}
+CASES = [(side, pid) for side in SIDES for pid, prog in PROGRAMS.items() if side in prog.only]
+
+
+def seed_name(prog: Program, case: str, payload: Payload) -> str:
+    return f"{case}-s{prog.seed_ext or payload.ext}" if prog.seed else ""
+
+
+# -- one emulator, one mount ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The emulator with every case's folder and seed in place, then one mount of it."""
+    emu = RunningEmulator(tmp_path_factory.mktemp("programs-emulator"))
+    sides = {name: cls(emu) for name, cls in SIDES.items()}
+    for side_name, pid in CASES:
+        prog, side = PROGRAMS[pid], sides[side_name]
+        name = seed_name(prog, pid, side.payload)
+        side.prepare(pid, name, prog.seed(side.payload) if prog.seed else None)
+    mudstack = sides["mudstack"]
+    for folder in ("dirs/full/inside", "dirs/empty", "checks"):
+        mudstack.make_folder(f"{AREA}{folder}/")
+    mudstack.prepare("dirs/full/inside", "x.txt", b"x\n")
+    mudstack.prepare("checks", "kept.txt", TEXT.seed)
+    m = MountedFS(tmp_path_factory.mktemp("programs-mount"), emu.config, options=f"write_back={WRITE_BACK}")
+    try:
+        yield emu, m, sides
+    finally:
+        m.stop()
+        emu.stop()
+
+
+@pytest.fixture
+def local(tmp_path) -> Path:
+    path = tmp_path / "local"
+    path.mkdir()
+    return path
+
+
+# -- Mudstack and Apple: each save is one asset under its final name ------------------------------
+
+@pytest.mark.parametrize("side_name,pid", CASES, ids=[f"{s}:{p}" for s, p in CASES])
+def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, side_name, pid):
+    emu, m, sides = world
+    side, prog = sides[side_name], PROGRAMS[pid]
+    if pid == "convert" and CONVERT is None:
+        pytest.fail("ImageMagick's convert is missing: scripts/setup installs it")
+    c = Ctx(pid, side.folder(m.path, pid), local, side.payload, seed_name(prog, pid, side.payload))
+    count, before = side.count(pid), side.assets(pid)
+    clear_names(emu)
+
+    result, expect = run_program(prog, c)
+    assert result.returncode == 0, output(result)
+    wait_for_uploads(m.path)
+
+    after = side.assets(pid)
+    assert side.count(pid) == count + expect.new_assets, (sorted(before), sorted(after))
+    for rel, data in expect.files.items():
+        assert rel in after, f"{rel} is not on the provider: {sorted(after)}"
+        got = side.content(after[rel])
+        if rel in expect.pixels:
+            assert pixels(got) == pixels(data)
+        else:
+            assert got == data, f"{rel}: the provider holds {got[:80]!r}…, not {data[:80]!r}…"
+    for rel in expect.replaced:   # the same asset, one version more
+        assert after[rel]["id"] == before[rel]["id"]
+        assert side.next_version(side.version(before[rel]), side.version(after[rel]))
+    for old, new in expect.renamed.items():  # the same asset under its new name
+        assert old not in after and after[new]["id"] == before[old]["id"]
+    assert side.folders(pid) == expect.dirs
+
+    allowed = {n for rel in [*expect.files, *expect.dirs] for n in (Path(rel).name, Path(rel).stem)}
+    stray = [n for n in names_used(emu, side.name) if n["name"] not in allowed]
+    assert not stray, f"names that are not the program's final names reached the provider: {stray}"
+    writes = [n for n in names_used(emu, side.name) if n["event"] in ("create", "version", "update")]
+    assert len(writes) == len(expect.files) - len(expect.renamed), f"one upload per saved file: {writes}"
+
+    shown = {n for n in os.listdir(c.folder) if n != ".assets"}
+    if side_name == "apple":   # a brand shared by every case: this case's names and hidden leftovers
+        shown = {n for n in shown if n.startswith(f"{pid}-") or n.startswith(".")}
+    top = {Path(rel).parts[0] for rel in [*expect.files, *expect.dirs]}
+    untouched = {c.seed} if c.seed and c.seed not in expect.renamed else set()
+    assert shown == top | untouched
+
+
+def pixels(data: bytes) -> list:
+    with Image.open(io.BytesIO(data)) as img:
+        return list(img.convert("RGB").getdata())
+
+
+# -- iQmetrix: new files only, each once under its final name -------------------------------------
+
+IQ_NEW = ["bash-echo", "dash-append", "python-dup", "cp", "mkstemp-replace", "rsync", "gio-save", "mv-a-new-file"]
+
+
+def iq_context(m: MountedFS, pid: str, local: Path, seed: str = "") -> Ctx:
+    return Ctx(f"iq-{pid}", m.path / "stores" / IQ_COLLECTION, local, IMAGE, seed)
+
+
+@pytest.mark.parametrize("pid", IQ_NEW)
+def test_a_new_file_in_an_iqmetrix_collection_is_one_asset_and_no_temporary_name(world, local, pid):
+    emu, m, _ = world
+    clear_names(emu)
+    result, expect = run_program(PROGRAMS[pid], iq_context(m, pid, local))
+    assert result.returncode == 0, output(result)
+    wait_for_uploads(m.path)
+    created = names_used(emu, "iqmetrix")
+    assert [n["name"] for n in created] == list(expect.files), "exactly one asset, under the final name"
+    [(name, data)] = expect.files.items()
+    with iq_api(emu.account("iqmetrix")) as client:
+        assert client.get(f"/assets/{created[0]['where']}").raise_for_status().json()["md5Checksum"] == md5(data)
+
+
+# -- refusals: nothing reaches iQmetrix (no replace, rename, delete) or Spectrum (read-only) --------
+
+IQ_REFUSED = {   # programs that replace, rename or delete the collection's existing file
+    "echo-onto": ["bash", "-c", f"echo -n x > {IQ_FILE}"],
+    "cp-onto": ["sh", "-c", f"cp /etc/hostname {IQ_FILE}"],
+    "dd-onto": ["dd", "if=/etc/hostname", f"of={IQ_FILE}", "status=none"],
+    "sed-i": ["sed", "-i", "s/JFIF/JFIG/", IQ_FILE],
+    "perl-pi": ["perl", "-pi", "-e", "s/JFIF/JFIG/", IQ_FILE],
+    "mkstemp-replace": [sys.executable, "-c", SAFE_SAVE, IQ_FILE, "/etc/hostname"],
+    "rsync-onto": ["rsync", "-I", "/etc/hostname", f"./{IQ_FILE}"],
+    "gio-save-onto": ["sh", "-c", f"gio save {IQ_FILE} < /etc/hostname"],
+    "vim": ["vim", "-b", "-Nu", "NONE", "-es", "-c", "%s/JFIF/JFIG/", "-c", "wq", IQ_FILE],
+    "mv": ["mv", IQ_FILE, "renamed.jpg"],
+    "rm": ["rm", IQ_FILE],
+}
+
+
+@pytest.mark.parametrize("what", IQ_REFUSED)
+def test_iqmetrix_refuses_replace_rename_and_delete_and_sends_nothing(world, what):
+    emu, m, _ = world
+    collection = m.path / "stores" / IQ_COLLECTION
+    asset_id = os.getxattr(collection / IQ_FILE, "user.assetfs.id").decode()
+    with iq_api(emu.account("iqmetrix")) as client:
+        before = client.get(f"/assets/{asset_id}").raise_for_status().json()
+    clear_names(emu)
+    emu.reset_requests()
+
+    result = subprocess.run(IQ_REFUSED[what], cwd=collection, capture_output=True, timeout=60)
+    assert result.returncode != 0, output(result)
+    if what != "vim":   # vim -es says nothing; the others print the errno's text
+        assert "Operation not permitted" in output(result), output(result)
+    wait_for_uploads(m.path)
+
+    assert names_used(emu, "iqmetrix") == [], "nothing was uploaded"
+    assert not [k for k in emu.requests() if not k.startswith("GET ")], emu.requests()
+    with iq_api(emu.account("iqmetrix")) as client:
+        assert client.get(f"/assets/{asset_id}").raise_for_status().json() == before
+    assert IQ_FILE in os.listdir(collection)
+    assert {n for n in os.listdir(collection) if n.startswith(".") and n != ".assets"} == set(), "no leftovers"
+
+
+SPECTRUM_REFUSED = [pid for pid in PROGRAMS if pid not in ("convert", "nano", "mv-an-asset")]
+
+
+@pytest.mark.parametrize("pid", SPECTRUM_REFUSED)
+def test_spectrum_is_read_only_for_every_program_and_sends_nothing(world, local, pid):
+    emu, m, _ = world
+    account = emu.account("spectrum")
+    org = m.path / "carhartt" / SPECTRUM_ORG
+    existing = next(e.name for e in os.scandir(org) if e.is_file())
+    listed = spectrum_assets(account, SPECTRUM_ORG)
+    clear_names(emu)
+    emu.reset_requests()
+
+    c = Ctx(f"sp-{pid}", org, local, IMAGE, existing)
+    result, _ = run_program(PROGRAMS[pid], c)
+    assert result.returncode != 0, output(result)
+    if pid != "vim":
+        assert "Read-only file system" in output(result), output(result)
+    wait_for_uploads(m.path)
+
+    assert names_used(emu) == []
+    assert not [k for k in emu.requests() if not k.startswith("GET ")], emu.requests()
+    assert spectrum_assets(account, SPECTRUM_ORG) == listed
+
+
+def test_apple_cannot_rename_an_asset_and_sends_nothing(world):
+    emu, m, sides = world
+    brand = m.path / "apple" / APPLE_ORG / APPLE_BRAND
+    existing = f"sed-i-s{IMAGE.ext}"   # seeded for the sed case
+    before = sides["apple"].listed()
+    clear_names(emu)
+    emu.reset_requests()
+    result = subprocess.run(["mv", existing, "elsewhere.png"], cwd=brand, capture_output=True)
+    assert result.returncode != 0 and "Operation not permitted" in output(result), output(result)
+    wait_for_uploads(m.path)
+    assert names_used(emu) == [] and not [k for k in emu.requests() if not k.startswith("GET ")]
+    assert sides["apple"].listed() == before
+
+
+# -- rename rules, flushes, fsync, modes and times --------------------------------------------------
+
+RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def renameat2(old: Path, new: Path, flags: int) -> None:
+    at_fdcwd = -100
+    if _libc.renameat2(at_fdcwd, os.fsencode(old), at_fdcwd, os.fsencode(new), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(new))
+
+
+def mud_checks(m: MountedFS) -> Path:
+    return m.path / "studio" / WORKSPACE / AREA.strip("/") / "checks"
+
+
+def test_rename_noreplace_answers_eexist_and_renames_otherwise_without_a_warning(world, local):
+    emu, m, sides = world
+    folder, mud = mud_checks(m), sides["mudstack"]
+    kept_before = mud.assets("checks")["kept.txt"]
+    log_before = len(m.log().splitlines())
+    clear_names(emu)
+    (folder / "draft.txt").write_bytes(b"draft\n")
+    with pytest.raises(FileExistsError):
+        renameat2(folder / "draft.txt", folder / "kept.txt", RENAME_NOREPLACE)
+    renameat2(folder / "draft.txt", folder / "final.txt", RENAME_NOREPLACE)
+    subprocess.run(["mv", "-n", "final.txt", "kept.txt"], cwd=folder, check=True)   # -n: keeps both
+    wait_for_uploads(m.path)
+
+    after = mud.assets("checks")
+    assert after["kept.txt"]["currentVersion"] == kept_before["currentVersion"]
+    assert mud.content(after["final.txt"]) == b"draft\n" and "draft.txt" not in after
+    assert [n["name"] for n in names_used(emu, "mudstack")] in (["final.txt", "final.txt"], ["final.txt"])
+    new_lines = m.log().splitlines()[log_before:]
+    assert not [line for line in new_lines if "WARNING" in line or "ERROR" in line], new_lines
+
+
+def test_a_directory_onto_a_non_empty_directory_is_enotempty(world):
+    _, m, _ = world
+    dirs = m.path / "studio" / WORKSPACE / AREA.strip("/") / "dirs"
+    with pytest.raises(OSError) as caught:
+        os.rename(dirs / "empty", dirs / "full")
+    assert caught.value.errno == errno.ENOTEMPTY
+    assert sorted(os.listdir(dirs / "full")) == ["inside"]
+
+
+def test_a_flush_with_nothing_new_uploads_nothing(world):
+    emu, m, sides = world
+    folder, mud = mud_checks(m), sides["mudstack"]
+    before = mud.assets("checks")["kept.txt"]
+    clear_names(emu)
+    emu.reset_requests()
+    with open(folder / "kept.txt", "r+b") as f:
+        assert f.read() == TEXT.seed
+    os.close(os.open(folder / "kept.txt", os.O_WRONLY))
+    with open(folder / "kept.txt", "rb") as f:
+        g = os.dup(f.fileno())
+        os.close(g)
+    wait_for_uploads(m.path)
+    assert names_used(emu) == [] and not [k for k in emu.requests() if not k.startswith("GET ")]
+    assert mud.assets("checks")["kept.txt"]["currentVersion"] == before["currentVersion"]
+
+
+def test_fsync_returns_once_the_provider_has_the_bytes(world):
+    emu, m, sides = world
+    folder, mud = mud_checks(m), sides["mudstack"]
+    clear_names(emu)
+    with open(folder / "synced.txt", "wb") as f:
+        f.write(b"synced\n")
+        os.fsync(f.fileno())
+        assert mud.content(mud.assets("checks")["synced.txt"]) == b"synced\n"   # no waiting: fsync did
+    wait_for_uploads(m.path)
+    assert [n["event"] for n in names_used(emu, "mudstack") if n["event"] != "upload"] == ["create"]
+
+
+def test_modes_and_times_on_folders_and_new_files_are_accepted_and_ignored(world):
+    emu, m, sides = world
+    folder, mud = mud_checks(m), sides["mudstack"]
+    clear_names(emu)
+    os.chmod(folder, 0o700)
+    os.utime(folder, (1_600_000_000, 1_600_000_000))
+    with open(folder / "moded.txt", "wb") as f:
+        f.write(b"moded\n")
+        os.fchmod(f.fileno(), 0o600)            # a file being written
+        os.utime(f.fileno(), (1_600_000_000, 1_600_000_000))
+    os.chmod(folder / "moded.txt", 0o640)       # a file waiting for its upload
+    wait_for_uploads(m.path)
+    os.utime(folder / "moded.txt", (1_600_000_000, 1_600_000_000))   # a file just uploaded
+    os.chmod(folder / "moded.txt", 0o644)
+    wait_for_uploads(m.path)
+    assert mud.content(mud.assets("checks")["moded.txt"]) == b"moded\n"
+    assert [n["event"] for n in names_used(emu, "mudstack") if n["event"] != "upload"] == ["create"]
+
+
+def test_assetfs_umount_waits_for_a_file_in_its_write_back_delay(world, tmp_path):
+    emu, _, sides = world
+    m = MountedFS(tmp_path / "slow", emu.config, options="write_back=10s", accounts=["studio"])
+    try:
+        (mud_checks(m) / "late.txt").write_bytes(b"late\n")
+        done = subprocess.run([sys.executable, "-m", "assetfs", "umount", str(m.path)], capture_output=True, timeout=60)
+        assert done.returncode == 0, output(done)
+    finally:
+        m.stop()
+    mud = sides["mudstack"]
+    assert mud.content(mud.assets("checks")["late.txt"]) == b"late\n"
