@@ -20,10 +20,10 @@ def in_flight(current: dict) -> list[dict]:
     return [p for p in current.get("pending_uploads") or [] if p.get("state") not in KEPT]
 
 
-def wait_for_uploads(mountpoint: Path, timeout: float = 60.0) -> dict:
-    """The mount's status once nothing is on its way. A short pause first: the kernel sends
-    the release of a closed file after close() has returned to the program."""
-    time.sleep(0.3)
+def wait_for_uploads(mountpoint: Path, timeout: float = 60.0, grace: float = 0.2) -> dict:
+    """The mount's status once nothing is on its way. A short pause first (`grace`): the
+    kernel sends the release of a closed file after close() has returned to the program."""
+    time.sleep(grace)
     deadline = time.monotonic() + timeout
     while True:
         current = status(mountpoint)
