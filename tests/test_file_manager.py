@@ -99,7 +99,8 @@ class Display:
 
     def screenshot(self, path: Path) -> None:
         xwd = subprocess.run(["xwd", "-root", "-silent", "-display", self.name], capture_output=True, check=True).stdout
-        subprocess.run([CONVERT or "convert", "xwd:-", f"png:{path}"], input=xwd, check=True)
+        # trimmed to the window: the screen around it is black
+        subprocess.run([CONVERT or "convert", "xwd:-", "-trim", "+repage", f"png:{path}"], input=xwd, check=True)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -163,8 +164,8 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
     for asset in listed:
         assert any(path.startswith(f"GET /cdn/{asset['currentVersion']['key']}") for path in fetched), asset["file_name"]
     assert " ERROR " not in m.log()
-    with Image.open(shot) as screen:
-        assert screen.size == (1100, 760)
+    with Image.open(shot) as screen:   # the window, with the photos' thumbnails drawn in it
+        assert screen.size[0] > 600 and len(screen.convert("RGB").getcolors(1 << 20)) > 1000
 
 
 # -- GIO ---------------------------------------------------------------------------------------
