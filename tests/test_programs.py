@@ -48,6 +48,7 @@ APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
 SPECTRUM_ORG = "7000000000000300322"
 IQ_COLLECTION, IQ_FILE = "logos", "iqmetrix.jpg"
 APPLE_KEPT = "kept_s.png"   # an Apple asset no case changes
+APPLE_GONE = "gone_s.png"   # one that rm deletes
 CONVERT = shutil.which("convert", path="/usr/bin:/bin")  # ImageMagick's own, not a wrapper earlier on PATH
 
 
@@ -524,11 +525,14 @@ def world(tmp_path_factory):
         name = seed_name(prog, pid, side.payload)
         side.prepare(pid, name, prog.seed(side.payload) if prog.seed else None)
     mudstack = sides["mudstack"]
-    for folder in ("dirs/full/inside", "dirs/empty", "checks"):
+    for folder in ("dirs/full/inside", "dirs/empty", "dirs/into", "checks"):
         mudstack.make_folder(f"{AREA}{folder}/")
     mudstack.prepare("dirs/full/inside", "x.txt", b"x\n")
+    mudstack.prepare("dirs/moving", "y.txt", b"y\n")
     mudstack.prepare("checks", "kept.txt", TEXT.seed)
+    mudstack.prepare("checks", "gone.txt", TEXT.seed)
     sides["apple"].prepare("", APPLE_KEPT, IMAGE.seed)
+    sides["apple"].prepare("", APPLE_GONE, IMAGE.seed)
     m = MountedFS(tmp_path_factory.mktemp("programs-mount"), emu.config, options=f"write_back={WRITE_BACK}")
     try:
         yield emu, m, sides
@@ -604,7 +608,8 @@ def pixels(data: bytes) -> list:
 
 # -- iQmetrix: new files only, each once under its final name -------------------------------------
 
-IQ_NEW = ["bash-echo", "dash-append", "python-dup", "cp", "mkstemp-replace", "rsync", "gio-save", "mv-a-new-file"]
+IQ_NEW = ["bash-echo", "dash-append", "python-dup", "tee", "dd", "cp", "install", "mkstemp-replace", "rsync", "gio-save",
+          "mv-a-new-file"]
 
 
 def iq_context(m: MountedFS, pid: str, local: Path, seed: str = "") -> Ctx:
@@ -744,6 +749,38 @@ def test_a_directory_onto_a_non_empty_directory_is_enotempty(world):
     assert sorted(set(os.listdir(dirs / "full")) - {".assets"}) == ["inside"]
 
 
+def test_a_mudstack_folder_moves_into_another_or_is_refused_clearly(world):
+    """The API has no folder move: moving the folder's assets is allowed, else a clear errno
+    (not EINVAL or EIO) and a log line."""
+    _, m, sides = world
+    dirs, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "dirs", sides["mudstack"]
+    log_before = len(m.log().splitlines())
+    try:
+        os.rename(dirs / "moving", dirs / "into" / "moving")
+    except OSError as e:
+        assert e.errno in (errno.EPERM, errno.EXDEV, errno.ENOTSUP), e
+        assert any("moving" in line for line in m.log().splitlines()[log_before:]), "a log line says why"
+        assert "y.txt" in mud.assets("dirs/moving")
+    else:
+        wait_for_uploads(m.path)
+        moved = mud.assets("dirs/into/moving")
+        assert mud.content(moved["y.txt"]) == b"y\n" and mud.assets("dirs/moving") == {}
+
+
+def test_rm_of_an_assets_file_deletes_the_asset(world):
+    emu, m, sides = world
+    mud, apple = sides["mudstack"], sides["apple"]
+    trashed = mud.assets("checks")["gone.txt"]
+    [doomed] = [a for a in apple.listed() if a["brandAssetDetails"].get("partnersAssetId") == Path(APPLE_GONE).stem]
+    subprocess.run(["rm", str(mud_checks(m) / "gone.txt"), str(m.path / "apple" / APPLE_ORG / APPLE_BRAND / APPLE_GONE)],
+                   check=True)
+    assert "gone.txt" not in mud.assets("checks")
+    in_trash = mud.truth.call("GET", "/workspaces/assets/search", mud.ws, params={"trashed": "true", "limit": 1000})["assets"]
+    assert trashed["id"] in {a["id"] for a in in_trash}
+    assert apple.truth.asset(APPLE_ORG, doomed["id"])["state"] == "DELETED"
+    assert names_used(emu) == []
+
+
 def test_a_flush_with_nothing_new_uploads_nothing(world):
     emu, m, sides = world
     folder, mud = mud_checks(m), sides["mudstack"]
@@ -801,3 +838,17 @@ def test_assetfs_umount_waits_for_a_file_in_its_write_back_delay(world, tmp_path
         m.stop()
     mud = sides["mudstack"]
     assert mud.content(mud.assets("checks")["late.txt"]) == b"late\n"
+
+
+def test_a_stop_waits_for_a_file_in_its_write_back_delay(world, tmp_path):
+    """SIGTERM, as systemd stops the service."""
+    emu, _, sides = world
+    m = MountedFS(tmp_path / "stopped", emu.config, options="write_back=3s", accounts=["studio"])
+    try:
+        (mud_checks(m) / "stopped.txt").write_bytes(b"stopped\n")
+        m.process.terminate()
+        assert m.process.wait(30) == 0
+    finally:
+        m.stop()
+    mud = sides["mudstack"]
+    assert mud.content(mud.assets("checks")["stopped.txt"]) == b"stopped\n"
