@@ -612,8 +612,8 @@ IQ_NEW = ["bash-echo", "dash-append", "python-dup", "tee", "dd", "cp", "install"
           "mv-a-new-file"]
 
 
-def iq_context(m: MountedFS, pid: str, local: Path, seed: str = "") -> Ctx:
-    return Ctx(f"iq-{pid}", m.path / "stores" / IQ_COLLECTION, local, IMAGE, seed)
+def iq_context(m: MountedFS, pid: str, local: Path) -> Ctx:
+    return Ctx(f"iq-{pid}", m.path / "stores" / IQ_COLLECTION, local, IMAGE)
 
 
 @pytest.mark.parametrize("pid", IQ_NEW)
