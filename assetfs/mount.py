@@ -23,9 +23,9 @@ from .providers.registry import build_provider
 from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
 from .stats import Stats
-from .tree import Tree
+from .view.view import View
 from .write.journal import PENDING, Journal
-from .write.overlay import WrittenNames
+from .write.pending import PendingDirectory
 from .write.spool import Spool
 from .write.uploader import Uploader
 from .write.writer import Writer
@@ -42,7 +42,7 @@ class Mount:
         self.stats = Stats()
         cache_dir = Path(os.path.expanduser(options.cache_dir)) if options.cache_dir else config.cache.path
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for part in (cache_dir, *(cache_dir / sub for sub in ("metadata", "blocks", "spool", "journal", "written", "memory"))):
+        for part in (cache_dir, *(cache_dir / sub for sub in ("metadata", "blocks", "spool", "journal", "memory"))):
             part.mkdir(exist_ok=True, mode=0o700)
             os.chmod(part, 0o700)  # what users wrote and read is nobody else's business
         self.cache_dir = cache_dir
@@ -54,14 +54,18 @@ class Mount:
             provider.memory = diskcache.Index.fromcache(diskcache.Cache(str(cache_dir / "memory" / _slug(name)),
                                                                         eviction_policy="none"))
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
-        self.written = WrittenNames(cache_dir / "written")
-        self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json, self.written)
+        if options.write_back is None:
+            options.write_back = config.cache.write_back
+        self.view = View(self.providers, self.metacache, self.stats, self.status_json)
         self.spool = Spool(cache_dir / "spool")
         self.journal = Journal(cache_dir / "journal")
-        self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self.tree.uploaded)
-        self.tree.pending = self.uploader.pending
-        self.writer = Writer(self.tree, self.uploader, self.spool, options)
-        self.ops = Operations(self.tree, self.readers, options, self.stats, self.writer)
+        self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
+        PendingDirectory(self.view, self.uploader.pending)
+        self.writer = Writer(self.view, self.uploader, self.spool, options)
+        self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
+
+    async def _uploaded(self, record, asset) -> bool:
+        return await self.writer.uploaded(record, asset)
 
     def status_json(self) -> bytes:
         status = {
@@ -70,7 +74,7 @@ class Mount:
             "accounts": {name: type(p).name for name, p in self.providers.items()},
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
-            "inodes": len(self.tree.inodes),
+            "inodes": len(self.view.inodes),
             "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
                                  "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
         }
@@ -97,14 +101,17 @@ class Mount:
                 nursery.cancel_scope.cancel()
         finally:
             pyfuse3.close(unmount=True)
-            for provider in self.providers.values():
-                with trio.move_on_after(2):
-                    await provider.close()
-            self.metacache.close()
-            self.blocks.close()
-            self.journal.close()
-            self.written.close()
+            await self.close()
             log.info("unmounted %s", self.mountpoint)
+
+    async def close(self) -> None:
+        """Let go of the providers' connections and the disk stores."""
+        for provider in self.providers.values():
+            with trio.move_on_after(2):
+                await provider.close()
+        self.metacache.close()
+        self.blocks.close()
+        self.journal.close()
 
     async def _widen_kernel_readahead(self) -> None:
         """Let the kernel read ahead a whole block per request instead of 128 KiB: eight
@@ -139,6 +146,7 @@ class Mount:
                 return
 
     async def _drain_uploads(self, done: trio.CancelScope) -> None:
+        self.uploader.hurry()  # nothing waits out its write-back delay once the mount is stopping
         while due := [r for r in self.uploader.pending() if r.state == PENDING]:
             notify(f"STATUS=unmounting: waiting for {len(due)} pending upload(s)")
             log.info("waiting for %d pending upload(s) before unmounting", len(due))
