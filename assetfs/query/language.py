@@ -5,6 +5,7 @@
     name==logo*            (`*` matches any run of characters in == and != values)
     logo                   (a bare word: free text, the same as text==logo)
     name=="a;b"            (double quotes keep ; and , inside a value)
+    mimeType==image%2F*    (a path cannot hold `/`: write %2F, or ∕ as the mount shows it)
 
 Operators: == != =gt= =ge= =lt= =le=. Parsing knows no field: which fields exist and what
 their values are is the provider's (see `fields.bind`). A small parser of our own: the FIQL
@@ -25,6 +26,7 @@ MAX_CLAUSES = 32
 MAX_ALTERNATIVES = 8   # a provider may make one request per alternative
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _OPERATOR = re.compile(r"==|!=|=[A-Za-z]*=|[<>]=?|=")
+_SLASH = re.compile("%2[Ff]|\u2215")  # a path component cannot hold `/`
 
 
 class QueryError(NotFound, ValueError):
@@ -135,7 +137,7 @@ def _value(text: str, position: int, raw: str) -> str:
         raise QueryError(f"{text!r}: a quoted value at character {position} must be quoted whole")
     if not value:
         raise QueryError(f"{text!r}: empty value at character {position}")
-    return value
+    return _SLASH.sub("/", value)
 
 
 def _quoted(value: str) -> str:
