@@ -29,6 +29,7 @@ def fs(emulator, tmp_path_factory):
     accounts = {name: dict(account) for name, account in emulator.config["accounts"].items()}
     accounts["apple"]["views"] = {"covers": COVERS, "recent": "updatedDate=ge=-3650d"}
     accounts["studio"]["views"] = {"heroes": "library==Characters", "covers": COVERS}
+    accounts["carhartt"]["views"] = {"live": "active==true"}
     m = MountedFS(tmp_path_factory.mktemp("query-mount"), {"accounts": accounts})
     yield m
     m.stop()
@@ -79,6 +80,8 @@ def test_spectrum_query(fs, emulator):
     check_query(home, "active==true;productionJobs.status==*",
                 {str(a["id"]) for a in assets if a["active"] and a.get("productionJobs")})
     check_query(home, f"createdDate=lt={middle}", {str(a["id"]) for a in assets if when(a["createdDate"]) < when(middle)})
+    shown = subprocess.run(["ls", f"{home}/@live/"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and set(shown.stdout.split("\n")) - {""} == files(home / ".query" / "active==true")
 
 
 def test_iqmetrix_query(fs, emulator):
@@ -94,13 +97,14 @@ def test_iqmetrix_query(fs, emulator):
             check_query(fs.path / "stores" / collection, "mimeType==image%2F*", wanted)
 
 
-def apple_assets(emulator) -> list[dict]:
+def apple_assets(emulator, **params) -> list[dict]:
     account = emulator.config["accounts"]["apple"]
     with httpx.Client(base_url=account["base_url"] + "/api/v1") as c:
         token = c.post("/oauth2/token", json={"client_id": account["client_id"], "client_secret": account["client_secret"],
                                               "grant_type": "client_credentials", "scope": "business"}).json()
         c.headers["Authorization"] = f"Bearer {token['access_token']}"
-        return c.get(f"/orgs/{APPLE_ORG}/brands/{APPLE_BRAND}/assets", params={"limit": 100}).raise_for_status().json()["data"]
+        return c.get(f"/orgs/{APPLE_ORG}/brands/{APPLE_BRAND}/assets",
+                     params={"limit": 100, **params}).raise_for_status().json()["data"]
 
 
 def test_apple_query_and_view(fs, emulator):
@@ -115,6 +119,8 @@ def test_apple_query_and_view(fs, emulator):
     assert os.listdir(brand / ".query") == []
     assert files(brand / "@recent") == files(brand)
     assert not [n for n in os.listdir(fs.path / "apple" / APPLE_ORG) if n.startswith(("@", ".query"))]  # brands, not assets
+    deleted = {a["id"] for a in apple_assets(emulator, ql="state==DELETED")}
+    assert deleted and set(ids_of(brand / ".query" / "state==DELETED").values()) == deleted  # no home, still shown
     check_query(brand, "state==PUBLISHED;name==asset_*",
                 {a["id"] for a in assets if a["state"] == "PUBLISHED"
                  and a["brandAssetDetails"].get("partnersAssetId", "").startswith("asset_")})
