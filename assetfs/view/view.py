@@ -18,7 +18,7 @@ from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
-from ..providers.base import ASSET, CONTENT, Content, Entry, Provider
+from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider
 from ..stats import Stats
 from .layout import asset_details, content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
@@ -27,6 +27,7 @@ from .queries import RESULTS, Queries
 log = logging.getLogger("assetfs.view")
 
 CONTROL_DIR = ".assetfs"
+HOLDERS = (CONTAINER, TRASH)  # directories of assets: always with their `.assets/`
 EXPAND_AT_ONCE = 8  # assets whose files are listed at the same time (Apple: one request each)
 
 
@@ -115,17 +116,17 @@ class View:
 
     def _lay_out(self, node: Node, entries: list[Entry], adopting: Node | None = None) -> None:
         """The node's children made from the provider's entries. A directory holding assets
-        shows their files, its other directories, and `.assets/`; an asset's directory its
+        shows their files, its other directories, and `.assets/` (always, even empty); an asset's directory its
         details (asset.json, versions, production outputs) but not its content, which is the
         file beside `.assets/`. Every child still there keeps its inode."""
         node.listing = entries
-        if node.kind == ASSET:
-            entries = [e for e in entries if e.kind != CONTENT]
+        if node.kind == ASSET and node.parent is not None and node.parent.kind == ASSETS:
+            entries = [e for e in entries if e.kind != CONTENT]  # the content is the file beside .assets/
         previous = node.children or {}
         by_key = {child.entry.key: child for child in previous.values()}
         if adopting is not None:
             by_key[adopting.entry.key] = adopting
-        if not any(e.kind == ASSET for e in entries):
+        if node.kind not in HOLDERS and not any(e.kind == ASSET for e in entries):
             names = unique_names([(safe_name(e.name, e.key), e.key.rsplit("/", 1)[-1]) for e in entries])
             node.children = {name: self._keep(by_key, node, name, entry) for name, entry in zip(names, entries)}
             self.queries.add_to(node)

@@ -28,13 +28,13 @@ from ..errors import (
     NotADirectory,
     NotFound,
     NotPermitted,
-    NotSupported,
+    NotAnAttributeNamespace,
 )
 from ..options import MountOptions
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
 from ..view.node import ASSETS, Node
 from ..view.queries import RESULTS
-from ..view.view import View
+from ..view.view import HOLDERS, View
 from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
 from .overlay import LocalFile, is_temporary
 from .spool import Spool
@@ -44,7 +44,7 @@ log = logging.getLogger("assetfs.write")
 
 NAME_MAX = 255  # bytes, as statfs tells the kernel (f_namemax)
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
-HOLDERS = (CONTAINER, TRASH)  # directories whose files are assets
+
 
 
 def _check_name(name: str) -> None:
@@ -242,6 +242,7 @@ class Writer:
                 self._commit_to(node, node.parent, asset)
                 if not local.writers:
                     await self.uploader.schedule(local.record, local.spool, None, self.options.write_back)
+            await self._show(node.parent, asset)  # its details under .assets/ at once; the file stays local till closed
             return True
         self._settle(node)
         await self._show(node.parent, asset, node)
@@ -294,7 +295,7 @@ class Writer:
             self._writable(node, f"setting {name}")
             raise NotPermitted(f"{node.path}: {name}: only user.assetfs.* of a file being written can be set")
         if not name.startswith("user.assetfs."):
-            raise NotSupported(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
+            raise NotAnAttributeNamespace(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
         node.local.xattrs[name] = value.decode(errors="replace")
         node.attr_cache = None
 
