@@ -26,6 +26,7 @@ VIEW_MARK = "@"
 QUERIES = "queries"   # the kind of `.query/`
 RESULTS = "results"   # the kind of a query's or a saved view's directory
 QUERY_XATTR = "user.assetfs.query"
+MAX_REMEMBERED = 4096  # query directories kept between lookups (a script may ask for many)
 
 
 class Queries:
@@ -108,6 +109,8 @@ class Queries:
         key = f"{parent.provider.account}:{entry.key}"
         node = self._nodes.get(key)
         if node is None:
+            if len(self._nodes) >= MAX_REMEMBERED:   # the oldest goes; asked again, it is made anew
+                del self._nodes[next(iter(self._nodes))]
             node = self._nodes[key] = self.view.new_node(entry.name, parent, parent.provider, entry)
         return node
 
