@@ -128,7 +128,7 @@ class Apple(Provider):
         organizations = self.settings.organizations
         try:
             me = await self.http.json("GET", f"{API}/me")
-        except AssetfsError as e:
+        except (NotFound, ProviderError) as e:
             if not organizations:
                 raise
             log.info("%s: /me did not answer (%s); organizations show by ID", self.account, e)
@@ -176,7 +176,7 @@ class Apple(Provider):
         configured = self.settings.organizations.get(org)
         try:
             brands = await self._brands(org)
-        except (NotFound, AuthFailed, ProviderError) as e:
+        except (NotFound, ProviderError) as e:
             if not configured:
                 raise
             log.info("%s/%s: the brands list did not answer (%s); brands show by ID", self.account, org, e)
