@@ -16,6 +16,7 @@ import pyfuse3
 from .errors import AssetfsError, NoAttribute, NotAnAttributeNamespace, NotPermitted, ReadOnly, XattrsOff
 from .options import MountOptions
 from .view.node import ASSETS, Node
+from .view.queries import in_results
 
 USER = b"user."
 
@@ -28,6 +29,8 @@ def refusal(node: Node, options: MountOptions) -> AssetfsError | None:
         return NotPermitted("nothing can be written here")
     if node.provider.read_only_reason:
         return ReadOnly(node.provider.read_only_reason)
+    if in_results(node):
+        return ReadOnly("query results are read-only; write in the asset's own directory")
     return None
 
 

@@ -12,10 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .logs import register_secret
+from .query import parse as parse_query
 from .units import parse_duration, parse_size
 
 
@@ -122,8 +123,25 @@ def parse_rate(text) -> tuple[int, float] | None:
     return int(count), seconds
 
 
+def _view_name(name: str) -> str:
+    if not name.strip() or "/" in name or "\0" in name or len(name.encode()) > 254:
+        raise ValueError(f"{name!r} cannot be a directory name (@{name})")
+    return name
+
+
+def _view_query(expression: str) -> str:
+    parse_query(expression)   # its error names what is wrong and where
+    return expression
+
+
+# A saved view: `@<name>/` in every container where its query applies.
+ViewName = Annotated[str, AfterValidator(_view_name)]
+ViewQuery = Annotated[str, AfterValidator(_view_query)]
+
+
 class _Account(_Strict):
     base_url: str
+    views: dict[ViewName, ViewQuery] = {}
     timeout: float | None = None
     # Requests per window to the provider's API (and token service); None: no limit.
     rate_limit: tuple[int, float] | None = None
@@ -237,4 +255,4 @@ def _explain(err: dict) -> str:
         return f"  {key}.provider: must be one of spectrum, iqmetrix, apple, mudstack"
     if kind == "union_tag_not_found":
         return f"  {key}.provider: missing (one of spectrum, iqmetrix, apple, mudstack)"
-    return f"  {key}: {err['msg']}"
+    return f"  {key.removesuffix('.[key]')}: {err['msg'].removeprefix('Value error, ')}"

@@ -256,6 +256,9 @@ class Workspace:
 
     def search(self, query: str = "", library: str = "", status: str = "", location: str | None = None,
                subfolders: bool = False, trashed: bool = False) -> list[Asset]:
+        # The filters are documented (query, library, review status), what they match is not.
+        # inferred: `query` is part of the name or file name, `library` a library's id or name,
+        # `status` see _has_status; all without case.
         query, library, status = query.lower(), library.lower(), status.lower()
         found = []
         for a in self.assets.values():

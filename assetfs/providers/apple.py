@@ -34,12 +34,15 @@ from __future__ import annotations
 import logging
 import mimetypes
 import posixpath
+from datetime import datetime, timezone
 from urllib.parse import urljoin
 
 import httpx
 import trio
 
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
+from ..query import DATE, SEARCH, STRING, Field, Query, search_plan
+from ..query.fields import ALL, EQUALITY
 from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
                    plain_id, skip_malformed, text_field)
 from ..names import with_extension
@@ -93,6 +96,31 @@ class Apple(Provider):
     name = "apple"
     # No folders (brands come from Apple) and no rename: partnersAssetId is the partner's key.
     writes = frozenset({"create", "replace", "delete"})
+
+    # -- queries: `ql` answers what it can ----------------------------------------------------
+
+    def query_fields(self, container: Entry) -> dict[str, Field] | None:
+        parts = container.key.split("/")
+        return QUERY_FIELDS if len(parts) == 4 and parts[0] == "org" and parts[2] == "brand" else None
+
+    async def query(self, container: Entry, query: Query, listing=None) -> list[Entry]:
+        """One assets list call per alternative, its `ql` holding the conditions the API
+        filters on; the others (wildcards, alt texts, the name) are checked on its answer.
+        As the API does, DELETED assets show only to a condition on `state`."""
+        groups = self.bind_query(container, query)
+        _, org, _, brand = container.key.split("/")
+        found: dict[str, dict] = {}
+        for group in groups:
+            server, local = search_plan(group)
+            local += [c for c in server if not _ql_ready(c)]
+            ql = ";".join(f"{c.clause.field}{op}{_ql_value(value)}" for c in server if _ql_ready(c)
+                          for op, value in c.server_terms())
+            assets = await self._all_pages(f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand} ql {ql!r}",
+                                           {"ql": ql} if ql else None)
+            for asset in assets:
+                if all(c.matches(asset) for c in local):
+                    found.setdefault(str(asset.get("id")), asset)
+        return await self._asset_entries(org, brand, list(found.values()))
 
     # -- organizations and brands -------------------------------------------------------------
 
@@ -161,13 +189,13 @@ class Apple(Provider):
     async def _brands(self, org: str) -> list[dict]:
         return await self._all_pages(f"{API}/orgs/{org}/brands", f"organization {org}")
 
-    async def _all_pages(self, path: str, what: str) -> list[dict]:
+    async def _all_pages(self, path: str, what: str, filters: dict | None = None) -> list[dict]:
         """Every item of a list call: `{data, pagination{cursors{after}, next}}`, page by page
         until a page has neither an `after` cursor nor a `next` link. (`total` counts only
         the page's items, so it says nothing about when to stop.) A cursor seen before, or
         a page with nothing new, is a loop: the listing stops there, with a log line."""
         items: dict[str, dict] = {}
-        url, params = path, {"limit": PAGE_SIZE}
+        url, params = path, {**(filters or {}), "limit": PAGE_SIZE}
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
             body = await self.http.json("GET", url, params=params)
@@ -185,7 +213,7 @@ class Apple(Provider):
             cursors = pagination.get("cursors") if isinstance(pagination.get("cursors"), dict) else {}
             after, link = cursors.get("after"), pagination.get("next")
             if isinstance(after, str) and after:
-                url, params, mark = path, {"limit": PAGE_SIZE, "after": after}, after
+                url, params, mark = path, {**(filters or {}), "limit": PAGE_SIZE, "after": after}, after
             elif isinstance(link, str) and link:
                 # The seed's link is a path from the host's root (/api/v1/…), carrying limit and after.
                 url, params, mark = urljoin(self.http.base_url, link), None, link
@@ -208,6 +236,10 @@ class Apple(Provider):
 
     async def _list_brand(self, org: str, brand: str) -> list[Entry]:
         assets = await self._all_pages(f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand}")
+        return await self._asset_entries(org, brand, assets)
+
+    async def _asset_entries(self, org: str, brand: str, assets: list[dict]) -> list[Entry]:
+        """Entries for assets of a brand, each with its files (its image's metadata fetched)."""
         images = await self._images(org, {plain_id(_details(a).get("imageId")) for a in assets} - {None})
         # Off the event loop: a huge brand takes seconds of CPU (see Spectrum's list_dir).
         return await trio.to_thread.run_sync(
@@ -444,6 +476,35 @@ def _details(asset: dict) -> dict:
 
 def _asset_name(asset: dict) -> str:
     return text_field(_details(asset).get("partnersAssetId")) or str(asset.get("id"))
+
+
+# What a query can ask of a brand's assets. `ql` filters on the documented fields (== and
+# =gt= documented; != =ge= =lt= =le= inferred, ordering on dates only); the rest is matched
+# on the API's answer.
+QUERY_FIELDS = {
+    "id": Field(STRING, "id", server=EQUALITY),
+    "state": Field(STRING, "state", server=EQUALITY),
+    "createdDate": Field(DATE, "createdDate", server=ALL),
+    "updatedDate": Field(DATE, "updatedDate", server=ALL),
+    "brandAssetDetails.partnersAssetId": Field(STRING, "brandAssetDetails.partnersAssetId", server=EQUALITY),
+    "brandAssetDetails.imageId": Field(STRING, "brandAssetDetails.imageId", server=EQUALITY),
+    "brandAssetDetails.intent": Field(STRING, "brandAssetDetails.intent", server=EQUALITY),
+    "brandAssetDetails.altTexts.text": Field(STRING, "brandAssetDetails.altTexts.text"),
+    "brandAssetDetails.altTexts.locale": Field(STRING, "brandAssetDetails.altTexts.locale"),
+    "name": Field(STRING, get=lambda a: [_asset_name(a)]),
+    "text": Field(SEARCH, get=lambda a: [_asset_name(a)]),
+}
+
+
+def _ql_ready(condition) -> bool:
+    """Whether a condition can be written into `ql` (whose clauses are split at ; and ,)."""
+    return not (isinstance(condition.value, str) and any(c in condition.value for c in ";,"))
+
+
+def _ql_value(value) -> str:
+    if isinstance(value, float):  # a date, as epoch seconds
+        return datetime.fromtimestamp(value, timezone.utc).isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def _alt_texts(details: dict) -> str:

@@ -17,6 +17,7 @@ from typing import NoReturn
 from collections.abc import MutableMapping
 
 from ..errors import AssetfsError, NotPermitted, NotSupported, ReadOnly
+from ..query import Condition, Field, Query, QueryError, bind, select
 from .http import ProviderHTTP
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,27 @@ class Provider:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    # -- queries: the assets of a container that match an expression ------------------------
+
+    def query_fields(self, container: Entry) -> dict[str, Field] | None:
+        """The fields a query can name in this container; None where queries do not apply."""
+        return None
+
+    def bind_query(self, container: Entry, query: Query) -> list[list[Condition]]:
+        """The query checked against this container's fields (QueryError before any request)."""
+        fields = self.query_fields(container)
+        if fields is None:
+            raise QueryError(f"{container.name}: queries apply to directories of assets, not here")
+        return bind(query, fields)
+
+    async def query(self, container: Entry, query: Query, listing=None) -> list[Entry]:
+        """The container's assets that match, as `list_dir` gives them. Here: evaluated on
+        the listing (`listing()`, the cached one where the caller has it); a provider whose
+        API can search overrides this."""
+        groups = self.bind_query(container, query)
+        entries = await listing() if listing is not None else await self.list_dir(container)
+        return await select(entries, groups)
 
     # -- writes: each says why it cannot, unless the provider can ---------------------------
 

@@ -29,6 +29,7 @@ import trio
 
 from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
 from ..logs import register_secret
+from ..query import NUMBER, SEARCH, STRING, Field
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed
 from .http import ProviderHTTP, redact
 from .token import TokenAuth
@@ -93,6 +94,24 @@ def _oauth_error(response: httpx.Response) -> str:
     return error if isinstance(error, str) and re.fullmatch(r"[A-Za-z_]{1,64}", error) else "no error code"
 
 
+def _asset_name(asset: dict) -> str:
+    name = asset.get("name")
+    return name if isinstance(name, str) and name else str(asset["id"])
+
+
+# What a query can ask of a collection's assets: the API cannot list, let alone filter, so
+# every field is matched on the cached listing.
+QUERY_FIELDS = {
+    "name": Field(STRING, get=lambda a: [_asset_name(a)]),
+    "text": Field(SEARCH, get=lambda a: [_asset_name(a)]),
+    "id": Field(STRING, "id", fold=True),   # a GUID, in any case
+    "mimeType": Field(STRING, "mimeType"),
+    "md5Checksum": Field(STRING, "md5Checksum", fold=True),
+    "width": Field(NUMBER, "width"),
+    "height": Field(NUMBER, "height"),
+}
+
+
 class IQmetrix(Provider):
     name = "iqmetrix"
     writes = frozenset({"create"})
@@ -103,6 +122,9 @@ class IQmetrix(Provider):
         # content version → the stored file's URL (the asset's href): sizing an image with
         # one HEAD there instead of following /images/{id} first.
         self._hrefs: dict[str, str] = {}
+
+    def query_fields(self, container: Entry) -> dict[str, Field] | None:
+        return QUERY_FIELDS if container.kind == CONTAINER else None
 
     async def list_root(self) -> list[Entry]:
         return [Entry(name, f"collection/{name}", True, xattrs={"user.assetfs.collection": name}, kind=CONTAINER)
@@ -246,7 +268,7 @@ class IQmetrix(Provider):
 
     def _asset_entry(self, asset: dict, collection: str) -> Entry:
         ident = str(asset["id"])
-        name = asset.get("name") if isinstance(asset.get("name"), str) and asset.get("name") else ident
+        name = _asset_name(asset)
         mime = asset.get("mimeType") if isinstance(asset.get("mimeType"), str) else None
         md5 = asset.get("md5Checksum") if isinstance(asset.get("md5Checksum"), str) and asset.get("md5Checksum") else None
         href = asset.get("href") if isinstance(asset.get("href"), str) and asset.get("href") else None

@@ -39,6 +39,7 @@ import httpx
 import trio
 
 from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
+from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, search_plan, select
 from .base import (ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, first_error,
                    parse_time, plain_id, skip_malformed, text_field)
 from .http import RETRY_STATUSES, ProviderHTTP, redact
@@ -204,6 +205,32 @@ class Mudstack(Provider):
                             self.account, ", ".join(missing))
             workspaces = chosen
         return skip_malformed(workspaces, _workspace_entry, self.account)
+
+    # -- queries: the search route answers free text, library and status ------------------
+
+    def query_fields(self, container: Entry) -> dict[str, Field] | None:
+        return QUERY_FIELDS if container.kind == CONTAINER and _parse_folder_key(container.key) else None
+
+    async def query(self, container: Entry, query: Query, listing=None) -> list[Entry]:
+        """Per alternative, one search of the container's folder with the parameters the route
+        has (`query`, `library`, `status`); every condition is then checked on the answer too,
+        as what those parameters match is inferred. An alternative the route cannot narrow is
+        matched on the folder's listing."""
+        groups = self.bind_query(container, query)
+        ws_id, path = _parse_folder_key(container.key)
+        found: dict[str, Entry] = {}
+        for group in groups:
+            server, _ = search_plan(group)
+            if server:
+                params = {SEARCH_PARAMETERS[c.clause.field]: c.clause.value for c in server}
+                assets = await self._search_all(ws_id, {"file_location": path, **params})
+                entries = await select(skip_malformed(assets, lambda a: _asset_entry(a, ws_id), f"{self.account}/{ws_id}{path}"),
+                                       [group])
+            else:
+                entries = await select(await listing() if listing is not None else await self.list_dir(container), [group])
+            for entry in entries:
+                found.setdefault(entry.key, entry)
+        return list(found.values())
 
     async def list_dir(self, entry: Entry) -> list[Entry]:
         if VERSIONS_KEY.match(entry.key):
@@ -617,6 +644,39 @@ async def _chunks(path):
     async with await trio.open_file(path, "rb") as f:
         while chunk := await f.read(UPLOAD_CHUNK):
             yield chunk
+
+# -- queries --------------------------------------------------------------------------------
+
+def _libraries(asset: dict) -> list:
+    return [v for lib in asset.get("libraries") or [] if isinstance(lib, dict) for v in (lib.get("id"), lib.get("name"))]
+
+
+def _statuses(asset: dict) -> list:
+    """The asset's status (id and name) and its reviews' statuses: what `status` matches (inferred)."""
+    status = asset.get("assetStatus") if isinstance(asset.get("assetStatus"), dict) else {}
+    reviews = [r.get("review") for r in asset.get("reviewRequests") or [] if isinstance(r, dict)]
+    return [status.get("id"), status.get("name"), *(r.get("status") for r in reviews if isinstance(r, dict))]
+
+
+SEARCH_PARAMETERS = {"text": "query", "library": "library", "status": "status"}
+QUERY_FIELDS = {
+    "text": Field(SEARCH, get=lambda a: [a.get("name"), a.get("file_name")], server=frozenset({"=="}), once=True),
+    "library": Field(STRING, get=_libraries, fold=True, server=frozenset({"=="}), once=True),
+    "status": Field(STRING, get=_statuses, fold=True, server=frozenset({"=="}), once=True),
+    "name": Field(STRING, get=lambda a: [text_field(a.get("name")) or text_field(a.get("file_name")) or a.get("id")]),
+    "id": Field(STRING, "id"),
+    "file_name": Field(STRING, "file_name"),
+    "file_location": Field(STRING, "file_location"),
+    "created_at": Field(DATE, "created_at"),
+    "updated_at": Field(DATE, "updated_at"),
+    "tags.name": Field(STRING, "tags.name"),
+    "assetType.name": Field(STRING, "assetType.name"),
+    "assetStatus.name": Field(STRING, "assetStatus.name"),
+    "currentVersion.size": Field(NUMBER, "currentVersion.size"),
+    "currentVersion.version_number": Field(NUMBER, "currentVersion.version_number"),
+    "locked_by_user_id": Field(STRING, "locked_by_user_id"),
+    "favorited": Field(BOOL, "favorited"),
+}
 
 # -- entries --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from ..errors import NotFound, ProviderError
+from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field
 from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time, plain_id,
                    skip_malformed, text_field)
 from .http import Auth, ProviderHTTP
@@ -42,9 +43,36 @@ def rate_limited(response) -> bool:
         return False
 
 
+def _asset_name(asset: dict) -> str:
+    return text_field(asset.get("userFacingFileName")) or str(asset.get("id", ""))
+
+
+# What a query can ask of an organization's assets: the API has no filter, so every field is
+# matched on the cached listing.
+QUERY_FIELDS = {
+    "name": Field(STRING, get=lambda a: [_asset_name(a)]),
+    "text": Field(SEARCH, get=lambda a: [_asset_name(a)]),
+    "id": Field(NUMBER, "id"),
+    "uploadedAssetId": Field(NUMBER, "uploadedAssetId"),
+    "userFacingFileName": Field(STRING, "userFacingFileName"),
+    "spectrumAssetReference": Field(STRING, "spectrumAssetReference"),
+    "clientAccountReference": Field(STRING, "clientAccountReference"),
+    "organizationIdentifier": Field(STRING, "organizationIdentifier"),
+    "active": Field(BOOL, "active"),
+    "createdDate": Field(DATE, "createdDate"),
+    "lastModification": Field(DATE, "lastModification"),
+    "productionJobs.status": Field(STRING, "productionJobs.status"),
+    "productionJobs.reference": Field(STRING, "productionJobs.reference"),
+    "productionJobs.embellishmentType": Field(STRING, "productionJobs.embellishmentType"),
+}
+
+
 class Spectrum(Provider):
     name = "spectrum"
     read_only_reason = "Spectrum Customizer documents no upload endpoint: it is read-only"
+
+    def query_fields(self, container: Entry) -> dict[str, Field] | None:
+        return QUERY_FIELDS if container.kind == CONTAINER else None
 
     def _org_path(self, org: str) -> str:
         return f"api/assets/saved/client/{self.settings.client}/organization/{org}"
@@ -114,7 +142,7 @@ def _content(url: str | None, mime: str | None = None) -> Content | None:
 
 def _asset_entry(asset: dict) -> Entry:
     ident = str(asset.get("id", ""))
-    name = text_field(asset.get("userFacingFileName")) or ident
+    name = _asset_name(asset)
     mtime = parse_time(asset.get("lastModification") or asset.get("createdDate"))
     uri = asset.get("uploadedAssetUri") if isinstance(asset.get("uploadedAssetUri"), str) else None
     ext = posixpath.splitext(_file_name(uri))[1]

@@ -22,6 +22,7 @@ from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, P
 from ..stats import Stats
 from .layout import asset_details, content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
+from .queries import RESULTS, Queries
 
 log = logging.getLogger("assetfs.view")
 
@@ -55,6 +56,7 @@ class View:
         self._directories: weakref.WeakValueDictionary[str, Node] = weakref.WeakValueDictionary()
         self._content_locks: dict[str, trio.Lock] = {}
         self._without_content: set[str] = set()  # assets already logged as having no content file
+        self.queries = Queries(self)
         self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
         self.inodes.add_root(self.root)
         self.root.children = {}
@@ -127,6 +129,7 @@ class View:
         if node.kind not in HOLDERS and not any(e.kind == ASSET for e in entries):
             names = unique_names([(safe_name(e.name, e.key), e.key.rsplit("/", 1)[-1]) for e in entries])
             node.children = {name: self._keep(by_key, node, name, entry) for name, entry in zip(names, entries)}
+            self.queries.add_to(node)
             return
         old_assets = previous.get(ASSETS_DIR)
         assets_by_key = {c.entry.key: c for c in (old_assets.children or {}).values()} if old_assets else {}
@@ -152,6 +155,7 @@ class View:
             child.parent = hidden
         children[ASSETS_DIR] = hidden
         node.children = children
+        self.queries.add_to(node)
 
     def _keep(self, previous: dict[str, Node], parent: Node, name: str, entry: Entry, asset: Entry | None = None) -> Node:
         """The node for an entry: the one it had (same provider key) with the new entry,
@@ -185,6 +189,8 @@ class View:
             with trio.move_on_at(_fallback_deadline() if cached is not None else math.inf) as waiting:
                 if node.parent is self.root:
                     entries = await node.provider.list_root()
+                elif node.kind == RESULTS:
+                    entries = await self.queries.results(node)
                 else:
                     entries = await node.provider.list_dir(node.entry)
                 entries = await self.with_files(node.provider, entries)
@@ -250,6 +256,9 @@ class View:
         if is_probe(name):
             self.stats.add("probe_names")
             raise NotFound(name)
+        found = await self.queries.lookup(parent, name)
+        if found is not None:
+            return found
         children = await self.remote_children(parent)
         if name in children:
             return children[name]
@@ -257,7 +266,7 @@ class View:
         if expiry is not None and expiry > time.time():
             raise NotFound(name)
         found = None
-        if parent.provider is not None and parent.kind != ASSETS:
+        if parent.provider is not None and parent.kind not in (ASSETS, RESULTS):
             found = await parent.provider.lookup(parent.entry, name)
         if found is None:
             parent.negative[name] = time.time() + self.metacache.ttl

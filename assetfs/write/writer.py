@@ -33,6 +33,7 @@ from ..errors import (
 from ..options import MountOptions
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
 from ..view.node import ASSETS, Node
+from ..view.queries import RESULTS
 from ..view.view import HOLDERS, View
 from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
 from .overlay import LocalFile, is_temporary
@@ -384,7 +385,7 @@ class Writer:
                 raise DirectoryNotEmpty(f"{node.path}: holds the details of assets still there")
         elif node.kind == CONTAINER and parent.kind == CONTAINER:
             self._supported(parent, "rmdir", f"removing folder {name}")
-            if any(c.kind != ASSETS for c in (await self.view.children(node)).values()):
+            if any(c.kind not in (ASSETS, RESULTS) for c in (await self.view.children(node)).values()):
                 raise DirectoryNotEmpty(f"{node.path}: not empty")
             await parent.provider.delete_container(node.entry)
             await self.view.hide_entry(parent, node.entry.key)
@@ -449,7 +450,7 @@ class Writer:
         if target is not None:
             if not target.is_dir:
                 raise NotADirectory(f"{target.path}: not a directory")
-            if any(c.kind != ASSETS for c in (await self.view.children(target)).values()):
+            if any(c.kind not in (ASSETS, RESULTS) for c in (await self.view.children(target)).values()):
                 raise DirectoryNotEmpty(f"{target.path}: not empty")
         if node.kind == CONTAINER and node.provider.supports("mkdir"):
             raise NotPermitted(f"{node.path}: the {node.provider.name} API has no way to rename or move a folder")
