@@ -1,4 +1,4 @@
-"""The TOML configuration: cache settings and one section per provider account.
+"""The TOML configuration: cache and state settings and one section per provider account.
 
 Validation is pydantic's; its errors are rephrased into one message per problem that
 names the key, so a typo is found without reading a traceback.
@@ -26,6 +26,11 @@ def default_config_path() -> Path:
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "assetfs"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return Path(base) / "assetfs"
 
 
@@ -95,6 +100,16 @@ class CacheSettings(_Strict):
     @classmethod
     def _ttl(cls, v):
         return parse_duration(v)
+
+    @property
+    def path(self) -> Path:
+        return Path(os.path.expanduser(self.dir))
+
+
+class StateSettings(_Strict):
+    """Where what cannot be fetched again lives: the upload journal and spool, providers' memory."""
+
+    dir: str = Field(default_factory=lambda: str(default_state_dir()))
 
     @property
     def path(self) -> Path:
@@ -176,7 +191,8 @@ Account = Annotated[Union[SpectrumAccount, IQmetrixAccount, AppleAccount, Mudsta
 
 
 class Config(_Strict):
-    cache: CacheSettings = CacheSettings()
+    cache: CacheSettings = Field(default_factory=CacheSettings)  # defaults read $XDG_* when parsed
+    state: StateSettings = Field(default_factory=StateSettings)
     accounts: dict[str, Account]
 
     def secret(self, account: str, field: str) -> str:

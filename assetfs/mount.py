@@ -10,7 +10,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import diskcache
 import pyfuse3
 import trio
 
@@ -22,6 +21,7 @@ from .options import MountOptions
 from .providers.registry import build_provider
 from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
+from .state import StateDir, private_dir
 from .stats import Stats
 from .tree import Tree
 from .write.journal import PENDING, Journal
@@ -41,23 +41,25 @@ class Mount:
         self.options = options
         self.stats = Stats()
         cache_dir = Path(os.path.expanduser(options.cache_dir)) if options.cache_dir else config.cache.path
-        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for part in (cache_dir, *(cache_dir / sub for sub in ("metadata", "blocks", "spool", "journal", "written", "memory"))):
-            part.mkdir(exist_ok=True, mode=0o700)
-            os.chmod(part, 0o700)  # what users wrote and read is nobody else's business
+        state_dir = Path(os.path.expanduser(options.state_dir)) if options.state_dir else config.state.path
+        self.state = StateDir(state_dir)
+        self.state.lock(self.mountpoint)  # before anything is read or moved: one mount per journal
+        private_dir(cache_dir)
+        self.state.adopt_from(cache_dir)
+        for sub in ("metadata", "blocks", "written"):
+            private_dir(cache_dir / sub)  # what users wrote and read is nobody else's business
         self.cache_dir = cache_dir
         ttl = options.metadata_ttl if options.metadata_ttl is not None else config.cache.metadata_ttl
         self.metacache = MetaCache(cache_dir / "metadata", ttl)
         self.blocks = BlockCache(cache_dir / "blocks", options.cache_size or config.cache.max_size, options.block_size)
         self.providers = {name: build_provider(name, config, self.stats, options.timeout) for name in config.accounts}
         for name, provider in self.providers.items():
-            provider.memory = diskcache.Index.fromcache(diskcache.Cache(str(cache_dir / "memory" / _slug(name)),
-                                                                        eviction_policy="none"))
+            provider.memory = self.state.memory(name)
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         self.written = WrittenNames(cache_dir / "written")
         self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json, self.written)
-        self.spool = Spool(cache_dir / "spool")
-        self.journal = Journal(cache_dir / "journal")
+        self.spool = Spool(self.state.spool)
+        self.journal = Journal(self.state.journal)
         self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self.tree.uploaded)
         self.tree.pending = self.uploader.pending
         self.writer = Writer(self.tree, self.uploader, self.spool, options)
@@ -70,6 +72,7 @@ class Mount:
             "accounts": {name: type(p).name for name, p in self.providers.items()},
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
+            "state": {"dir": str(self.state.path)},
             "inodes": len(self.tree.inodes),
             "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
                                  "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
@@ -104,6 +107,7 @@ class Mount:
             self.blocks.close()
             self.journal.close()
             self.written.close()
+            self.state.unlock()
             log.info("unmounted %s", self.mountpoint)
 
     async def _widen_kernel_readahead(self) -> None:
@@ -187,6 +191,3 @@ def _return_freed_blocks_to_the_system() -> None:
     except (OSError, AttributeError):
         pass
 
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "account"

@@ -23,6 +23,7 @@ class MountOptions:
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
     cache_dir: str | None = None
+    state_dir: str | None = None
     cache_size: int | None = None
     metadata_ttl: float | None = None
     read_ahead: int = 32 << 20
@@ -42,7 +43,7 @@ class MountOptions:
 
 
 _PARSERS = {
-    "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "cache_size": parse_size,
+    "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "state_dir": str, "cache_size": parse_size,
     "metadata_ttl": parse_duration, "read_ahead": parse_size, "timeout": parse_duration, "block_size": parse_size,
 }
 

@@ -132,3 +132,18 @@ def test_mount_options():
     for bad, says in (("colour=blue", "colour"), ("uid", "needs a value"), ("timeout=0", "more than 0"), ("uid=abc", "uid")):
         with pytest.raises(ConfigError, match=says):
             parse_mount_options([bad])
+
+
+def test_state_dir_defaults_to_xdg_state_home_and_can_be_set(monkeypatch):
+    from assetfs.config import parse_config
+
+    accounts = {"s": {"provider": "spectrum", "base_url": "https://x", "client": "c", "token": "t"}}
+    monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
+    assert str(parse_config({"accounts": accounts}).state.path) == "/srv/state/assetfs"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", "/home/ann")
+    assert str(parse_config({"accounts": accounts}).state.path) == "/home/ann/.local/state/assetfs"
+    assert str(parse_config({"state": {"dir": "~/dam"}, "accounts": accounts}).state.path) == "/home/ann/dam"
+    assert parse_mount_options(["state_dir=/var/lib/assetfs/x"]).state_dir == "/var/lib/assetfs/x"
+    with pytest.raises(ConfigError, match=r"state.where: unknown key"):
+        parse_config({"state": {"where": "/x"}, "accounts": accounts})

@@ -72,6 +72,7 @@ def overview(status: dict) -> Table:
     row("block hit ratio", _ratio(bh, bm))
     row("block cache size", human_size(cache.get("block_bytes")))
     row("cache dir", str(cache.get("dir", "—")))
+    row("state dir", str((status.get("state") or {}).get("dir", "—")))
     table.add_section()
     row("bytes read", _bytes(c, "bytes_read"))
     row("bytes downloaded", _bytes(c, "bytes_downloaded"))
