@@ -50,6 +50,8 @@ class Unreachable(Retryable):
 
 PROBE_EVERY = 2.0    # seconds between two background probes of a host held down
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for any answer
+ASK_AGAIN_AFTER = 0.3  # a syscall meeting a host held down asks it again when no probe ended this recently…
+ASK_TIMEOUT = 0.5      # …and waits this long for any answer (one question shared by all syscalls)
 
 
 @dataclass
@@ -58,11 +60,13 @@ class Outage:
 
     until: float
     why: str
+    asked: float = 0.0                 # monotonic time the last probe gave up
+    asking: trio.Event | None = None   # set when the probe a syscall started is over
 
 
 class Unavailable(ProviderError):
     """A host of the provider failed to answer moments ago: answered at once instead of
-    making every syscall wait out the timeout again (see `ProviderHTTP.check_reachable`)."""
+    making every syscall wait out the timeout again (see `ProviderHTTP.ensure_reachable`)."""
 
 
 def unreachable_error(e: BaseException) -> bool:
@@ -146,7 +150,7 @@ class ProviderHTTP:
         self.hold = timeout
         self._down: dict[tuple[str, str], Outage] = {}
         self._probing: set[tuple[str, str]] = set()
-        self.on_recovery: Callable[[], None] | None = None  # called when a host answers again after failing
+        self._on_recovery: list[Callable[[], None]] = []
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(per_try, connect=min(10.0, per_try)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -178,19 +182,31 @@ class ProviderHTTP:
         if self.budget is not None and self.is_api(url):
             await self.budget.acquire()
 
-    def check_reachable(self, url: str) -> None:
+    async def ensure_reachable(self, url: str) -> None:
         """Raise Unavailable if the URL's host failed to answer within the last `hold`
-        seconds. The request that found it down keeps retrying; new ones fail at once, so
-        an outage costs one wait, not one per syscall (a path walk, a file manager's burst)."""
-        down = self._down.get(origin(url))
-        if down is None:
+        seconds and still does not. The request that found it down keeps retrying; new ones
+        fail fast, so an outage costs one wait, not one per syscall (a path walk, a file
+        manager's burst). "Still": a syscall that comes when no probe ended in the last
+        ASK_AGAIN_AFTER seconds asks the host (a HEAD, at most ASK_TIMEOUT), once for all
+        syscalls waiting meanwhile, so the first call after the provider is back works."""
+        key = origin(url)
+        down = self._down.get(key)
+        if down is None or down.until <= time.monotonic():
             return
-        left = down.until - time.monotonic()
-        if left <= 0:
+        if down.asking is not None:
+            await down.asking.wait()
+        elif time.monotonic() - down.asked >= ASK_AGAIN_AFTER:
+            down.asking = trio.Event()
+            try:
+                await self._ask(key, url, ASK_TIMEOUT)
+            finally:
+                down.asking.set()
+                down.asking = None
+        if key not in self._down:
             return
         self.stats.add("errors")
-        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({down.why}); "
-                          f"it is probed every {PROBE_EVERY:g}s and used again once it answers")
+        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({down.why}) nor just now; "
+                          f"it is asked again at the next call and every {PROBE_EVERY:g}s")
 
     def note_unreachable(self, url: str, why: str) -> None:
         key = origin(url)
@@ -200,33 +216,43 @@ class ProviderHTTP:
             trio.lowlevel.spawn_system_task(self._probe, key, url, name=f"probe {redact(url)}")
 
     async def _probe(self, key: tuple[str, str], url: str) -> None:
-        """While a host is held down, ask it (a HEAD without credentials) every PROBE_EVERY
-        seconds: any HTTP answer ends the outage; no answer keeps it held down."""
+        """While a host is held down, ask it every PROBE_EVERY seconds (in the background: no
+        syscall waits for these)."""
         try:
             while key in self._down:
                 await trio.sleep(PROBE_EVERY)
-                if key not in self._down:
-                    return
-                try:
-                    with trio.fail_after(PROBE_TIMEOUT):
-                        await self.client.request("HEAD", url)
-                except (httpx.TransportError, trio.TooSlowError) as e:
-                    outage = self._down.get(key)
-                    if outage is not None:
-                        outage.until = max(outage.until, time.monotonic() + PROBE_EVERY + PROBE_TIMEOUT)
-                        outage.why = type(e).__name__
-                    continue
-                self.note_reachable(url)
+                if key in self._down:
+                    await self._ask(key, url, PROBE_TIMEOUT)
         except Exception as e:  # a closed client at unmount, or anything unforeseen: stop probing
             log.debug("probing %s stopped: %s", redact(url), e)
         finally:
             self._probing.discard(key)
 
+    async def _ask(self, key: tuple[str, str], url: str, timeout: float) -> None:
+        """One probe: a HEAD without credentials. Any HTTP answer ends the outage; no answer
+        keeps the host held down a little longer."""
+        try:
+            with trio.fail_after(timeout):
+                await self.client.request("HEAD", url)
+        except (httpx.TransportError, trio.TooSlowError) as e:
+            outage = self._down.get(key)
+            if outage is not None:
+                outage.until = max(outage.until, time.monotonic() + PROBE_EVERY + PROBE_TIMEOUT)
+                outage.why = type(e).__name__
+                outage.asked = time.monotonic()
+            return
+        self.note_reachable(url)
+
+    def subscribe_recovery(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever a host of this account answers again after an outage
+        (e.g. to retry the uploads that were waiting for it)."""
+        self._on_recovery.append(callback)
+
     def note_reachable(self, url: str) -> None:
         if self._down.pop(origin(url), None) is not None:
             log.info("%s answers again", redact(url))
-            if self.on_recovery is not None:
-                self.on_recovery()
+            for callback in self._on_recovery:
+                callback()
 
     # -- requests with retries -------------------------------------------------------------
 
@@ -235,7 +261,7 @@ class ProviderHTTP:
         """Send a request with auth, retrying what is worth retrying; raise the mapped error
         for any status not in `expect`."""
         url = self.url(path)
-        self.check_reachable(url)
+        await self.ensure_reachable(url)
         attempts = self.retries if retry else 1
         retrying = AsyncRetrying(
             sleep=trio.sleep,

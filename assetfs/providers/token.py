@@ -105,7 +105,7 @@ class TokenAuth(Auth):
         deadline = time.monotonic() + http.timeout
         delay = 0.25
         problem = "no attempt"
-        http.check_reachable(url)
+        await http.ensure_reachable(url)
         for attempt in range(1, max(1, http.retries) + 1):
             wait = delay
             await http.pace(url)

@@ -190,7 +190,7 @@ class Reader:
                 self.cache.offer(self.content.version, index, data)
 
         url = self.content.url
-        self.http.check_reachable(url)
+        await self.http.ensure_reachable(url)
 
         def pace(target: str) -> None:  # runs in the download thread, before a redirected request
             trio.from_thread.run(self.http.pace, target, trio_token=token)
