@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .errors import ConfigError
 from .logs import register_secret
-from .units import parse_duration, parse_size
+from .units import parse_duration, parse_interval, parse_size
 
 
 def default_config_path() -> Path:
@@ -90,6 +90,8 @@ class CacheSettings(_Strict):
     dir: str = Field(default_factory=lambda: str(default_cache_dir()))
     max_size: int = parse_size("20GiB")
     metadata_ttl: float = 60.0
+    # Seconds between two questions to the providers "did this directory change?"; None: off.
+    poll_interval: float | None = 60.0
 
     @field_validator("max_size", mode="before")
     @classmethod
@@ -100,6 +102,11 @@ class CacheSettings(_Strict):
     @classmethod
     def _ttl(cls, v):
         return parse_duration(v)
+
+    @field_validator("poll_interval", mode="before")
+    @classmethod
+    def _poll(cls, v):
+        return parse_interval(v)
 
     @property
     def path(self) -> Path:

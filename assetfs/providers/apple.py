@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import posixpath
+from datetime import datetime, timezone
 from urllib.parse import urljoin
 
 import httpx
@@ -40,7 +41,7 @@ import trio
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
 from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
                    plain_id, skip_malformed, text_field)
-from .http import ProviderHTTP, redact
+from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.apple")
@@ -143,13 +144,13 @@ class Apple(Provider):
     async def _brands(self, org: str) -> list[dict]:
         return await self._all_pages(f"{API}/orgs/{org}/brands", f"organization {org}")
 
-    async def _all_pages(self, path: str, what: str) -> list[dict]:
+    async def _all_pages(self, path: str, what: str, query: dict | None = None) -> list[dict]:
         """Every item of a list call: `{data, pagination{cursors{after}, next}}`, page by page
         until a page has neither an `after` cursor nor a `next` link. (`total` counts only
         the page's items, so it says nothing about when to stop.) A cursor seen before, or
         a page with nothing new, is a loop: the listing stops there, with a log line."""
         items: dict[str, dict] = {}
-        url, params = path, {"limit": PAGE_SIZE}
+        url, params = path, {"limit": PAGE_SIZE, **(query or {})}
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
             body = await self.http.json("GET", url, params=params)
@@ -167,7 +168,7 @@ class Apple(Provider):
             cursors = pagination.get("cursors") if isinstance(pagination.get("cursors"), dict) else {}
             after, link = cursors.get("after"), pagination.get("next")
             if isinstance(after, str) and after:
-                url, params, mark = path, {"limit": PAGE_SIZE, "after": after}, after
+                url, params, mark = path, {"limit": PAGE_SIZE, **(query or {}), "after": after}, after
             elif isinstance(link, str) and link:
                 # The seed's link is a path from the host's root (/api/v1/…), carrying limit and after.
                 url, params, mark = urljoin(self.http.base_url, link), None, link
@@ -185,6 +186,23 @@ class Apple(Provider):
         else:
             raise ProviderError(f"Apple Business Connect {what}: more than {MAX_PAGES} pages")
         return list(items.values())
+
+    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+        """The newest `updatedDate` among the brand's assets: those updated after the last
+        mark (`ql=updatedDate=gt=…`), deleted ones too (`state==DELETED`: listed only when
+        asked for). The first mark is the time now."""
+        parts = directory.key.split("/")
+        if not (len(parts) == 4 and parts[0] == "org" and parts[2] == "brand"):
+            return None
+        if previous is None:
+            return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        path, newest = f"{API}/orgs/{parts[1]}/brands/{parts[3]}/assets", previous
+        for ql in (f"updatedDate=gt={previous}", f"state==DELETED;updatedDate=gt={previous}"):
+            for asset in await self._all_pages(path, f"brand {parts[1]}/{parts[3]}", {"ql": ql}):
+                updated = asset.get("updatedDate")
+                if isinstance(updated, str) and parse_time(updated) > parse_time(newest):
+                    newest = updated
+        return newest
 
     # -- assets ----------------------------------------------------------------------------------
 
@@ -253,9 +271,10 @@ class Apple(Provider):
         if not stem:
             del details["partnersAssetId"]   # the API refuses an empty one; the asset is named by its id
         try:
-            # Not retried: a POST that reached the API but lost its answer would make a second asset.
+            # Retried only when refused untaken: a POST that reached the API but lost its answer
+            # would make a second asset.
             asset = await self.http.json("POST", f"{API}/orgs/{org}/brands/{brand}/assets", json={"brandAssetDetails": details},
-                                         expect=(200, 201), retry=False)
+                                         expect=(200, 201), retry=NOT_TAKEN)
         except AssetfsError as e:
             log.warning("%s: %s: image %s was uploaded but no asset was made of it: %s", self.account, upload.name, image["id"], e)
             raise

@@ -10,14 +10,15 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import trio
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from .. import __version__
 from ..errors import AuthFailed, NotFound, ProviderError
@@ -31,21 +32,40 @@ MAX_JSON_BYTES = 256 << 20  # an API answer larger than this is refused, not par
 
 
 class Retryable(ProviderError):
-    """A failure worth another try (network trouble, 5xx, rate limiting)."""
+    """A failure worth another try (network trouble, 5xx, rate limiting). `not_taken`: the
+    provider did not act on the request (refused it for rate, or it never arrived), so even
+    a request that must not happen twice may be sent again."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, not_taken: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.not_taken = not_taken
 
 
 class Unreachable(Retryable):
     """No answer at all from a host (refused, timed out, name unknown), as opposed to an
     answer that went wrong (a reset mid-body, a 5xx)."""
 
-    def __init__(self, message: str, url: str, why: str):
-        super().__init__(message)
+    def __init__(self, message: str, url: str, why: str, not_taken: bool = False):
+        super().__init__(message, not_taken=not_taken)
         self.url = url
         self.why = why
+
+
+class CredentialsRejected(ProviderError):
+    """A host of the account answered 401 to the credentials sent: renew them and try again."""
+
+
+NOT_TAKEN = "not taken"   # request(retry=NOT_TAKEN): retry only what the provider did not act on
+
+
+@dataclass
+class Grant:
+    """What a request sent outside this client gets from the policy (see `outside`)."""
+
+    credentials: dict[str, str]        # for the account's own hosts only
+    user_agent: str
+    pace: Callable[[str], None]        # called in the worker thread before each redirected request
 
 
 PROBE_EVERY = 2.0    # seconds between two background probes of a host held down
@@ -254,25 +274,34 @@ class ProviderHTTP:
             for callback in self._on_recovery:
                 callback()
 
-    # -- requests with retries -------------------------------------------------------------
+    # -- requests: one policy for every request of the account ----------------------------------
 
-    async def request(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), retry: bool = True,
-                      follow: bool = True, **kwargs) -> httpx.Response:
-        """Send a request with auth, retrying what is worth retrying; raise the mapped error
-        for any status not in `expect`."""
+    async def request(self, method: str, path: str, *, expect: tuple[int, ...] | None = (200,),
+                      retry: bool | str = True, follow: bool = True, auth: bool = True,
+                      body: Callable[[], dict] | None = None, **kwargs) -> httpx.Response:
+        """Send a request under the account's policy: the host must be reachable, the request
+        waits its turn in the budget, carries the credentials (only to the account's own
+        hosts, and only with `auth`), a 401 renews them once, and what is worth retrying is
+        retried with backoff or after the provider's Retry-After, within the timeout.
+
+        `retry`: True (network trouble, 5xx, 429, rate-limit 403), False (one try), or
+        NOT_TAKEN (only what the provider refused before acting on it: a 429, a rate-limit
+        403, a connection never made), for requests that must not happen twice (uploads).
+        `expect`: the statuses that are success; any other raises its mapped error. None:
+        return any answer that is not retried (the caller reads the status itself).
+        `body`: keyword arguments made anew for each try (a stream cannot be sent twice)."""
         url = self.url(path)
         await self.ensure_reachable(url)
-        attempts = self.retries if retry else 1
         retrying = AsyncRetrying(
             sleep=trio.sleep,
-            stop=stop_after_attempt(attempts) | stop_after_delay(self.timeout),
+            stop=stop_after_attempt(self.retries if retry else 1) | stop_before_delay(self.timeout),
             wait=_wait,
-            retry=retry_if_exception_type(Retryable),
+            retry=retry_if_exception(lambda e: isinstance(e, Retryable) and (retry is True or e.not_taken)),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                response = await self._send_authorized(method, url, follow=follow, **kwargs)
+                response = await self._send_authorized(method, url, follow=follow, auth=auth, body=body, **kwargs)
                 self._raise_for(method, url, response, expect)
                 return response
         raise AssertionError("unreachable")
@@ -290,20 +319,22 @@ class ProviderHTTP:
         except RecursionError:
             raise ProviderError(f"{where}: the provider sent JSON nested too deeply to read") from None
 
-    async def _send_authorized(self, method: str, url: str, *, follow: bool, **kwargs) -> httpx.Response:
-        response = await self._send(method, url, follow=follow, **kwargs)
-        if response.status_code == 401 and self.is_trusted(url):
+    async def _send_authorized(self, method: str, url: str, *, follow: bool, auth: bool,
+                               body: Callable[[], dict] | None, **kwargs) -> httpx.Response:
+        response = await self._send(method, url, follow=follow, auth=auth, **kwargs, **(body() if body else {}))
+        if auth and response.status_code == 401 and self.is_trusted(url):
             log.info("%s %s: 401, fetching a new token and trying again", method, redact(url))
             self.auth.invalidate()
-            response = await self._send(method, url, follow=follow, **kwargs)
+            response = await self._send(method, url, follow=follow, auth=auth, **kwargs, **(body() if body else {}))
         return response
 
-    async def _send(self, method: str, url: str, *, follow: bool, headers: dict | None = None, **kwargs) -> httpx.Response:
+    async def _send(self, method: str, url: str, *, follow: bool, auth: bool, headers: dict | None = None,
+                    **kwargs) -> httpx.Response:
         """One request, following redirects by hand so that credentials never travel to
         another host and a POST redirected with 303 becomes a GET."""
         for _ in range(MAX_REDIRECTS + 1):
             all_headers = dict(headers or {})
-            if self.is_trusted(url):
+            if auth and self.is_trusted(url):
                 all_headers.update(await self.auth.headers(self))
             await self.pace(url)
             started = time.monotonic()
@@ -312,10 +343,11 @@ class ProviderHTTP:
             except httpx.TransportError as e:
                 self.stats.add("errors")
                 message = f"{method} {redact(url)}: {type(e).__name__}: {e or 'connection failed'}"
+                never_sent = isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))
                 if isinstance(e, NO_ANSWER):
                     self.note_unreachable(url, type(e).__name__)
-                    raise Unreachable(message, url, type(e).__name__) from None
-                raise Retryable(message) from None
+                    raise Unreachable(message, url, type(e).__name__, not_taken=never_sent) from None
+                raise Retryable(message, not_taken=never_sent) from None
             self.note_reachable(url)
             self.stats.add("requests")
             log.debug("%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started))
@@ -326,15 +358,42 @@ class ProviderHTTP:
                 method, kwargs = "GET", {}
         raise ProviderError(f"{redact(url)}: too many redirects")
 
-    def _raise_for(self, method: str, url: str, response: httpx.Response, expect: tuple[int, ...]) -> None:
+    @asynccontextmanager
+    async def outside(self, url: str) -> AsyncIterator[Grant]:
+        """A request this client does not send itself (the reader's ranged GETs, made with
+        http.client in a worker thread), under the same policy: the host must be reachable,
+        the request waits its turn in the budget and gets its headers here; its outcome is
+        noted on the way out (a host that did not answer is held down, one that answered is
+        trusted again, refused credentials are renewed before the next try)."""
+        await self.ensure_reachable(url)
+        credentials = await self.auth.headers(self) if self.is_trusted(url) else {}
+        await self.pace(url)
+        token = trio.lowlevel.current_trio_token()
+
+        def pace_from_thread(target: str) -> None:  # before a redirected request, in the worker thread
+            trio.from_thread.run(self.pace, target, trio_token=token)
+
+        try:
+            yield Grant(credentials, self.client.headers["user-agent"], pace_from_thread)
+        except Unreachable as e:
+            self.note_unreachable(e.url, e.why)
+            raise
+        except CredentialsRejected:
+            self.auth.invalidate()
+            raise
+        self.note_reachable(url)
+
+    def _raise_for(self, method: str, url: str, response: httpx.Response, expect: tuple[int, ...] | None) -> None:
         status = response.status_code
-        if status in expect:
+        retried = status in RETRY_STATUSES or (status == 403 and self.rate_limited_403(response))
+        if (expect is None and not retried) or (expect is not None and status in expect):
             return
         self.stats.add("errors")
         where = f"{method} {redact(url)}"
         body = _short(response)
-        if status in RETRY_STATUSES or (status == 403 and self.rate_limited_403(response)):
-            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response))
+        if retried:
+            refused = status in (429, 403)  # refused for rate, before the provider acted on it
+            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response), not_taken=refused)
         if status == 404:
             raise NotFound(f"{where}: not found")
         if status in (401, 403):
