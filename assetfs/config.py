@@ -92,13 +92,16 @@ class CacheSettings(_Strict):
     metadata_ttl: float = 60.0
     # Seconds between two questions to the providers "did this directory change?"; None: off.
     poll_interval: float | None = 60.0
+    # Seconds after a written file's last close before it is uploaded: a temporary file
+    # renamed within them (sed -i, editors' safe saves) is uploaded once, under its final name.
+    write_back: float = 5.0
 
     @field_validator("max_size", mode="before")
     @classmethod
     def _size(cls, v):
         return parse_size(v)
 
-    @field_validator("metadata_ttl", mode="before")
+    @field_validator("metadata_ttl", "write_back", mode="before")
     @classmethod
     def _ttl(cls, v):
         return parse_duration(v)
@@ -163,8 +166,19 @@ class SpectrumAccount(_Account):
     # Documented: fewer than 100 requests per 60 s per endpoint; one budget for all, kept under.
     rate_limit: tuple[int, float] | None = (90, 60.0)
     client: str
-    organizations: list[str] = []
+    # Organization IDs, or { "Main store" = "7000…" } to show them by name.
+    organizations: list[str] | dict[str, str] = []
     token: Secret
+
+    @field_validator("organizations", mode="before")
+    @classmethod
+    def _organizations(cls, v):
+        if isinstance(v, dict):
+            bad = [name for name, ident in v.items() if not isinstance(ident, (str, int)) or not str(ident).isdigit()]
+            if bad:
+                raise ValueError(f"organization IDs are numbers (as text): check {', '.join(map(repr, bad))}")
+            return {str(name): str(ident) for name, ident in v.items()}
+        return v
 
 
 class IQmetrixAccount(_Account):

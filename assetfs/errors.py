@@ -9,10 +9,13 @@ class AssetfsError(Exception):
     """Base of the errors the core raises on purpose; `errno` is what a syscall answers."""
 
     errno = errno.EIO
+    #: An answer programs expect and act on (ENOENT, ENODATA, EEXIST …): not worth a log line.
+    quiet = False
 
 
 class NotFound(AssetfsError):
     errno = errno.ENOENT
+    quiet = True
 
 
 class AuthFailed(AssetfsError):
@@ -53,6 +56,15 @@ class NotADirectory(AssetfsError):
 
 class NoAttribute(AssetfsError):
     errno = errno.ENODATA
+    quiet = True
+
+
+class NotAnAttributeNamespace(AssetfsError):
+    """A name outside `user.` (security.selinux, system.posix_acl_*): EOPNOTSUPP tells
+    `ls -l` that this file system has none of them, so it stops asking for every file."""
+
+    errno = errno.EOPNOTSUPP
+    quiet = True
 
 
 class XattrsOff(AssetfsError):
@@ -60,6 +72,7 @@ class XattrsOff(AssetfsError):
     asking for good, so `ls -l` no longer costs three round trips per file."""
 
     errno = errno.ENOSYS
+    quiet = True
 
 
 class ConfigError(Exception):
@@ -91,6 +104,7 @@ class CrossDevice(AssetfsError):
 
 class AlreadyExists(AssetfsError):
     errno = errno.EEXIST
+    quiet = True
 
 
 class NameTooLong(AssetfsError):

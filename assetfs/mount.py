@@ -23,9 +23,9 @@ from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
 from .state import StateDir, private_dir
 from .stats import Stats
-from .tree import Tree
+from .view.view import View
 from .write.journal import PENDING, Journal
-from .write.overlay import WrittenNames
+from .write.pending import PendingDirectory
 from .write.spool import Spool
 from .write.uploader import Uploader
 from .write.writer import Writer
@@ -46,7 +46,7 @@ class Mount:
         self.state.lock(self.mountpoint)  # before anything is read or moved: one mount per journal
         private_dir(cache_dir)
         self.state.adopt_from(cache_dir)
-        for sub in ("metadata", "blocks", "written"):
+        for sub in ("metadata", "blocks"):
             private_dir(cache_dir / sub)  # what users wrote and read is nobody else's business
         self.cache_dir = cache_dir
         ttl = options.metadata_ttl if options.metadata_ttl is not None else config.cache.metadata_ttl
@@ -56,14 +56,18 @@ class Mount:
         for name, provider in self.providers.items():
             provider.memory = self.state.memory(name)
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
-        self.written = WrittenNames(cache_dir / "written")
-        self.tree = Tree(self.providers, self.metacache, self.stats, self.status_json, self.written)
+        if options.write_back is None:
+            options.write_back = config.cache.write_back
+        self.view = View(self.providers, self.metacache, self.stats, self.status_json)
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
-        self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self.tree.uploaded)
-        self.tree.pending = self.uploader.pending
-        self.writer = Writer(self.tree, self.uploader, self.spool, options)
-        self.ops = Operations(self.tree, self.readers, options, self.stats, self.writer)
+        self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
+        PendingDirectory(self.view, self.uploader.pending)
+        self.writer = Writer(self.view, self.uploader, self.spool, options)
+        self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
+
+    async def _uploaded(self, record, asset) -> bool:
+        return await self.writer.uploaded(record, asset)
 
     def status_json(self) -> bytes:
         status = {
@@ -73,7 +77,7 @@ class Mount:
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
             "state": {"dir": str(self.state.path)},
-            "inodes": len(self.tree.inodes),
+            "inodes": len(self.view.inodes),
             "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
                                  "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
         }
@@ -100,15 +104,18 @@ class Mount:
                 nursery.cancel_scope.cancel()
         finally:
             pyfuse3.close(unmount=True)
-            for provider in self.providers.values():
-                with trio.move_on_after(2):
-                    await provider.close()
-            self.metacache.close()
-            self.blocks.close()
-            self.journal.close()
-            self.written.close()
-            self.state.unlock()
+            await self.close()
             log.info("unmounted %s", self.mountpoint)
+
+    async def close(self) -> None:
+        """Let go of the providers' connections and the disk stores."""
+        for provider in self.providers.values():
+            with trio.move_on_after(2):
+                await provider.close()
+        self.metacache.close()
+        self.blocks.close()
+        self.journal.close()
+        self.state.unlock()
 
     async def _widen_kernel_readahead(self) -> None:
         """Let the kernel read ahead a whole block per request instead of 128 KiB: eight
@@ -143,6 +150,7 @@ class Mount:
                 return
 
     async def _drain_uploads(self, done: trio.CancelScope) -> None:
+        self.uploader.hurry()  # nothing waits out its write-back delay once the mount is stopping
         while due := [r for r in self.uploader.pending() if r.state == PENDING]:
             notify(f"STATUS=unmounting: waiting for {len(due)} pending upload(s)")
             log.info("waiting for %d pending upload(s) before unmounting", len(due))

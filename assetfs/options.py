@@ -33,6 +33,7 @@ class MountOptions:
     block_size: int = 1 << 20
     debug: bool = False
     noxattr: bool = False  # answer no xattr question: fast `ls -l` of huge directories, no user.assetfs.*
+    write_back: float | None = None  # seconds after a file's last close before its upload (None: the config's)
     fuse: set[str] = field(default_factory=set)
 
     def poll_every(self, configured: float | None) -> float | None:
@@ -51,7 +52,7 @@ class MountOptions:
 _PARSERS = {
     "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "state_dir": str, "cache_size": parse_size,
     "metadata_ttl": parse_duration, "poll_interval": parse_interval, "read_ahead": parse_size,
-    "timeout": parse_duration, "block_size": parse_size,
+    "timeout": parse_duration, "block_size": parse_size, "write_back": parse_duration,
 }
 
 
@@ -79,6 +80,8 @@ def parse_mount_options(specs: list[str] | None) -> MountOptions:
                 raise ConfigError(f"-o {name}: needs a value ({name}=…)" if not eq else f"-o {name}: takes no value")
             else:
                 raise ConfigError(f"-o {name}: unknown mount option")
+    if opts.write_back is not None and opts.write_back < 0:
+        raise ConfigError("-o write_back: must be 0 (upload at close) or more")
     if opts.timeout <= 0:
         raise ConfigError("-o timeout: must be more than 0")
     return opts

@@ -61,6 +61,21 @@ class MountedFS:
                 raise RuntimeError(f"mount did not come up:\n{self.log()}")
             time.sleep(0.05)
 
+    def wait_for_uploads(self, timeout: float = 30) -> None:
+        """Until `.assetfs/status.json` lists no upload waiting (its write-back delay
+        included) or being retried; refused ones (failed, orphaned) stay and do not count."""
+        import json
+
+        deadline = time.monotonic() + timeout
+        while True:
+            status = json.loads((self.path / ".assetfs" / "status.json").read_text())
+            waiting = [u for u in status["pending_uploads"] if u["state"] in ("pending", "draft")]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"uploads still pending after {timeout}s: {waiting}")
+            time.sleep(0.05)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -1,5 +1,6 @@
 """The read path on a real mount of the emulated Mudstack API: workspaces, the folder tree,
-asset directories with versions, bytes, asset.json, xattrs, paging, tokens, names."""
+assets as files with their details under .assets/ (asset.json, versions), bytes, xattrs,
+paging, tokens, names."""
 
 from __future__ import annotations
 
@@ -101,16 +102,21 @@ def studio(emu, mount):
 
 
 def every_asset(truth: MudTruth):
-    """(workspace id, directory of the asset in the mount relative to the account, asset)."""
+    """(workspace id, the asset's file in the mount relative to the account, asset)."""
     for ws_name, ws in truth.workspaces().items():
         for folder in truth.folders(ws):
             for asset in truth.assets(ws, folder):
-                yield ws, Path(ws_name, *folder.strip("/").split("/") if folder != "/" else ()) / asset["name"], asset
+                yield ws, Path(ws_name, *folder.strip("/").split("/") if folder != "/" else ()) / asset["file_name"], asset
+
+
+def details(file: Path) -> Path:
+    """An asset's directory beside its file: `.assets/<file name>/`."""
+    return file.parent / ".assets" / file.name
 
 
 # -- the tree --------------------------------------------------------------------------------
 
-def test_tree_is_workspaces_then_folders_then_assets(studio, truth):
+def test_tree_is_workspaces_then_folders_then_asset_files(studio, truth):
     m, root = studio
     workspaces = truth.workspaces()
     assert sorted(os.listdir(root)) == sorted(workspaces)
@@ -118,16 +124,23 @@ def test_tree_is_workspaces_then_folders_then_assets(studio, truth):
         folders = truth.folders(ws)
         for folder in folders:
             local = root / ws_name / folder.strip("/")
-            expected = children_of(folder, folders) + [a["name"] for a in truth.assets(ws, folder)]
+            files = [a["file_name"] for a in truth.assets(ws, folder)]
+            expected = children_of(folder, folders) + files + [".assets"]
             expected += [".trash"] if folder == "/" else []  # each workspace shows its trash
             assert sorted(os.listdir(local)) == sorted(expected), folder
-    knight = root / "Game Art" / "characters" / "heroes" / "knight"
-    assert sorted(os.listdir(knight)) == ["asset.json", "knight.png", "versions"]
+            assert all((local / f).is_file() for f in files)
+            assert sorted(os.listdir(local / ".assets")) == sorted(files)
+    heroes = root / "Game Art" / "characters" / "heroes"
+    knight = heroes / ".assets" / "knight.png"
+    assert (heroes / "knight.png").is_file()
+    assert sorted(os.listdir(knight)) == ["asset.json", "versions"]
     assert sorted(os.listdir(knight / "versions")) == ["v1", "v2", "v3"]
     assert all(os.listdir(knight / "versions" / v) == ["knight.png"] for v in ("v1", "v2", "v3"))
     # a trashed asset shows only in its workspace's .trash view
-    assert "old-logo" not in os.listdir(root / "Marketing" / "campaigns")
-    assert "old-logo" in os.listdir(root / "Marketing" / ".trash")
+    trashed = [a for a in truth.assets(truth.workspaces()["Marketing"], "/campaigns/") if a["name"] == "old-logo"]
+    assert not trashed
+    assert any(n.startswith("old-logo") for n in os.listdir(root / "Marketing" / ".trash"))
+    assert not any(n.startswith("old-logo") for n in os.listdir(root / "Marketing" / "campaigns"))
     assert os.path.isdir(root / "Game Art" / "environments" / "props")  # an empty folder is still a folder
 
 
@@ -135,8 +148,8 @@ def test_every_file_and_version_has_the_providers_bytes_and_size(studio, truth):
     m, root = studio
     checked = 0
     for ws, rel, asset in every_asset(truth):
-        asset_dir = root / rel
-        content = asset_dir / asset["file_name"]
+        content = root / rel
+        asset_dir = details(content)
         expected = truth.download(ws, asset["id"])
         assert content.stat().st_size == len(expected) == asset["currentVersion"]["size"]
         assert md5(content.read_bytes()) == md5(expected) == asset["currentVersion"]["checksum"]
@@ -148,24 +161,26 @@ def test_every_file_and_version_has_the_providers_bytes_and_size(studio, truth):
             checked += 1
     assert checked >= 15
     # versions really differ: the knight's v1 is not its v3
-    knight = root / "Game Art" / "characters" / "heroes" / "knight"
-    assert (knight / "versions" / "v1" / "knight.png").read_bytes() != (knight / "knight.png").read_bytes()
-    assert (knight / "versions" / "v3" / "knight.png").read_bytes() == (knight / "knight.png").read_bytes()
+    heroes = root / "Game Art" / "characters" / "heroes"
+    knight = heroes / ".assets" / "knight.png"
+    assert (knight / "versions" / "v1" / "knight.png").read_bytes() != (heroes / "knight.png").read_bytes()
+    assert (knight / "versions" / "v3" / "knight.png").read_bytes() == (heroes / "knight.png").read_bytes()
 
 
 def test_asset_json_is_the_providers_object(studio, truth):
     m, root = studio
     for ws, rel, asset in every_asset(truth):
-        assert json.loads((root / rel / "asset.json").read_text()) == asset
+        assert json.loads((details(root / rel) / "asset.json").read_text()) == asset
 
 
 def test_xattrs_and_tools(studio, truth, tmp_path):
     m, root = studio
     ws = truth.workspaces()["Game Art"]
     [asset] = [a for a in truth.assets(ws, "/characters/heroes/") if a["name"] == "knight"]
-    knight = root / "Game Art" / "characters" / "heroes" / "knight"
+    heroes = root / "Game Art" / "characters" / "heroes"
+    knight = heroes / ".assets" / "knight.png"
     current = asset["currentVersion"]
-    for path in (knight, knight / "knight.png"):
+    for path in (knight, heroes / "knight.png"):
         assert xattr(path, "id") == asset["id"]
         assert xattr(path, "checksum") == xattr(path, "md5") == current["checksum"]
         assert xattr(path, "version") == "3" == str(current["version_number"])
@@ -178,14 +193,17 @@ def test_xattrs_and_tools(studio, truth, tmp_path):
     assert xattr(root / "Game Art", "id") == ws
     assert xattr(root / "Game Art" / "characters", "file_location") == "/characters/"
 
-    attrs = run("getfattr", "-d", str(knight))
+    attrs = run("getfattr", "-d", str(heroes / "knight.png"))
     assert f'user.assetfs.id="{asset["id"]}"' in attrs and 'user.assetfs.state="active"' in attrs
+    pngs = [a for _, _, a in every_asset(truth) if a["file_name"].endswith(".png") and a["workspace_id"] == ws]
     found = run("find", str(root / "Game Art"), "-name", "*.png", "-path", "*/versions/*",
                 "-not", "-path", "*/.trash/*").splitlines()
-    assert len(found) == sum(len(a["versions"]) for _, _, a in every_asset(truth)
-                             if a["file_name"].endswith(".png") and a["workspace_id"] == ws)
+    assert len(found) == sum(len(a["versions"]) for a in pngs)
+    files = run("find", str(root / "Game Art"), "-name", ".assets", "-prune", "-o", "-name", ".trash", "-prune",
+                "-o", "-type", "f", "-name", "*.png", "-print").splitlines()
+    assert len(files) == len(pngs)  # each asset once
     sums = [line.split()[0] for line in
-            run("md5sum", str(knight / "knight.png"), str(knight / "versions" / "v1" / "knight.png")).splitlines()]
+            run("md5sum", str(heroes / "knight.png"), str(knight / "versions" / "v1" / "knight.png")).splitlines()]
     assert sums == [current["checksum"], v1["checksum"]]
     copy = tmp_path / "copy"
     run("cp", "-r", str(root / "Marketing"), str(copy))
@@ -214,10 +232,10 @@ def test_a_folder_of_1200_assets_is_listed_completely(fresh_emulator, mount):
         m = mount(e.config, accounts=[ACCOUNT])
         e.reset_requests()
         bulk = m.path / ACCOUNT / "Game Art" / "bulk"
-        assert sorted(os.listdir(bulk)) == sorted(a["name"] for a in expected)
+        assert sorted(os.listdir(bulk)) == sorted([a["file_name"] for a in expected] + [".assets"])
         assert e.requests()["GET /mudstack/workspaces/assets/search"] >= 3  # several pages, each once
         last = expected[-1]
-        assert (bulk / last["name"] / last["file_name"]).read_bytes() == t.download(ws, last["id"])
+        assert (bulk / last["file_name"]).read_bytes() == t.download(ws, last["id"])
     finally:
         t.close()
 
@@ -228,10 +246,10 @@ def test_token_expiry_and_revocation_during_a_mount(fresh_emulator, mount):
     game = m.path / ACCOUNT / "Game Art"
     assert "characters" in os.listdir(game)
     time.sleep(3)  # the first token has expired
-    knight = game / "characters" / "heroes" / "knight"
-    assert len((knight / "knight.png").read_bytes()) == knight.joinpath("knight.png").stat().st_size > 0
+    knight = game / "characters" / "heroes" / "knight.png"
+    assert len(knight.read_bytes()) == knight.stat().st_size > 0
     e.set_tokens(revoke_all=True, ttl=3600)  # a 401 with a token the client thinks valid
-    assert "brand-guidelines" in os.listdir(m.path / ACCOUNT / "Marketing")
+    assert "brand-guidelines.pdf" in os.listdir(m.path / ACCOUNT / "Marketing")
     assert e.requests()["POST /mudstack/auth/token"] >= 3
     assert "ms_demo_secret" not in m.log()
 
@@ -283,20 +301,21 @@ def test_duplicate_and_hostile_names_are_unique_safe_and_stable(fresh_emulator, 
         assert ids == {heroes["knight"]["id"], heroes["archer"]["id"]}
         villains = [n for n in first["characters"] if n.startswith("villains")]
         assert len(villains) == 2
-        assert {os.path.isdir(game / "characters" / n / "dragon") for n in villains} == {True, False}
+        assert {os.path.isdir(game / "characters" / n) for n in villains} == {True, False}  # the folder, the file
+        assert any(f.startswith("dragon") for f in os.listdir(game / "characters" / "villains"))
         seen_ids = set()
         for d, listing in first.items():
             for name in listing:
                 path = game / d / name
-                if (path / "asset.json").exists():
+                if path.is_file():
                     seen_ids.add(xattr(path, "id"))
-                    asset = json.loads((path / "asset.json").read_text())
-                    files = [p for p in path.iterdir() if p.is_file() and p.name != "asset.json"]
-                    assert len(files) == 1 and files[0].stat().st_size == asset["currentVersion"]["size"]
-                    assert files[0].read_bytes() == t.download(ws, asset["id"])
+                    asset = json.loads((details(path) / "asset.json").read_text())
+                    assert path.stat().st_size == asset["currentVersion"]["size"]
+                    assert path.read_bytes() == t.download(ws, asset["id"])
+                    assert sorted(os.listdir(details(path))) == ["asset.json", "versions"]
         assert seen_ids == expected_ids
-        long_dir = next(n for n in first["environments"] if n.startswith("xxxx"))
-        assert len(long_dir.encode()) <= 255
+        long_name = next(n for n in first["environments"] if n.startswith("xxxx"))
+        assert len(long_name.encode()) <= 255 and os.path.isdir(game / "environments" / ".assets" / long_name)
         m1.stop()
         m2 = mount(e.config, accounts=[ACCOUNT], cache_dir=tmp_path / "other-cache")
         assert names(m2) == first  # the same names on another mount, without the cache

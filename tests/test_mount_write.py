@@ -53,7 +53,7 @@ def wait_for(condition, seconds: float = 30.0):
 def writable(fresh_emulator, mount, tmp_path):
     emu = fresh_emulator()
     cache = tmp_path / "cache"
-    return emu, mount(emu.config, cache_dir=cache), cache
+    return emu, mount(emu.config, cache_dir=cache, options="write_back=0"), cache  # close() uploads
 
 
 def mudstack_folder(m) -> Path:
@@ -74,7 +74,8 @@ def test_cp_uploads_to_apple_iqmetrix_and_mudstack_with_identical_md5(writable, 
     [asset] = [a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "logo"]
     image = apple.image(APPLE_ORG, asset["brandAssetDetails"]["imageId"])
     assert md5(httpx.get(image["cdnUrl"]).content) == md5(data)
-    assert "logo" in os.listdir(brand) and (brand / "logo.png").read_bytes() == data
+    assert os.listdir(brand).count("logo.png") == 1 and (brand / "logo.png").read_bytes() == data
+    assert "asset.json" in os.listdir(brand / ".assets" / "logo.png")
 
     iq_id = os.getxattr(m.path / "stores" / "logos" / "logo.png", "user.assetfs.id").decode()
     with iq_api(emu.account("iqmetrix")) as client:
@@ -99,10 +100,10 @@ def test_overwriting_a_mudstack_file_makes_a_new_version(writable, tmp_path):
     [asset] = [a for a in mud.assets(ws, "/characters/") if a["file_name"] == "hero.png"]
     assert asset["currentVersion"]["version_number"] == 2
     assert md5(mud.download(ws, asset["id"])) == md5(second)
-    versions = sorted(os.listdir(mudstack_folder(m) / "hero" / "versions"))
+    versions = sorted(os.listdir(mudstack_folder(m) / ".assets" / "hero.png" / "versions"))
     assert versions == ["v1", "v2"]
-    assert (mudstack_folder(m) / "hero" / "versions" / "v1" / "hero.png").read_bytes() == first
-    assert (mudstack_folder(m) / "hero" / "hero.png").read_bytes() == second
+    assert (mudstack_folder(m) / ".assets" / "hero.png" / "versions" / "v1" / "hero.png").read_bytes() == first
+    assert (mudstack_folder(m) / "hero.png").read_bytes() == second
 
 
 def test_rsync_twice_transfers_nothing_the_second_time(writable, tmp_path):
@@ -156,7 +157,7 @@ def test_temporary_names_are_never_uploaded(writable):
 
 def test_a_failed_upload_fails_close_keeps_its_bytes_and_succeeds_later(fresh_emulator, mount):
     emu = fresh_emulator()
-    m = mount(emu.config, options="timeout=5s")
+    m = mount(emu.config, options="timeout=5s,write_back=0")
     data = png((77, 77, 77))
     os.listdir(mudstack_folder(m))
     emu.set_faults(fail_status=500, fail_count=-1, only_prefix="/mudstack")
@@ -179,7 +180,7 @@ def test_a_failed_upload_fails_close_keeps_its_bytes_and_succeeds_later(fresh_em
 def test_kill_9_with_an_upload_pending_then_remount_completes_it(fresh_emulator, mount, tmp_path):
     emu = fresh_emulator()
     cache = tmp_path / "cache"
-    m = mount(emu.config, cache_dir=cache, options="timeout=5s")
+    m = mount(emu.config, cache_dir=cache, options="timeout=5s,write_back=0")
     data = png((123, 45, 67))
     brand = m.path / "apple" / APPLE_ORG / APPLE_BRAND
     os.listdir(brand)
@@ -212,7 +213,7 @@ def test_spectrum_is_read_only_and_iqmetrix_cannot_overwrite_or_delete(writable,
         os.mkdir(org / "folder")
     assert e.value.errno == errno.EROFS
     logos = m.path / "stores" / "logos"
-    seed = logos / "iqmetrix.jpg" / "iqmetrix.jpg"
+    seed = logos / "iqmetrix.jpg"
     emu.reset_requests()
     with pytest.raises(OSError) as e:
         seed.write_bytes(b"new")
@@ -236,15 +237,16 @@ def test_mudstack_mkdir_rm_and_mv_map_to_folders_trash_and_rename(writable):
     ws = mud.workspaces()["Game Art"]
     assert "/characters/sketches/" in mud.folders(ws)
     [asset] = mud.assets(ws, "/characters/sketches/")
-    os.rename(folder / "sketches" / "idea", folder / "sketches" / "concept")
-    assert "concept" in os.listdir(folder / "sketches")
-    assert mud.call("GET", f"/workspaces/assets/{asset['id']}", ws)["name"] == "concept"
-    subprocess.run(["rm", "-r", str(folder / "sketches" / "concept")], check=True)
-    assert mud.assets(ws, "/characters/sketches/") == []
+    os.rename(folder / "sketches" / "idea.png", folder / "sketches" / "concept.png")
+    assert sorted(os.listdir(folder / "sketches")) == [".assets", "concept.png"]
+    assert mud.call("GET", f"/workspaces/assets/{asset['id']}", ws)["file_name"] == "concept.png"
+    subprocess.run(["rm", "-r", str(folder / "sketches")], check=True)  # the file, .assets/, the folder
+    assert mud.assets(ws, "/characters/sketches/") == [] and "/characters/sketches/" not in mud.folders(ws)
     trash = m.path / "studio" / "Game Art" / ".trash"
-    assert "concept" in os.listdir(trash)
-    os.rename(trash / "concept", folder / "concept")
+    assert "concept.png" in os.listdir(trash)
+    os.rename(trash / "concept.png", folder / "concept.png")
     assert mud.call("GET", f"/workspaces/assets/{asset['id']}", ws)["isActive"] is True
+    assert "concept.png" in os.listdir(folder)
 
 
 def test_an_apple_intent_set_as_an_xattr_before_close_is_used(writable):
@@ -255,7 +257,7 @@ def test_an_apple_intent_set_as_an_xattr_before_close_is_used(writable):
         f.write(png((1, 99, 1)))
         os.setxattr(target, "user.assetfs.intent", b"COVER_PHOTO")
     with pytest.raises(OSError) as e:
-        os.setxattr(brand / "cover" / "asset.json", "user.other", b"x")
+        os.setxattr(brand / ".assets" / "cover.png" / "asset.json", "user.other", b"x")
     assert e.value.errno == errno.EPERM
     apple = AppleTruth(emu.account("apple"))
     [asset] = [a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "cover"]

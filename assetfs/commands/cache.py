@@ -1,11 +1,10 @@
 """`assetfs cache info|clear`: what the cache dir holds, and emptying what can be fetched again.
 
-The cache dir holds copies (metadata/, blocks/) that the providers can give back at any
-time, and written/ (the names files were written with). What exists nowhere else lives in
-the state dir (spool/ holds written bytes not yet uploaded, journal/ the uploads due,
-memory/ what a provider must remember across mounts): `info` shows it, `clear` never
-touches it. Both caches are diskcache (SQLite), safe to clear while a mount runs: it
-fetches again.
+The cache dir holds only copies (metadata/, blocks/) that the providers can give back at
+any time. What exists nowhere else lives in the state dir (spool/ holds written bytes not
+yet uploaded, journal/ the uploads due, memory/ what a provider must remember across
+mounts): `info` shows it, `clear` never touches it. Both caches are diskcache (SQLite),
+safe to clear while a mount runs: it fetches again.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ COPIES = {
     "metadata": "listings and file facts (fetched again when needed)",
     "blocks": "downloaded file content (LRU, up to cache max_size)",
 }
-KEPT = {"written": "names files were written with"}
 STATE = {
     "spool": "bytes written through the mount, until uploaded",
     "journal": "uploads not yet confirmed by the provider",
@@ -119,15 +117,14 @@ def _describe(states: Counter[str]) -> str:
 
 
 def info(cache: Path, state: Path, console: Console) -> int:
-    if not cache.is_dir() and not state.is_dir():
+    if not cache.is_dir():
         raise CommandError(f"{cache}: no cache dir there yet (the first mount makes it)", code=1)
     table = Table(title=f"cache {cache}, state {state}", title_justify="left")
     table.add_column("dir")
     table.add_column("size", justify="right")
     table.add_column("holds")
     total = 0
-    for directory, parts, note in ((cache, COPIES, ""), (cache, KEPT, " (kept by clear)"),
-                                   (state, STATE, " (state dir: never cleared)")):
+    for directory, parts, note in ((cache, COPIES, ""), (state, STATE, " (state dir: never cleared)")):
         for name, holds in parts.items():
             size = disk_usage(directory / name) if (directory / name).is_dir() else 0
             total += size
@@ -156,8 +153,8 @@ def clear(cache: Path, state: Path, console: Console) -> int:
             db.close()
         _compact(path / "cache.db")
         _say(console, f"cleared {name}/: {removed:,} entries, {human_size(before)} → {human_size(disk_usage(path))}")
-    _say(console, f"kept written/ and the state dir {state} (bytes written but not yet uploaded, the upload "
-                  f"journal, what providers remember): never cleared")
+    _say(console, f"kept the state dir {state} (bytes written but not yet uploaded, the upload journal, "
+                  f"what providers remember): never cleared")
     states = journal_states(state)
     if states:
         _say(console, f"pending uploads in the journal: {_describe(states)}")

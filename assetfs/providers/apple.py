@@ -1,8 +1,10 @@
 """Apple Business Connect: the brand assets of organizations, one directory per asset.
 
-The tree is `<orgId>/<brandId>/<asset>/`. Organizations and their brands come from the
-config; an organization without brands (or an account without organizations, which then
-means the one `GET /api/v1/me` names) has its brands discovered. A brand's listing is the
+The tree is `<organization>/<brand>/<asset file>`: organizations by their legal name (from
+`GET /api/v1/me`) and brands by their display name, IDs where the API gives no name.
+Organizations and their brands come from the config; an organization without brands (or
+an account without organizations, which then means the one `/me` names) has its brands
+discovered. A brand's listing is the
 assets list call, followed cursor by cursor; DELETED assets are not listed (the API shows
 them only to a `state` filter).
 
@@ -95,15 +97,22 @@ class Apple(Provider):
 
     async def list_root(self) -> list[Entry]:
         organizations = self.settings.organizations
-        if organizations:
-            return [_org_entry(org) for org in organizations]
-        me = await self.http.json("GET", f"{API}/me")
+        try:
+            me = await self.http.json("GET", f"{API}/me")
+        except AssetfsError as e:
+            if not organizations:
+                raise
+            log.info("%s: /me did not answer (%s); organizations show by ID", self.account, e)
+            me = None
         details = me.get("orgDetails") if isinstance(me, dict) else None
-        org = details.get("orgId") if isinstance(details, dict) else None
-        if not org:
+        details = details if isinstance(details, dict) else {}
+        own = plain_id(details.get("orgId"))
+        if organizations:
+            return [_org_entry(org, details.get("legalName") if org == own else None) for org in organizations]
+        if not own:
             raise ProviderError(f"Apple Business Connect account {self.account}: /me names no organization "
                                 "(list them under `organizations` in the config)")
-        return [_org_entry(str(org), details.get("legalName"))]
+        return [_org_entry(own, details.get("legalName"))]
 
     async def lookup(self, parent: Entry, name: str) -> Entry | None:
         """An organization or brand ID typed as a path, when the API knows it."""
@@ -136,10 +145,17 @@ class Apple(Provider):
 
     async def _list_org(self, org: str) -> list[Entry]:
         configured = self.settings.organizations.get(org)
+        try:
+            brands = await self._brands(org)
+        except (NotFound, AuthFailed, ProviderError) as e:
+            if not configured:
+                raise
+            log.info("%s/%s: the brands list did not answer (%s); brands show by ID", self.account, org, e)
+            brands = []
         if configured:
-            return [_brand_entry(org, brand) for brand in configured]
-        return skip_malformed([b for b in await self._brands(org)], lambda b: _brand_entry(org, str(b["id"]), b),
-                              f"{self.account}/{org}")
+            known = {str(b.get("id")): b for b in brands if isinstance(b, dict)}
+            return [_brand_entry(org, brand, known.get(brand)) for brand in configured]
+        return skip_malformed(brands, lambda b: _brand_entry(org, str(b["id"]), b), f"{self.account}/{org}")
 
     async def _brands(self, org: str) -> list[dict]:
         return await self._all_pages(f"{API}/orgs/{org}/brands", f"organization {org}")
@@ -407,10 +423,12 @@ class Apple(Provider):
 
 
 def _org_entry(org: str, legal_name=None) -> Entry:
+    """An organization, named by its legal name where the API gave it."""
     xattrs = {"user.assetfs.id": org}
-    if isinstance(legal_name, str) and legal_name:
-        xattrs["user.assetfs.legal_name"] = legal_name
-    return Entry(org, f"org/{org}", True, xattrs=xattrs)
+    name = text_field(legal_name)
+    if name:
+        xattrs["user.assetfs.legal_name"] = name
+    return Entry(name or org, f"org/{org}", True, xattrs=xattrs)
 
 
 def _brand_entry(org: str, brand: str, meta: dict | None = None) -> Entry:
@@ -418,7 +436,8 @@ def _brand_entry(org: str, brand: str, meta: dict | None = None) -> Entry:
     xattrs = {"user.assetfs.id": brand, "user.assetfs.org_id": org,
               "user.assetfs.display_name": str(meta.get("displayName") or ""),
               "user.assetfs.state": str(meta.get("state") or "")}
-    return Entry(brand, f"org/{org}/brand/{brand}", True, parse_time(meta.get("updatedDate") or meta.get("createdDate")),
+    return Entry(text_field(meta.get("displayName")) or brand, f"org/{org}/brand/{brand}", True,
+                 parse_time(meta.get("updatedDate") or meta.get("createdDate")),
                  xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
 
 

@@ -1,7 +1,7 @@
 """Spectrum Customizer: saved assets of organizations, with their production outputs.
 
-Read-only (the API documents no upload). Organizations come from the config; any other
-organization ID resolves when looked up by name.
+Read-only (the API documents no upload). Organizations come from the config (by ID, or
+named there); any other organization ID resolves when looked up by name.
 """
 
 from __future__ import annotations
@@ -50,7 +50,10 @@ class Spectrum(Provider):
         return f"api/assets/saved/client/{self.settings.client}/organization/{org}"
 
     async def list_root(self) -> list[Entry]:
-        return [_org_entry(org) for org in self.settings.organizations]
+        organizations = self.settings.organizations
+        if isinstance(organizations, dict):
+            return [_org_entry(org, name) for name, org in organizations.items()]
+        return [_org_entry(org) for org in organizations]
 
     async def lookup(self, parent: Entry, name: str) -> Entry | None:
         if parent.key != "" or not name.isdigit():
@@ -107,8 +110,9 @@ class Spectrum(Provider):
         return mark
 
 
-def _org_entry(org: str) -> Entry:
-    return Entry(org, f"org/{org}", True, xattrs={"user.assetfs.id": org}, kind=CONTAINER)
+
+def _org_entry(org: str, name: str | None = None) -> Entry:
+    return Entry(name or org, f"org/{org}", True, xattrs={"user.assetfs.id": org}, kind=CONTAINER)
 
 
 def _file_name(url: str | None) -> str:

@@ -14,7 +14,10 @@ import diskcache
 from ..providers.base import Entry
 
 CREATE, REPLACE = "create", "replace"
-DRAFT, PENDING = "draft", "pending"
+DRAFT = "draft"            # being written: not to be uploaded yet
+PENDING = "pending"        # closed, due for upload at `next_try` (the write-back delay, or a retry's backoff)
+FAILED = "failed"          # refused for good (the provider cannot do it): kept, not retried
+ORPHANED = "orphaned"      # still being written when the mount died: kept for the user, not uploaded
 
 
 @dataclass
@@ -25,7 +28,7 @@ class PendingUpload:
     directory_key: str            # the directory the file was written in (to show the result there)
     name: str                     # the file name as written
     spool: str                    # the spool file's path
-    state: str = DRAFT            # DRAFT while being written; PENDING once closed and due for upload
+    state: str = DRAFT            # DRAFT, PENDING, FAILED or ORPHANED
     size: int = 0
     md5: str = ""
     mime: str = "application/octet-stream"

@@ -1,12 +1,10 @@
-"""Files that exist here before (or instead of) on the provider.
-
-A *local* file is being written, has a temporary name (never uploaded), or waits for its
-upload. A *written* file was uploaded through the mount and stays listed under the name it
-was written with — across remounts — so that rsync and friends find what they copied.
-"""
+"""Files that exist here before (or instead of) on the provider: being written, waiting
+for their upload (the write-back delay), or temporary (never uploaded). Once the provider
+has one, it is that asset's file and the view shows it from the listing."""
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 import hashlib
 import queue
@@ -15,10 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import diskcache
-
 from ..providers.base import Entry
-from .journal import PendingUpload
+from .journal import FAILED, PendingUpload
 from .spool import SpoolFile
 
 # Editors, rsync and file managers write under these names first; they never leave the machine.
@@ -29,17 +25,52 @@ def is_temporary(name: str) -> bool:
     return name.startswith(".") or any(fnmatch.fnmatchcase(name, pattern) for pattern in _TEMPORARY)
 
 
+class State(str, enum.Enum):
+    """Where a local file stands; its `user.assetfs.state` xattr."""
+
+    OPEN = "open"              # open for writing
+    WAITING = "waiting"        # closed; uploaded once the write-back delay has passed
+    UPLOADING = "uploading"
+    KEPT = "local"             # a temporary name, or nothing new since its upload: nothing to send
+    FAILED = "failed"          # the provider refused it for good; kept under .assetfs/pending/
+    PENDING_COPY = "pending"   # the read-only copy shown under .assetfs/pending/
+
+
 @dataclass
 class LocalFile:
+    """Bytes held here, in the spool: a new file, new content for an asset, or a
+    temporary file. The writer moves it through its states; the view shows it."""
+
     spool: SpoolFile
-    record: PendingUpload | None = None   # its journal record (a draft until closed)
+    record: PendingUpload | None = None   # its journal record, once it is meant for the provider
     mtime: float = field(default_factory=time.time)
     mode: int = 0o644
     xattrs: dict[str, str] = field(default_factory=dict)
-    dirty: bool = False
-    replaces: Entry | None = None         # the asset whose content this file overwrites
+    dirty: bool = False                   # bytes the provider has not been sent
+    replaces: Entry | None = None         # the asset whose content this file becomes
     read_only: bool = False               # a view of a pending upload under .assetfs/pending/
+    writers: int = 0                      # handles open for writing
+    handles: int = 0                      # handles open at all (the spool stays open for them)
+    uploading: bool = False
     _hasher: _OrderedHasher | None = field(default_factory=lambda: _OrderedHasher(), repr=False)
+
+    @property
+    def state(self) -> State:
+        if self.read_only:
+            return State.PENDING_COPY
+        if self.writers:
+            return State.OPEN
+        if self.uploading:
+            return State.UPLOADING
+        if self.record is None:
+            return State.KEPT
+        if self.record.state == FAILED:
+            return State.FAILED
+        return State.WAITING
+
+    @property
+    def size(self) -> int:
+        return self.spool.size
 
     def write(self, offset: int, data: bytes) -> int:
         """Write to the spool; while writes come in order (cp, rsync) the checksum is made
@@ -97,38 +128,3 @@ class _OrderedHasher:
             self._thread.join()
             self._thread = None
         return self._md5.hexdigest()
-
-
-@dataclass
-class WrittenFile:
-    asset: Entry                          # the asset the upload became
-    size: int
-    md5: str
-    mtime: float
-    mode: int = 0o644
-
-
-class WrittenNames:
-    """Per directory, the names of files uploaded through the mount (kept on disk)."""
-
-    def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = diskcache.Cache(str(directory), size_limit=1 << 34, eviction_policy="none")
-
-    def of(self, directory_key: str) -> dict[str, WrittenFile]:
-        return self._db.get(directory_key, {})
-
-    def put(self, directory_key: str, name: str, written: WrittenFile) -> None:
-        with self._db.transact():
-            names = dict(self.of(directory_key))
-            names[name] = written
-            self._db.set(directory_key, names)
-
-    def remove(self, directory_key: str, name: str) -> None:
-        with self._db.transact():
-            names = dict(self.of(directory_key))
-            if names.pop(name, None) is not None:
-                self._db.set(directory_key, names)
-
-    def close(self) -> None:
-        self._db.close()

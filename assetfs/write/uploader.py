@@ -1,5 +1,6 @@
-"""Uploads: tried when a file is closed, retried in the background until the provider
-confirms them, resumed by the next mount after a crash."""
+"""Uploads: due a short while after a file's last close (the write-back delay), at once on
+fsync; retried in the background until the provider confirms them; resumed by the next
+mount after a crash."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import functools
 import logging
 import mimetypes
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -15,20 +16,18 @@ import trio
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotPermitted, ProviderError, ReadOnly
 from ..providers.base import Entry, Provider, Upload
 from ..stats import Stats
-from .journal import CREATE, DRAFT, PENDING, Journal, PendingUpload
+from .journal import CREATE, DRAFT, FAILED, ORPHANED, PENDING, Journal, PendingUpload
 from .spool import Spool, SpoolFile
 
 log = logging.getLogger("assetfs.upload")
 
-FAILED = "failed"          # refused for good (the provider cannot do it): kept, not retried
-ORPHANED = "orphaned"      # still being written when the mount died: kept for the user, not uploaded
 MAX_BACKOFF = 300.0
 PERMANENT = (NotPermitted, ReadOnly, InvalidArgument)
 
 
 class Uploader:
     def __init__(self, journal: Journal, spool: Spool, providers: dict[str, Provider], stats: Stats,
-                 on_uploaded: Callable[[PendingUpload, Entry], None]):
+                 on_uploaded: Callable[[PendingUpload, Entry], Awaitable[bool]]):
         self.journal = journal
         self.spool = spool
         self.providers = providers
@@ -54,18 +53,42 @@ class Uploader:
         """Journal a file as soon as it is created, so even an unclosed file survives a crash."""
         self.journal.put(record)
 
-    async def commit(self, record: PendingUpload, spool: SpoolFile, md5: str | None = None) -> Entry:
-        """Mark the file due (with its size and checksum) and upload it now. On failure its
-        bytes are synced to disk and the record stays in the journal for the background
-        retries, and the error is raised. (A kill cannot lose page-cache bytes; a power cut
-        during the first try can, and the checksum catches that at resume.)"""
+    async def schedule(self, record: PendingUpload, spool: SpoolFile, md5: str | None, delay: float) -> None:
+        """Mark a closed file due in `delay` seconds, with its size and checksum; the
+        background loop uploads it then (unless it is renamed, written or removed first)."""
         record.size = spool.size
         record.md5 = md5 or await trio.to_thread.run_sync(spool.md5)
         record.mime = mimetypes.guess_type(record.name)[0] or "application/octet-stream"
         record.state = PENDING
-        record.next_try = 0.0
+        record.next_try = time.time() + delay
+        record.attempts = 0
         self.journal.put(record)
+        self._wake.set()
+
+    async def commit(self, record: PendingUpload, spool: SpoolFile, md5: str | None = None) -> Entry:
+        """Mark the file due and upload it now. On failure its bytes are synced to disk and
+        the record stays in the journal for the background retries, and the error is raised.
+        (A kill cannot lose page-cache bytes; a power cut during the first try can, and the
+        checksum catches that at resume.)"""
+        await self.schedule(record, spool, md5, 0.0)
         return await self.attempt(record)
+
+    def hold(self, record: PendingUpload) -> None:
+        """The file is being written again: not to be uploaded until it is closed."""
+        if record.state != DRAFT:
+            record.state = DRAFT
+            self.journal.put(record)
+
+    def busy(self, record: PendingUpload) -> bool:
+        return record.id in self._busy
+
+    def hurry(self) -> None:
+        """Uploads waiting out their write-back delay are due now (a stop, an unmount)."""
+        for record in self.journal.all():
+            if record.state == PENDING and record.attempts == 0 and record.next_try > time.time():
+                record.next_try = 0.0
+                self.journal.put(record)
+        self._wake.set()
 
     async def attempt(self, record: PendingUpload) -> Entry:
         provider = self.providers[record.account]
@@ -89,8 +112,13 @@ class Uploader:
         self.stats.add("uploads")
         self.stats.add("bytes_uploaded", record.size)
         self.journal.remove(record.id)
-        self.spool.discard(record.spool)
-        self.on_uploaded(record, asset)
+        keep = False
+        try:
+            keep = await self.on_uploaded(record, asset)
+        except Exception:
+            log.exception("%s: uploaded, but showing it failed", record.name)
+        if not keep:
+            self.spool.discard(record.spool)
         return asset
 
     def _failed(self, record: PendingUpload, error: Exception) -> None:
@@ -110,12 +138,14 @@ class Uploader:
     def pending(self) -> list[PendingUpload]:
         return [r for r in self.journal.all() if r.state != DRAFT]
 
-    def discard(self, record_id: str) -> None:
-        """The user removed a pending file (from .assetfs/pending/, or the file itself)."""
+    def discard(self, record_id: str, keep_spool: bool = False) -> None:
+        """The user removed a pending file (from .assetfs/pending/, or the file itself), or
+        its record is replaced by another for the same bytes (`keep_spool`)."""
         record = self.journal.get(record_id)
         if record is not None:
             self.journal.remove(record_id)
-            self.spool.discard(record.spool)
+            if not keep_spool:
+                self.spool.discard(record.spool)
 
     async def run(self) -> None:
         """Resume what an earlier mount left, then retry failed uploads as they fall due."""
@@ -137,6 +167,10 @@ class Uploader:
             now = time.time()
             due = [r for r in self.journal.all() if r.state == PENDING and r.next_try <= now and r.id not in self._busy]
             for record in due:
+                current = self.journal.get(record.id)  # renamed, written or removed since the list was read?
+                if current is None or current.state != PENDING or current.next_try > time.time():
+                    continue
+                record = current
                 try:
                     await self.attempt(record)
                 except AuthFailed:
@@ -145,9 +179,9 @@ class Uploader:
                     pass
                 except Exception:
                     log.exception("%s: upload failed unexpectedly", record.name)
-            waits = [r.next_try - time.time() for r in self.journal.all() if r.state == PENDING]
+            waits = [r.next_try - time.time() for r in self.journal.all() if r.state == PENDING and r.id not in self._busy]
             self._wake = trio.Event()
-            with trio.move_on_after(max(0.5, min(waits)) if waits else 3600):
+            with trio.move_on_after(max(0.05, min(waits)) if waits else 3600):
                 await self._wake.wait()
 
 

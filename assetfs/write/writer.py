@@ -1,10 +1,13 @@
-"""What writing means, node by node: create, overwrite, truncate, flush, remove, make
-folders, rename. The FUSE layer calls these; providers do the uploads.
+"""What writing means, node by node: create, open for writing, write, close, remove, make
+folders, rename, set times and modes. The FUSE layer calls these; the uploader sends the
+bytes; the view is told what the provider now holds.
 
-Rules (the README's semantics table): a file created in a container becomes a new asset
-when closed; an existing asset's file can be replaced whole (O_TRUNC); temporary names stay
-local, and renaming one onto a normal name commits it; removing maps to the provider's
-delete where it has one; everything else is refused with the errno that says why.
+Rules (the README's Writing table): a file created in a container becomes a new asset, and
+a file written over an asset's file (or renamed onto it) becomes its new content, a short
+while after its last close (the write-back delay) — so a temporary file renamed within that
+while is uploaded once, under its final name. Temporary names (dot-files, `*~`, `*.swp` …)
+are never uploaded. Removing maps to the provider's delete, renaming to its rename/move,
+where it has them; anything else is refused with the errno that says why.
 """
 
 from __future__ import annotations
@@ -12,22 +15,26 @@ from __future__ import annotations
 import logging
 import os
 import time
+import weakref
 
+from ..attributes import refusal
 from ..errors import (
     AlreadyExists,
     CrossDevice,
+    DirectoryNotEmpty,
+    InvalidArgument,
     IsADirectory,
     NameTooLong,
     NotADirectory,
     NotFound,
     NotPermitted,
-    NotSupported,
-    ReadOnly,
+    NotAnAttributeNamespace,
 )
 from ..options import MountOptions
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
-from ..tree import Node, Tree
-from .journal import CREATE, REPLACE, PendingUpload
+from ..view.node import ASSETS, Node
+from ..view.view import HOLDERS, View
+from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
 from .overlay import LocalFile, is_temporary
 from .spool import Spool
 from .uploader import Uploader
@@ -35,6 +42,8 @@ from .uploader import Uploader
 log = logging.getLogger("assetfs.write")
 
 NAME_MAX = 255  # bytes, as statfs tells the kernel (f_namemax)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+
 
 
 def _check_name(name: str) -> None:
@@ -45,90 +54,110 @@ def _check_name(name: str) -> None:
 
 
 class Writer:
-    def __init__(self, tree: Tree, uploader: Uploader, spool: Spool, options: MountOptions):
-        self.tree = tree
+    def __init__(self, view: View, uploader: Uploader, spool: Spool, options: MountOptions):
+        self.view = view
         self.uploader = uploader
         self.spool = spool
         self.options = options
-        self._gone: set[tuple[int, str]] = set()  # asset directories deleted, awaiting their rmdir
+        self._by_record: dict[str, Node] = {}          # the node whose local file a journal record is
+        self._deleted: set[str] = set()                # keys of assets deleted through this mount
+        self._gone: set[tuple[int, str]] = set()       # names whose asset went with its other half (rm -r)
+        self._settled: weakref.WeakSet[Node] = weakref.WeakSet()  # files uploaded through this mount
 
-    # -- checks ---------------------------------------------------------------------------
+    # -- checks -----------------------------------------------------------------------------
 
     def _writable(self, node: Node, what: str) -> None:
-        if self.options.ro:
-            raise ReadOnly(f"{node.path}: {what}: mounted read-only (-o ro)")
-        if node.provider is None:
-            raise NotPermitted(f"{node.path}: {what}: nothing can be written here")
-        if node.provider.read_only_reason:
-            raise ReadOnly(f"{node.path}: {what}: {node.provider.read_only_reason}")
+        refused = refusal(node, self.options)
+        if refused is not None:
+            raise type(refused)(f"{node.path}: {what}: {refused}")
 
     def _supported(self, node: Node, operation: str, what: str) -> None:
         self._writable(node, what)
         if not node.provider.supports(operation):
             node.provider.refuse(f"{node.path}: {what}")
 
-    @staticmethod
-    def _asset_of(node: Node) -> Entry:
-        """The asset whose content a file is: a written file's asset, or the asset directory above."""
-        if node.written is not None:
-            return node.written.asset
-        if node.local is not None and node.local.replaces is not None:
-            return node.local.replaces
-        return node.parent.entry
-
-    # -- files --------------------------------------------------------------------------------
+    # -- files ------------------------------------------------------------------------------
 
     def create(self, parent: Node, name: str, mode: int) -> Node:
         _check_name(name)
         self._writable(parent, f"creating {name}")
-        temporary = is_temporary(name)
-        if not temporary:
-            if parent.kind != CONTAINER:
-                raise NotPermitted(f"{parent.path}: new files go in an organization, brand, collection or "
-                                   f"folder directory, not here")
+        if parent.kind != CONTAINER:
+            raise NotPermitted(f"{parent.path}: new files go in an organization, brand, collection or folder "
+                               "directory, not here")
+        if not is_temporary(name):
             self._supported(parent, "create", f"creating {name}")
-        elif parent.kind not in (CONTAINER, ASSET):
-            raise NotPermitted(f"{parent.path}: nothing can be written here")
-        local = LocalFile(self.spool.new(), mode=mode & 0o777, dirty=not temporary)
-        if not temporary:
-            local.record = self._record(parent, name, local, CREATE, parent.entry)
-        return self.tree.local_node(parent, name, local)
+        local = LocalFile(self.spool.new(), mode=mode & 0o777, dirty=True)
+        node = self.view.new_node(name, parent, parent.provider, Entry(name, f"local:{id(local)}", False, kind=CONTENT))
+        node.local = local
+        self.view.local.of(parent)[name] = node
+        self._commit_to(node, parent, None)
+        local.writers = 1
+        return node
 
-    def _record(self, parent: Node, name: str, local: LocalFile, action: str, target: Entry) -> PendingUpload:
-        record = PendingUpload(parent.provider.account, action, target, parent.cache_key(), name, str(local.spool.path))
-        self.uploader.draft(record)
-        return record
+    def _commit_to(self, node: Node, container: Node, replaces: Entry | None) -> None:
+        """The journal record of what this local file is meant to become: a new asset in
+        `container`, or the new content of `replaces`; none for a temporary name."""
+        local = node.local
+        if local.record is not None:
+            self._by_record.pop(local.record.id, None)
+            self.uploader.discard(local.record.id, keep_spool=True)
+            local.record = None
+        local.replaces = replaces
+        if is_temporary(node.name):
+            return
+        action, target = (REPLACE, replaces) if replaces is not None else (CREATE, container.entry)
+        local.record = PendingUpload(container.provider.account, action, target, container.cache_key(), node.name,
+                                     str(local.spool.path))
+        self.uploader.draft(local.record)
+        self._by_record[local.record.id] = node
 
     def open_for_write(self, node: Node, truncate: bool, append: bool = False) -> None:
-        """Open a file for writing: a local file as it is; a provider's file only to be
+        """Open a file for writing: a local file as it is; an asset's file only to be
         replaced whole (O_TRUNC, no O_APPEND), and only where the API can replace it. A
         read-only place answers EROFS before anything else is said about it."""
         if node.local is not None:
             if node.local.read_only:
                 raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
+            node.local.writers += 1
+            self._writing(node)
             return
         self._writable(node, "writing")
-        if node.kind != CONTENT:
-            raise NotPermitted(f"{node.path}: only an asset's file can be written, not its metadata")
+        if node.asset is None or node.is_dir or node.parent.kind not in HOLDERS:
+            raise NotPermitted(f"{node.path}: only an asset's file can be written, not its metadata or versions")
         self._supported(node, "replace", "replacing the file")
         if append or not truncate:
             raise NotPermitted(f"{node.path}: an existing file can only be replaced whole (open it with O_TRUNC); "
                                "appending and writing in place are not supported")
-        local = LocalFile(self.spool.new(), mtime=time.time(), dirty=True, replaces=self._asset_of(node))
-        local.record = self._record(node.parent, node.name, local, REPLACE, local.replaces)
-        node.local = local
+        node.local = LocalFile(self.spool.new(), mtime=time.time(), dirty=True, writers=1)
+        self.view.local.of(node.parent)[node.name] = node
+        self._commit_to(node, node.parent, node.asset)
 
-    def write(self, node: Node, offset: int, data: bytes) -> int:
+    def _writing(self, node: Node) -> None:
+        """New bytes: the file is not to be uploaded until its last close."""
         local = node.local
-        written = local.write(offset, data)
-        local.dirty = not is_temporary(node.name)
+        local.dirty = True
         local.mtime = time.time()
+        if local.record is None and local.replaces is not None and not is_temporary(node.name):
+            # Written again after its upload (a file kept open across fsync or close-to-open).
+            self._supported(node.parent, "replace", "writing again after the upload")
+            self._commit_to(node, node.parent, local.replaces)
+        if local.record is not None:
+            self.uploader.hold(local.record)
+
+    def write(self, node: Node, local: LocalFile, offset: int, data: bytes) -> int:
+        if node.local is not local or local.read_only:
+            raise NotPermitted(f"{node.path}: not open for writing")
+        written = local.write(offset, data)
+        if not local.dirty or (local.record is not None and local.record.state != DRAFT):
+            self._writing(node)
+        else:
+            local.mtime = time.time()
         return written
 
     def truncate(self, node: Node, size: int) -> None:
-        """Truncate a file open for writing. A provider's file is never truncated in place
-        (truncate(2) has no close() that would upload it: it would sit half-replaced), and a
-        pending upload's bytes are not to be changed."""
+        """Truncate a local file. A provider's file is never truncated in place (truncate(2)
+        has no close() that would upload it: it would sit half-replaced), and a pending
+        upload's bytes are not to be changed."""
         if node.local is None:
             self._writable(node, "truncating")
             raise NotPermitted(f"{node.path}: a file on the provider can only be replaced whole, by opening it "
@@ -136,40 +165,125 @@ class Writer:
         if node.local.read_only:
             raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
         node.local.truncate(size)
-        node.local.dirty = not is_temporary(node.name)
+        self._writing(node)
 
     async def flush(self, node: Node) -> None:
-        """Upload a closed file now: `cp` returns once the provider has it, and an upload
-        error is what close() returns. The bytes stay pending until an upload succeeds."""
+        """A close() of one descriptor. With a write-back delay nothing happens yet (the file
+        may be written through another descriptor, renamed or removed); without one, new
+        bytes are uploaded now and an upload error is what close() returns. Nothing new:
+        nothing uploaded."""
         local = node.local
-        if local is None or not local.dirty or local.record is None or is_temporary(node.name):
+        if self.options.write_back <= 0 and local is not None and local.dirty:
+            await self._upload_now(local)
+
+    async def fsync(self, node: Node) -> None:
+        """fsync(): the provider has the bytes when it returns."""
+        local = node.local
+        if local is None or local.read_only or local.record is None:
+            return
+        if local.dirty or (local.record.state == PENDING and not self.uploader.busy(local.record)):
+            await self._upload_now(local)
+
+    async def _upload_now(self, local: LocalFile) -> None:
+        if local.record is None:
             return
         local.dirty = False
-        record = local.record
-        record.mtime = local.mtime
-        record.xattrs = dict(local.xattrs)
-        await self.uploader.commit(record, local.spool, local.md5_if_known())
+        self._stamp(local)
+        local.uploading = True
+        try:
+            await self.uploader.commit(local.record, local.spool, local.md5_if_known())
+        finally:
+            local.uploading = False
 
-    def set_times_and_mode(self, node: Node, mtime: float | None, mode: int | None) -> None:
-        if node.local is not None:
+    async def release(self, node: Node, local: LocalFile, writing: bool) -> None:
+        """The last descriptor of an open file is closed: a file with new bytes falls due
+        after the write-back delay. A spool no node holds any more is closed."""
+        local.handles -= 1
+        if writing:
+            local.writers -= 1
+        if node.local is not local:
+            if local.handles <= 0 and not local.read_only:
+                local.spool.close()  # uploaded or removed meanwhile: its spool is done
+            return
+        if local.writers == 0 and local.dirty and local.record is not None:
+            local.dirty = False
+            self._stamp(local)
+            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
+        elif local.writers == 0 and local.record is None and local.replaces is not None and not local.dirty \
+                and not is_temporary(node.name):
+            self._settle(node)  # uploaded while open, nothing new since: the asset's file again
+            await self._show(node.parent, local.replaces, node)
+
+    @staticmethod
+    def _stamp(local: LocalFile) -> None:
+        local.record.mtime = local.mtime
+        local.record.xattrs = dict(local.xattrs)
+
+    async def uploaded(self, record: PendingUpload, asset: Entry) -> bool:
+        """The provider confirmed an upload: the file is now the asset's file (keeping its
+        inode). True when its spool is still needed (it was written again meanwhile)."""
+        node = self._by_record.pop(record.id, None)
+        container = self.view.directory(record.directory_key)
+        if node is None or node.local is None or node.local.record is None or node.local.record.id != record.id:
+            # Resumed from an earlier mount, or removed meanwhile: show what the provider has.
+            if container is not None:
+                await self._show(container, asset)
+            else:
+                self.view.metacache.forget_listing(record.directory_key)
+            return False
+        local = node.local
+        local.record, local.uploading = None, False
+        local.replaces = asset
+        if local.dirty or local.writers:
+            # Still open, or written while the upload ran: later bytes are new content for it,
+            # from the same spool file.
+            if local.dirty:
+                self._commit_to(node, node.parent, asset)
+                if not local.writers:
+                    await self.uploader.schedule(local.record, local.spool, None, self.options.write_back)
+            await self._show(node.parent, asset)  # its details under .assets/ at once; the file stays local till closed
+            return True
+        self._settle(node)
+        await self._show(node.parent, asset, node)
+        return False
+
+    def _settle(self, node: Node) -> None:
+        """A local file whose bytes the provider now has: the view shows the asset's file."""
+        local = node.local
+        names = self.view.local.peek(node.parent)
+        if names.get(node.name) is node:
+            del names[node.name]
+        node.local = None
+        node.attr_cache = None
+        self.spool.discard(local.spool.path)
+        if local.handles <= 0:
+            local.spool.close()
+        self._settled.add(node)
+
+    async def _show(self, container: Node, asset: Entry, node: Node | None = None) -> None:
+        try:
+            shown = await self.view.show_asset(container, asset, node)
+        except Exception as e:  # the upload is done; only showing it failed
+            log.warning("%s: %s is on the provider; listing it failed (%s), it shows at the next listing",
+                        container.path, asset.name, e)
+            self.view.forget_listing(container)
+            return
+        if shown is not None:
+            self._settled.add(shown)
+
+    def set_attributes(self, node: Node, mtime: float | None, mode: int | None, owner: bool) -> None:
+        """Times, mode and owner. Kept on a local file; accepted without effect on a folder
+        and on a file written through this mount (tar x, cp -a, rsync -a and unzip set them
+        after writing, and fail if refused); refused on what the provider holds otherwise."""
+        if node.local is not None and not node.local.read_only:
             if mtime is not None:
                 node.local.mtime = mtime
             if mode is not None:
                 node.local.mode = mode & 0o777
             return
-        if node.written is not None and self.tree.written_names is not None:
-            if mtime is not None:
-                node.written.mtime = mtime
-                node.entry.mtime = mtime
-            if mode is not None:
-                node.written.mode = mode & 0o777
-            self.tree.written_names.put(node.parent.cache_key(), node.name, node.written)
+        self._writable(node, "changing times, mode or owner")
+        if node.is_dir or node in self._settled:
             return
-        if node.is_dir and mode is None:
-            if node.provider is not None:
-                self._writable(node, "changing times or owner")  # a read-only provider says so (EROFS)
-            return  # a directory's times and owner are the provider's; setting them (rsync, touch) does no harm
-        self._writable(node, "changing times or mode")
         raise NotPermitted(f"{node.path}: times, mode and owner of what is on the provider cannot be changed")
 
     def set_xattr(self, node: Node, name: str, value: bytes) -> None:
@@ -180,73 +294,104 @@ class Writer:
             self._writable(node, f"setting {name}")
             raise NotPermitted(f"{node.path}: {name}: only user.assetfs.* of a file being written can be set")
         if not name.startswith("user.assetfs."):
-            raise NotSupported(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
+            raise NotAnAttributeNamespace(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
         node.local.xattrs[name] = value.decode(errors="replace")
+        node.attr_cache = None
 
-    # -- removing -----------------------------------------------------------------------------
+    # -- removing ---------------------------------------------------------------------------
+
+    def _drop_local(self, node: Node) -> None:
+        """A local file given up: its record and bytes go, nothing is uploaded."""
+        local = node.local
+        if local.record is not None:
+            self._by_record.pop(local.record.id, None)
+            self.uploader.discard(local.record.id)
+            local.record = None
+        else:
+            self.spool.discard(local.spool.path)
+        names = self.view.local.peek(node.parent)
+        if names.get(node.name) is node:
+            del names[node.name]
+        node.local = None
+        if local.handles <= 0:
+            local.spool.close()
 
     async def unlink(self, parent: Node, name: str) -> None:
-        node = await self.tree.lookup(parent, name)
+        if (parent.ino, name) in self._gone:  # `rm -r`: its asset went with its other half already
+            self._gone.discard((parent.ino, name))
+            return
+        node = await self.view.lookup(parent, name)
         if node.is_dir:
             raise IsADirectory(f"{node.path}: is a directory")
-        overlay = self.tree.overlay(parent)
-        if node.local is not None:
-            if node.local.record is not None:
-                self.uploader.discard(node.local.record.id)
-            self.spool.discard(node.local.spool.path)
-            if node.local.read_only:
-                overlay.pop(name, None)
-            elif node.local.replaces is not None and node.written is None and overlay.get(name) is not node:
-                node.local = None  # an overwrite given up: the provider's file is still there
-            else:
-                overlay.pop(name, None)
+        if node.local is not None and node.local.read_only:  # a copy under .assetfs/pending/
+            self.uploader.discard(node.local.record.id)
+            holder = self._by_record.pop(node.local.record.id, None)
+            if holder is not None and holder.local is not None:
+                holder.local.record = None
+                self._drop_local(holder)
             return
+        if node.local is not None:
+            was_new = node.local.replaces is None or node.asset is None
+            self._drop_local(node)
+            if was_new:
+                return
         self._writable(parent, f"removing {name}")
-        if node.written is not None:
+        if node.asset is not None and parent.kind in HOLDERS:
             self._supported(parent, "delete", f"removing {name}")
-            await parent.provider.delete_asset(node.written.asset)
-            overlay.pop(name, None)
-            self.tree.written_names.remove(parent.cache_key(), name)
-            self.tree.forget_listing(parent)
+            details = self._details_dir(parent)
+            await self._delete(parent, node.asset)
+            if details is not None:
+                self._gone.add((details.ino, name))
             return
         asset = _enclosing_asset(parent)
         if asset is None:
             raise NotPermitted(f"{node.path}: cannot be removed")
-        self._supported(parent, "delete", f"removing {name}")
-        if node.kind == CONTENT and asset is parent:
-            await self._delete_asset(asset)
-        overlay[name] = None  # `rm -r` of an asset: its other files go with it (hidden here only)
-
-    async def _delete_asset(self, asset: Node) -> None:
-        """Delete an asset once, however many of its files `rm -r` removes first."""
-        if asset.entry.key in self.tree.deleted:
+        if asset.entry.key in self._deleted:
             return
-        await asset.provider.delete_asset(asset.entry)
-        self.tree.deleted.add(asset.entry.key)
-        container = asset.parent
-        self._gone.add((container.ino, asset.name))
-        self.tree.overlay(container)[asset.name] = None
-        self.tree.forget_listing(container)
+        self._supported(parent, "delete", f"removing {name}")
+        self.view.local.of(parent)[name] = None  # `rm -r .assets/x`: the asset goes with its directory
+
+    def _details_dir(self, container: Node) -> Node | None:
+        hidden = (container.children or {}).get(".assets")
+        return hidden if hidden is not None and hidden.kind == ASSETS else None
+
+    async def _delete(self, container: Node, asset: Entry) -> None:
+        """Delete an asset once, whichever of its file and its directory `rm -r` removes first."""
+        if asset.key in self._deleted:
+            return
+        await container.provider.delete_asset(asset)
+        self._deleted.add(asset.key)
+        await self.view.hide_asset(container, asset)
 
     async def rmdir(self, parent: Node, name: str) -> None:
-        if (parent.ino, name) in self._gone:  # `rm -r`: removing its file deleted the asset already
+        if (parent.ino, name) in self._gone:
             self._gone.discard((parent.ino, name))
             return
-        node = await self.tree.lookup(parent, name)
+        node = await self.view.lookup(parent, name)
         if not node.is_dir:
             raise NotADirectory(f"{node.path}: not a directory")
         self._writable(parent, f"removing {name}")
-        if node.kind == ASSET:
-            self._supported(parent, "delete", f"removing {name}")
-            await self._delete_asset(node)
+        if node.kind == ASSET and parent.kind == ASSETS:
+            container = parent.parent
+            self._supported(container, "delete", f"removing {name}")
+            file = next((n for n, c in (container.children or {}).items() if c.asset is not None
+                         and c.asset.key == node.entry.key and not c.is_dir), None)
+            await self._delete(container, node.asset or node.entry)
+            if file is not None:
+                self._gone.add((container.ino, file))
+        elif node.kind == ASSETS:
+            if await self.view.children(node):
+                raise DirectoryNotEmpty(f"{node.path}: holds the details of assets still there")
         elif node.kind == CONTAINER and parent.kind == CONTAINER:
             self._supported(parent, "rmdir", f"removing folder {name}")
+            if any(c.kind != ASSETS for c in (await self.view.children(node)).values()):
+                raise DirectoryNotEmpty(f"{node.path}: not empty")
             await parent.provider.delete_container(node.entry)
-            self.tree.overlay(parent)[name] = None
-            self.tree.forget_listing(parent)
+            await self.view.hide_entry(parent, node.entry.key)
         elif _enclosing_asset(parent) is not None:  # versions/, production/ … on the way out with `rm -r`
-            self._supported(parent, "delete", f"removing {name}")
-            self.tree.overlay(parent)[name] = None
+            if _enclosing_asset(parent).entry.key not in self._deleted:
+                self._supported(parent, "delete", f"removing {name}")
+                self.view.local.of(parent)[name] = None
         else:
             raise NotPermitted(f"{node.path}: cannot be removed")
 
@@ -256,93 +401,118 @@ class Writer:
         if parent.kind != CONTAINER:
             raise NotPermitted(f"{parent.path}: folders can only be made inside a workspace or folder")
         self._supported(parent, "mkdir", f"creating folder {name}")
+        try:
+            await self.view.lookup(parent, name)
+        except NotFound:
+            pass
+        else:
+            raise AlreadyExists(f"{parent.path}/{name}: exists")
         entry = await parent.provider.make_container(parent.entry, name)
-        children = await self.tree.remote_children(parent)
-        node = self.tree.adopt_one(parent, name, entry)
-        children[name] = node
-        self.tree.overlay(parent).pop(name, None)
-        self.tree.forget_listing(parent)
-        return node
+        self.view.local.of(parent).pop(name, None)
+        return await self.view.show_entry(parent, entry)
 
-    # -- renaming -----------------------------------------------------------------------------
+    # -- renaming ---------------------------------------------------------------------------
 
-    async def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str) -> None:
+    async def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str, flags: int = 0) -> None:
+        if flags & RENAME_EXCHANGE:
+            raise InvalidArgument(f"{old_parent.path}/{old_name}: exchanging two files (RENAME_EXCHANGE) is not supported")
         _check_name(new_name)
-        node = await self.tree.lookup(old_parent, old_name)
+        node = await self.view.lookup(old_parent, old_name)
         for parent in (old_parent, new_parent):
             if parent.provider is None:  # the mount's root, .assetfs/: nothing moves in or out (not EXDEV)
                 self._writable(parent, f"moving {old_name}")
         if old_parent.provider is not new_parent.provider:
             raise CrossDevice(f"{node.path}: moving to another account is a copy and a delete")
         try:
-            target = await self.tree.lookup(new_parent, new_name)
+            target = await self.view.lookup(new_parent, new_name)
         except NotFound:
             target = None
-        if node.local is not None and not node.local.read_only:
-            await self._rename_local(node, old_parent, new_parent, new_name, target)
-        elif node.written is not None:
-            if target is not None or new_parent is not old_parent:
-                raise NotPermitted(f"{node.path}: a written file can only be renamed within its directory, "
-                                   "onto a free name")
-            overlay = self.tree.overlay(old_parent)
-            overlay.pop(old_name, None)
-            node.name = node.entry.name = new_name
-            overlay[new_name] = node
-            self.tree.written_names.remove(old_parent.cache_key(), old_name)
-            self.tree.written_names.put(new_parent.cache_key(), new_name, node.written)
-        elif node.kind == ASSET and new_parent.kind == CONTAINER and old_parent.kind in (CONTAINER, TRASH):
-            self._writable(new_parent, f"moving {old_name}")
-            if target is not None:
-                raise AlreadyExists(f"{new_parent.path}/{new_name}: exists")
-            self._supported(new_parent, "move", f"renaming or moving {old_name}")
-            entry = await new_parent.provider.move_asset(node.entry, new_parent.entry, new_name)
-            self.tree.overlay(old_parent)[old_name] = None
-            children = await self.tree.remote_children(new_parent)
-            children[new_name] = self.tree.adopt_one(new_parent, new_name, entry)
-            self.tree.overlay(new_parent).pop(new_name, None)
-            self.tree.forget_listing(old_parent)
-            self.tree.forget_listing(new_parent)
+        if target is node:
+            return
+        if target is not None and flags & RENAME_NOREPLACE:
+            raise AlreadyExists(f"{target.path}: exists")
+        self._writable(old_parent, f"renaming {old_name}")
+        if node.is_dir:
+            await self._rename_dir(node, new_parent, target)
+        elif target is not None and target.is_dir:
+            raise IsADirectory(f"{target.path}: is a directory")
+        elif node.local is not None and not node.local.read_only and node.asset is None:
+            await self._rename_local(node, new_parent, new_name, target)
+        elif node.asset is not None and node.local is None and old_parent.kind in HOLDERS:
+            await self._move_asset(node, old_parent, new_parent, new_name, target)
+        elif node.local is not None and not node.local.read_only:
+            raise NotPermitted(f"{node.path}: its new content is not uploaded yet; rename it after its upload")
         else:
-            self._writable(old_parent, f"renaming {old_name}")
             raise NotPermitted(f"{node.path}: cannot be renamed or moved here")
 
-    async def _rename_local(self, node: Node, old_parent: Node, new_parent: Node, new_name: str,
-                            target: Node | None) -> None:
-        """A local file takes its new name; onto a normal name, that commits it: a new asset,
-        or new content for the asset whose file it replaces."""
+    async def _rename_dir(self, node: Node, new_parent: Node, target: Node | None) -> None:
+        if target is not None:
+            if not target.is_dir:
+                raise NotADirectory(f"{target.path}: not a directory")
+            if any(c.kind != ASSETS for c in (await self.view.children(target)).values()):
+                raise DirectoryNotEmpty(f"{target.path}: not empty")
+        if node.kind == CONTAINER and node.provider.supports("mkdir"):
+            raise NotPermitted(f"{node.path}: the {node.provider.name} API has no way to rename or move a folder")
+        raise NotPermitted(f"{node.path}: cannot be renamed or moved")
+
+    async def _rename_local(self, node: Node, new_parent: Node, new_name: str, target: Node | None) -> None:
+        """A local file takes its new name. Onto an asset's file it becomes that asset's new
+        content; onto another local file it takes its place; onto a free name it is a new
+        asset. Its upload (if any) falls due after the write-back delay, under this name."""
         local = node.local
+        replaces = None
         if not is_temporary(new_name):
-            if target is not None and target.is_dir:
-                raise IsADirectory(f"{target.path}: is a directory")
-            if target is not None and target.kind == CONTENT and target.local is None:
-                self._supported(new_parent, "replace", f"replacing {new_name}")
-                action, goal = REPLACE, self._asset_of(target)
-            elif new_parent.kind == CONTAINER:
-                self._supported(new_parent, "create", f"creating {new_name}")
-                action, goal = CREATE, new_parent.entry
-            else:
+            if new_parent.kind != CONTAINER:
                 raise NotPermitted(f"{new_parent.path}/{new_name}: new files go in an organization, brand, "
                                    "collection or folder directory")
-        old_overlay = self.tree.overlay(old_parent)
-        if old_overlay.get(node.name) is node:
-            old_overlay.pop(node.name)
-        if target is not None and target.local is not None and target.local.record is not None:
-            self.uploader.discard(target.local.record.id)
-        node.name = node.entry.name = new_name
+            if target is not None and target.asset is not None and new_parent.kind in HOLDERS:
+                self._supported(new_parent, "replace", f"replacing {new_name}")
+                replaces = target.asset
+            elif target is not None and target.local is not None and target.local.replaces is not None:
+                self._supported(new_parent, "replace", f"replacing {new_name}")
+                replaces = target.local.replaces
+            else:
+                self._supported(new_parent, "create", f"creating {new_name}")
+        elif new_parent.kind not in HOLDERS:
+            raise NotPermitted(f"{new_parent.path}: nothing can be written here")
+        if target is not None and target.local is not None:
+            self._drop_local(target)
+        old_names = self.view.local.peek(node.parent)
+        if old_names.get(node.name) is node:
+            del old_names[node.name]
+        node.name = new_name
         node.parent = new_parent
-        self.tree.overlay(new_parent)[new_name] = node
-        if is_temporary(new_name):
+        node.attr_cache = None
+        self.view.local.of(new_parent)[new_name] = node
+        self._commit_to(node, new_parent, replaces)
+        if local.record is None or local.writers:
             return
-        if local.record is not None:
-            self.uploader.discard(local.record.id)
-        local.replaces = goal if action == REPLACE else None
-        local.record = self._record(new_parent, new_name, local, action, goal)
-        local.dirty = True
-        await self.flush(node)
+        local.dirty = False
+        self._stamp(local)
+        if self.options.write_back <= 0:
+            await self.uploader.commit(local.record, local.spool, local.md5_if_known())
+        else:
+            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
+
+    async def _move_asset(self, node: Node, old_parent: Node, new_parent: Node, new_name: str,
+                          target: Node | None) -> None:
+        """Renaming an asset's file renames the asset; into another folder, moves it (out
+        of the trash view: restores it) — where the provider's API can."""
+        self._writable(new_parent, f"moving {node.name}")
+        if new_parent.kind not in HOLDERS:
+            raise NotPermitted(f"{new_parent.path}: assets live in organizations, brands, collections and folders")
+        self._supported(new_parent, "move", f"renaming or moving {node.name}")
+        if target is not None:
+            raise AlreadyExists(f"{target.path}: exists; remove it first (an asset is not renamed over another)")
+        asset = node.asset
+        name = asset.name if new_name == node.name else new_name
+        moved = await new_parent.provider.move_asset(asset, new_parent.entry, name)
+        await self.view.hide_asset(old_parent, asset)
+        await self._show(new_parent, moved, node)
 
 
 def _enclosing_asset(node: Node | None) -> Node | None:
-    """The asset directory a node is in (itself included), if any."""
-    while node is not None and node.kind not in (ASSET, CONTAINER, TRASH):
+    """The asset directory (under `.assets/`) a node is in, itself included, if any."""
+    while node is not None and node.kind not in (ASSET, ASSETS, CONTAINER, TRASH):
         node = node.parent
     return node if node is not None and node.kind == ASSET else None

@@ -1,0 +1,60 @@
+"""How a container's listing becomes a directory: each asset is its content file, other
+directories (subfolders, brands, the trash) stay directories, and every asset also has a
+directory under `.assets/` named exactly like its file.
+
+Pure: entries in, names out, so the rules are tested without a provider or a kernel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..names import safe_name, unique_names
+from ..providers.base import ASSET, CONTENT, Entry
+from .node import ASSETS_DIR
+
+
+@dataclass
+class Placed:
+    name: str                       # unique among the files, subfolders and `.assets/` entries
+    entry: Entry                    # the provider's entry (for an asset: the asset)
+    file: Entry | None = None       # an asset's content file as shown (its xattrs with the asset's)
+
+    @property
+    def is_asset(self) -> bool:
+        return self.entry.kind == ASSET
+
+
+def content_of(asset: Entry) -> Entry | None:
+    """An asset's content file, if its children are known and it has one."""
+    return next((c for c in asset.children or () if c.kind == CONTENT and c.content is not None), None)
+
+
+def place(entries: list[Entry]) -> list[Placed]:
+    """Names for a container's entries. An asset is named by its content file (name and real
+    extension); one without a content file by its own name (it lives only under `.assets/`).
+    Names are unique across all of them, duplicates marked with the provider's id, so one
+    asset keeps one name whatever the listing's order."""
+    wanted = []
+    for entry in entries:
+        file = content_of(entry) if entry.kind == ASSET else None
+        name = safe_name(file.name if file is not None else entry.name, entry.key.rsplit("/", 1)[-1])
+        if name == ASSETS_DIR:
+            name = "\uff0e" + name[1:]  # a look-alike: the real one is the hidden directory
+        wanted.append((name, entry.key.rsplit("/", 1)[-1]))
+    placed = []
+    for name, entry in zip(unique_names(wanted), entries):
+        file = content_of(entry) if entry.kind == ASSET else None
+        if file is not None:
+            file = dataclasses.replace(file, name=name, xattrs={**entry.xattrs, **file.xattrs})
+        placed.append(Placed(name, entry, file))
+    return placed
+
+
+def asset_details(asset: Entry) -> Entry:
+    """An asset's directory under `.assets/`: its files but the content (that is the file
+    beside `.assets/`), i.e. asset.json and the provider's extras."""
+    if asset.children is None:
+        return asset
+    return dataclasses.replace(asset, children=[c for c in asset.children if c.kind != CONTENT])

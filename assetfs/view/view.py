@@ -1,0 +1,392 @@
+"""The directories and names a user sees: listings fetched lazily through the metadata
+cache, containers laid out as files + subfolders + `.assets/`, local files over them,
+negative entries, probe names, and content facts."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable
+
+import pyfuse3
+import trio
+
+from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
+from ..inodes import InodeTable
+from ..metacache import MetaCache
+from ..names import is_probe, safe_name, unique_names
+from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider
+from ..stats import Stats
+from .layout import asset_details, content_of, place
+from .node import ASSETS, ASSETS_DIR, Node
+
+log = logging.getLogger("assetfs.view")
+
+CONTROL_DIR = ".assetfs"
+HOLDERS = (CONTAINER, TRASH)  # directories of assets: always with their `.assets/`
+EXPAND_AT_ONCE = 8  # assets whose files are listed at the same time (Apple: one request each)
+
+
+class LocalNames:
+    """Per directory, the names write/ holds locally: a node (a file being written or
+    waiting for its upload) or None (a name removed here before the provider's listing
+    says so). The view shows them over the remote listing; write/ decides what they are."""
+
+    def __init__(self):
+        self._names: dict[int, dict[str, Node | None]] = {}
+
+    def of(self, directory: Node) -> dict[str, Node | None]:
+        return self._names.setdefault(directory.ino, {})
+
+    def peek(self, directory: Node) -> dict[str, Node | None]:
+        return self._names.get(directory.ino) or {}
+
+
+class View:
+    def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes]):
+        self.inodes = InodeTable()
+        self.local = LocalNames()
+        self.metacache = metacache
+        self.stats = stats
+        self.special_children: dict[int, Callable[[], dict[str, Node]]] = {}  # e.g. .assetfs/pending/
+        self._directories: weakref.WeakValueDictionary[str, Node] = weakref.WeakValueDictionary()
+        self._content_locks: dict[str, trio.Lock] = {}
+        self._without_content: set[str] = set()  # assets already logged as having no content file
+        self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
+        self.inodes.add_root(self.root)
+        self.root.children = {}
+        control = self.new_node(CONTROL_DIR, self.root, None, Entry(CONTROL_DIR, CONTROL_DIR, True, time.time()))
+        control.children = {}
+        status_entry = Entry("status.json", "status.json", False, time.time())
+        control.children["status.json"] = self.new_node("status.json", control, None, status_entry, render=status)
+        self.pending_dir = self.new_node("pending", control, None, Entry("pending", "pending", True, time.time()))
+        control.children["pending"] = self.pending_dir
+        self.root.children[CONTROL_DIR] = control
+        for account, provider in providers.items():
+            entry = Entry(account, "", True, time.time(), xattrs={"user.assetfs.provider": type(provider).name})
+            self.root.children[account] = self.new_node(safe_name(account, "account"), self.root, provider, entry)
+
+    def new_node(self, name: str, parent: Node | None, provider: Provider | None, entry: Entry, render=None,
+                 asset: Entry | None = None) -> Node:
+        return Node(self.inodes.new_ino(), name, parent, provider, entry, render, asset)
+
+    # -- listing ----------------------------------------------------------------------------
+
+    async def children(self, node: Node) -> dict[str, Node]:
+        """A directory's children: the provider's entries, with local names over them (a
+        local name hides a remote one of the same name)."""
+        special = self.special_children.get(node.ino)
+        if special is not None:
+            return special()
+        remote = await self.remote_children(node)
+        local = self.local.peek(node)
+        if not local:
+            return remote
+        merged = {name: child for name, child in remote.items() if name not in local}
+        merged.update((name, child) for name, child in local.items() if child is not None)
+        return merged
+
+    async def remote_children(self, node: Node) -> dict[str, Node]:
+        """A directory's children from memory, the disk cache, or the provider."""
+        if not node.is_dir:
+            raise NotADirectory(node.path)
+        if node.kind == ASSETS:
+            await self.remote_children(node.parent)  # `.assets/` is made with its container's listing
+            return node.children if node.children is not None else {}
+        if node.entry.children is not None and node.children is None:
+            self._lay_out(node, node.entry.children)
+        if node.children is not None and (node.provider is None or node.entry.children is not None
+                                          or self.metacache.is_fresh(node.listed_at)):
+            return node.children
+        if node.lock is None:
+            node.lock = trio.Lock()
+        async with node.lock:
+            if node.children is not None and self.metacache.is_fresh(node.listed_at):
+                return node.children
+            entries, fetched_at = await self._listing(node)
+            self._lay_out(node, entries)
+            node.listed_at = fetched_at
+            node.negative.clear()
+        return node.children
+
+    def _lay_out(self, node: Node, entries: list[Entry], adopting: Node | None = None) -> None:
+        """The node's children made from the provider's entries. A directory holding assets
+        shows their files, its other directories, and `.assets/` (always, even empty); an asset's directory its
+        details (asset.json, versions, production outputs) but not its content, which is the
+        file beside `.assets/`. Every child still there keeps its inode."""
+        node.listing = entries
+        if node.kind == ASSET:
+            entries = [e for e in entries if e.kind != CONTENT]
+        previous = node.children or {}
+        by_key = {child.entry.key: child for child in previous.values()}
+        if adopting is not None:
+            by_key[adopting.entry.key] = adopting
+        if node.kind not in HOLDERS and not any(e.kind == ASSET for e in entries):
+            names = unique_names([(safe_name(e.name, e.key), e.key.rsplit("/", 1)[-1]) for e in entries])
+            node.children = {name: self._keep(by_key, node, name, entry) for name, entry in zip(names, entries)}
+            return
+        old_assets = previous.get(ASSETS_DIR)
+        assets_by_key = {c.entry.key: c for c in (old_assets.children or {}).values()} if old_assets else {}
+        children: dict[str, Node] = {}
+        details: dict[str, Node] = {}
+        for placed in place(entries):
+            if not placed.is_asset:
+                children[placed.name] = self._keep(by_key, node, placed.name, placed.entry)
+                continue
+            details[placed.name] = self._keep(assets_by_key, node, placed.name, asset_details(placed.entry),
+                                              asset=placed.entry)
+            if placed.file is not None:
+                children[placed.name] = self._keep(by_key, node, placed.name, placed.file, asset=placed.entry)
+            elif placed.entry.children is not None and placed.entry.key not in self._without_content:
+                self._without_content.add(placed.entry.key)
+                log.info("%s/%s: the asset has no content file; it shows only under %s/", node.path, placed.name,
+                         ASSETS_DIR)
+        hidden = old_assets or self.new_node(ASSETS_DIR, node, node.provider,
+                                             Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime,
+                                                   kind=ASSETS))
+        hidden.children = details
+        for child in details.values():
+            child.parent = hidden
+        children[ASSETS_DIR] = hidden
+        node.children = children
+
+    def _keep(self, previous: dict[str, Node], parent: Node, name: str, entry: Entry, asset: Entry | None = None) -> Node:
+        """The node for an entry: the one it had (same provider key) with the new entry,
+        else a new one."""
+        old = previous.get(entry.key)
+        if old is None or old.is_dir != entry.is_dir:
+            node = self.new_node(name, parent, parent.provider, entry, asset=asset)
+            if entry.is_dir:
+                self._directories[node.cache_key()] = node
+            return node
+        old.name, old.parent, old.asset = name, parent, asset
+        if old.entry is not entry:
+            old.entry = entry
+            old.attr_cache = None
+            if entry.children is not None and old.children is not None:
+                # Children that come with the entry (an asset's files) are as new as the
+                # listing: a changed file or URL shows, and unchanged files keep their inodes.
+                self._lay_out(old, entry.children)
+        return old
+
+    async def _listing(self, node: Node) -> tuple[list[Entry], float]:
+        key = node.cache_key()
+        cached = self.metacache.listing(key)
+        if cached is not None and self.metacache.is_fresh(cached[1]):
+            self.stats.add("metadata_hits")
+            return cached
+        self.stats.add("metadata_misses")
+        try:
+            # With a listing to fall back on, stop waiting a little before the syscall's own
+            # deadline: a hung or slow provider then shows the cached listing, not EIO.
+            with trio.move_on_at(_fallback_deadline() if cached is not None else math.inf) as waiting:
+                if node.parent is self.root:
+                    entries = await node.provider.list_root()
+                else:
+                    entries = await node.provider.list_dir(node.entry)
+                entries = await self.with_files(node.provider, entries)
+            if waiting.cancelled_caught:
+                raise ProviderError("no answer in time")
+        except AssetfsError as e:
+            if cached is None or isinstance(e, NotFound):
+                raise
+            log.warning("%s: %s; showing the listing cached %.0fs ago", node.path, e, time.time() - cached[1])
+            return cached[0], time.time() - self.metacache.ttl + min(self.metacache.ttl, 5.0)
+        return entries, self.metacache.store_listing(key, entries)
+
+    async def with_files(self, provider: Provider, entries: list[Entry]) -> list[Entry]:
+        """Assets whose files a listing does not give (Apple: the image's name and type
+        are in its own metadata) get them now, a few at a time: a file needs its name and
+        extension to be shown. An asset whose files cannot be had shows only under
+        `.assets/` until the next listing."""
+        missing = [i for i, e in enumerate(entries) if e.kind == ASSET and e.children is None]
+        if not missing:
+            return entries
+        entries = list(entries)
+        limiter = trio.CapacityLimiter(EXPAND_AT_ONCE)
+
+        async def expand(i: int) -> None:
+            async with limiter:
+                try:
+                    entries[i] = dataclasses.replace(entries[i], children=await provider.list_dir(entries[i]))
+                except AssetfsError as e:
+                    if isinstance(e, NotFound):
+                        entries[i] = None
+                    else:
+                        log.warning("%s: %s: its files could not be listed: %s", provider.account, entries[i].name, e)
+
+        async with trio.open_nursery() as nursery:
+            for i in missing:
+                nursery.start_soon(expand, i)
+        return [e for e in entries if e is not None]
+
+    def directory(self, cache_key: str) -> Node | None:
+        """A directory node still in memory, by its cache key."""
+        return self._directories.get(cache_key)
+
+    def forget_listing(self, node: Node) -> None:
+        """The provider's side of this directory changed: list it afresh."""
+        if node.kind == ASSETS:
+            node = node.parent
+        node.listed_at = 0.0
+        if node.provider is not None:
+            self.metacache.forget_listing(node.cache_key())
+
+    async def lookup(self, parent: Node, name: str) -> Node:
+        special = self.special_children.get(parent.ino)
+        if special is not None:
+            children = special()
+            if name in children:
+                return children[name]
+            raise NotFound(name)
+        local = self.local.peek(parent) if parent.is_dir else {}
+        if name in local:
+            if local[name] is None:
+                raise NotFound(name)
+            return local[name]
+        if is_probe(name):
+            self.stats.add("probe_names")
+            raise NotFound(name)
+        children = await self.remote_children(parent)
+        if name in children:
+            return children[name]
+        expiry = parent.negative.get(name)
+        if expiry is not None and expiry > time.time():
+            raise NotFound(name)
+        found = None
+        if parent.provider is not None and parent.kind != ASSETS:
+            found = await parent.provider.lookup(parent.entry, name)
+        if found is None:
+            parent.negative[name] = time.time() + self.metacache.ttl
+            raise NotFound(name)
+        # Known by the name it was asked for (an ID); the same directory as the listed one, if any.
+        node = next((c for c in children.values() if c.entry.key == found.key and c.is_dir == found.is_dir), None)
+        if node is None:
+            node = self.new_node(name, parent, parent.provider, found)
+            if found.is_dir:
+                self._directories.setdefault(node.cache_key(), node)
+        children[name] = node
+        return node
+
+    # -- changes made through the mount ------------------------------------------------------
+
+    async def show_asset(self, container: Node, asset: Entry, node: Node | None = None) -> Node | None:
+        """An asset made, changed or moved through the mount shows at once in its container
+        (its listing kept fresh with it): as `node` when given (the file that became it keeps
+        its inode), under the name the layout gives it. Its file node, if it has content."""
+        [asset] = await self.with_files(container.provider, [asset])
+        await self.remote_children(container)
+        listing = [e for e in container.listing or [] if e.key != asset.key] + [asset]
+        file = content_of(asset)
+        if node is not None and file is not None:
+            node.entry = file  # matched by key in the layout: the node carries on as the asset's file
+            node.attr_cache = None
+        else:
+            node = None
+        container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
+        self._lay_out(container, listing, adopting=node)
+        for child in container.children.values():
+            if child.asset is not None and child.asset.key == asset.key and not child.is_dir:
+                return child
+        return None
+
+    async def hide_asset(self, container: Node, asset: Entry) -> None:
+        """An asset deleted or moved away through the mount leaves its container's listing."""
+        if container.listing is None:
+            return
+        listing = [e for e in container.listing if e.key != asset.key]
+        container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
+        self._lay_out(container, listing)
+
+    async def show_entry(self, container: Node, entry: Entry) -> Node:
+        """A directory made through the mount (mkdir) shows at once."""
+        await self.remote_children(container)
+        listing = [e for e in container.listing or [] if e.key != entry.key] + [entry]
+        container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
+        self._lay_out(container, listing)
+        return next(c for c in container.children.values() if c.entry.key == entry.key)
+
+    async def hide_entry(self, container: Node, key: str) -> None:
+        if container.listing is None:
+            return
+        listing = [e for e in container.listing if e.key != key]
+        container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
+        self._lay_out(container, listing)
+
+    # -- content ----------------------------------------------------------------------------
+
+    async def content(self, node: Node) -> Content:
+        """A file's content with URL and size known (fetched once per version, kept for good)."""
+        content = node.entry.content
+        if content is None:
+            raise NotFound(node.path)
+        if content.url is not None and content.size is not None:
+            return content
+        fact = self.metacache.fact(f"content:{content.version}")
+        if fact is None:
+            lock = self._content_locks.setdefault(content.version, trio.Lock())
+            async with lock:
+                fact = self.metacache.fact(f"content:{content.version}")
+                if fact is None:
+                    fact = await node.provider.resolve(content)
+                    self.metacache.store_fact(f"content:{content.version}", fact)
+            self._content_locks.pop(content.version, None)
+        return _with_current_url(fact, content)
+
+    async def renew_url(self, node: Node, refused: str) -> str:
+        """A new URL for a file whose signed URL was refused (it expired while the file was
+        open): from the provider's download route where URLs are handed out on demand, else
+        from a fresh listing of the directory the URL came with."""
+        content = node.entry.content
+        if content is None:
+            raise NotFound(node.path)
+        if content.url is None:
+            fact = await node.provider.resolve(content)
+            self.metacache.store_fact(f"content:{content.version}", fact)
+            url = fact.url
+        else:
+            listed = node.parent
+            while listed.parent is not None and (listed.entry.children is not None or listed.kind == ASSETS):
+                listed = listed.parent  # files that came inline with their asset's listing
+            self.forget_listing(listed)
+            await self.remote_children(listed)
+            url = node.entry.content.url if node.entry.content else None
+        if not url or url == refused:
+            raise ProviderError(f"{node.path}: the provider gave no new URL for a refused one")
+        return url
+
+    def known_size(self, node: Node) -> int | None:
+        """The size if known without a request."""
+        if node.local is not None:
+            return node.local.size
+        if node.render is not None:
+            return len(node.render())
+        entry = node.entry
+        if entry.is_dir:
+            return 0
+        if entry.inline is not None:
+            return len(entry.inline)
+        if entry.content and entry.content.size is not None:
+            return entry.content.size
+        fact = self.metacache.fact(f"content:{entry.content.version}") if entry.content else None
+        return fact.size if fact else None
+
+
+def _with_current_url(fact: Content, listed: Content) -> Content:
+    """A version's bytes never change, but the URL a listing gives for them may (a signed
+    URL renewed, a provider back with new signatures): the freshest URL, the known size."""
+    if listed.url is None or listed.url == fact.url:
+        return fact
+    return dataclasses.replace(fact, url=listed.url)
+
+
+def _fallback_deadline() -> float:
+    """When to give up on the provider and answer from the cache: a second (at most a
+    quarter of the time left) before the deadline of the syscall being served."""
+    deadline = trio.current_effective_deadline()
+    if deadline == math.inf:
+        return math.inf
+    return deadline - min(1.0, max(0.0, deadline - trio.current_time()) / 4)
