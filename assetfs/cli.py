@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel readers (default 4)")
     prefetch.set_defaults(func=_command("prefetch"))
 
+    refresh = sub.add_parser("refresh", help="list directories of a mount afresh now (changes made elsewhere)")
+    refresh.add_argument("paths", nargs="+", metavar="PATH", help="directories inside a mount")
+    refresh.set_defaults(func=_command("refresh"))
+
     cache_options = argparse.ArgumentParser(add_help=False)
     cache_options.add_argument("--config", metavar="FILE", help="config file whose cache dir is meant (default: "
                                "~/.config/assetfs/config.toml)")

@@ -14,15 +14,18 @@ import pyfuse3
 import trio
 
 from .config import Config
+from .control import ControlSocket
 from .fuse_ops import Operations
 from .metacache import MetaCache
 from .notify import notify
 from .options import MountOptions
+from .poller import Poller
 from .providers.registry import build_provider
 from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
 from .state import StateDir, private_dir
 from .stats import Stats
+from .view.refresh import Refresher
 from .view.view import View
 from .write.journal import PENDING, Journal
 from .write.pending import PendingDirectory
@@ -65,6 +68,13 @@ class Mount:
         PendingDirectory(self.view, self.uploader.pending)
         self.writer = Writer(self.view, self.uploader, self.spool, options)
         self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
+        # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
+        self.refresher = Refresher(self.view)
+        self.poll_interval = options.poll_every(config.cache.poll_interval)
+        self.poller = Poller(self.providers, self.poll_interval, self.refresher.changed) if self.poll_interval else None
+        if self.poller is not None:
+            self.view.on_listed = self.poller.listed
+        self.control = ControlSocket(self.state.path)
 
     async def _uploaded(self, record, asset) -> bool:
         return await self.writer.uploaded(record, asset)
@@ -77,6 +87,8 @@ class Mount:
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
             "state": {"dir": str(self.state.path)},
+            "control": str(self.control.path),
+            "poll_interval": self.poll_interval,
             "inodes": len(self.view.inodes),
             "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
                                  "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
@@ -95,6 +107,9 @@ class Mount:
                 nursery.start_soon(self._stop_on_signal)
                 nursery.start_soon(self._widen_kernel_readahead)
                 nursery.start_soon(self.uploader.run)
+                nursery.start_soon(self.control.serve, self._control)
+                if self.poller is not None:
+                    nursery.start_soon(self.poller.run)
                 log.info("mounted %s", self.mountpoint)
                 if ready:
                     ready()
@@ -106,6 +121,20 @@ class Mount:
             pyfuse3.close(unmount=True)
             await self.close()
             log.info("unmounted %s", self.mountpoint)
+
+    async def _control(self, request: dict) -> dict:
+        """A request on the control socket: {"refresh": "/path/in/the/mount"}."""
+        path = request.get("refresh")
+        if not isinstance(path, str):
+            raise ValueError('expected {"refresh": "/path/in/the/mount"}')
+        with trio.fail_after(self.options.timeout):
+            node = self.view.root
+            for name in filter(None, path.split("/")):
+                node = await self.view.lookup(node, name)
+            if not node.is_dir or node.provider is None:
+                raise ValueError(f"{path}: not a directory of a provider")
+            await self.refresher.refresh(node)
+        return {"refreshed": path}
 
     async def close(self) -> None:
         """Let go of the providers' connections and the disk stores."""
