@@ -25,15 +25,16 @@ MAX_REQUEST = 1 << 20
 
 class ControlSocket:
     def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.path: Path | None = None      # once served
         self._private: Path | None = None
-        path = state_dir / SOCKET_NAME
-        if len(os.fsencode(path)) > MAX_PATH:
-            self._private = Path(tempfile.mkdtemp(prefix="assetfs-"))
-            path = self._private / SOCKET_NAME
-        self.path = path
 
     async def serve(self, handle: Callable[[dict], Awaitable[dict]]) -> None:
         """Answer requests until cancelled; each answer is `handle(request)`, or the error."""
+        self.path = self.state_dir / SOCKET_NAME
+        if len(os.fsencode(self.path)) > MAX_PATH:
+            self._private = Path(tempfile.mkdtemp(prefix="assetfs-"))
+            self.path = self._private / SOCKET_NAME
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.path.unlink(missing_ok=True)  # left by a mount that was killed
         await sock.bind(str(self.path))
@@ -60,7 +61,8 @@ class ControlSocket:
             self.close()
 
     def close(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
         if self._private is not None:
             shutil.rmtree(self._private, ignore_errors=True)
 

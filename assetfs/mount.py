@@ -87,7 +87,7 @@ class Mount:
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
             "state": {"dir": str(self.state.path)},
-            "control": str(self.control.path),
+            "control": str(self.control.path) if self.control.path else None,
             "poll_interval": self.poll_interval,
             "inodes": len(self.view.inodes),
             "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,

@@ -147,3 +147,17 @@ def test_state_dir_defaults_to_xdg_state_home_and_can_be_set(monkeypatch):
     assert parse_mount_options(["state_dir=/var/lib/assetfs/x"]).state_dir == "/var/lib/assetfs/x"
     with pytest.raises(ConfigError, match=r"state.where: unknown key"):
         parse_config({"state": {"where": "/x"}, "accounts": accounts})
+
+
+def test_poll_interval_is_a_duration_or_off():
+    from assetfs.config import parse_config
+
+    accounts = {"s": {"provider": "spectrum", "base_url": "https://x", "client": "c", "token": "t"}}
+    assert parse_config({"accounts": accounts}).cache.poll_interval == 60.0
+    assert parse_config({"cache": {"poll_interval": "off"}, "accounts": accounts}).cache.poll_interval is None
+    assert parse_config({"cache": {"poll_interval": "2m"}, "accounts": accounts}).cache.poll_interval == 120.0
+    assert parse_mount_options(["poll_interval=2s"]).poll_every(60.0) == 2.0
+    assert parse_mount_options(["poll_interval=off"]).poll_every(60.0) is None
+    assert parse_mount_options([]).poll_every(60.0) == 60.0
+    with pytest.raises(ConfigError, match="poll_interval"):
+        parse_mount_options(["poll_interval=often"])

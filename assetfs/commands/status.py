@@ -73,6 +73,8 @@ def overview(status: dict) -> Table:
     row("block cache size", human_size(cache.get("block_bytes")))
     row("cache dir", str(cache.get("dir", "—")))
     row("state dir", str((status.get("state") or {}).get("dir", "—")))
+    poll = status.get("poll_interval")
+    row("polling for changes", f"every {human_duration(poll)}" if poll else "off")
     table.add_section()
     row("bytes read", _bytes(c, "bytes_read"))
     row("bytes downloaded", _bytes(c, "bytes_downloaded"))

@@ -1,6 +1,9 @@
-"""One httpx client per account: pooling, timeouts, retries with backoff, auth refresh,
-credentials sent only to the provider's own hosts, a request budget that keeps bursts
-under the provider's rate limit, and hosts that stopped answering failed fast for a while."""
+"""One client per account, and the one policy every request of the account goes by (API
+calls, the token service, signed uploads through `request`; the reader's ranged GETs through
+`outside`): pooling, timeouts, retries with backoff or the provider's Retry-After, auth
+refresh, credentials sent only to the provider's own hosts, a request budget that keeps
+bursts under the provider's rate limit, and hosts that stopped answering failed fast until
+they answer again (recovery is announced to subscribers)."""
 
 from __future__ import annotations
 
