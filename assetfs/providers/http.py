@@ -356,7 +356,11 @@ class ProviderHTTP:
             log.debug("%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started))
             if not (follow and response.is_redirect and "location" in response.headers):
                 return response
-            url = urljoin(url, response.headers["location"])
+            target = urljoin(url, response.headers["location"])
+            if method not in ("GET", "HEAD") and response.status_code in (307, 308) and not self.is_trusted(target):
+                raise ProviderError(f"{method} {redact(url)}: redirected to another host ({redact(target)}); "
+                                    f"its body is not sent there")
+            url = target
             if method != "HEAD" and (response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")):
                 method, kwargs = "GET", {}
         raise ProviderError(f"{redact(url)}: too many redirects")

@@ -468,7 +468,7 @@ class Mudstack(Provider):
         size = (await trio.Path(upload.path).stat()).st_size
         headers = {"Content-Type": upload.mime or "application/octet-stream", "Content-Length": str(size)}
         try:
-            response = await self.http.request("PUT", url, expect=None, auth=False, headers=headers,
+            response = await self.http.request("PUT", url, expect=None, auth=False, follow=False, headers=headers,
                                                body=lambda: {"content": _chunks(upload.path)})
         except ProviderError as e:
             raise ProviderError(f"{where}: {e}") from None

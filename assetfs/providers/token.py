@@ -100,9 +100,10 @@ class TokenAuth(Auth):
                     data: dict | None = None) -> httpx.Response:
         """POST to the token service under the account's request policy (reachability,
         pacing, retries, Retry-After), without credentials: this object is where they come
-        from. The answer is returned whatever its status, for `_expect` to judge."""
+        from. The answer is returned whatever its status, for `_expect` to judge. A redirect
+        is not followed: a 307 would send the password or secret on to wherever it points."""
         try:
-            return await http.request("POST", url, expect=None, auth=False, json=json, data=data)
+            return await http.request("POST", url, expect=None, auth=False, follow=False, json=json, data=data)
         except Unavailable:
             raise
         except ProviderError as e:
