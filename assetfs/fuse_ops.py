@@ -149,8 +149,8 @@ class Operations(pyfuse3.Operations):
             node = snapshot[index]
             size = self.view.known_size(node)
             attrs = self.attributes.stat(node, size)
-            if size is None:  # readdirplus: let the kernel ask again (lookup) once it wants the size
-                attrs.entry_timeout = attrs.attr_timeout = 0
+            if size is None:  # readdirplus: the name holds, the kernel asks for the size (getattr) when it wants it
+                attrs.attr_timeout = 0
             if not pyfuse3.readdir_reply(token, os.fsencode(node.name), attrs, index + 1):
                 return
             self.view.inodes.remember(node)

@@ -65,8 +65,9 @@ def wait_for(condition, seconds: float = 30.0):
 
 
 def fail_an_upload(emu, m, name: str, data: bytes) -> Path:
-    """Write a file into a Mudstack folder while Mudstack answers 500: close() fails and the
-    upload stays pending (bytes in the spool, a record in the journal)."""
+    """Write a file into a Mudstack folder while Mudstack answers 500: close() fails (the
+    mount uploads at close: write_back=0) and the upload stays pending (bytes in the spool,
+    a record in the journal)."""
     folder = m.path / "studio" / "Game Art" / "characters"
     os.listdir(folder)  # the tree is known before the provider fails
     emu.set_faults(fail_status=500, fail_count=-1, only_prefix="/mudstack")
@@ -145,10 +146,10 @@ def test_prefetch_reads_every_byte_and_a_second_run_is_served_from_the_cache(emu
     cache = tmp_path / "cache"
     m = mount(emu.config, cache_dir=cache)
     org = m.path.joinpath(*SPECTRUM_ORG)
-    files = files_under(org)
+    files = files_under(org) | files_under(org / ".assets")  # the asset files, and their details (named)
     assert len(files) >= 10
     before = counters(m)
-    done = assetfs("prefetch", org, "--jobs", 3)
+    done = assetfs("prefetch", org, org / ".assets", "--jobs", 3)
     assert done.returncode == 0, done.stderr
     total = sum(files.values())
     assert f"prefetched {len(files)} files" in done.stdout and f"({total:,} bytes)" in done.stdout, done.stdout
@@ -161,7 +162,7 @@ def test_prefetch_reads_every_byte_and_a_second_run_is_served_from_the_cache(emu
     m.stop()
     again = mount(emu.config, cache_dir=cache)
     emu.reset_requests()
-    done = assetfs("prefetch", again.path.joinpath(*SPECTRUM_ORG))
+    done = assetfs("prefetch", again.path.joinpath(*SPECTRUM_ORG), again.path.joinpath(*SPECTRUM_ORG, ".assets"))
     assert done.returncode == 0, done.stderr
     assert f"prefetched {len(files)} files" in done.stdout
     second = counters(again)
@@ -191,7 +192,7 @@ def test_prefetch_reports_each_unreadable_file_and_reads_the_rest(emu, mount):
 
 def test_umount_waits_for_a_pending_upload_then_unmounts(fresh_emulator, mount):
     emu = fresh_emulator()
-    m = mount(emu.config, options="timeout=5s")
+    m = mount(emu.config, options="timeout=5s,write_back=0")
     data = os.urandom(300_000)
     fail_an_upload(emu, m, "waiting.bin", data)
 
@@ -247,7 +248,7 @@ def test_status_and_umount_of_a_stopped_mount_do_not_hang(emu, mount):
 
 def test_umount_reports_a_refused_upload_but_does_not_wait_for_it(emu, mount):
     """An upload refused for good (state failed) is kept for the user: reported, not waited for."""
-    m = mount(emu.config, accounts=["apple"])
+    m = mount(emu.config, accounts=["apple"], options="write_back=0")
     brand = m.path / "apple" / "9467895078742654934" / "9467895078742654921"
     with pytest.raises(OSError) as refused, open(brand / "refused.png", "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n not really")

@@ -1,5 +1,6 @@
-"""The read path on a real mount of the emulated Apple Business Connect API: orgs, brands,
-asset directories, image bytes, asset.json, xattrs, discovery, paging, tokens, names."""
+"""The read path on a real mount of the emulated Apple Business Connect API: organizations
+by legal name, brands by display name (IDs typed as paths resolve), assets as image files,
+their details under .assets/, bytes, asset.json, xattrs, discovery, paging, tokens, names."""
 
 from __future__ import annotations
 
@@ -79,8 +80,27 @@ class AppleTruth:
         self.http.close()
 
 
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/heic": ".heic"}
+
+
 def dir_name(asset: dict) -> str:
     return asset["brandAssetDetails"].get("partnersAssetId") or asset["id"]
+
+
+def file_name(asset: dict, image: dict) -> str:
+    """An asset's file: its name and its image's extension."""
+    return dir_name(asset) + EXTENSIONS[image["contentType"]]
+
+
+def org_names(truth: AppleTruth, organizations) -> dict[str, str]:
+    """org id → the name the mount shows: the legal name /me gives for its own, else the id."""
+    me = truth.get("/me")["orgDetails"]
+    return {org: me["legalName"] if org == me["orgId"] else org for org in organizations}
+
+
+def brand_names(truth: AppleTruth, org: str, brands) -> list[str]:
+    shown = {b["id"]: b["displayName"] for b in truth.get(f"/orgs/{org}/brands")["data"]}
+    return [shown.get(b, b) for b in brands]
 
 
 def xattr(path: Path, name: str) -> str:
@@ -112,32 +132,41 @@ def apple(emu, mount):
 # ---- tests -------------------------------------------------------------------------------------
 
 
-def test_tree_is_orgs_then_brands_then_one_directory_per_asset(apple, emu):
+def test_tree_is_orgs_then_brands_then_one_file_per_asset(apple, emu):
     m, root, truth = apple
     organizations = emu.account("apple")["organizations"]
-    assert sorted(os.listdir(root)) == sorted(organizations)
+    names = org_names(truth, organizations)
+    assert sorted(os.listdir(root)) == sorted(names.values())
+    assert names[ORG] == "Café Aurora LLC"
     for org, brands in organizations.items():
-        assert sorted(os.listdir(root / org)) == sorted(brands)
+        assert sorted(os.listdir(root / names[org])) == sorted(brand_names(truth, org, brands))
+        assert os.stat(root / org).st_ino == os.stat(root / names[org]).st_ino  # the ID resolves to it
         for brand in brands:
             assets = truth.assets(org, brand)
             assert assets and all(a["state"] != "DELETED" for a in assets)
-            assert sorted(os.listdir(root / org / brand)) == sorted(dir_name(a) for a in assets)
+            files = [file_name(a, truth.image(org, a["brandAssetDetails"]["imageId"])) for a in assets]
+            assert sorted(os.listdir(root / org / brand)) == sorted(files + [".assets"])
+            assert sorted(os.listdir(root / org / brand / ".assets")) == sorted(files)
     # an asset without partnersAssetId is named by its id
     unnamed = [a for a in truth.assets(ORG, BRAND) if "partnersAssetId" not in a["brandAssetDetails"]]
-    assert unnamed and (root / ORG / BRAND / unnamed[0]["id"]).is_dir()
-    seed = root / ORG / BRAND / SEED_ASSET
-    assert sorted(os.listdir(seed)) == ["asset.json", "brand_asset_10101.png"]
+    assert unnamed and any(n.startswith(unnamed[0]["id"] + ".") for n in os.listdir(root / ORG / BRAND))
+    assert (root / ORG / BRAND / "brand_asset_10101.png").is_file()
+    assert os.listdir(root / ORG / BRAND / ".assets" / "brand_asset_10101.png") == ["asset.json"]
 
 
-def test_listing_a_brand_fetches_no_image_metadata_until_an_asset_is_opened(apple, emu):
+def test_listing_a_brand_fetches_each_image_s_metadata_once(apple, emu):
+    """A file needs its image's type (its extension) and size: one metadata request per
+    image when the brand is listed, none more when its files and details are opened."""
     m, root, truth = apple
     emu.reset_requests()
     names = os.listdir(root / ORG / BRAND)
-    assert len(names) > 3
-    assert count(emu, "/metadata") == 0 and count(emu, "/assets/") == 0
-    os.listdir(root / ORG / BRAND / SEED_ASSET)
-    assert count(emu, "/metadata") == 1
-    assert count(emu, f"/orgs/{ORG}/assets/") == 1
+    assets = truth.assets(ORG, BRAND)
+    assert len(names) == len(assets) + 1 > 3
+    assert count(emu, "/metadata") == len(assets) and count(emu, f"/orgs/{ORG}/assets/") == 0
+    before = count(emu, "/metadata")
+    os.stat(root / ORG / BRAND / "brand_asset_10101.png")
+    os.listdir(root / ORG / BRAND / ".assets" / "brand_asset_10101.png")
+    assert count(emu, "/metadata") == before
 
 
 def test_every_image_has_the_providers_bytes_and_size_and_asset_json_is_the_api_object(apple, emu):
@@ -146,10 +175,10 @@ def test_every_image_has_the_providers_bytes_and_size_and_asset_json_is_the_api_
     for org, brands in emu.account("apple")["organizations"].items():
         for brand in brands:
             for asset in truth.assets(org, brand):
-                asset_dir = root / org / brand / dir_name(asset)
                 image = truth.image(org, asset["brandAssetDetails"]["imageId"])
-                content = asset_dir / image["filename"]
-                assert sorted(os.listdir(asset_dir)) == sorted(["asset.json", image["filename"]])
+                content = root / org / brand / file_name(asset, image)
+                asset_dir = root / org / brand / ".assets" / content.name
+                assert os.listdir(asset_dir) == ["asset.json"]
                 expected = download(image["cdnUrl"])
                 assert content.stat().st_size == image["fileSize"] == len(expected)
                 assert md5(content.read_bytes()) == md5(expected)
@@ -159,11 +188,12 @@ def test_every_image_has_the_providers_bytes_and_size_and_asset_json_is_the_api_
     assert checked >= 10
 
 
-def test_xattrs_of_the_asset_directory_and_its_image(apple):
+def test_xattrs_of_the_asset_file_and_its_directory(apple):
     m, root, truth = apple
-    asset_dir = root / ORG / BRAND / SEED_ASSET
+    asset_dir = root / ORG / BRAND / ".assets" / "brand_asset_10101.png"
     asset = truth.asset(ORG, "9467895078742654944")
-    for path in (asset_dir, asset_dir / "brand_asset_10101.png"):
+    image = root / ORG / BRAND / "brand_asset_10101.png"
+    for path in (asset_dir, image):
         assert xattr(path, "id") == "9467895078742654944"
         assert xattr(path, "state") == "SUBMITTED"
         assert xattr(path, "etag") == asset["etag"] == "58df050c-ddd1-11ec-b406-17be3fa34229"
@@ -172,10 +202,9 @@ def test_xattrs_of_the_asset_directory_and_its_image(apple):
         assert xattr(path, "image_id") == "1e863dc0-0980-11f0-9cd2-0242ac120002"
         assert xattr(path, "alt_texts") == "en: A barista preparing a cafe latte; es: de prueba"
         assert xattr(path, "created") == "2026-10-01T17:22:19.00Z"
-    image = asset_dir / "brand_asset_10101.png"
     assert xattr(image, "mime") == "image/png"
     assert (xattr(image, "width"), xattr(image, "height")) == ("1024", "1024")
-    attrs = run("getfattr", "-d", str(asset_dir))
+    attrs = run("getfattr", "-d", str(image))
     assert 'user.assetfs.intent="PLACECARD_LOGO"' in attrs and 'user.assetfs.id="9467895078742654944"' in attrs
     with Image.open(image) as img:   # a real image, readable through the mount
         assert img.size == (1024, 1024)
@@ -184,10 +213,11 @@ def test_xattrs_of_the_asset_directory_and_its_image(apple):
 def test_ls_find_du_cp(apple, tmp_path):
     m, root, truth = apple
     brand = root / SECOND_ORG / SECOND_BRAND
-    listing = run("ls", "-lR", str(brand))
+    listing = run("ls", "-laR", str(brand))
     assert "asset.json" in listing
-    found = sorted(p.rsplit("/", 1)[1] for p in run("find", str(brand), "-name", "*.png", "-o", "-name", "*.jpg").split())
-    expected = sorted(truth.image(SECOND_ORG, a["brandAssetDetails"]["imageId"])["filename"]
+    found = sorted(p.rsplit("/", 1)[1] for p in run("find", str(brand), "-type", "f", "(", "-name", "*.png", "-o",
+                                                    "-name", "*.jpg", ")").split())
+    expected = sorted(file_name(a, truth.image(SECOND_ORG, a["brandAssetDetails"]["imageId"]))
                       for a in truth.assets(SECOND_ORG, SECOND_BRAND))
     assert found == expected
     assert int(run("du", "-sk", "--apparent-size", str(brand)).split()[0]) > 0
@@ -202,16 +232,17 @@ def test_organizations_and_brands_are_discovered_when_the_config_leaves_them_out
         me = truth.get("/me")["orgDetails"]
         m = mount({"accounts": {"apple": {**account, "organizations": {}}}})
         root = m.path / "apple"
-        assert os.listdir(root) == [me["orgId"]] == [ORG]
-        assert xattr(root / ORG, "legal_name") == me["legalName"]
+        assert os.listdir(root) == [me["legalName"]] and me["orgId"] == ORG
+        assert xattr(root / me["legalName"], "legal_name") == me["legalName"]
+        assert xattr(root / me["legalName"], "id") == ORG
         brands = truth.get(f"/orgs/{ORG}/brands")["data"]
-        assert sorted(os.listdir(root / ORG)) == sorted(b["id"] for b in brands)
-        assert xattr(root / ORG / BRAND, "display_name") == "Café Aurora"
-        assert SEED_ASSET in os.listdir(root / ORG / BRAND)
-
+        assert sorted(os.listdir(root / ORG)) == sorted(b["displayName"] for b in brands)
+        assert xattr(root / ORG / "Café Aurora", "display_name") == "Café Aurora"
+        assert xattr(root / ORG / "Café Aurora", "id") == BRAND
+        assert "brand_asset_10101.png" in os.listdir(root / ORG / BRAND)
         m2 = mount({"accounts": {"apple": {**account, "organizations": {SECOND_ORG: []}}}})
         assert os.listdir(m2.path / "apple") == [SECOND_ORG]
-        assert os.listdir(m2.path / "apple" / SECOND_ORG) == [SECOND_BRAND]
+        assert os.listdir(m2.path / "apple" / SECOND_ORG) == brand_names(truth, SECOND_ORG, [SECOND_BRAND])
     finally:
         truth.close()
 
@@ -220,8 +251,8 @@ def test_an_org_or_brand_not_in_the_config_resolves_when_named(emu, mount):
     account = emu.account("apple")
     m = mount({"accounts": {"apple": {**account, "organizations": {ORG: [BRAND]}}}})
     root = m.path / "apple"
-    assert os.listdir(root) == [ORG] and os.listdir(root / ORG) == [BRAND]
-    assert os.listdir(root / SECOND_ORG) == [SECOND_BRAND]
+    assert os.listdir(root) == ["Café Aurora LLC"] and os.listdir(root / ORG) == ["Café Aurora"]
+    assert os.listdir(root / SECOND_ORG) == ["Northwind Bakery"]
     assert len(os.listdir(root / ORG / OTHER_BRAND)) >= 3
     for missing in (root / "123456789", root / ORG / "123456789", root / ORG / "not-a-brand"):
         with pytest.raises(FileNotFoundError):
@@ -232,17 +263,18 @@ def test_a_listing_of_many_pages_is_walked_to_the_end(fresh_emulator, mount):
     e = fresh_emulator("--assets", "1200")
     truth = AppleTruth(e.account("apple"))
     try:
-        expected = sorted(dir_name(a) for a in truth.assets(ORG, BRAND, limit=100))
-        assert len(expected) > 1200
-        m = mount(e.config, accounts=["apple"])
+        assets = truth.assets(ORG, BRAND, limit=100)
+        assert len(assets) > 1200
+        config = {"accounts": {"apple": {**e.account("apple"), "rate_limit": "off"}}}  # an image's metadata each
+        m = mount(config)
         e.reset_requests()
-        names = os.listdir(m.path / "apple" / ORG / BRAND)
-        assert sorted(names) == expected and len(set(names)) == len(names)
-        assert count(e, f"/brands/{BRAND}/assets") == -(-len(expected) // 100)   # one request per page of 100
-        newest = truth.assets(ORG, BRAND, limit=100)[-1]
-        asset_dir = m.path / "apple" / ORG / BRAND / dir_name(newest)
+        names = os.listdir(m.path / "apple" / "Café Aurora LLC" / "Café Aurora")  # by name: no ID lookups
+        assert len(names) == len(set(names)) == len(assets) + 1
+        assert count(e, f"/brands/{BRAND}/assets") == -(-len(assets) // 100)   # one request per page of 100
+        newest = assets[-1]
         image = truth.image(ORG, newest["brandAssetDetails"]["imageId"])
-        assert (asset_dir / image["filename"]).read_bytes() == download(image["cdnUrl"])
+        assert file_name(newest, image) in names
+        assert (m.path / "apple" / ORG / BRAND / file_name(newest, image)).read_bytes() == download(image["cdnUrl"])
     finally:
         truth.close()
 
@@ -254,7 +286,7 @@ def test_tokens_are_renewed_before_expiry_and_after_a_401(fresh_emulator, mount)
         wanted = []   # (path in the brand, bytes), known before the mount asks for anything
         for asset in truth.assets(ORG, BRAND)[:3]:
             image = truth.image(ORG, asset["brandAssetDetails"]["imageId"])
-            wanted.append((f"{dir_name(asset)}/{image['filename']}", download(image["cdnUrl"])))
+            wanted.append((file_name(asset, image), download(image["cdnUrl"])))
         assert len(wanted) == 3
         e.reset_requests()   # from here on, only the mount asks for tokens
         m = mount(e.config, accounts=["apple"])
@@ -266,8 +298,9 @@ def test_tokens_are_renewed_before_expiry_and_after_a_401(fresh_emulator, mount)
         e.set_tokens(ttl=3600)
         e.set_tokens(revoke_all=True)                   # a 401 on a token the mount thinks is good
         before = count(e, "/oauth2/token", "POST")
+        assert len(os.listdir(m.path / "apple" / ORG / OTHER_BRAND)) > 1   # a page, then images' metadata at once
         assert (brand / wanted[2][0]).read_bytes() == wanted[2][1]
-        assert count(e, "/oauth2/token", "POST") == before + 1   # one new token for two requests refused together
+        assert count(e, "/oauth2/token", "POST") == before + 1   # one new token for the requests refused
         assert "refused" not in m.log()
     finally:
         truth.close()
@@ -286,22 +319,24 @@ def test_duplicate_and_hostile_names_are_unique_and_safe(fresh_emulator, mount):
         m = mount(e.config, accounts=["apple"])
         brand = m.path / "apple" / SECOND_ORG / SECOND_BRAND
         names = os.listdir(brand)
+        assert names[-1] == ".assets"
+        names = names[:-1]
         assert len(names) == len(set(names)) == len(truth.assets(SECOND_ORG, SECOND_BRAND))
         dup1, dup2 = made["dup1"][0]["id"], made["dup2"][0]["id"]
-        assert f"dup ({dup1})" in names and f"dup ({dup2})" in names and "dup" not in names
-        assert "a\u2215b" in names and "\uff0e\uff0e" in names and made["none"][0]["id"] in names
+        assert f"dup ({dup1}).png" in names and f"dup ({dup2}).png" in names and "dup.png" not in names
+        assert "a\u2215b.png" in names and "...png" in names and made["none"][0]["id"] + ".png" in names
         [long] = [n for n in names if n.startswith("xxx")]
-        assert len(long.encode()) <= 255
+        assert len(long.encode()) <= 255 and long.endswith(".png")
         for name in names:
             assert "/" not in name and name not in (".", "..")
             assert xattr(brand / name, "id")
-        # an image uploaded as "asset.json" does not take asset.json's name; one without an
-        # extension gets its type's
-        assert sorted(os.listdir(brand / f"dup ({dup1})")) == ["asset.json", "dup.png"]
-        assert json.loads((brand / f"dup ({dup1})" / "asset.json").read_bytes())["id"] == dup1
-        assert (brand / f"dup ({dup1})" / "dup.png").read_bytes() == download(made["dup1"][1]["cdnUrl"])
-        assert sorted(os.listdir(brand / f"dup ({dup2})")) == ["asset.json", "photo.png"]
-        assert (brand / "a\u2215b" / "a.png").read_bytes() == download(made["slash"][1]["cdnUrl"])
-        assert (brand / long / "c.png").stat().st_size == made["long"][1]["fileSize"]
+            assert os.listdir(brand / ".assets" / name) == ["asset.json"]
+        # an image uploaded as "asset.json" or without an extension: the file is named by its
+        # asset and its image's type
+        assert json.loads((brand / ".assets" / f"dup ({dup1}).png" / "asset.json").read_bytes())["id"] == dup1
+        assert (brand / f"dup ({dup1}).png").read_bytes() == download(made["dup1"][1]["cdnUrl"])
+        assert (brand / f"dup ({dup2}).png").read_bytes() == download(made["dup2"][1]["cdnUrl"])
+        assert (brand / "a\u2215b.png").read_bytes() == download(made["slash"][1]["cdnUrl"])
+        assert (brand / long).stat().st_size == made["long"][1]["fileSize"]
     finally:
         truth.close()

@@ -44,7 +44,7 @@ def upload(account: dict, files: list[tuple[str, bytes, str]]) -> list[dict]:
 
 
 def expected_names(assets: list[dict]) -> list[str]:
-    """Asset directory names as DESIGN says: the asset `name`; duplicates get the GUID before the extension."""
+    """Asset file names as DESIGN says: the asset `name`; duplicates get the GUID before the extension."""
     counts: dict[str, int] = {}
     for a in assets:
         counts[a["name"]] = counts.get(a["name"], 0) + 1
@@ -75,25 +75,28 @@ def iq(emu, mount):
 
 # -- the tree, the bytes, the metadata ----------------------------------------------------------
 
-def test_collections_hold_asset_directories_named_by_the_asset_name(iq):
+def test_collections_hold_asset_files_named_by_the_asset_name(iq):
     m, root, account = iq
     assert sorted(os.listdir(root)) == sorted(account["collections"])
     for collection, ids in account["collections"].items():
-        assert sorted(os.listdir(root / collection)) == expected_names(iq_assets(account, ids))
-    seed = root / "logos" / "iqmetrix.jpg"
-    assert sorted(os.listdir(seed)) == ["asset.json", "iqmetrix.jpg"]
+        files = expected_names(iq_assets(account, ids))
+        assert sorted(os.listdir(root / collection)) == sorted(files + [".assets"])
+        assert sorted(os.listdir(root / collection / ".assets")) == files
+    assert (root / "logos" / "iqmetrix.jpg").is_file()
+    assert os.listdir(root / "logos" / ".assets" / "iqmetrix.jpg") == ["asset.json"]
     logos = [n for n in os.listdir(root / "logos") if n.startswith("logo")]
     assert len(logos) == 2 and all(n.startswith("logo (") and n.endswith(").png") for n in logos)
-    assert sorted(os.listdir(root / "media")) == ["floor-plan.png", "store-tour.mp4"]
+    assert sorted(os.listdir(root / "media")) == [".assets", "floor-plan.png", "store-tour.mp4"]
 
 
 def test_every_content_file_has_the_providers_bytes_and_real_size(iq):
     m, root, account = iq
     for collection, ids in account["collections"].items():
         by_id = {a["id"]: a for a in iq_assets(account, ids)}
-        for asset_dir in (root / collection).iterdir():
-            asset = by_id[xattr(asset_dir, "id")]
-            content = asset_dir / asset["name"]
+        for content in (root / collection).iterdir():
+            if content.name == ".assets":
+                continue
+            asset = by_id[xattr(content, "id")]
             expected = download(asset["href"])
             assert md5(expected) == asset["md5Checksum"]
             assert content.stat().st_size == len(expected)
@@ -103,8 +106,8 @@ def test_every_content_file_has_the_providers_bytes_and_real_size(iq):
 def test_images_stream_from_the_images_route_and_videos_from_their_href(iq, emu):
     m, root, account = iq
     emu.reset_requests()
-    video = root / "media" / "store-tour.mp4" / "store-tour.mp4"
-    image = root / "logos" / "wordmark.png" / "wordmark.png"
+    video = root / "media" / "store-tour.mp4"
+    image = root / "logos" / "wordmark.png"
     assert video.read_bytes()[4:8] == b"ftyp"
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert xattr(image, "source_url") == account["base_url"] + "/images/" + xattr(image, "id")
@@ -118,28 +121,28 @@ def test_asset_json_is_the_providers_object(iq):
     m, root, account = iq
     for collection, ids in account["collections"].items():
         by_id = {a["id"]: a for a in iq_assets(account, ids)}
-        for asset_dir in (root / collection).iterdir():
+        for asset_dir in (root / collection / ".assets").iterdir():
             assert json.loads((asset_dir / "asset.json").read_text()) == by_id[xattr(asset_dir, "id")]
 
 
 def test_xattrs_and_everyday_tools(iq, tmp_path):
     m, root, account = iq
     [seed] = iq_assets(account, [SEED_ID])
-    asset_dir = root / "logos" / "iqmetrix.jpg"
-    for path in (asset_dir, asset_dir / "iqmetrix.jpg"):
+    asset_dir = root / "logos" / ".assets" / "iqmetrix.jpg"
+    for path in (asset_dir, root / "logos" / "iqmetrix.jpg"):
         assert xattr(path, "id") == SEED_ID
         assert xattr(path, "mime") == "image/jpeg"
         assert xattr(path, "md5") == seed["md5Checksum"]
         assert (xattr(path, "width"), xattr(path, "height")) == ("240", "145")
         assert xattr(path, "collection") == "logos"
-    video_dir = root / "media" / "store-tour.mp4"
-    assert xattr(video_dir, "mime") == "video/mp4"
+    video_dir = root / "media" / ".assets" / "store-tour.mp4"
+    assert xattr(video_dir, "mime") == xattr(root / "media" / "store-tour.mp4", "mime") == "video/mp4"
     with pytest.raises(OSError) as e:
         xattr(video_dir, "width")  # the API gives none for a video
     assert e.value.errno == errno.ENODATA
-    attrs = run("getfattr", "-d", str(asset_dir / "iqmetrix.jpg"))
+    attrs = run("getfattr", "-d", str(root / "logos" / "iqmetrix.jpg"))
     assert f'user.assetfs.id="{SEED_ID}"' in attrs and 'user.assetfs.width="240"' in attrs
-    assert run("md5sum", str(asset_dir / "iqmetrix.jpg")).split()[0] == seed["md5Checksum"]
+    assert run("md5sum", str(root / "logos" / "iqmetrix.jpg")).split()[0] == seed["md5Checksum"]
     found = run("find", str(root), "-name", "*.mp4", "-type", "f").splitlines()
     assert [f.rsplit("/", 1)[1] for f in found] == ["store-tour.mp4"]
     copy = tmp_path / "copy"
@@ -152,7 +155,7 @@ def test_xattrs_and_everyday_tools(iq, tmp_path):
 
 def test_an_id_that_answers_404_is_left_out_with_a_warning(emu, mount):
     m = mount(config_with(emu, logos=[SEED_ID, MISSING_ID]))
-    assert os.listdir(m.path / "stores" / "logos") == ["iqmetrix.jpg"]
+    assert os.listdir(m.path / "stores" / "logos") == ["iqmetrix.jpg", ".assets"]
     assert "WARNING" in m.log() and MISSING_ID in m.log()
 
 
@@ -160,7 +163,7 @@ def test_a_guid_typed_under_a_collection_resolves(emu, mount):
     account = emu.account("iqmetrix")
     m = mount(config_with(emu, logos=[SEED_ID]))
     logos = m.path / "stores" / "logos"
-    assert os.listdir(logos) == ["iqmetrix.jpg"]
+    assert os.listdir(logos) == ["iqmetrix.jpg", ".assets"]
     other_id = account["collections"]["banners"][0]
     [other] = iq_assets(account, [other_id])
     looked_up = logos / other_id
@@ -184,11 +187,11 @@ def test_a_large_collection_is_fetched_completely_and_concurrently(fresh_emulato
     names = sorted(os.listdir(m.path / "stores" / "bulk"))
     elapsed = time.monotonic() - started
     emu.clear_faults()
-    assert names == [f"bulk-{i + 1:05d}.png" for i in range(400)]
+    assert names == [".assets"] + [f"bulk-{i + 1:05d}.png" for i in range(400)]
     counts = emu.requests()
     assert sum(v for k, v in counts.items() if k.startswith("GET /iqmetrix/assets/")) == 400
     assert elapsed < 10
-    last = m.path / "stores" / "bulk" / names[-1] / names[-1]
+    last = m.path / "stores" / "bulk" / names[-1]
     [asset] = iq_assets(account, [ids[-1]])
     assert md5(last.read_bytes()) == asset["md5Checksum"]
 
@@ -204,21 +207,21 @@ def test_hostile_and_duplicate_names_are_safe_unique_and_stable(fresh_emulator, 
     config = config_with(emu, odd=ids)
     first = mount(config)
     names = os.listdir(first.path / "stores" / "odd")
+    assert names[-1] == ".assets"
+    names = names[:-1]
     assert len(set(names)) == len(ids)
     for name in names:
         assert name not in (".", "..") and "/" not in name and len(name.encode()) <= 255
-        asset_dir = first.path / "stores" / "odd" / name
-        files = [p for p in asset_dir.iterdir() if p.name != "asset.json"]
-        assert (asset_dir / "asset.json").is_file() and len(files) == 1
-        assert files[0].read_bytes() == png
+        file = first.path / "stores" / "odd" / name
+        assert os.listdir(file.parent / ".assets" / name) == ["asset.json"]
+        assert file.read_bytes() == png
     dupes = [n for n in names if n.startswith("same (")]
     assert sorted(dupes) == sorted(f"same ({a['id']}).png" for a in made if a["name"] == "same.png")
     by_name = {a["name"]: a for a in made}
-    odd = first.path / "stores" / "odd"
-    assert sorted(os.listdir(odd / "asset.json")) == sorted(["asset.json", by_name["asset.json"]["id"] + ".json"])
-    assert sorted(os.listdir(odd / "no-extension")) == ["asset.json", "no-extension.png"]
+    assert by_name["asset.json"]["id"] + ".json" in names  # an asset named asset.json
+    assert "no-extension.png" in names
     second = mount(config)
-    assert sorted(os.listdir(second.path / "stores" / "odd")) == sorted(names)
+    assert sorted(os.listdir(second.path / "stores" / "odd")) == sorted(names + [".assets"])
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -229,9 +232,9 @@ def test_the_token_is_refreshed_during_a_mount(fresh_emulator, mount):
     m = mount(emu.config, accounts=["stores"], log_level="DEBUG")
     banners = m.path / "stores" / "banners"
     [first, second] = iq_assets(account, account["collections"]["banners"][:2])
-    assert md5((banners / first["name"] / first["name"]).read_bytes()) == first["md5Checksum"]
+    assert md5((banners / first["name"]).read_bytes()) == first["md5Checksum"]
     time.sleep(3)
-    assert md5((banners / second["name"] / second["name"]).read_bytes()) == second["md5Checksum"]
+    assert md5((banners / second["name"]).read_bytes()) == second["md5Checksum"]
     assert "refresh done" in m.log()
     # renewed before it expired, not after a refusal (no answer was a 401)
     assert "→ 401" not in m.log() and "HTTP/1.1 401" not in m.log() and ": 401, fetching" not in m.log()
@@ -241,9 +244,11 @@ def test_a_revoked_token_is_renewed_after_a_401(emu, mount):
     account = emu.account("iqmetrix")
     m = mount(emu.config, accounts=["stores"])
     root = m.path / "stores"
-    assert sorted(os.listdir(root / "banners")) == expected_names(iq_assets(account, account["collections"]["banners"]))
+    banners = expected_names(iq_assets(account, account["collections"]["banners"]))
+    assert sorted(os.listdir(root / "banners")) == sorted(banners + [".assets"])
     emu.set_tokens(revoke_all=True)
-    assert sorted(os.listdir(root / "logos")) == expected_names(iq_assets(account, account["collections"]["logos"]))
+    logos = expected_names(iq_assets(account, account["collections"]["logos"]))
+    assert sorted(os.listdir(root / "logos")) == sorted(logos + [".assets"])
     assert "401, fetching a new token" in m.log()
 
 

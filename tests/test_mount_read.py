@@ -40,7 +40,7 @@ def large_file(big_emulator, big_mount):
     org = account["organizations"][1]
     [asset] = [a for a in spectrum_assets(account, org) if a["userFacingFileName"] == "large"]
     expected = download(asset["uploadedAssetUri"])
-    return big_mount.path / "carhartt" / org / "large" / "large.bin", expected
+    return big_mount.path / "carhartt" / org / "large.bin", expected
 
 
 def test_large_file_reads_whole_and_matches(large_file):
@@ -84,8 +84,30 @@ def test_a_10000_asset_organization_lists_completely(big_emulator, big_mount):
     account = big_emulator.account("spectrum")
     org = account["organizations"][0]
     names = os.listdir(big_mount.path / "carhartt" / org)
-    assert len(names) == len(spectrum_assets(account, org)) >= 10000
+    assert len(names) == len(spectrum_assets(account, org)) + 1 >= 10001  # the files and .assets/
     assert len(set(names)) == len(names)
+
+
+def test_ls_l_of_10000_files_asks_the_mount_a_handful_of_xattr_questions(big_emulator, big_mount):
+    """`ls -l` asks every file for security.selinux and its POSIX ACL; the mount answers
+    EOPNOTSUPP (names outside user.), so ls stops asking after the first file instead of
+    sending 20,000 questions; `getfattr` still shows user.assetfs.* (counted in status.json)."""
+    import json
+
+    org = big_mount.path / "carhartt" / big_emulator.account("spectrum")["organizations"][0]
+    os.listdir(org)
+
+    def getxattrs() -> int:
+        return json.loads((big_mount.path / ".assetfs" / "status.json").read_text())["counters"].get("fuse_getxattr", 0)
+
+    before = getxattrs()
+    listing = subprocess.run(["ls", "-l", str(org)], check=True, capture_output=True, text=True).stdout
+    assert len(listing.splitlines()) >= 10001
+    asked = getxattrs() - before
+    assert asked <= 4, asked
+    first = next(n for n in os.listdir(org) if n != ".assets")
+    shown = subprocess.run(["getfattr", "-d", str(org / first)], check=True, capture_output=True, text=True).stdout
+    assert "user.assetfs.id=" in shown
 
 
 def _listing_requests(emu) -> int:
@@ -112,7 +134,7 @@ def test_probe_names_never_reach_the_network(emu, mount):
     org = m.path / "carhartt" / emu.account("spectrum")["organizations"][0]
     os.listdir(org)
     emu.reset_requests()
-    for directory in (m.path, m.path / "carhartt", org, next(org.iterdir())):
+    for directory in (m.path, m.path / "carhartt", org, org / ".assets", next((org / ".assets").iterdir())):
         for probe in (".Trash", ".Trash-0", ".hidden", "desktop.ini", ".directory", "autorun.inf", ".git", ".DS_Store"):
             assert not (directory / probe).exists()
     assert emu.requests() == {}

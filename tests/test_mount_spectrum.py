@@ -1,4 +1,5 @@
-"""The read path on a real mount of the emulated Spectrum API: tree, bytes, tools."""
+"""The read path on a real mount of the emulated Spectrum API: tree (assets as files, their
+production outputs under .assets/), bytes, tools, organizations named in the config."""
 
 from __future__ import annotations
 
@@ -31,21 +32,26 @@ def test_tree_shows_the_seed_assets_with_their_production_outputs(spectrum):
     m, root, account = spectrum
     org = root / SEED_ORG
     names = sorted(os.listdir(org))
-    assert names == sorted(a["userFacingFileName"] for a in spectrum_assets(account, SEED_ORG))
-    used = org / "white mba used"
-    assert sorted(os.listdir(used)) == ["asset.json", "production", "white mba used.png"]
+    files = sorted(a["userFacingFileName"] + os.path.splitext(a["uploadedAssetUri"].split("?")[0])[1]
+                   for a in spectrum_assets(account, SEED_ORG))
+    assert names == sorted(files + [".assets"])
+    assert sorted(os.listdir(org / ".assets")) == files
+    used = org / ".assets" / "white mba used.png"
+    assert sorted(os.listdir(used)) == ["asset.json", "production"]
     outputs = sorted(os.listdir(used / "production" / "CCG60521324002"))
     assert outputs == ["CCG60521324002R1.DST", "CCG60521324002R1.PDF", "CCG60521324002R1.PNG"]
-    assert xattr(used, "id") == "1234"
+    assert xattr(used, "id") == xattr(org / "white mba used.png", "id") == "1234"
 
 
 def test_every_content_file_has_the_providers_bytes_and_real_size(spectrum):
     m, root, account = spectrum
     for org in account["organizations"]:
         by_id = {str(a["id"]): a for a in spectrum_assets(account, org)}
-        for asset_dir in (root / org).iterdir():
-            asset = by_id[xattr(asset_dir, "id")]
-            [content] = [p for p in asset_dir.iterdir() if p.is_file() and p.name != "asset.json"]
+        for content in (root / org).iterdir():
+            if content.name == ".assets":
+                continue
+            asset = by_id[xattr(content, "id")]
+            asset_dir = root / org / ".assets" / content.name
             expected = download(asset["uploadedAssetUri"])
             assert content.stat().st_size == len(expected)
             assert md5(content.read_bytes()) == md5(expected)
@@ -61,13 +67,13 @@ def test_asset_json_is_the_providers_metadata(spectrum):
 
     m, root, account = spectrum
     by_id = {str(a["id"]): a for a in spectrum_assets(account, SEED_ORG)}
-    for asset_dir in (root / SEED_ORG).iterdir():
+    for asset_dir in (root / SEED_ORG / ".assets").iterdir():
         assert json.loads((asset_dir / "asset.json").read_text()) == by_id[xattr(asset_dir, "id")]
 
 
 def test_ls_find_du_cp_getfattr(spectrum, tmp_path):
     m, root, account = spectrum
-    listing = run("ls", "-lR", str(root))
+    listing = run("ls", "-laR", str(root))
     assert "CCG60521324001R1.DST" in listing and "white MBA.png" in listing
     found = run("find", str(root / SEED_ORG), "-name", "*.DST").splitlines()
     assert sorted(f.rsplit("/", 1)[1] for f in found) == ["CCG60521324001R1.DST", "CCG60521324002R1.DST"]
@@ -76,7 +82,7 @@ def test_ls_find_du_cp_getfattr(spectrum, tmp_path):
     copy = tmp_path / "copy"
     run("cp", "-r", str(root / SEED_ORG), str(copy))
     assert run("diff", "-r", str(root / SEED_ORG), str(copy)) == ""
-    attrs = run("getfattr", "-d", str(root / SEED_ORG / "white mba used"))
+    attrs = run("getfattr", "-d", str(root / SEED_ORG / "white mba used.png"))
     assert 'user.assetfs.id="1234"' in attrs and 'user.assetfs.reference="CCG60521324002"' in attrs
 
 
@@ -86,9 +92,20 @@ def test_an_organization_not_in_the_config_resolves_when_named(emu, mount):
     m = mount(config)
     assert os.listdir(m.path / "carhartt") == [SEED_ORG]
     other = account["organizations"][1]
-    assert len(os.listdir(m.path / "carhartt" / other)) > 0
+    assert len(os.listdir(m.path / "carhartt" / other)) > 1
     with pytest.raises(FileNotFoundError):
         os.listdir(m.path / "carhartt" / "123456789")
+
+
+def test_organizations_named_in_the_config(emu, mount):
+    account = emu.account("spectrum")
+    first, second = account["organizations"][:2]
+    m = mount({"accounts": {"carhartt": {**account, "organizations": {"Main store": first, "Outlet": second}}}})
+    root = m.path / "carhartt"
+    assert sorted(os.listdir(root)) == ["Main store", "Outlet"]
+    assert xattr(root / "Main store", "id") == first
+    assert os.stat(root / first).st_ino == os.stat(root / "Main store").st_ino  # the ID still resolves
+    assert "white mba used.png" in os.listdir(root / "Main store")
 
 
 def test_spectrum_is_read_only(spectrum):

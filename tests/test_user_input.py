@@ -18,12 +18,12 @@ import pytest
 pytestmark = pytest.mark.mount
 TIMEOUT = 5.0  # -o timeout=5s: every syscall answers within it
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
-# provider → (container directory, asset directory, the asset's content file), in the sample data
+# provider → (container directory, the asset's file), in the sample data; its directory is .assets/<file>
 PLACES = {
-    "spectrum": ("carhartt/7000000000000300322", "white MBA", "white MBA.png"),
-    "iqmetrix": ("stores/logos", "iqmetrix.jpg", "iqmetrix.jpg"),
-    "apple": (f"apple/{APPLE_ORG}/{APPLE_BRAND}", "brand_asset_10101", "brand_asset_10101.png"),
-    "mudstack": ("studio/Game Art/characters", "concept-sheet", "concept-sheet.pdf"),
+    "spectrum": ("carhartt/7000000000000300322", "white MBA.png"),
+    "iqmetrix": ("stores/logos", "iqmetrix.jpg"),
+    "apple": (f"apple/{APPLE_ORG}/{APPLE_BRAND}", "brand_asset_10101.png"),
+    "mudstack": ("studio/Game Art/characters", "concept-sheet.pdf"),
 }
 LONG = "é" * 128  # 256 bytes in 128 characters: the limit is NAME_MAX bytes
 
@@ -55,9 +55,9 @@ def world(tmp_path_factory):
     m = MountedFS(tmp_path_factory.mktemp("input-mount"), emu.config, options=f"timeout={TIMEOUT:.0f}s")
     try:
         originals = {}
-        for provider, (container, asset, name) in PLACES.items():
+        for provider, (container, name) in PLACES.items():
             os.listdir(m.path / container)
-            originals[provider] = (m.path / container / asset / name).read_bytes()
+            originals[provider] = (m.path / container / name).read_bytes()
         yield emu, m, originals
     finally:
         m.stop()
@@ -65,8 +65,9 @@ def world(tmp_path_factory):
 
 
 def paths(m, provider: str) -> tuple[Path, Path, Path]:
-    container, asset, name = PLACES[provider]
-    return m.path / container, m.path / container / asset, m.path / container / asset / name
+    """The container, the asset's directory (under .assets/), the asset's file."""
+    container, name = PLACES[provider]
+    return m.path / container, m.path / container / ".assets" / name, m.path / container / name
 
 
 # operation → (what it does given container, asset directory, file), errno on Spectrum (read-only), errno elsewhere
@@ -87,8 +88,9 @@ OPERATIONS = {
     "chmod of the file": (lambda c, a, f: os.chmod(f, 0o600), errno.EROFS, errno.EPERM),
     "chown of the file": (lambda c, a, f: os.chown(f, 65534, 65534), errno.EROFS, errno.EPERM),
     "touch of the file": (lambda c, a, f: os.utime(f, (1_000_000, 1_000_000)), errno.EROFS, errno.EPERM),
-    "chmod of the asset directory": (lambda c, a, f: os.chmod(a, 0o700), errno.EROFS, errno.EPERM),
-    # a directory's times and owner are the provider's: ignored (so rsync -a works), except where nothing can be written
+    # a directory's mode, times and owner are the provider's: accepted without effect (so tar x,
+    # cp -a and rsync -a work), except where nothing can be written
+    "chmod of the asset directory": (lambda c, a, f: os.chmod(a, 0o700), errno.EROFS, None),
     "chown of the asset directory": (lambda c, a, f: os.chown(a, 65534, 65534), errno.EROFS, None),
     "touch of the asset directory": (lambda c, a, f: os.utime(a, (1_000_000, 1_000_000)), errno.EROFS, None),
     "setfattr user.assetfs.intent on the file": (lambda c, a, f: os.setxattr(f, "user.assetfs.intent", b"GALLERY"),
@@ -169,7 +171,7 @@ def test_a_shared_writable_mmap_of_a_providers_file_is_refused(world, provider):
 
 def test_read_only_places_refuse_writes(world):
     emu, m, _ = world
-    spectrum_asset = m.path / "carhartt" / "7000000000000300322" / "white mba used"
+    spectrum_asset = m.path / "carhartt" / "7000000000000300322" / ".assets" / "white mba used.png"
     cases = [
         (lambda: os.open(m.path / "x.png", os.O_WRONLY | os.O_CREAT, 0o644), errno.EPERM),  # mount root
         (lambda: os.mkdir(m.path / "newaccount"), errno.EPERM),
@@ -180,14 +182,16 @@ def test_read_only_places_refuse_writes(world):
         (lambda: os.rmdir(m.path / ".assetfs" / "pending"), errno.EPERM),
         (lambda: os.rename(m.path / "studio", m.path / "studio2"), errno.EPERM),
         # a new (non-temporary) file inside an asset directory: new files go in containers
-        (lambda: os.open(m.path / PLACES["mudstack"][0] / "concept-sheet" / "extra.png",
+        (lambda: os.open(m.path / PLACES["mudstack"][0] / ".assets" / "concept-sheet.pdf" / "extra.png",
+                         os.O_WRONLY | os.O_CREAT, 0o644), errno.EPERM),
+        (lambda: os.open(m.path / PLACES["mudstack"][0] / ".assets" / "extra.png",
                          os.O_WRONLY | os.O_CREAT, 0o644), errno.EPERM),
         (lambda: os.open(spectrum_asset / "production" / "new.DST", os.O_WRONLY | os.O_CREAT, 0o644), errno.EROFS),
         (lambda: os.unlink(spectrum_asset / "production" / "CCG60521324002" / "CCG60521324002R1.DST"), errno.EROFS),
         (lambda: os.mkdir(m.path / PLACES["spectrum"][0] / "folder"), errno.EROFS),
         (lambda: os.rename(spectrum_asset, m.path / PLACES["spectrum"][0] / "renamed"), errno.EROFS),
         (lambda: os.unlink(m.path / PLACES["mudstack"][0]), errno.EISDIR),
-        (lambda: os.rmdir(m.path / PLACES["iqmetrix"][0] / "iqmetrix.jpg" / "iqmetrix.jpg"), errno.ENOTDIR),
+        (lambda: os.rmdir(m.path / PLACES["iqmetrix"][0] / "iqmetrix.jpg"), errno.ENOTDIR),
     ]
     emu.reset_requests()
     for n, (call, expected) in enumerate(cases):
@@ -219,7 +223,7 @@ def test_a_read_only_mount_answers_erofs_to_every_write(fresh_emulator, mount):
     emu = fresh_emulator()
     m = mount(emu.config, options=f"ro,timeout={TIMEOUT:.0f}s")
     folder = m.path / PLACES["mudstack"][0]
-    file = folder / PLACES["mudstack"][1] / PLACES["mudstack"][2]
+    file = folder / PLACES["mudstack"][1]
     original = file.read_bytes()
     emu.reset_requests()
     calls = [
@@ -228,8 +232,9 @@ def test_a_read_only_mount_answers_erofs_to_every_write(fresh_emulator, mount):
         lambda: os.truncate(file, 0),
         lambda: os.unlink(file),
         lambda: os.mkdir(folder / "sub"),
-        lambda: os.rmdir(folder / PLACES["mudstack"][1]),
-        lambda: os.rename(folder / PLACES["mudstack"][1], folder / "renamed"),
+        lambda: os.rmdir(folder / ".assets" / PLACES["mudstack"][1]),
+        lambda: os.rename(file, folder / "renamed.pdf"),
+        lambda: os.chmod(folder, 0o700),
         lambda: os.chmod(file, 0o600),
         lambda: os.utime(file, (1, 1)),
         lambda: os.setxattr(file, "user.assetfs.intent", b"GALLERY"),
@@ -248,7 +253,7 @@ def test_a_pending_upload_cannot_be_changed(fresh_emulator, mount):
     """A file whose upload failed is kept under .assetfs/pending/, read-only: truncate,
     writes and renames are refused and its bytes stay as written."""
     emu = fresh_emulator()
-    m = mount(emu.config, options="timeout=2s")
+    m = mount(emu.config, options="timeout=2s,write_back=0")  # close() uploads, and fails
     folder = m.path / PLACES["mudstack"][0]
     os.listdir(folder)
     data = b"\x89PNG keep me whole " * 100

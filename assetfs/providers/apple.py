@@ -8,14 +8,14 @@ discovered. A brand's listing is the
 assets list call, followed cursor by cursor; DELETED assets are not listed (the API shows
 them only to a `state` filter).
 
-An asset directory is named by `partnersAssetId`, else by its id. Its files are not known
-from the listing: the image's file name, type and size live in the image metadata, one
-request per image. Fetching that for every asset of a brand would make `ls brand/` cost a
-request per asset, so the asset directory is listed on its own, when somebody opens it:
-`GET …/assets/{id}` (a fresh asset.json and etag) and `GET …/images/{imageId}/metadata`
-(the image file: name, size, type, CDN URL), both at once. The asset directory's key carries
-the organization, brand, image and asset ids, so that listing needs nothing else; the asset
-id comes last, as it is the suffix that tells duplicate names apart and it never changes.
+An asset's file is named by `partnersAssetId` (else its id) plus its image's extension. The
+image's type, size and CDN URL live in the image metadata, not in the assets list: listing a
+brand asks for every image's metadata (a few at a time, within the rate limit), so each
+asset shows as a file with its real extension and size. An asset directory (under `.assets/`)
+listed on its own reads `GET …/assets/{id}` (a fresh asset.json and etag) and the image's
+metadata at once. The asset's key carries the organization, brand, image and asset ids, so
+that listing needs nothing else; the asset id comes last, as it is the suffix that tells
+duplicate names apart and it never changes.
 
 Auth is OAuth2 client credentials (no refresh token): a new token shortly before the old
 one expires, and after a 401.
@@ -43,6 +43,7 @@ import trio
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
 from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
                    plain_id, skip_malformed, text_field)
+from ..names import with_extension
 from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
 
@@ -55,6 +56,7 @@ EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/heic": ".heic", 
 INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
 INTENT_XATTR = "user.assetfs.intent"
 MAX_IMAGE_BYTES = 15 * 1024 * 1024   # documented: images of at most 15 MB
+IMAGES_AT_ONCE = 8     # image metadata requests in flight while listing a brand
 
 
 class AppleAuth(TokenAuth):
@@ -99,7 +101,7 @@ class Apple(Provider):
         organizations = self.settings.organizations
         try:
             me = await self.http.json("GET", f"{API}/me")
-        except AssetfsError as e:
+        except (NotFound, ProviderError) as e:
             if not organizations:
                 raise
             log.info("%s: /me did not answer (%s); organizations show by ID", self.account, e)
@@ -147,7 +149,7 @@ class Apple(Provider):
         configured = self.settings.organizations.get(org)
         try:
             brands = await self._brands(org)
-        except (NotFound, AuthFailed, ProviderError) as e:
+        except (NotFound, ProviderError) as e:
             if not configured:
                 raise
             log.info("%s/%s: the brands list did not answer (%s); brands show by ID", self.account, org, e)
@@ -224,9 +226,28 @@ class Apple(Provider):
 
     async def _list_brand(self, org: str, brand: str) -> list[Entry]:
         assets = await self._all_pages(f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand}")
+        images = await self._images(org, {plain_id(_details(a).get("imageId")) for a in assets} - {None})
         # Off the event loop: a huge brand takes seconds of CPU (see Spectrum's list_dir).
-        return await trio.to_thread.run_sync(skip_malformed, assets, lambda a: _asset_entry(org, brand, a),
-                                             f"{self.account}/{org}/{brand}", abandon_on_cancel=False)
+        return await trio.to_thread.run_sync(
+            skip_malformed, assets, lambda a: _asset_entry(org, brand, a, images.get(plain_id(_details(a).get("imageId")))),
+            f"{self.account}/{org}/{brand}", abandon_on_cancel=False)
+
+    async def _images(self, org: str, image_ids: set[str]) -> dict[str, dict | None]:
+        """The metadata of many images, a few requests at a time (None: the image is gone)."""
+        found: dict[str, dict | None] = {}
+        limiter = trio.CapacityLimiter(IMAGES_AT_ONCE)
+
+        async def get(image_id: str) -> None:
+            async with limiter:
+                found[image_id] = await self._image(org, image_id)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                for image_id in image_ids:
+                    nursery.start_soon(get, image_id)
+        except ExceptionGroup as group:
+            raise first_error(group) from None
+        return found
 
     async def _list_asset(self, entry: Entry, org: str, brand: str, image_id: str, asset_id: str) -> list[Entry]:
         """The asset's image file and asset.json, from the asset and its image's metadata
@@ -249,18 +270,11 @@ class Apple(Provider):
         asset = found["asset"]
         if not isinstance(asset, dict):
             raise ProviderError(f"Apple Business Connect asset {asset_id}: the answer is not an object")
-        details = _details(asset)
-        current = plain_id(details.get("imageId")) or ""
+        current = plain_id(_details(asset).get("imageId")) or ""
         image = found.get("image") if current == image_id else (await self._image(org, current) if current else None)
-        mtime = parse_time(asset.get("updatedDate") or asset.get("createdDate"))
-        children = [Entry("asset.json", f"{entry.key}/asset.json", False, mtime, inline=asset_json(asset))]
-        if isinstance(image, dict):
-            content_file = _image_entry(entry.key, asset, image)
-            if content_file is not None:
-                children.insert(0, content_file)
-        elif current:
+        if current and not isinstance(image, dict):
             log.warning("%s: asset %s: its image %s is gone; showing asset.json only", self.account, asset_id, current)
-        return children
+        return _asset_files(entry.key, asset, image)
 
     async def _image(self, org: str, image_id: str) -> dict | None:
         try:
@@ -298,7 +312,7 @@ class Apple(Provider):
             raise ProviderError(f"Apple Business Connect brand {org}/{brand}: the answer to creating an asset from "
                                 f"{upload.name!r} has no asset id")
         log.info("%s: %s → asset %s (image %s, %s) in brand %s/%s", self.account, upload.name, asset["id"], image["id"], intent, org, brand)
-        return _asset_entry(org, brand, asset)
+        return _asset_entry(org, brand, asset, image)
 
     async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
         """New bytes for an asset's image: upload them as a new image, read the asset for its
@@ -336,7 +350,8 @@ class Apple(Provider):
             if not isinstance(updated, dict) or not updated.get("id"):
                 updated, _ = await self._read_asset(org, asset_id)
         log.info("%s: %s → asset %s now shows image %s", self.account, upload.name, asset_id, image["id"])
-        return _asset_entry(org, str(updated.get("brandId") or brand), updated)
+        return _asset_entry(org, str(updated.get("brandId") or brand), updated,
+                            image if _details(updated).get("imageId") == image["id"] else False)
 
     async def delete_asset(self, asset: Entry) -> None:
         """`DELETE …/orgs/{orgId}/assets/{assetId}`: soft (the API keeps it 40 days, listed
@@ -472,13 +487,26 @@ def _asset_xattrs(asset: dict) -> dict[str, str]:
     return {k: v for k, v in xattrs.items() if v}
 
 
-def _asset_entry(org: str, brand: str, asset: dict) -> Entry:
+def _asset_entry(org: str, brand: str, asset: dict, image: dict | None | bool = False) -> Entry:
+    """An asset, with its files when its image's metadata is at hand (None: the image is
+    gone; False: not asked, the files are listed when the asset's directory is opened)."""
     asset_id, image_id = plain_id(asset.get("id")), plain_id(_details(asset).get("imageId")) or ""
     if asset_id is None:
         raise ValueError("the asset has no usable id")
     key = f"org/{org}/brand/{brand}/image/{image_id}/asset/{asset_id}"
     return Entry(_asset_name(asset), key, True, parse_time(asset.get("updatedDate") or asset.get("createdDate")),
+                 children=None if image is False else _asset_files(key, asset, image),
                  xattrs=_asset_xattrs(asset), kind=ASSET)
+
+
+def _asset_files(key: str, asset: dict, image: dict | None) -> list[Entry]:
+    """An asset's files: its image (when it has one) and asset.json."""
+    mtime = parse_time(asset.get("updatedDate") or asset.get("createdDate"))
+    children = [Entry("asset.json", f"{key}/asset.json", False, mtime, inline=asset_json(asset))]
+    content_file = _image_entry(key, asset, image) if isinstance(image, dict) else None
+    if content_file is not None:
+        children.insert(0, content_file)
+    return children
 
 
 def _extension(mime) -> str:
@@ -489,21 +517,17 @@ def _extension(mime) -> str:
 
 
 def _image_entry(asset_key: str, asset: dict, image: dict) -> Entry | None:
-    """The content file: named by the image's `filename` (with an extension from its type
-    when it has none), else by the asset's name plus that extension."""
+    """The content file: named by the asset's name (partnersAssetId, else its id) plus the
+    image's extension (from its type, else from its file name)."""
     image_id = str(image.get("id") or _details(asset).get("imageId") or "")
     url = image.get("cdnUrl")
     if not image_id or not isinstance(url, str) or not url:
         log.warning("asset %s: the image metadata has no cdnUrl; no content file", asset.get("id"))
         return None
     mime = image.get("contentType") if isinstance(image.get("contentType"), str) else None
-    ext = _extension(mime)
     filename = image.get("filename")
-    name = posixpath.basename(filename) if isinstance(filename, str) else ""
-    if not name.strip() or name == "asset.json":  # the latter would push asset.json off its name
-        name = _asset_name(asset) + ext
-    elif ext and not posixpath.splitext(name)[1]:
-        name += ext
+    ext = _extension(mime) or (posixpath.splitext(filename)[1] if isinstance(filename, str) else "")
+    name = with_extension(_asset_name(asset), ext)
     size = image.get("fileSize")
     size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
     xattrs = _asset_xattrs(asset)

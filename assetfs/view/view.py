@@ -122,8 +122,8 @@ class View:
         details (asset.json, versions, production outputs) but not its content, which is the
         file beside `.assets/`. Every child still there keeps its inode."""
         node.listing = entries
-        if node.kind == ASSET:
-            entries = [e for e in entries if e.kind != CONTENT]
+        if node.kind == ASSET and node.parent is not None and node.parent.kind == ASSETS:
+            entries = [e for e in entries if e.kind != CONTENT]  # the content is the file beside .assets/
         previous = node.children or {}
         by_key = {child.entry.key: child for child in previous.values()}
         if adopting is not None:
