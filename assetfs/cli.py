@@ -70,7 +70,14 @@ def _mount(args: argparse.Namespace) -> int:
     import trio
 
     from .daemon import notify_ready
-    trio.run(Mount(config, mountpoint, options).run, notify_ready)
+    from .state import StateInUse
+
+    try:
+        mount = Mount(config, mountpoint, options)
+    except StateInUse as e:
+        print(f"assetfs: {e}", file=sys.stderr)
+        return 1
+    trio.run(mount.run, notify_ready)
     return 0
 
 
@@ -151,10 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel readers (default 4)")
     prefetch.set_defaults(func=_command("prefetch"))
 
+    refresh = sub.add_parser("refresh", help="list directories of a mount afresh now (changes made elsewhere)")
+    refresh.add_argument("paths", nargs="+", metavar="PATH", help="directories inside a mount")
+    refresh.set_defaults(func=_command("refresh"))
+
     cache_options = argparse.ArgumentParser(add_help=False)
     cache_options.add_argument("--config", metavar="FILE", help="config file whose cache dir is meant (default: "
                                "~/.config/assetfs/config.toml)")
     cache_options.add_argument("--cache-dir", metavar="DIR", help="this cache dir instead (as -o cache_dir=DIR)")
+    cache_options.add_argument("--state-dir", metavar="DIR", help="this state dir instead (as -o state_dir=DIR)")
     cache = sub.add_parser("cache", help="the cache dir: sizes, or empty what can be fetched again")
     cache_sub = cache.add_subparsers(dest="action", required=True)
     cache_sub.add_parser("info", parents=[cache_options], help="size of each part and pending uploads")

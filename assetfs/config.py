@@ -1,4 +1,4 @@
-"""The TOML configuration: cache settings and one section per provider account.
+"""The TOML configuration: cache and state settings and one section per provider account.
 
 Validation is pydantic's; its errors are rephrased into one message per problem that
 names the key, so a typo is found without reading a traceback.
@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from .errors import ConfigError
 from .logs import register_secret
 from .query import parse as parse_query
-from .units import parse_duration, parse_size
+from .units import parse_duration, parse_interval, parse_size
 
 
 def default_config_path() -> Path:
@@ -27,6 +27,11 @@ def default_config_path() -> Path:
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "assetfs"
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return Path(base) / "assetfs"
 
 
@@ -86,6 +91,8 @@ class CacheSettings(_Strict):
     dir: str = Field(default_factory=lambda: str(default_cache_dir()))
     max_size: int = parse_size("20GiB")
     metadata_ttl: float = 60.0
+    # Seconds between two questions to the providers "did this directory change?"; None: off.
+    poll_interval: float | None = 60.0
     # Seconds after a written file's last close before it is uploaded: a temporary file
     # renamed within them (sed -i, editors' safe saves) is uploaded once, under its final name.
     write_back: float = 5.0
@@ -99,6 +106,21 @@ class CacheSettings(_Strict):
     @classmethod
     def _ttl(cls, v):
         return parse_duration(v)
+
+    @field_validator("poll_interval", mode="before")
+    @classmethod
+    def _poll(cls, v):
+        return parse_interval(v)
+
+    @property
+    def path(self) -> Path:
+        return Path(os.path.expanduser(self.dir))
+
+
+class StateSettings(_Strict):
+    """Where what cannot be fetched again lives: the upload journal and spool, providers' memory."""
+
+    dir: str = Field(default_factory=lambda: str(default_state_dir()))
 
     @property
     def path(self) -> Path:
@@ -208,7 +230,8 @@ Account = Annotated[Union[SpectrumAccount, IQmetrixAccount, AppleAccount, Mudsta
 
 
 class Config(_Strict):
-    cache: CacheSettings = CacheSettings()
+    cache: CacheSettings = Field(default_factory=CacheSettings)  # defaults read $XDG_* when parsed
+    state: StateSettings = Field(default_factory=StateSettings)
     accounts: dict[str, Account]
 
     def secret(self, account: str, field: str) -> str:

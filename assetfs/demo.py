@@ -55,6 +55,7 @@ def run_demo(mountpoint: str | None, options: MountOptions) -> int:
         try:
             config = load_config(config_path)
             options.cache_dir = options.cache_dir or str(workdir / "cache")
+            options.state_dir = options.state_dir or str(workdir / "state")  # the emulator's: thrown away with it
             mount = Mount(config, target, options)
             trio.run(mount.run, lambda: print(tour(target, url), flush=True))
         finally:

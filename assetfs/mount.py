@@ -10,19 +10,22 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import diskcache
 import pyfuse3
 import trio
 
 from .config import Config
+from .control import ControlSocket
 from .fuse_ops import Operations
 from .metacache import MetaCache
 from .notify import notify
 from .options import MountOptions
+from .poller import Poller
 from .providers.registry import build_provider
 from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
+from .state import StateDir, private_dir
 from .stats import Stats
+from .view.refresh import Refresher
 from .view.view import View
 from .write.journal import PENDING, Journal
 from .write.pending import PendingDirectory
@@ -41,28 +44,37 @@ class Mount:
         self.options = options
         self.stats = Stats()
         cache_dir = Path(os.path.expanduser(options.cache_dir)) if options.cache_dir else config.cache.path
-        cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for part in (cache_dir, *(cache_dir / sub for sub in ("metadata", "blocks", "spool", "journal", "memory"))):
-            part.mkdir(exist_ok=True, mode=0o700)
-            os.chmod(part, 0o700)  # what users wrote and read is nobody else's business
+        state_dir = Path(os.path.expanduser(options.state_dir)) if options.state_dir else config.state.path
+        self.state = StateDir(state_dir)
+        self.state.lock(self.mountpoint)  # before anything is read or moved: one mount per journal
+        private_dir(cache_dir)
+        self.state.adopt_from(cache_dir)
+        for sub in ("metadata", "blocks"):
+            private_dir(cache_dir / sub)  # what users wrote and read is nobody else's business
         self.cache_dir = cache_dir
         ttl = options.metadata_ttl if options.metadata_ttl is not None else config.cache.metadata_ttl
         self.metacache = MetaCache(cache_dir / "metadata", ttl)
         self.blocks = BlockCache(cache_dir / "blocks", options.cache_size or config.cache.max_size, options.block_size)
         self.providers = {name: build_provider(name, config, self.stats, options.timeout) for name in config.accounts}
         for name, provider in self.providers.items():
-            provider.memory = diskcache.Index.fromcache(diskcache.Cache(str(cache_dir / "memory" / _slug(name)),
-                                                                        eviction_policy="none"))
+            provider.memory = self.state.memory(name)
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         if options.write_back is None:
             options.write_back = config.cache.write_back
         self.view = View(self.providers, self.metacache, self.stats, self.status_json)
-        self.spool = Spool(cache_dir / "spool")
-        self.journal = Journal(cache_dir / "journal")
+        self.spool = Spool(self.state.spool)
+        self.journal = Journal(self.state.journal)
         self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
         PendingDirectory(self.view, self.uploader.pending)
         self.writer = Writer(self.view, self.uploader, self.spool, options)
         self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
+        # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
+        self.refresher = Refresher(self.view)
+        self.poll_interval = options.poll_every(config.cache.poll_interval)
+        self.poller = Poller(self.providers, self.poll_interval, self.refresher.changed) if self.poll_interval else None
+        if self.poller is not None:
+            self.view.on_listed = self.poller.listed
+        self.control = ControlSocket(self.state.path)
 
     async def _uploaded(self, record, asset) -> bool:
         return await self.writer.uploaded(record, asset)
@@ -74,6 +86,9 @@ class Mount:
             "accounts": {name: type(p).name for name, p in self.providers.items()},
             "counters": self.stats.snapshot(),
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
+            "state": {"dir": str(self.state.path)},
+            "control": str(self.control.path) if self.control.path else None,
+            "poll_interval": self.poll_interval,
             "inodes": len(self.view.inodes),
             "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
                                  "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
@@ -92,6 +107,9 @@ class Mount:
                 nursery.start_soon(self._stop_on_signal)
                 nursery.start_soon(self._widen_kernel_readahead)
                 nursery.start_soon(self.uploader.run)
+                nursery.start_soon(self.control.serve, self._control)
+                if self.poller is not None:
+                    nursery.start_soon(self.poller.run)
                 log.info("mounted %s", self.mountpoint)
                 if ready:
                     ready()
@@ -104,6 +122,20 @@ class Mount:
             await self.close()
             log.info("unmounted %s", self.mountpoint)
 
+    async def _control(self, request: dict) -> dict:
+        """A request on the control socket: {"refresh": "/path/in/the/mount"}."""
+        path = request.get("refresh")
+        if not isinstance(path, str):
+            raise ValueError('expected {"refresh": "/path/in/the/mount"}')
+        with trio.fail_after(self.options.timeout):
+            node = self.view.root
+            for name in filter(None, path.split("/")):
+                node = await self.view.lookup(node, name)
+            if not node.is_dir or node.provider is None:
+                raise ValueError(f"{path}: not a directory of a provider")
+            await self.refresher.refresh(node)
+        return {"refreshed": path}
+
     async def close(self) -> None:
         """Let go of the providers' connections and the disk stores."""
         for provider in self.providers.values():
@@ -112,6 +144,7 @@ class Mount:
         self.metacache.close()
         self.blocks.close()
         self.journal.close()
+        self.state.unlock()
 
     async def _widen_kernel_readahead(self) -> None:
         """Let the kernel read ahead a whole block per request instead of 128 KiB: eight
@@ -195,6 +228,3 @@ def _return_freed_blocks_to_the_system() -> None:
     except (OSError, AttributeError):
         pass
 
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "account"

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
-from .units import parse_duration, parse_size
+from .units import parse_duration, parse_interval, parse_size
 
 # Options passed straight to the kernel / libfuse.
 FUSE_PASSTHROUGH = {"allow_other", "allow_root", "default_permissions", "noatime", "nodev", "nosuid", "dev", "suid",
@@ -23,8 +23,11 @@ class MountOptions:
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
     cache_dir: str | None = None
+    state_dir: str | None = None
     cache_size: int | None = None
     metadata_ttl: float | None = None
+    poll_interval: float | None = None   # None: as the config says
+    poll_off: bool = False               # -o poll_interval=off
     read_ahead: int = 32 << 20
     timeout: float = 30.0
     block_size: int = 1 << 20
@@ -32,6 +35,10 @@ class MountOptions:
     noxattr: bool = False  # answer no xattr question: fast `ls -l` of huge directories, no user.assetfs.*
     write_back: float | None = None  # seconds after a file's last close before its upload (None: the config's)
     fuse: set[str] = field(default_factory=set)
+
+    def poll_every(self, configured: float | None) -> float | None:
+        """Seconds between two polls for changes: this option's, else the config's; None: off."""
+        return None if self.poll_off else (self.poll_interval or configured)
 
     def kernel_options(self) -> set[str]:
         opts = {"fsname=assetfs", "subtype=assetfs", "default_permissions", "noatime", *self.fuse}
@@ -43,9 +50,9 @@ class MountOptions:
 
 
 _PARSERS = {
-    "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "cache_size": parse_size,
-    "metadata_ttl": parse_duration, "read_ahead": parse_size, "timeout": parse_duration, "block_size": parse_size,
-    "write_back": parse_duration,
+    "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "state_dir": str, "cache_size": parse_size,
+    "metadata_ttl": parse_duration, "poll_interval": parse_interval, "read_ahead": parse_size,
+    "timeout": parse_duration, "block_size": parse_size, "write_back": parse_duration,
 }
 
 
@@ -63,6 +70,8 @@ def parse_mount_options(specs: list[str] | None) -> MountOptions:
             elif name in _PARSERS and eq:
                 try:
                     setattr(opts, name, _PARSERS[name](value))
+                    if name == "poll_interval":
+                        opts.poll_off = opts.poll_interval is None
                 except ValueError as e:
                     raise ConfigError(f"-o {item}: {e}") from None
             elif name in FUSE_PASSTHROUGH and not eq:

@@ -32,3 +32,13 @@ def parse_duration(text: str | int | float) -> float:
         return _duration.validate_python(text).total_seconds()
     except ValidationError:
         raise ValueError(f"not a duration: {text!r} (for example 30s, 5m, 1h)") from None
+
+
+def parse_interval(text) -> float | None:
+    """A duration, or None for 'off' (also 'none', 0): something that may be switched off."""
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("off", "none", "")):
+        return None
+    seconds = parse_duration(text)
+    if seconds < 0:
+        raise ValueError(f"not a duration: {text!r} (for example 30s, 5m, or off)")
+    return seconds or None

@@ -32,14 +32,19 @@ class MountedFS:
     """One running mount; `.path` is the mountpoint, `.log()` what the mount printed."""
 
     def __init__(self, tmp: Path, config: dict, options: str = "", accounts: list[str] | None = None,
-                 cache_dir: Path | None = None, log_level: str = "INFO"):
+                 cache_dir: Path | None = None, state_dir: Path | None = None, log_level: str = "INFO"):
         tmp.mkdir(parents=True, exist_ok=True)
         self.path = tmp / "mnt"
         self.path.mkdir(exist_ok=True)
-        doc = {"cache": dict(config.get("cache", {})), "accounts": dict(config["accounts"])}
+        doc = {"cache": dict(config.get("cache", {})), "state": dict(config.get("state", {})),
+               "accounts": dict(config["accounts"])}
         if accounts is not None:
             doc["accounts"] = {k: v for k, v in doc["accounts"].items() if k in accounts}
         doc["cache"]["dir"] = str(cache_dir or tmp / "cache")
+        # Each test its own state dir (never the user's): next to a cache dir given, so that
+        # a second mount on the same cache finds the uploads the first one left pending.
+        self.state_dir = state_dir or (cache_dir.with_name(cache_dir.name + ".state") if cache_dir else tmp / "state")
+        doc["state"]["dir"] = str(self.state_dir)
         self.config_path = tmp / "assetfs.toml"
         self.config_path.write_text(tomli_w.dumps(doc))
         self.log_path = tmp / "mount.log"

@@ -41,7 +41,7 @@ def test_mount_returns_once_ready_and_runs_in_the_background(emu, tmp_path):
     import tomli_w
 
     config = tmp_path / "c.toml"
-    config.write_text(tomli_w.dumps({"cache": {"dir": str(tmp_path / "cache")},
+    config.write_text(tomli_w.dumps({"cache": {"dir": str(tmp_path / "cache")}, "state": {"dir": str(tmp_path / "state")},
                                      "accounts": {"carhartt": emu.account("spectrum")}}))
     target = tmp_path / "mnt"
     target.mkdir()

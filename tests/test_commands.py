@@ -106,7 +106,7 @@ def test_status_shows_counters_that_move_and_json_is_the_raw_file(emu, mount):
     table = done.stdout
     for label in ("uptime", "requests", "errors", "timeouts", "metadata hits / misses", "metadata hit ratio",
                   "block hits / misses", "block hit ratio", "block cache size", "bytes read", "bytes downloaded",
-                  "bytes uploaded", "pending uploads: none", "carhartt (spectrum)"):
+                  "bytes uploaded", "pending uploads: none", "carhartt (spectrum)", "cache dir", "state dir"):
         assert label in table, label
     now = counters(m)  # reading status.json makes no request and reads no content
     assert re.search(rf"requests\s+│ {now['requests']:,}\s", table)
@@ -119,6 +119,7 @@ def test_status_shows_counters_that_move_and_json_is_the_raw_file(emu, mount):
     parsed = json.loads(raw.stdout)
     assert parsed["mountpoint"] == str(m.path.resolve()) and parsed["pending_uploads"] == []
     assert parsed["counters"]["bytes_read"] == now["bytes_read"]
+    assert parsed["state"]["dir"] == str(m.state_dir) and parsed["cache"]["dir"] != parsed["state"]["dir"]
 
 
 def test_status_and_umount_refuse_what_is_not_an_assetfs_mount(emu, mount, tmp_path):
@@ -289,12 +290,13 @@ def test_cache_info_shows_every_part_and_clear_empties_only_the_copies(fresh_emu
     assert assetfs("prefetch", m.path).returncode == 0
     data = os.urandom(200_000)
     fail_an_upload(emu, m, "kept.bin", data)
-    spool_files = {p: p.read_bytes() for p in (cache / "spool").iterdir()}
+    spool_files = {p: p.read_bytes() for p in (m.state_dir / "spool").iterdir()}
     assert data in spool_files.values()
+    assert not (cache / "spool").exists() and not (cache / "journal").exists()
 
     info = assetfs("cache", "info", "--config", m.config_path)
     assert info.returncode == 0, info.stderr
-    for part in ("metadata/", "blocks/", "spool/", "journal/", "written/", "memory/", "total"):
+    for part in ("metadata/", "blocks/", "spool/", "journal/", "memory/", "total", "state dir"):
         assert part in info.stdout, part
     assert "pending uploads in the journal: 1 (1 pending)" in info.stdout
 
@@ -302,10 +304,10 @@ def test_cache_info_shows_every_part_and_clear_empties_only_the_copies(fresh_emu
     cleared = assetfs("cache", "clear", "--config", m.config_path)
     assert cleared.returncode == 0, cleared.stderr
     assert "cleared metadata/" in cleared.stdout and "cleared blocks/" in cleared.stdout
-    assert "kept spool/" in cleared.stdout and "journal/" in cleared.stdout and "memory/" in cleared.stdout
+    assert "kept the state dir" in cleared.stdout
     assert disk_usage(cache / "blocks") < blocks_before / 2
-    assert {p: p.read_bytes() for p in (cache / "spool").iterdir()} == spool_files
-    again = assetfs("cache", "info", "--cache-dir", cache)
+    assert {p: p.read_bytes() for p in (m.state_dir / "spool").iterdir()} == spool_files
+    again = assetfs("cache", "info", "--cache-dir", cache, "--state-dir", m.state_dir)
     assert "pending uploads in the journal: 1 (1 pending)" in again.stdout
 
     # The mount carries on: fetches again what was cleared, and the upload still lands.

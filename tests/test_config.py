@@ -132,3 +132,32 @@ def test_mount_options():
     for bad, says in (("colour=blue", "colour"), ("uid", "needs a value"), ("timeout=0", "more than 0"), ("uid=abc", "uid")):
         with pytest.raises(ConfigError, match=says):
             parse_mount_options([bad])
+
+
+def test_state_dir_defaults_to_xdg_state_home_and_can_be_set(monkeypatch):
+    from assetfs.config import parse_config
+
+    accounts = {"s": {"provider": "spectrum", "base_url": "https://x", "client": "c", "token": "t"}}
+    monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
+    assert str(parse_config({"accounts": accounts}).state.path) == "/srv/state/assetfs"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", "/home/ann")
+    assert str(parse_config({"accounts": accounts}).state.path) == "/home/ann/.local/state/assetfs"
+    assert str(parse_config({"state": {"dir": "~/dam"}, "accounts": accounts}).state.path) == "/home/ann/dam"
+    assert parse_mount_options(["state_dir=/var/lib/assetfs/x"]).state_dir == "/var/lib/assetfs/x"
+    with pytest.raises(ConfigError, match=r"state.where: unknown key"):
+        parse_config({"state": {"where": "/x"}, "accounts": accounts})
+
+
+def test_poll_interval_is_a_duration_or_off():
+    from assetfs.config import parse_config
+
+    accounts = {"s": {"provider": "spectrum", "base_url": "https://x", "client": "c", "token": "t"}}
+    assert parse_config({"accounts": accounts}).cache.poll_interval == 60.0
+    assert parse_config({"cache": {"poll_interval": "off"}, "accounts": accounts}).cache.poll_interval is None
+    assert parse_config({"cache": {"poll_interval": "2m"}, "accounts": accounts}).cache.poll_interval == 120.0
+    assert parse_mount_options(["poll_interval=2s"]).poll_every(60.0) == 2.0
+    assert parse_mount_options(["poll_interval=off"]).poll_every(60.0) is None
+    assert parse_mount_options([]).poll_every(60.0) == 60.0
+    with pytest.raises(ConfigError, match="poll_interval"):
+        parse_mount_options(["poll_interval=often"])

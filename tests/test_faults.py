@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -181,6 +182,26 @@ def test_slow_provider_beyond_the_timeout_cached_served_new_eio_then_recovers(fr
     emu.clear_faults()
     view.recovered()
     kill(emu)
+
+
+def test_the_first_read_after_a_stopped_provider_resumes_has_the_right_bytes(fresh_emulator, mount):
+    """SIGSTOP: the provider's sockets accept and nothing answers. A read fails in time;
+    right after SIGCONT the next read works, without waiting for a background probe."""
+    emu = fresh_emulator()
+    m = mount(emu.config, options=OPTIONS, accounts=["carhartt"])
+    view = SpectrumView(emu, m)
+    os.stat(view.cold_file)
+    emu.process.send_signal(signal.SIGSTOP)
+    try:
+        eio(read, view.cold_file)
+        time.sleep(0.5)
+        eio(read, view.cold_file, limit=1.0)   # known down: failed fast (one short question)
+        time.sleep(0.5)   # the provider comes back a while after the last question, as it would
+    finally:
+        emu.process.send_signal(signal.SIGCONT)
+    started = time.monotonic()
+    assert read(view.cold_file) == view.cold_bytes
+    print(f"first read after the provider resumed: right bytes in {time.monotonic() - started:.2f}s")
 
 
 @pytest.mark.parametrize("fault", ["down", "hung"])

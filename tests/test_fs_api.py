@@ -127,7 +127,8 @@ async def test_spectrum_organizations_named_in_the_config(emulator_w, tmp_path):
     from assetfs.config import parse_config
     from assetfs.mount import Mount
     from assetfs.options import MountOptions
-    config = parse_config({"cache": {"dir": str(tmp_path / "c")}, "accounts": {"carhartt": spectrum}})
+    config = parse_config({"cache": {"dir": str(tmp_path / "c")}, "state": {"dir": str(tmp_path / "s")},
+                           "accounts": {"carhartt": spectrum}})
     mount = Mount(config, tmp_path / "mnt", MountOptions())
     fs = FS(mount)
     try:

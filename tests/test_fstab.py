@@ -19,7 +19,7 @@ HELPER = str(Path(sys.executable).parent / "mount.assetfs")
 @pytest.fixture
 def fstab(emu, tmp_path):
     config = tmp_path / "assets.toml"
-    config.write_text(tomli_w.dumps({"cache": {"dir": str(tmp_path / "cache")},
+    config.write_text(tomli_w.dumps({"cache": {"dir": str(tmp_path / "cache")}, "state": {"dir": str(tmp_path / "state")},
                                      "accounts": {"carhartt": emu.account("spectrum")}}))
     target = tmp_path / "assets"
     target.mkdir()

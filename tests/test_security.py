@@ -17,7 +17,8 @@ from mounting import MountedFS, is_mounted
 
 pytestmark = pytest.mark.mount
 CREDENTIAL_FIELDS = ("token", "username", "password", "client_id", "client_secret", "account_id", "key", "secret")
-CACHE_DIRS = ("metadata", "blocks", "spool", "journal", "memory")
+CACHE_DIRS = ("metadata", "blocks")
+STATE_DIRS = ("spool", "journal", "memory")
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 SPECTRUM_FILE = Path("carhartt/7000000000000300322/white MBA.png")
 MUDSTACK_FOLDER = Path("studio/Game Art/characters")
@@ -36,18 +37,19 @@ def exercise(m: MountedFS) -> None:
 
 @pytest.fixture(scope="module")
 def cache_modes(tmp_path_factory) -> dict[str, int]:
-    """The modes of the cache and its directories after a mount started under umask 000
-    into a cache directory that was already there, too open (0755), did some work."""
+    """The modes of the cache and state dirs and their directories after a mount started
+    under umask 000 into directories that were already there, too open (0755), did some work."""
     from conftest import RunningEmulator
 
     tmp = tmp_path_factory.mktemp("umask0")
     emu = RunningEmulator(tmp / "emu")
-    cache = tmp / "cache"
-    cache.mkdir(mode=0o755)
-    os.chmod(cache, 0o755)
+    cache, state = tmp / "cache", tmp / "state"
+    for directory in (cache, state):
+        directory.mkdir(mode=0o755)
+        os.chmod(directory, 0o755)
     old = os.umask(0)
     try:
-        m = MountedFS(tmp / "m", emu.config, cache_dir=cache)
+        m = MountedFS(tmp / "m", emu.config, cache_dir=cache, state_dir=state)
     finally:
         os.umask(old)
     try:
@@ -55,16 +57,18 @@ def cache_modes(tmp_path_factory) -> dict[str, int]:
     finally:
         m.stop()
         emu.stop()
-    return {d: stat.S_IMODE((cache / d).stat().st_mode) for d in (".", *CACHE_DIRS) if (cache / d).is_dir()}
+    return {str(path.relative_to(tmp)): stat.S_IMODE(path.stat().st_mode)
+            for path in (cache, *(cache / d for d in CACHE_DIRS), state, *(state / d for d in STATE_DIRS))
+            if path.is_dir()}
 
 
 def test_the_cache_spool_and_journal_are_0700_even_under_umask_000(cache_modes):
-    assert set(cache_modes) == {".", *CACHE_DIRS}
-    assert {d: oct(mode) for d, mode in cache_modes.items() if mode != 0o700 and d != "memory"} == {}
+    assert set(cache_modes) == {"cache", *(f"cache/{d}" for d in CACHE_DIRS), "state", *(f"state/{d}" for d in STATE_DIRS)}
+    assert {d: oct(mode) for d, mode in cache_modes.items() if mode != 0o700 and d != "state/memory"} == {}
 
 
 def test_the_providers_memory_is_0700_too(cache_modes):
-    assert oct(cache_modes["memory"]) == oct(0o700)
+    assert oct(cache_modes["state/memory"]) == oct(0o700)
 
 
 @needs_root
@@ -76,8 +80,8 @@ def test_nothing_in_the_cache_is_readable_by_another_user(fresh_emulator, mount,
         m = mount(emu.config, cache_dir=world / "cache")
         exercise(m)
         m.stop()
-        files = [p for p in (world / "cache").rglob("*") if p.is_file()]
-        assert {"metadata", "blocks", "journal", "memory"} <= {p.relative_to(world / "cache").parts[0] for p in files}
+        files = [p for top in ("cache", "cache.state") for p in (world / top).rglob("*") if p.is_file()]
+        assert {"metadata", "blocks", "journal", "memory"} <= {p.relative_to(world).parts[1] for p in files}
         for path in files[:50]:
             denied = subprocess.run([*NOBODY, "cat", str(path)], capture_output=True, text=True, check=False, timeout=10)
             assert denied.returncode != 0 and "Permission denied" in denied.stderr, path
@@ -150,12 +154,12 @@ def test_no_credential_or_token_is_ever_written_to_the_cache(fresh_emulator, mou
                if k in CREDENTIAL_FIELDS and isinstance(v, str)]
     issued = emu.control.get("/_emulator/tokens").json()["issued"]
     assert len(secrets) == 10 and len(issued) >= 5  # three token providers (+ a refresh token), and again after expiry
-    files = [p for p in cache.rglob("*") if p.is_file()]
+    files = [p for p in (*cache.rglob("*"), *m.state_dir.rglob("*")) if p.is_file()]
     assert sum(p.stat().st_size for p in files) > 0 and any(p.name.endswith(".db") for p in files)
     found = []
     for path in files:
         data = path.read_bytes()
         for secret in secrets + issued:
             if secret.encode() in data:
-                found.append((str(path.relative_to(cache)), secret[:6] + "…"))
+                found.append((str(path.relative_to(tmp_path)), secret[:6] + "…"))
     assert found == [], "secrets in the cache"

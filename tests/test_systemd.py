@@ -100,6 +100,7 @@ def test_service_is_notify_and_stops_gracefully():
     assert service["TimeoutStopSec"] == ["15min"]
     assert service["Restart"] == ["on-failure"]
     assert service["CacheDirectory"] == ["assetfs/%i"]
+    assert service["StateDirectory"] == ["assetfs/%i"]   # never cleaned with the cache
     assert service["DeviceAllow"] == ["/dev/fuse rw"]
     assert "CAP_SYS_ADMIN" in service["CapabilityBoundingSet"][-1]
 
@@ -118,10 +119,10 @@ def test_service_command_line_parses():
 
     service = unit_settings(UNITS / SERVICE)["Service"]
     env = dict(value.split("=", 1) for value in service["Environment"])
-    specifiers = {"%i": "assets", "%C": "/var/cache", "%%": "%"}
+    specifiers = {"%i": "assets", "%C": "/var/cache", "%S": "/var/lib", "%%": "%"}
 
     def expand(text: str) -> str:
-        text = re.sub(r"%[iC%]", lambda m: specifiers[m.group()], text)
+        text = re.sub(r"%[iCS%]", lambda m: specifiers[m.group()], text)
         return re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], text)
 
     env = {k: expand(v) for k, v in env.items()}
@@ -133,6 +134,7 @@ def test_service_command_line_parses():
     assert args.mountpoint == "/mnt/assets"
     options = parse_mount_options(args.o)
     assert options.cache_dir == "/var/cache/assetfs/assets"
+    assert options.state_dir == "/var/lib/assetfs/assets"
     assert options.allow_other
     # The mountpoint made before the start is the one mounted.
     pre = [shlex.split(expand(cmd.lstrip("-"))) for cmd in service["ExecStartPre"]]
@@ -215,6 +217,7 @@ def test_notify_ready_status_stopping(emu, tmp_path):
     doc = {"cache": dict(emu.config.get("cache", {})),
            "accounts": {k: v for k, v in emu.config["accounts"].items() if k == "carhartt"}}
     doc["cache"]["dir"] = str(tmp_path / "cache")
+    doc["state"] = {"dir": str(tmp_path / "state")}
     config = tmp_path / "assetfs.toml"
     config.write_text(tomli_w.dumps(doc))
     log_path = tmp_path / "mount.log"

@@ -1,10 +1,10 @@
 """`assetfs cache info|clear`: what the cache dir holds, and emptying what can be fetched again.
 
-The cache dir mixes two kinds of data: copies (metadata/, blocks/) that the providers can
-give back at any time, and state that exists nowhere else (spool/ holds written bytes not
-yet uploaded, journal/ the uploads due, written/ the names files were written with,
-memory/ what a provider must remember across mounts). `clear` only ever touches the first
-kind. Both caches are diskcache (SQLite), safe to clear while a mount runs: it fetches again.
+The cache dir holds only copies (metadata/, blocks/) that the providers can give back at
+any time. What exists nowhere else lives in the state dir (spool/ holds written bytes not
+yet uploaded, journal/ the uploads due, memory/ what a provider must remember across
+mounts): `info` shows it, `clear` never touches it. Both caches are diskcache (SQLite),
+safe to clear while a mount runs: it fetches again.
 """
 
 from __future__ import annotations
@@ -28,29 +28,34 @@ COPIES = {
 STATE = {
     "spool": "bytes written through the mount, until uploaded",
     "journal": "uploads not yet confirmed by the provider",
-    "written": "names files were written with",
     "memory": "what providers remember across mounts",
 }
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = cache_dir(args)
+    cache, state = directories(args)
     console = Console()
     if args.action == "info":
-        return info(directory, console)
-    return clear(directory, console)
+        return info(cache, state, console)
+    return clear(cache, state, console)
 
 
-def cache_dir(args: argparse.Namespace) -> Path:
-    if args.cache_dir:
-        return Path(os.path.expanduser(args.cache_dir))
-    from ..config import load_config
-    from ..errors import ConfigError
+def directories(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The cache dir and the state dir: from the options given, else from the config."""
+    cache = Path(os.path.expanduser(args.cache_dir)) if args.cache_dir else None
+    state = Path(os.path.expanduser(args.state_dir)) if args.state_dir else None
+    if cache is None or state is None:
+        from ..config import default_state_dir, load_config
+        from ..errors import ConfigError
 
-    try:
-        return load_config(args.config).cache.path
-    except ConfigError as e:
-        raise CommandError(str(e)) from None
+        try:
+            config = load_config(args.config)
+        except ConfigError as e:
+            if cache is None or args.config:
+                raise CommandError(str(e)) from None
+            return cache, default_state_dir()  # --cache-dir alone, and no config to say more
+        cache, state = cache or config.cache.path, state or config.state.path
+    return cache, state
 
 
 def disk_usage(path: Path) -> int:
@@ -70,7 +75,7 @@ def disk_usage(path: Path) -> int:
 
 
 def journal_states(directory: Path) -> Counter[str]:
-    """Uploads in the journal, by state. Read without creating anything."""
+    """Uploads in the state dir's journal, by state. Read without creating anything."""
     if not (directory / "journal").is_dir():
         return Counter()
     from ..write.journal import Journal
@@ -111,46 +116,46 @@ def _describe(states: Counter[str]) -> str:
     return f"{total} (" + ", ".join(f"{n} {state}" for state, n in sorted(states.items())) + ")"
 
 
-def info(directory: Path, console: Console) -> int:
-    if not directory.is_dir():
-        raise CommandError(f"{directory}: no cache dir there yet (the first mount makes it)", code=1)
-    table = Table(title=f"cache {directory}", title_justify="left")
+def info(cache: Path, state: Path, console: Console) -> int:
+    if not cache.is_dir():
+        raise CommandError(f"{cache}: no cache dir there yet (the first mount makes it)", code=1)
+    table = Table(title=f"cache {cache}, state {state}", title_justify="left")
     table.add_column("dir")
     table.add_column("size", justify="right")
     table.add_column("holds")
     total = 0
-    for name, holds in {**COPIES, **STATE}.items():
-        size = disk_usage(directory / name) if (directory / name).is_dir() else 0
-        total += size
-        table.add_row(f"{name}/", human_size(size), holds + ("" if name in COPIES else " (kept by clear)"))
+    for directory, parts, note in ((cache, COPIES, ""), (state, STATE, " (state dir: never cleared)")):
+        for name, holds in parts.items():
+            size = disk_usage(directory / name) if (directory / name).is_dir() else 0
+            total += size
+            table.add_row(f"{name}/", human_size(size), holds + note)
     table.add_section()
     table.add_row("total", human_size(total), "")
     console.print(table)
-    _say(console, f"pending uploads in the journal: {_describe(journal_states(directory))}")
+    _say(console, f"pending uploads in the journal: {_describe(journal_states(state))}")
     return 0
 
 
-def clear(directory: Path, console: Console) -> int:
-    if not directory.is_dir():
-        raise CommandError(f"{directory}: no cache dir there (nothing to clear)", code=1)
+def clear(cache: Path, state: Path, console: Console) -> int:
+    if not cache.is_dir():
+        raise CommandError(f"{cache}: no cache dir there (nothing to clear)", code=1)
     import diskcache
 
     for name in COPIES:
-        path = directory / name
+        path = cache / name
         if not path.is_dir():
             continue
         before = disk_usage(path)
-        cache = diskcache.Cache(str(path))  # keeps the settings the mount stored (size limit, eviction)
+        db = diskcache.Cache(str(path))  # keeps the settings the mount stored (size limit, eviction)
         try:
-            removed = cache.clear(retry=True)
+            removed = db.clear(retry=True)
         finally:
-            cache.close()
+            db.close()
         _compact(path / "cache.db")
         _say(console, f"cleared {name}/: {removed:,} entries, {human_size(before)} → {human_size(disk_usage(path))}")
-    states = journal_states(directory)
-    kept = ", ".join(f"{name}/ ({human_size(disk_usage(directory / name))})" for name in STATE
-                     if (directory / name).is_dir())
-    _say(console, f"kept {kept or 'nothing else'}: written bytes and upload state are never cleared")
+    _say(console, f"kept the state dir {state} (bytes written but not yet uploaded, the upload journal, "
+                  f"what providers remember): never cleared")
+    states = journal_states(state)
     if states:
         _say(console, f"pending uploads in the journal: {_describe(states)}")
     return 0

@@ -163,6 +163,8 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
         Route("/_emulator/hostile", hostile, methods=["GET", "POST"]),
     ]
     for provider in providers:
+        if provider.control_routes():
+            routes.append(Mount(f"/_emulator/{provider.name}", routes=provider.control_routes()))
         routes.append(Mount(provider.prefix, routes=provider.routes()))
         routes.extend(provider.extra_mounts())
     app = Starlette(routes=routes)

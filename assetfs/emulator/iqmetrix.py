@@ -140,6 +140,22 @@ class IQmetrixEmulator(ProviderEmulator):
             ]
         return routes
 
+    def control_routes(self) -> list[BaseRoute]:
+        return [Route("/assets/{asset_id}", self.change_asset, methods=["PATCH", "DELETE"])]
+
+    async def change_asset(self, request: Request) -> Response:
+        """Test-only (the API has no update or delete): PATCH `{"name": …}` renames an asset
+        as another tool of the tenant would; DELETE removes it (its GET answers 404 after)."""
+        key = request.path_params["asset_id"].lower()
+        asset = self.assets.get(key)
+        if asset is None:
+            return _not_found()
+        if request.method == "DELETE":
+            del self.assets[key]
+        else:
+            asset.name = str((await request.json())["name"])
+        return Response(status_code=204)
+
     def extra_mounts(self) -> list[BaseRoute]:
         return [Mount(ACCOUNTS_PREFIX, routes=[Route("/v1/oauth2/token", self.token, methods=["POST"])])]
 

@@ -162,6 +162,9 @@ class MudstackEmulator(ProviderEmulator):
         location = folder_path(q["file_location"]) if q.get("file_location") else None
         found = ws.search(q.get("query", ""), q.get("library", ""), q.get("status", ""), location,
                           _flag(q, "includeSubfolders"), _flag(q, "trashed"))
+        # inferred (the documents are silent): sort=updated_at|created_at|name, order=asc|desc
+        if q.get("sort") in ("updated_at", "created_at", "name"):
+            found.sort(key=lambda a: getattr(a, q["sort"]), reverse=q.get("order", "asc").lower() == "desc")
         window = found[(page - 1) * limit : page * limit]
         return JSONResponse({"assets": [self.account.asset_json(a) for a in window],
                              "total": len(found), "page": page, "limit": limit})

@@ -26,6 +26,11 @@ class ProviderEmulator:
         an upload endpoint)."""
         return []
 
+    def control_routes(self) -> list[BaseRoute]:
+        """Test-only routes under /_emulator/<name>/ that change the provider's data the way
+        a user elsewhere would, where its API has no way to (a read-only API, no delete)."""
+        return []
+
     def account_config(self, base_url: str) -> dict:
         """The `[accounts.<account_name>]` table for an assetfs config pointing at this emulator."""
         return {"provider": self.name, "base_url": base_url + self.prefix}

@@ -217,6 +217,26 @@ class SpectrumEmulator(ProviderEmulator):
     def routes(self) -> list[BaseRoute]:
         return [Route("/api/assets/saved/client/{clientHandle}/organization/{organizationId}", self.list_assets, methods=["GET"])]
 
+    def control_routes(self) -> list[BaseRoute]:
+        return [Route("/organization/{organizationId}/assets/{assetId}", self.change_asset, methods=["PATCH", "DELETE"])]
+
+    async def change_asset(self, request: Request) -> Response:
+        """Test-only: what the Customizer's own users do (the API documents no write):
+        PATCH `{"userFacingFileName": …}` renames a seeded asset, DELETE removes it. The
+        organization's lastModification moves to now (inferred: it is the latest change)."""
+        org = self.organizations.get(request.path_params["organizationId"])
+        asset = next((a for a in org.assets if str(a["id"]) == request.path_params["assetId"]), None) if org else None
+        if asset is None:
+            return JSONResponse(NOT_FOUND, status_code=404)
+        now = datetime.now(timezone.utc)
+        if request.method == "DELETE":
+            org.assets.remove(asset)
+        else:
+            asset["userFacingFileName"] = str((await request.json())["userFacingFileName"])
+            asset["lastModification"] = _format(now.timestamp())
+        org.last_modification = f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond:06d}0+00:00"
+        return JSONResponse({"lastModification": org.last_modification})
+
     async def list_assets(self, request: Request) -> Response:
         """One page of an organization's assets; no total: the last page is the first short one."""
         refused = self._refuse(request)

@@ -46,7 +46,7 @@ from ..query.fields import ALL, EQUALITY
 from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
                    plain_id, skip_malformed, text_field)
 from ..names import with_extension
-from .http import ProviderHTTP, redact
+from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.apple")
@@ -232,6 +232,23 @@ class Apple(Provider):
             raise ProviderError(f"Apple Business Connect {what}: more than {MAX_PAGES} pages")
         return list(items.values())
 
+    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+        """The newest `updatedDate` among the brand's assets: those updated after the last
+        mark (`ql=updatedDate=gt=…`), deleted ones too (`state==DELETED`: listed only when
+        asked for). The first mark is the time now."""
+        parts = directory.key.split("/")
+        if not (len(parts) == 4 and parts[0] == "org" and parts[2] == "brand"):
+            return None
+        if previous is None:
+            return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        path, newest = f"{API}/orgs/{parts[1]}/brands/{parts[3]}/assets", previous
+        for ql in (f"updatedDate=gt={previous}", f"state==DELETED;updatedDate=gt={previous}"):
+            for asset in await self._all_pages(path, f"brand {parts[1]}/{parts[3]}", {"ql": ql}):
+                updated = asset.get("updatedDate")
+                if isinstance(updated, str) and parse_time(updated) > parse_time(newest):
+                    newest = updated
+        return newest
+
     # -- assets ----------------------------------------------------------------------------------
 
     async def _list_brand(self, org: str, brand: str) -> list[Entry]:
@@ -315,9 +332,10 @@ class Apple(Provider):
         if not stem:
             del details["partnersAssetId"]   # the API refuses an empty one; the asset is named by its id
         try:
-            # Not retried: a POST that reached the API but lost its answer would make a second asset.
+            # Retried only when refused untaken: a POST that reached the API but lost its answer
+            # would make a second asset.
             asset = await self.http.json("POST", f"{API}/orgs/{org}/brands/{brand}/assets", json={"brandAssetDetails": details},
-                                         expect=(200, 201), retry=False)
+                                         expect=(200, 201), retry=NOT_TAKEN)
         except AssetfsError as e:
             log.warning("%s: %s: image %s was uploaded but no asset was made of it: %s", self.account, upload.name, image["id"], e)
             raise

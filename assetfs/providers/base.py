@@ -108,6 +108,13 @@ class Provider:
         ID typed as a path, an asset GUID). None when the provider has no such notion."""
         return None
 
+    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+        """The cheapest honest answer to "did this directory change?": a mark that differs
+        from `previous` (the last mark, None at the first question) once anything in it was
+        uploaded, renamed or deleted. None: no such question for this directory (it is not
+        polled; its listing lives out metadata_ttl)."""
+        return None
+
     async def resolve(self, content: Content) -> Content:
         """Fill in a content's URL and size: from metadata where the API has it, else HEAD."""
         if content.url is None:

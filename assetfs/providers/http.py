@@ -1,6 +1,9 @@
-"""One httpx client per account: pooling, timeouts, retries with backoff, auth refresh,
-credentials sent only to the provider's own hosts, a request budget that keeps bursts
-under the provider's rate limit, and hosts that stopped answering failed fast for a while."""
+"""One client per account, and the one policy every request of the account goes by (API
+calls, the token service, signed uploads through `request`; the reader's ranged GETs through
+`outside`): pooling, timeouts, retries with backoff or the provider's Retry-After, auth
+refresh, credentials sent only to the provider's own hosts, a request budget that keeps
+bursts under the provider's rate limit, and hosts that stopped answering failed fast until
+they answer again (recovery is announced to subscribers)."""
 
 from __future__ import annotations
 
@@ -10,14 +13,15 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import trio
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from .. import __version__
 from ..errors import AuthFailed, NotFound, ProviderError
@@ -31,25 +35,46 @@ MAX_JSON_BYTES = 256 << 20  # an API answer larger than this is refused, not par
 
 
 class Retryable(ProviderError):
-    """A failure worth another try (network trouble, 5xx, rate limiting)."""
+    """A failure worth another try (network trouble, 5xx, rate limiting). `not_taken`: the
+    provider did not act on the request (refused it for rate, or it never arrived), so even
+    a request that must not happen twice may be sent again."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, not_taken: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.not_taken = not_taken
 
 
 class Unreachable(Retryable):
     """No answer at all from a host (refused, timed out, name unknown), as opposed to an
     answer that went wrong (a reset mid-body, a 5xx)."""
 
-    def __init__(self, message: str, url: str, why: str):
-        super().__init__(message)
+    def __init__(self, message: str, url: str, why: str, not_taken: bool = False):
+        super().__init__(message, not_taken=not_taken)
         self.url = url
         self.why = why
 
 
+class CredentialsRejected(ProviderError):
+    """A host of the account answered 401 to the credentials sent: renew them and try again."""
+
+
+NOT_TAKEN = "not taken"   # request(retry=NOT_TAKEN): retry only what the provider did not act on
+
+
+@dataclass
+class Grant:
+    """What a request sent outside this client gets from the policy (see `outside`)."""
+
+    credentials: dict[str, str]        # for the account's own hosts only
+    user_agent: str
+    pace: Callable[[str], None]        # called in the worker thread before each redirected request
+
+
 PROBE_EVERY = 2.0    # seconds between two background probes of a host held down
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for any answer
+ASK_AGAIN_AFTER = 0.3  # a syscall meeting a host held down asks it again when no probe ended this recently…
+ASK_TIMEOUT = 0.5      # …and waits this long for any answer (one question shared by all syscalls)
 
 
 @dataclass
@@ -58,11 +83,13 @@ class Outage:
 
     until: float
     why: str
+    asked: float = 0.0                 # monotonic time the last probe gave up
+    asking: trio.Event | None = None   # set when the probe a syscall started is over
 
 
 class Unavailable(ProviderError):
     """A host of the provider failed to answer moments ago: answered at once instead of
-    making every syscall wait out the timeout again (see `ProviderHTTP.check_reachable`)."""
+    making every syscall wait out the timeout again (see `ProviderHTTP.ensure_reachable`)."""
 
 
 def unreachable_error(e: BaseException) -> bool:
@@ -146,7 +173,7 @@ class ProviderHTTP:
         self.hold = timeout
         self._down: dict[tuple[str, str], Outage] = {}
         self._probing: set[tuple[str, str]] = set()
-        self.on_recovery: Callable[[], None] | None = None  # called when a host answers again after failing
+        self._on_recovery: list[Callable[[], None]] = []
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(per_try, connect=min(10.0, per_try)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -178,19 +205,31 @@ class ProviderHTTP:
         if self.budget is not None and self.is_api(url):
             await self.budget.acquire()
 
-    def check_reachable(self, url: str) -> None:
+    async def ensure_reachable(self, url: str) -> None:
         """Raise Unavailable if the URL's host failed to answer within the last `hold`
-        seconds. The request that found it down keeps retrying; new ones fail at once, so
-        an outage costs one wait, not one per syscall (a path walk, a file manager's burst)."""
-        down = self._down.get(origin(url))
-        if down is None:
+        seconds and still does not. The request that found it down keeps retrying; new ones
+        fail fast, so an outage costs one wait, not one per syscall (a path walk, a file
+        manager's burst). "Still": a syscall that comes when no probe ended in the last
+        ASK_AGAIN_AFTER seconds asks the host (a HEAD, at most ASK_TIMEOUT), once for all
+        syscalls waiting meanwhile, so the first call after the provider is back works."""
+        key = origin(url)
+        down = self._down.get(key)
+        if down is None or down.until <= time.monotonic():
             return
-        left = down.until - time.monotonic()
-        if left <= 0:
+        if down.asking is not None:
+            await down.asking.wait()
+        elif time.monotonic() - down.asked >= ASK_AGAIN_AFTER:
+            down.asking = trio.Event()
+            try:
+                await self._ask(key, url, ASK_TIMEOUT)
+            finally:
+                down.asking.set()
+                down.asking = None
+        if key not in self._down:
             return
         self.stats.add("errors")
-        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({down.why}); "
-                          f"it is probed every {PROBE_EVERY:g}s and used again once it answers")
+        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({down.why}) nor just now; "
+                          f"it is asked again at the next call and every {PROBE_EVERY:g}s")
 
     def note_unreachable(self, url: str, why: str) -> None:
         key = origin(url)
@@ -200,53 +239,72 @@ class ProviderHTTP:
             trio.lowlevel.spawn_system_task(self._probe, key, url, name=f"probe {redact(url)}")
 
     async def _probe(self, key: tuple[str, str], url: str) -> None:
-        """While a host is held down, ask it (a HEAD without credentials) every PROBE_EVERY
-        seconds: any HTTP answer ends the outage; no answer keeps it held down."""
+        """While a host is held down, ask it every PROBE_EVERY seconds (in the background: no
+        syscall waits for these)."""
         try:
             while key in self._down:
                 await trio.sleep(PROBE_EVERY)
-                if key not in self._down:
-                    return
-                try:
-                    with trio.fail_after(PROBE_TIMEOUT):
-                        await self.client.request("HEAD", url)
-                except (httpx.TransportError, trio.TooSlowError) as e:
-                    outage = self._down.get(key)
-                    if outage is not None:
-                        outage.until = max(outage.until, time.monotonic() + PROBE_EVERY + PROBE_TIMEOUT)
-                        outage.why = type(e).__name__
-                    continue
-                self.note_reachable(url)
+                if key in self._down:
+                    await self._ask(key, url, PROBE_TIMEOUT)
         except Exception as e:  # a closed client at unmount, or anything unforeseen: stop probing
             log.debug("probing %s stopped: %s", redact(url), e)
         finally:
             self._probing.discard(key)
 
+    async def _ask(self, key: tuple[str, str], url: str, timeout: float) -> None:
+        """One probe: a HEAD without credentials. Any HTTP answer ends the outage; no answer
+        keeps the host held down a little longer."""
+        try:
+            with trio.fail_after(timeout):
+                await self.client.request("HEAD", url)
+        except (httpx.TransportError, trio.TooSlowError) as e:
+            outage = self._down.get(key)
+            if outage is not None:
+                outage.until = max(outage.until, time.monotonic() + PROBE_EVERY + PROBE_TIMEOUT)
+                outage.why = type(e).__name__
+                outage.asked = time.monotonic()
+            return
+        self.note_reachable(url)
+
+    def subscribe_recovery(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever a host of this account answers again after an outage
+        (e.g. to retry the uploads that were waiting for it)."""
+        self._on_recovery.append(callback)
+
     def note_reachable(self, url: str) -> None:
         if self._down.pop(origin(url), None) is not None:
             log.info("%s answers again", redact(url))
-            if self.on_recovery is not None:
-                self.on_recovery()
+            for callback in self._on_recovery:
+                callback()
 
-    # -- requests with retries -------------------------------------------------------------
+    # -- requests: one policy for every request of the account ----------------------------------
 
-    async def request(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), retry: bool = True,
-                      follow: bool = True, **kwargs) -> httpx.Response:
-        """Send a request with auth, retrying what is worth retrying; raise the mapped error
-        for any status not in `expect`."""
+    async def request(self, method: str, path: str, *, expect: tuple[int, ...] | None = (200,),
+                      retry: bool | str = True, follow: bool = True, auth: bool = True,
+                      body: Callable[[], dict] | None = None, **kwargs) -> httpx.Response:
+        """Send a request under the account's policy: the host must be reachable, the request
+        waits its turn in the budget, carries the credentials (only to the account's own
+        hosts, and only with `auth`), a 401 renews them once, and what is worth retrying is
+        retried with backoff or after the provider's Retry-After, within the timeout.
+
+        `retry`: True (network trouble, 5xx, 429, rate-limit 403), False (one try), or
+        NOT_TAKEN (only what the provider refused before acting on it: a 429, a rate-limit
+        403, a connection never made), for requests that must not happen twice (uploads).
+        `expect`: the statuses that are success; any other raises its mapped error. None:
+        return any answer that is not retried (the caller reads the status itself).
+        `body`: keyword arguments made anew for each try (a stream cannot be sent twice)."""
         url = self.url(path)
-        self.check_reachable(url)
-        attempts = self.retries if retry else 1
+        await self.ensure_reachable(url)
         retrying = AsyncRetrying(
             sleep=trio.sleep,
-            stop=stop_after_attempt(attempts) | stop_after_delay(self.timeout),
+            stop=stop_after_attempt(self.retries if retry else 1) | stop_before_delay(self.timeout),
             wait=_wait,
-            retry=retry_if_exception_type(Retryable),
+            retry=retry_if_exception(lambda e: isinstance(e, Retryable) and (retry is True or e.not_taken)),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                response = await self._send_authorized(method, url, follow=follow, **kwargs)
+                response = await self._send_authorized(method, url, follow=follow, auth=auth, body=body, **kwargs)
                 self._raise_for(method, url, response, expect)
                 return response
         raise AssertionError("unreachable")
@@ -264,20 +322,22 @@ class ProviderHTTP:
         except RecursionError:
             raise ProviderError(f"{where}: the provider sent JSON nested too deeply to read") from None
 
-    async def _send_authorized(self, method: str, url: str, *, follow: bool, **kwargs) -> httpx.Response:
-        response = await self._send(method, url, follow=follow, **kwargs)
-        if response.status_code == 401 and self.is_trusted(url):
+    async def _send_authorized(self, method: str, url: str, *, follow: bool, auth: bool,
+                               body: Callable[[], dict] | None, **kwargs) -> httpx.Response:
+        response = await self._send(method, url, follow=follow, auth=auth, **kwargs, **(body() if body else {}))
+        if auth and response.status_code == 401 and self.is_trusted(url):
             log.info("%s %s: 401, fetching a new token and trying again", method, redact(url))
             self.auth.invalidate()
-            response = await self._send(method, url, follow=follow, **kwargs)
+            response = await self._send(method, url, follow=follow, auth=auth, **kwargs, **(body() if body else {}))
         return response
 
-    async def _send(self, method: str, url: str, *, follow: bool, headers: dict | None = None, **kwargs) -> httpx.Response:
+    async def _send(self, method: str, url: str, *, follow: bool, auth: bool, headers: dict | None = None,
+                    **kwargs) -> httpx.Response:
         """One request, following redirects by hand so that credentials never travel to
         another host and a POST redirected with 303 becomes a GET."""
         for _ in range(MAX_REDIRECTS + 1):
             all_headers = dict(headers or {})
-            if self.is_trusted(url):
+            if auth and self.is_trusted(url):
                 all_headers.update(await self.auth.headers(self))
             await self.pace(url)
             started = time.monotonic()
@@ -286,29 +346,61 @@ class ProviderHTTP:
             except httpx.TransportError as e:
                 self.stats.add("errors")
                 message = f"{method} {redact(url)}: {type(e).__name__}: {e or 'connection failed'}"
+                never_sent = isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))
                 if isinstance(e, NO_ANSWER):
                     self.note_unreachable(url, type(e).__name__)
-                    raise Unreachable(message, url, type(e).__name__) from None
-                raise Retryable(message) from None
+                    raise Unreachable(message, url, type(e).__name__, not_taken=never_sent) from None
+                raise Retryable(message, not_taken=never_sent) from None
             self.note_reachable(url)
             self.stats.add("requests")
             log.debug("%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started))
             if not (follow and response.is_redirect and "location" in response.headers):
                 return response
-            url = urljoin(url, response.headers["location"])
+            target = urljoin(url, response.headers["location"])
+            if method not in ("GET", "HEAD") and response.status_code in (307, 308) and not self.is_trusted(target):
+                raise ProviderError(f"{method} {redact(url)}: redirected to another host ({redact(target)}); "
+                                    f"its body is not sent there")
+            url = target
             if method != "HEAD" and (response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")):
                 method, kwargs = "GET", {}
         raise ProviderError(f"{redact(url)}: too many redirects")
 
-    def _raise_for(self, method: str, url: str, response: httpx.Response, expect: tuple[int, ...]) -> None:
+    @asynccontextmanager
+    async def outside(self, url: str) -> AsyncIterator[Grant]:
+        """A request this client does not send itself (the reader's ranged GETs, made with
+        http.client in a worker thread), under the same policy: the host must be reachable,
+        the request waits its turn in the budget and gets its headers here; its outcome is
+        noted on the way out (a host that did not answer is held down, one that answered is
+        trusted again, refused credentials are renewed before the next try)."""
+        await self.ensure_reachable(url)
+        credentials = await self.auth.headers(self) if self.is_trusted(url) else {}
+        await self.pace(url)
+        token = trio.lowlevel.current_trio_token()
+
+        def pace_from_thread(target: str) -> None:  # before a redirected request, in the worker thread
+            trio.from_thread.run(self.pace, target, trio_token=token)
+
+        try:
+            yield Grant(credentials, self.client.headers["user-agent"], pace_from_thread)
+        except Unreachable as e:
+            self.note_unreachable(e.url, e.why)
+            raise
+        except CredentialsRejected:
+            self.auth.invalidate()
+            raise
+        self.note_reachable(url)
+
+    def _raise_for(self, method: str, url: str, response: httpx.Response, expect: tuple[int, ...] | None) -> None:
         status = response.status_code
-        if status in expect:
+        retried = status in RETRY_STATUSES or (status == 403 and self.rate_limited_403(response))
+        if (expect is None and not retried) or (expect is not None and status in expect):
             return
         self.stats.add("errors")
         where = f"{method} {redact(url)}"
         body = _short(response)
-        if status in RETRY_STATUSES or (status == 403 and self.rate_limited_403(response)):
-            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response))
+        if retried:
+            refused = status in (429, 403)  # refused for rate, before the provider acted on it
+            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response), not_taken=refused)
         if status == 404:
             raise NotFound(f"{where}: not found")
         if status in (401, 403):

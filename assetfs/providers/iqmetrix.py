@@ -17,11 +17,11 @@ is refreshed shortly before it expires, and a refused refresh falls back to sign
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mimetypes
 import posixpath
 import re
-import time
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpx
@@ -31,7 +31,7 @@ from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSuppor
 from ..logs import register_secret
 from ..query import NUMBER, SEARCH, STRING, Field
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed
-from .http import ProviderHTTP, redact
+from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.iqmetrix")
@@ -159,6 +159,31 @@ class IQmetrix(Provider):
         return skip_malformed([a for a in assets if a is not None], lambda a: self._asset_entry(a, collection),
                               f"{self.account}/{collection}")
 
+    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+        """The API cannot list or search: a GET of each of the collection's (few) assets,
+        whose name, file and checksum make the mark; a gone one counts as gone."""
+        if not directory.key.startswith("collection/"):
+            return None
+        ids = self._collection_ids(directory.key.removeprefix("collection/"))
+        seen: dict[str, str] = {}
+        limiter = trio.CapacityLimiter(CONCURRENCY)
+
+        async def fetch(asset_id: str) -> None:
+            async with limiter:
+                try:
+                    asset = await self._get_asset(asset_id)
+                except (NotFound, MalformedAsset):
+                    seen[asset_id] = "gone"
+                else:
+                    href = asset.get("href")
+                    stored = href.split("?", 1)[0] if isinstance(href, str) else None  # not its signature
+                    seen[asset_id] = repr([asset.get("name"), stored, asset.get("md5Checksum")])
+
+        async with trio.open_nursery() as nursery:
+            for asset_id in ids:
+                nursery.start_soon(fetch, asset_id)
+        return hashlib.sha1(repr(sorted(seen.items())).encode()).hexdigest()
+
     def _collection_ids(self, collection: str) -> list[str]:
         """The configured GUIDs, then those the collection gained through the mount; once each."""
         ids, seen = [], set()
@@ -219,21 +244,11 @@ class IQmetrix(Provider):
 
     async def _upload(self, upload: Upload) -> dict:
         """One multipart POST. Not retried blindly (a retry after a lost answer would make a
-        second asset, which cannot be deleted); only a 429, which the service answers before
-        taking the upload, is tried again once the rate limit resets, within the timeout."""
-        deadline = time.monotonic() + self.http.timeout
-        for attempt in range(1, max(1, self.http.retries) + 1):
-            with open(upload.path, "rb") as spool:
-                files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
-                response = await self.http.request("POST", "assets", expect=(201, 429), retry=False, files=files)
-            if response.status_code == 201:
-                break
-            wait = _reset_seconds(response, attempt)
-            if attempt >= self.http.retries or time.monotonic() + wait > deadline:
-                raise ProviderError(f"iQmetrix upload of {upload.name!r}: rate limited (HTTP 429) "
-                                    f"until past the {self.http.timeout:.0f} s timeout")
-            log.info("%s: upload of %r rate limited; trying again in %.1f s", self.account, upload.name, wait)
-            await trio.sleep(wait)
+        second asset, which cannot be deleted): only what the service refused before taking
+        the upload (a 429, until its X-RateLimit-ResetSeconds) is tried again, within the timeout."""
+        with open(upload.path, "rb") as spool:  # httpx rewinds it for each try
+            files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
+            response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
         try:
             body = response.json()
         except ValueError:
@@ -316,14 +331,6 @@ class IQmetrix(Provider):
 
 def _memory_key(collection: str) -> str:
     return f"collection:{collection}"
-
-
-def _reset_seconds(response: httpx.Response, attempt: int) -> float:
-    """How long a 429 asks to wait (X-RateLimit-ResetSeconds), else a growing backoff."""
-    try:
-        return min(60.0, max(0.0, float(response.headers.get("x-ratelimit-resetseconds", ""))))
-    except ValueError:
-        return min(8.0, 0.25 * 2 ** (attempt - 1))
 
 
 def _file_name(name: str, ident: str, mime: str | None, href: str | None) -> str:

@@ -42,7 +42,7 @@ from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, N
 from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, search_plan, select
 from .base import (ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, first_error,
                    parse_time, plain_id, skip_malformed, text_field)
-from .http import RETRY_STATUSES, ProviderHTTP, redact
+from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.mudstack")
@@ -65,7 +65,6 @@ class MudstackAuth(TokenAuth):
     """The account's JWT, fetched once for all concurrent requests and renewed before expiry."""
 
     service = "Mudstack"
-    honour_retry_after = True
 
     def __init__(self, account: str, token_url: str, account_id: str, key: str, secret: str):
         super().__init__(account)
@@ -298,6 +297,22 @@ class Mudstack(Provider):
         found = await self._hierarchy(ws_id)
         return [{**node, "path": p} for p, node in sorted(found.items()) if p != "/" and parent_of(p) == path]
 
+    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+        """The folder's search, newest update first, one asset: its id and update time with
+        the total. An upload or a delete changes the total, a rename or a new version the
+        newest update (sorting by `updated_at` is inferred: the documents are silent)."""
+        parsed = _parse_folder_key(directory.key)
+        if parsed is None:
+            return None
+        ws_id, path = parsed
+        body = await self._get("workspaces/assets/search", ws_id, params={
+            "file_location": path, "sort": "updated_at", "order": "desc", "page": 1, "limit": 1})
+        assets = body.get("assets") if isinstance(body, dict) else None
+        if not isinstance(assets, list):
+            raise ProviderError(f"Mudstack account {self.account}: the asset search has no assets list")
+        newest = assets[0] if assets and isinstance(assets[0], dict) else {}
+        return f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}"
+
     async def _search_page(self, ws_id: str, filters: dict, page: int) -> tuple[list[dict], int | None, int]:
         body = await self._get("workspaces/assets/search", ws_id, params={**filters, "page": page, "limit": PAGE_SIZE})
         if isinstance(body, list):  # a bare array: no paging information
@@ -454,7 +469,7 @@ class Mudstack(Provider):
             raise ProviderError(f"{where}: the upload route answered no signed_url and key")
         await self._put_signed(signed_url, upload, where)
         asset = await self._asset_call(
-            "POST", "workspaces/assets/upload/assets", ws_id, f"creating {upload.name}", retry=False,
+            "POST", "workspaces/assets/upload/assets", ws_id, f"creating {upload.name}", retry=NOT_TAKEN,
             json={"temp_file_key": temp_key, "original_file_name": upload.name, "file_location": path})
         current = _current_version(asset, _versions_of(asset))
         stored = _md5(current.get("checksum")) if current else None
@@ -475,43 +490,23 @@ class Mudstack(Provider):
 
     async def _put_signed(self, url: str, upload: Upload, where: str) -> None:
         """The bytes to the signed URL, streamed from the spool file. The URL carries its own
-        signature and is not the API: it goes through the bare client, so our credentials
-        never travel with it. Network trouble, 429 and 5xx are retried (the same bytes to the
-        same URL)."""
-        http = self.http
+        signature and is not the API: no credentials go with it. Network trouble, 429 and 5xx
+        are retried by the account's policy (the same bytes to the same URL)."""
         size = (await trio.Path(upload.path).stat()).st_size
         headers = {"Content-Type": upload.mime or "application/octet-stream", "Content-Length": str(size)}
-        delay = 0.5
-        problem = "no attempt"
-        attempts = max(1, http.retries)
-        for attempt in range(1, attempts + 1):
-            wait = delay
-            try:
-                response = await http.client.put(url, content=_chunks(upload.path), headers=headers)
-            except httpx.TransportError as e:
-                http.stats.add("errors")
-                problem = f"{type(e).__name__}: {e or 'connection failed'}"
-            else:
-                http.stats.add("requests")
-                status = response.status_code
-                if 200 <= status < 300:
-                    etag = response.headers.get("etag", "").strip().strip('"')
-                    if MD5_HEX.match(etag) and etag.lower() != upload.md5.lower():
-                        raise ProviderError(f"{where}: the storage received different bytes (ETag {etag}, "
-                                            f"the file's md5 is {upload.md5})")
-                    return
-                http.stats.add("errors")
-                problem = f"HTTP {status}"
-                if status not in RETRY_STATUSES:
-                    why = " (the signed URL was refused: expired or already used?)" if status in (401, 403, 404) else ""
-                    raise ProviderError(f"{where}: PUT {redact(url)} answered {problem}{why}")
-                retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
-                    wait = max(wait, min(60.0, float(retry_after)))
-            if attempt < attempts:
-                await trio.sleep(wait)
-                delay = min(8.0, delay * 2)
-        raise ProviderError(f"{where}: PUT {redact(url)} failed: {problem}")
+        try:
+            response = await self.http.request("PUT", url, expect=None, auth=False, follow=False, headers=headers,
+                                               body=lambda: {"content": _chunks(upload.path)})
+        except ProviderError as e:
+            raise ProviderError(f"{where}: {e}") from None
+        status = response.status_code
+        if not 200 <= status < 300:
+            why = " (the signed URL was refused: expired or already used?)" if status in (401, 403, 404) else ""
+            raise ProviderError(f"{where}: PUT {redact(url)} answered HTTP {status}{why}")
+        etag = response.headers.get("etag", "").strip().strip('"')
+        if MD5_HEX.match(etag) and etag.lower() != upload.md5.lower():
+            raise ProviderError(f"{where}: the storage received different bytes (ETag {etag}, "
+                                f"the file's md5 is {upload.md5})")
 
     async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
         """A new version of the asset (multipart `file`); the asset as it now is, with that
@@ -523,8 +518,8 @@ class Mudstack(Provider):
         where = f"Mudstack account {self.account}: new version of asset {asset_id} ({upload.name})"
         base = f"workspaces/assets/{asset_id}"
         with open(upload.path, "rb") as f:  # httpx streams the multipart body from the file
-            # Not retried: a retry after a lost answer would add a second version.
-            version = await self._json("POST", f"{base}/versions", ws_id, retry=False,
+            # Retried only when refused untaken: a retry after a lost answer would add a second version.
+            version = await self._json("POST", f"{base}/versions", ws_id, retry=NOT_TAKEN,
                                        files={"file": (upload.name, f, upload.mime or "application/octet-stream")})
         if isinstance(version, dict) and isinstance(version.get("version"), dict) and not version.get("checksum"):
             version = version["version"]  # a version wrapped in an object
@@ -557,7 +552,7 @@ class Mudstack(Provider):
             raise NotPermitted(f"creating folder {name}: that is the name of the workspace's trash view")
         new_path = folder_path(path + name)
         response = await self._request("POST", "workspaces/folders", ws_id, params={"folder": new_path},
-                                       expect=(200, 201, 409), retry=False)
+                                       expect=(200, 201, 409), retry=NOT_TAKEN)
         if response.status_code == 409:
             # EEXIST would be the right answer; errors.py has no such error yet.
             raise AlreadyExists(f"creating folder {new_path} in workspace {ws_id}: it already exists (HTTP 409)")

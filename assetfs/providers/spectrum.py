@@ -125,6 +125,20 @@ class Spectrum(Provider):
                                              abandon_on_cancel=False)
 
 
+    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+        """The organization listing's top-level `lastModification` (the latest change of any of
+        its assets), read from a one-asset page."""
+        if not directory.key.startswith("org/"):
+            return None
+        body = await self.http.json("GET", self._org_path(directory.key.removeprefix("org/")),
+                                    params={"page": 1, "pageSize": 1})
+        mark = body.get("lastModification") if isinstance(body, dict) else None
+        if not isinstance(mark, str) or not mark:
+            raise ProviderError(f"Spectrum organization {directory.key}: the listing has no lastModification")
+        return mark
+
+
+
 def _org_entry(org: str, name: str | None = None) -> Entry:
     return Entry(name or org, f"org/{org}", True, xattrs={"user.assetfs.id": org}, kind=CONTAINER)
 

@@ -14,7 +14,7 @@ import trio
 
 from ..errors import AuthFailed, ProviderError
 from ..logs import register_secret
-from .http import NO_ANSWER, RETRY_STATUSES, Auth, ProviderHTTP, redact
+from .http import Auth, ProviderHTTP, Unavailable
 
 TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
 
@@ -28,7 +28,6 @@ class TokenAuth(Auth):
     """One bearer token for the account, fetched once for all concurrent requests."""
 
     service = "the provider"     # names the account in messages: "<service> account <name>"
-    honour_retry_after = False   # whether a 429/5xx's Retry-After (seconds) lengthens the wait
 
     def __init__(self, account: str):
         self.account = account
@@ -99,35 +98,13 @@ class TokenAuth(Auth):
 
     async def _post(self, http: ProviderHTTP, url: str, *, json: dict | None = None,
                     data: dict | None = None) -> httpx.Response:
-        """POST to the token service with the raw client (the token URL may be on a trusted
-        origin: going through `http.request` would ask this object for headers again),
-        retrying network trouble, 5xx and 429 with backoff within the account's timeout."""
-        deadline = time.monotonic() + http.timeout
-        delay = 0.25
-        problem = "no attempt"
-        http.check_reachable(url)
-        for attempt in range(1, max(1, http.retries) + 1):
-            wait = delay
-            await http.pace(url)
-            try:
-                response = await http.client.post(url, json=json, data=data)
-            except httpx.TransportError as e:
-                http.stats.add("errors")
-                problem = f"{type(e).__name__}: {e or 'connection failed'}"
-                if isinstance(e, NO_ANSWER):
-                    http.note_unreachable(url, type(e).__name__)
-            else:
-                http.note_reachable(url)
-                http.stats.add("requests")
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                http.stats.add("errors")
-                problem = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("retry-after", "")
-                if self.honour_retry_after and retry_after.isdigit():
-                    wait = max(wait, float(retry_after))
-            if attempt >= http.retries or time.monotonic() + wait > deadline:
-                break
-            await trio.sleep(wait)
-            delay = min(8.0, delay * 2)
-        raise ProviderError(f"{self.who}: the token service {redact(url)} failed: {problem}")
+        """POST to the token service under the account's request policy (reachability,
+        pacing, retries, Retry-After), without credentials: this object is where they come
+        from. The answer is returned whatever its status, for `_expect` to judge. A redirect
+        is not followed: a 307 would send the password or secret on to wherever it points."""
+        try:
+            return await http.request("POST", url, expect=None, auth=False, follow=False, json=json, data=data)
+        except Unavailable:
+            raise
+        except ProviderError as e:
+            raise ProviderError(f"{self.who}: the token service failed: {e}") from None

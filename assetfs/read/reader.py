@@ -19,10 +19,10 @@ import trio
 
 from ..errors import AuthFailed, ChecksumMismatch, NotFound, ProviderError
 from ..providers.base import Content
-from ..providers.http import ProviderHTTP, Unavailable, Unreachable
+from ..providers.http import CredentialsRejected, ProviderHTTP, Unavailable
 from ..stats import Stats
 from .blockcache import BlockCache
-from .transfer import ConnectionPool, CredentialsRejected, UrlRefused, fetch_range
+from .transfer import ConnectionPool, UrlRefused, fetch_range
 
 log = logging.getLogger("assetfs.read")
 
@@ -190,25 +190,18 @@ class Reader:
                 self.cache.offer(self.content.version, index, data)
 
         url = self.content.url
-        self.http.check_reachable(url)
-
-        def pace(target: str) -> None:  # runs in the download thread, before a redirected request
-            trio.from_thread.run(self.http.pace, target, trio_token=token)
-
         renewed = refreshed = False
         while True:
-            auth = await self.http.auth.headers(self.http) if self.http.is_trusted(url) else {}
-            await self.http.pace(url)
             try:
-                await trio.to_thread.run_sync(
-                    fetch_range, self.connections, url, start, end, self.bs, self.http.is_trusted, auth,
-                    self.http.client.headers["user-agent"], on_block, first, pace, abandon_on_cancel=True)
+                async with self.http.outside(url) as grant:
+                    await trio.to_thread.run_sync(
+                        fetch_range, self.connections, url, start, end, self.bs, self.http.is_trusted,
+                        grant.credentials, grant.user_agent, on_block, first, grant.pace, abandon_on_cancel=True)
                 break
             except CredentialsRejected as e:
                 if refreshed:
                     raise AuthFailed(f"{e}: the provider refused a fresh token too") from None
-                refreshed = True
-                self.http.auth.invalidate()  # a revoked or expired token: fetch a new one, once
+                refreshed = True  # a revoked or expired token: the client fetches a new one, once
             except UrlRefused as e:
                 if renewed or self.renew_url is None:
                     raise
@@ -216,10 +209,6 @@ class Reader:
                 log.info("%s; asking the provider for a new URL", e)
                 url = await self.renew_url(url)
                 self.content = dataclasses.replace(self.content, url=url)
-            except Unreachable as e:
-                self.http.note_unreachable(e.url, e.why)
-                raise
-        self.http.note_reachable(url)
         self.stats.add("bytes_downloaded", end - start)
         if self.whole:
             digest = hashlib.md5(b"".join(whole)).hexdigest()

@@ -16,13 +16,10 @@ from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import NotFound, ProviderError
-from ..providers.http import MAX_REDIRECTS, Retryable, Unreachable, redact, retry_after, unreachable_error
+from ..providers.http import (MAX_REDIRECTS, CredentialsRejected, Retryable, Unreachable, redact, retry_after,
+                              unreachable_error)
 
 _ssl_context = ssl.create_default_context()
-
-
-class CredentialsRejected(ProviderError):
-    """A provider host answered 401 to the credentials we sent: get new ones and retry."""
 
 
 class UrlRefused(ProviderError):

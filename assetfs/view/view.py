@@ -57,6 +57,8 @@ class View:
         self._content_locks: dict[str, trio.Lock] = {}
         self._without_content: set[str] = set()  # assets already logged as having no content file
         self.queries = Queries(self)
+        # Told whenever a provider's directory is looked at (the poller watches those).
+        self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
         self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
         self.inodes.add_root(self.root)
         self.root.children = {}
@@ -98,6 +100,8 @@ class View:
         if node.kind == ASSETS:
             await self.remote_children(node.parent)  # `.assets/` is made with its container's listing
             return node.children if node.children is not None else {}
+        if node.provider is not None and node.entry.children is None:
+            self.on_listed(node.provider.account, node.entry)
         if node.entry.children is not None and node.children is None:
             self._lay_out(node, node.entry.children)
         if node.children is not None and (node.provider is None or node.entry.children is not None

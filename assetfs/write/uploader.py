@@ -38,7 +38,7 @@ class Uploader:
         for account, provider in providers.items():
             http = getattr(provider, "http", None)
             if http is not None:
-                http.on_recovery = functools.partial(self._provider_back, account)
+                http.subscribe_recovery(functools.partial(self._provider_back, account))
 
     def _provider_back(self, account: str) -> None:
         """The account's provider answers again after an outage: its pending uploads are

@@ -1,0 +1,107 @@
+"""Seeing changes made elsewhere without a remount: every `interval` seconds, each directory
+listed recently is asked about with its provider's cheapest honest question
+(`Provider.change_mark`); one whose mark moved is reported to `on_change(account, key)`,
+which drops the cached listing and tells the kernel (as rclone's --poll-interval does).
+
+The questions go through the account's request policy, so they wait their turn under its
+`rate_limit`; on top of that, one round of an account asks at most a quarter of what the
+limit allows in that time, so polling never crowds out what users do (the directories asked
+least recently go first; the others wait for the next round).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from .errors import AssetfsError
+from .providers.base import Entry, Provider
+
+log = logging.getLogger("assetfs.poll")
+
+SHARE = 0.25          # the part of an account's rate budget one round of polls may use
+WATCH_ROUNDS = 10     # a directory not listed again for this many rounds (and at least…
+WATCH_AT_LEAST = 600.0  # …this many seconds) is no longer polled: nobody is looking at it
+
+
+@dataclass
+class Watched:
+    entry: Entry
+    listed_at: float            # time.monotonic() of its last listing
+    mark: str | None = None     # the provider's last answer; None until the first
+    asked_at: float = 0.0
+
+
+class Poller:
+    def __init__(self, providers: dict[str, Provider], interval: float,
+                 on_change: Callable[[str, str], Awaitable[None]]):
+        self.providers = providers
+        self.interval = interval
+        self.on_change = on_change
+        self.watch_for = max(WATCH_AT_LEAST, WATCH_ROUNDS * interval)
+        self._watched: dict[tuple[str, str], Watched] = {}
+        self._new = trio.Event()
+
+    def listed(self, account: str, directory: Entry) -> None:
+        """A directory was just listed: poll it from now on (its first mark is taken at once,
+        so a change right after this listing is not missed)."""
+        watched = self._watched.get((account, directory.key))
+        if watched is None:
+            self._watched[(account, directory.key)] = Watched(directory, time.monotonic())
+            self._new.set()
+        else:
+            watched.entry, watched.listed_at = directory, time.monotonic()
+
+    def watching(self, account: str) -> list[str]:
+        return [key for (name, key) in self._watched if name == account]
+
+    async def run(self) -> None:
+        """Forever: a round every `interval` seconds, first marks as soon as directories come."""
+        next_round = trio.current_time() + self.interval
+        while True:
+            with trio.move_on_at(next_round):
+                await self._new.wait()
+            self._new = trio.Event()
+            due = trio.current_time() >= next_round
+            if due:
+                next_round = trio.current_time() + self.interval
+            await self.poll_once(only_new=not due)
+
+    async def poll_once(self, only_new: bool = False) -> None:
+        """One round: each account's due directories, the accounts side by side."""
+        now = time.monotonic()
+        for key in [k for k, w in self._watched.items() if now - w.listed_at > self.watch_for]:
+            del self._watched[key]
+        async with trio.open_nursery() as nursery:
+            for account in self.providers:
+                mine = [(k, w) for k, w in self._watched.items() if k[0] == account and (w.mark is None or not only_new)]
+                if mine:
+                    nursery.start_soon(self._poll_account, account, mine)
+
+    async def _poll_account(self, account: str, watched: list[tuple[tuple[str, str], Watched]]) -> None:
+        provider = self.providers[account]
+        watched.sort(key=lambda item: item[1].asked_at)
+        for (_, key), w in watched[:self._round_size(provider)]:
+            w.asked_at = time.monotonic()
+            try:
+                mark = await provider.change_mark(w.entry, w.mark)
+            except AssetfsError as e:
+                log.debug("%s: %s: no answer to the change question this round: %s", account, key, e)
+                continue
+            if mark is None:  # no cheap question for this directory: stop asking
+                self._watched.pop((account, key), None)
+                continue
+            before, w.mark = w.mark, mark
+            if before is not None and mark != before:
+                log.info("%s: %s changed on the provider", account, key or "/")
+                await self.on_change(account, key)
+
+    def _round_size(self, provider: Provider) -> int | None:
+        budget = provider.http.budget
+        if budget is None:
+            return None
+        return max(1, int(budget.limit * self.interval / budget.window * SHARE))

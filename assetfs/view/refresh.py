@@ -1,0 +1,115 @@
+"""Showing a change made on the provider, by someone else, now: the directory is listed
+afresh and the kernel is told to forget what it kept of it (names, attributes, pages of the
+files whose bytes changed). A file open for reading keeps the reader it opened, so it reads
+the version it opened to its end; the next open gets the new bytes."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import pyfuse3
+import trio
+
+from ..errors import AssetfsError
+from .node import ASSETS, ASSETS_DIR, Node
+from .view import View
+
+log = logging.getLogger("assetfs.refresh")
+
+
+class _Seen:
+    """A child as it was before the new listing (its node, and the entry it showed then)."""
+
+    __slots__ = ("node", "snapshot")
+
+    def __init__(self, node: Node):
+        self.node = node
+        self.snapshot = node.entry
+
+
+def _snapshot(directory: Node) -> tuple[Node, dict]:
+    return directory, {name: _Seen(child) for name, child in (directory.children or {}).items()}
+
+
+def _version(entry) -> str | None:
+    return entry.content.version if entry.content else None
+
+
+def _signature(child) -> tuple | None:
+    """What a name stands for, as far as the kernel's caches are concerned."""
+    if child is None:
+        return None
+    node, entry = (child.node, child.snapshot) if isinstance(child, _Seen) else (child, child.entry)
+    return node.ino, entry.is_dir, _version(entry), entry.mtime, entry.size
+
+
+class Refresher:
+    def __init__(self, view: View):
+        self.view = view
+
+    def node_of(self, account: str, key: str) -> Node | None:
+        """The directory node of a provider key, if the view still holds it."""
+        node = self.view.directory(f"{account}:{key}")
+        if node is None and key == "":
+            node = next((n for n in (self.view.root.children or {}).values()
+                         if n.provider is not None and n.provider.account == account), None)
+        return node
+
+    async def changed(self, account: str, key: str) -> None:
+        """The poller saw this directory change on the provider."""
+        node = self.node_of(account, key)
+        if node is None:  # not in memory any more: the next listing must not come from the disk cache
+            self.view.metacache.forget_listing(f"{account}:{key}")
+            return
+        await self.refresh(node)
+
+    async def refresh(self, node: Node) -> None:
+        """List the directory afresh and invalidate in the kernel what differs."""
+        if node.kind == ASSETS:
+            node = node.parent
+        snapshots = [_snapshot(node)]
+        hidden = (node.children or {}).get(ASSETS_DIR)
+        if hidden is not None:
+            snapshots.append(_snapshot(hidden))
+        self.view.forget_listing(node)
+        try:
+            await self.view.remote_children(node)
+        except AssetfsError as e:
+            log.warning("%s: changed on the provider, but listing it again failed: %s", node.path, e)
+            return
+        for directory, before in snapshots:
+            await self._show(directory, before)
+
+    async def _show(self, directory: Node, before: dict[str, _Seen]) -> None:
+        """Tell the kernel which names of `directory` changed. A file whose bytes changed
+        becomes a new inode: the old one keeps its old entry, so a reader that has it open
+        goes on with the version (and size) it opened, and the next open finds the new one."""
+        after = directory.children or {}
+        changed = []
+        for name in set(before) | set(after):
+            seen, new = before.get(name), after.get(name)
+            if _signature(seen) == _signature(new):
+                continue
+            changed.append(name)
+            same = seen is not None and new is seen.node
+            if same and new.local is None and not new.is_dir and _version(new.entry) != _version(seen.snapshot):
+                after[name] = self.view.new_node(name, directory, new.provider, new.entry, asset=new.asset)
+                new.entry, new.attr_cache = seen.snapshot, None
+            elif same:
+                await _kernel(pyfuse3.invalidate_inode, new.ino, True)  # same bytes, new times or size
+            await _kernel(pyfuse3.invalidate_entry, directory.ino, name.encode("utf-8", "surrogateescape"))
+        await _kernel(pyfuse3.invalidate_inode, directory.ino, False)  # its listing as `ls` reads it
+        if changed:
+            log.info("%s: %d name(s) changed on the provider: shown now", directory.path, len(changed))
+
+
+async def _kernel(call, *args) -> None:
+    """A kernel cache invalidation, in a worker thread: it waits for FUSE requests on the
+    same inode, which this event loop must stay free to answer. A name or inode the kernel
+    does not know is nothing to forget."""
+    try:
+        await trio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            log.debug("kernel invalidation %s%r: %s", call.__name__, args, e)

@@ -1,0 +1,211 @@
+"""Polling for changes made elsewhere: each provider's change question against the emulator
+(data changed through the emulator's API, the answer moves; nothing changed, it stays), and
+the poller's machinery (only directories listed recently, within the rate budget)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import trio
+
+from assetfs.config import parse_config
+from assetfs.poller import Poller
+from assetfs.providers.base import Entry, Provider, Upload
+from assetfs.providers.registry import build_provider
+from assetfs.stats import Stats
+from conftest import RunningEmulator
+from test_mount_write import png
+
+SEED_ORG = "7000000000000300322"
+APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654922"
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    """A private emulator: these tests change its data."""
+    e = RunningEmulator(tmp_path_factory.mktemp("poll"))
+    yield e
+    e.stop()
+
+
+def run(emu, account: str, fn):
+    """fn(provider) under trio, with a provider for one account of the emulator's config."""
+    async def main():
+        provider = build_provider(account, parse_config({"accounts": {account: emu.config["accounts"][account]}}),
+                                  Stats(), 30)
+        try:
+            return await fn(provider)
+        finally:
+            await provider.close()
+    return trio.run(main)
+
+
+def marks(emu, account: str, directory: Entry, *changes):
+    """The directory's change mark before, then after each change (a function run between
+    two questions), each question asked twice: the second asks since the first."""
+    async def main(provider):
+        found, mark = [], await provider.change_mark(directory, None)
+        for change in (None, *changes):
+            if change is not None:
+                await change(provider)
+            mark = await provider.change_mark(directory, mark)
+            again = await provider.change_mark(directory, mark)
+            assert again == mark, "nothing changed between two questions, yet the answer moved"
+            found.append(mark)
+        return found
+    return run(emu, account, main)
+
+
+def spool(tmp_path, name: str, data: bytes) -> Upload:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return Upload(path, name, len(data), hashlib.md5(data).hexdigest(), "image/png")
+
+
+def control(emu, method: str, path: str, **body):
+    """A change made elsewhere, through the emulator's test-only routes (as a coroutine, to
+    run between two questions)."""
+    async def change(provider):
+        response = await trio.to_thread.run_sync(
+            lambda: emu.control.request(method, f"/_emulator{path}", json=body or None))
+        response.raise_for_status()
+    return change
+
+
+def test_spectrum_the_organizations_last_modification(emu):
+    org = Entry(SEED_ORG, f"org/{SEED_ORG}", True)
+    [before, renamed, removed] = marks(
+        emu, "carhartt", org,
+        control(emu, "PATCH", f"/spectrum/organization/{SEED_ORG}/assets/1234", userFacingFileName="renamed elsewhere"),
+        control(emu, "DELETE", f"/spectrum/organization/{SEED_ORG}/assets/1234"))
+    assert len({before, renamed, removed}) == 3
+
+
+def test_apple_assets_updated_or_deleted_since_the_last_mark(emu, tmp_path):
+    brand = Entry(APPLE_BRAND, f"org/{APPLE_ORG}/brand/{APPLE_BRAND}", True)
+    made: list[Entry] = []
+
+    async def upload(p):
+        await trio.sleep(0.01)   # the first mark is the time now: the upload comes after it
+        made.append(await p.create_asset(brand, spool(tmp_path, "from-elsewhere.png", png((1, 2, 3)))))
+
+    async def delete(p):
+        await p.delete_asset(made[0])
+
+    [before, uploaded, deleted] = marks(emu, "apple", brand, upload, delete)
+    assert before < uploaded < deleted   # ISO instants: the newest updatedDate moved on each time
+
+
+def test_mudstack_the_folders_search_newest_update_first(emu, tmp_path):
+    async def folder(p, *names):
+        entries = {e.name: e for e in await p.list_root()}
+        entry = None
+        for name in names:
+            entry = entries[name]
+            entries = {e.name: e for e in (entry.children or await p.list_dir(entry))}
+        return entry, entries
+
+    async def setup(p):
+        return await folder(p, "Game Art", "characters", "villains")
+
+    villains, inside = run(emu, "studio", setup)
+    dragon = next(e for e in inside.values() if e.name.startswith("dragon"))
+    made: list[Entry] = []
+
+    async def rename(p):
+        made.append(await p.move_asset(dragon, villains, "wyrm"))
+
+    async def upload(p):
+        await p.create_asset(villains, spool(tmp_path, "imp.png", png((9, 9, 9))))
+
+    async def delete(p):
+        await p.delete_asset(made[0])
+
+    found = marks(emu, "studio", villains, rename, upload, delete)
+    assert len(set(found)) == 4, found
+
+
+def test_iqmetrix_a_get_of_each_known_asset(emu):
+    account = emu.config["accounts"]["stores"]
+    logos = Entry("logos", "collection/logos", True)
+    first, second = account["collections"]["logos"][:2]
+    [before, renamed, removed] = marks(
+        emu, "stores", logos,
+        control(emu, "PATCH", f"/iqmetrix/assets/{first}", name="renamed.jpg"),
+        control(emu, "DELETE", f"/iqmetrix/assets/{second}"))
+    assert len({before, renamed, removed}) == 3
+
+
+def test_directories_no_provider_question_fits_are_not_polled(emu):
+    asset_dir = Entry("x", "asset/1234", True)
+    assert run(emu, "carhartt", lambda p: p.change_mark(asset_dir, None)) is None
+
+
+# -- the poller ---------------------------------------------------------------------------
+
+
+class Scripted(Provider):
+    """A provider whose directories change when the test says so (the machinery alone)."""
+
+    name = "scripted"
+
+    def __init__(self, rate_limit=None):
+        from assetfs.providers.http import ProviderHTTP
+
+        super().__init__("acct", None, ProviderHTTP("http://127.0.0.1:9/", rate_limit=rate_limit))
+        self.version: dict[str, int] = {}
+        self.asked: list[str] = []
+
+    async def change_mark(self, directory, previous):
+        self.asked.append(directory.key)
+        return None if directory.key == "unpollable" else str(self.version.get(directory.key, 0))
+
+
+def test_the_poller_reports_changed_directories_and_asks_only_recent_ones():
+    provider = Scripted()
+    changed: list[tuple[str, str]] = []
+
+    async def on_change(account, key):
+        changed.append((account, key))
+
+    async def main():
+        poller = Poller({"acct": provider}, 0.2, on_change)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(poller.run)
+            for key in ("a", "b", "unpollable"):
+                poller.listed("acct", Entry(key, key, True))
+            await trio.sleep(0.05)             # first marks at once, not a round later
+            assert sorted(provider.asked) == ["a", "b", "unpollable"] and not changed
+            provider.version["a"] = 1          # changed elsewhere
+            await trio.sleep(0.3)
+            assert changed == [("acct", "a")]
+            assert sorted(poller.watching("acct")) == ["a", "b"]   # no question fits: dropped
+            poller.watch_for = 0.0             # nobody listed them again: no longer polled
+            await trio.sleep(0.3)
+            asked = len(provider.asked)
+            await trio.sleep(0.3)
+            assert len(provider.asked) == asked and poller.watching("acct") == []
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_one_round_asks_at_most_a_quarter_of_the_rate_budget():
+    provider = Scripted(rate_limit=(40, 1.0))   # 40/s: a 0.5 s round may ask 5
+
+    async def on_change(account, key):
+        pass
+
+    async def main():
+        poller = Poller({"acct": provider}, 0.5, on_change)
+        for n in range(12):
+            poller.listed("acct", Entry(str(n), str(n), True))
+        await poller.poll_once()
+        assert len(provider.asked) == 5
+        await poller.poll_once()
+        await poller.poll_once()
+        assert sorted(set(provider.asked), key=int) == [str(n) for n in range(12)]   # the least recently asked first
+        await provider.close()
+
+    trio.run(main)
