@@ -85,10 +85,16 @@ class RequestBudget:
         self.window = window
         self._sent: deque[float] = deque()
         self._lock = trio.Lock()
+        self._paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """No request before `seconds` from now: the provider said so (429 + Retry-After)."""
+        self._paused_until = max(self._paused_until, trio.current_time() + seconds)
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
+                await trio.sleep_until(self._paused_until)
                 now = trio.current_time()
                 while self._sent and self._sent[0] <= now - self.window:
                     self._sent.popleft()
@@ -308,7 +314,10 @@ class ProviderHTTP:
         where = f"{method} {redact(url)}"
         body = _short(response)
         if status in RETRY_STATUSES or (status == 403 and self.rate_limited_403(response)):
-            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response))
+            wait = retry_after(response)
+            if status in (403, 429) and wait is not None and self.budget is not None and self.is_api(url):
+                self.budget.pause(min(wait, 60.0))  # the whole budget waits, not only this request
+            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=wait)
         if status == 404:
             raise NotFound(f"{where}: not found")
         if status in (401, 403):
