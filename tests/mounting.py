@@ -36,7 +36,7 @@ class MountedFS:
         tmp.mkdir(parents=True, exist_ok=True)
         self.path = tmp / "mnt"
         self.path.mkdir(exist_ok=True)
-        doc = {"cache": dict(config.get("cache", {})), "accounts": dict(config["accounts"])}
+        doc = {**config, "cache": dict(config.get("cache", {})), "accounts": dict(config["accounts"])}
         if accounts is not None:
             doc["accounts"] = {k: v for k, v in doc["accounts"].items() if k in accounts}
         doc["cache"]["dir"] = str(cache_dir or tmp / "cache")

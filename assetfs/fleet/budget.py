@@ -2,7 +2,9 @@
 mount's own `RequestBudget` (same `acquire`, same `pause`).
 
 The budget is a sliding log, as the local one: at most `limit` requests in any `window`
-seconds, counted on Redis's clock. One Lua script, one round trip per request, hands each
+seconds, counted on Redis's clock; and, so that a fleet's requests arrive evenly (a burst
+granted at once reaches the provider spread out by the hosts' delays, and can then meet
+the next window's), at most a tenth of the limit in a tenth of the window. One Lua script, one round trip per request, hands each
 request its slot: now if the window has room, else the moment the oldest request in the
 window leaves it — the request sleeps until then (no polling, first come first served
 across the fleet). A sliding log, not GCRA or a token bucket: those let `limit` through at
@@ -45,9 +47,12 @@ local mounts = redis.call('ZCARD', KEYS[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local slot = now
 local taken = redis.call('ZCARD', KEYS[1])
-if taken >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], taken - limit, taken - limit, 'WITHSCORES')
-  slot = math.max(now, tonumber(oldest[2]) + window)
+-- at most `limit` per window, and at most a tenth of it per tenth of the window
+for _, rule in ipairs({{limit, window}, {math.max(1, math.floor(limit / 10)), window / 10}}) do
+  if taken >= rule[1] then
+    local freed = redis.call('ZRANGE', KEYS[1], taken - rule[1], taken - rule[1], 'WITHSCORES')
+    slot = math.max(slot, tonumber(freed[2]) + rule[2])
+  end
 end
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 slot = math.max(slot, paused)
