@@ -122,3 +122,41 @@ def test_six_mounts_sharing_redis_stay_under_the_limit_alone_they_do_not(bulk, m
           f"in {time.monotonic() - started:.1f}s")
     assert refused_shared == 0 and failed == 0
     assert refused(emu) > 0
+
+
+def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, mount, redis_server):
+    emu = fresh_emulator("--assets", "2000")
+    account = emu.account("spectrum")
+    assets = len(spectrum_assets(account, ORG))
+    fleet = start_fleet(emu, mount, redis_server.url, "spectrum", organizations=[ORG])
+    emu.reset_requests()
+    with ThreadPoolExecutor(MOUNTS) as pool:
+        listings = list(pool.map(lambda m: sorted(os.listdir(m.path / "acct" / ORG)), fleet))
+    pages = {k: n for k, n in emu.requests().items() if k.endswith(f"/organization/{ORG}")}
+    print(f"\nsix mounts list a cold {assets}-asset organization at once: {sum(pages.values())} page requests "
+          f"(one walk: {assets // 500 + 1})")
+    assert all(len(listing) == assets for listing in listings) and all(x == listings[0] for x in listings)
+    assert sum(pages.values()) == assets // 500 + 1   # one walk of 500-asset pages, not six
+
+
+def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, mount, redis_server):
+    emu, truth = bulk
+    emu.set_rate_limit("mudstack", LIMIT, WINDOW)
+    fleet = start_fleet(emu, mount, redis_server.url, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
+    emu.reset_requests()
+    hung = {}
+
+    def hang_for_a_while():
+        redis_server.hang()
+        hung["at"] = time.monotonic()
+        time.sleep(4)
+        redis_server.resume()
+
+    slowest, failed = storm(fleet, truth, during=hang_for_a_while, files=FILES // 3)
+    assert failed == 0 and slowest < TIMEOUT
+    time.sleep(2)  # the probes' next ping
+    for m in fleet:
+        log = m.log()
+        assert log.count("does not answer") == 1 and log.count("answers again") == 1, log[-2000:]
+    print(f"\nRedis hung for 4s mid-storm: slowest read {slowest:.1f}s, failed reads {failed}, "
+          f"refused {refused(emu)}")
