@@ -13,7 +13,7 @@ from redisd import free_port, redis_server  # noqa: F401  (a fixture)
 from assetfs.config import parse_config
 from assetfs.errors import ConfigError, NotFound
 from assetfs.fleet import codec, namespace
-from assetfs.fleet.budget import SharedBudget
+from assetfs.fleet.budget import SharedBudget, fallback
 from assetfs.fleet.link import RedisLink
 from assetfs.fleet.listings import SharedListings
 from assetfs.providers.base import Content, Entry
@@ -101,6 +101,11 @@ def test_redis_trouble_falls_back_to_local_pacing_within_a_second_then_rejoins(r
     if trouble == "hung":
         assert share == 20
         assert any("answers again" in w for w in warnings)
+
+
+def test_without_redis_each_mount_takes_its_share_of_the_budget():
+    assert (fallback(90, 60, 6).limit, fallback(90, 60, 6).window) == (15, 60)
+    assert (fallback(90, 60, 1000).limit, round(fallback(90, 60, 1000).window)) == (1, 667)
 
 
 def test_shared_config_takes_a_url_and_a_password_from_any_credential_form(monkeypatch):

@@ -76,6 +76,15 @@ return until_
 """)
 
 
+def fallback(limit: int, window: float, mounts: int) -> RequestBudget:
+    """One mount's share of the account's budget: limit / mounts per window, or, with more
+    mounts than the limit, one request per a longer window (1,000 mounts of 90/60 s: one
+    request per 667 s each)."""
+    if mounts <= limit:
+        return RequestBudget(limit // mounts, window)
+    return RequestBudget(1, window * mounts / limit)
+
+
 class SharedBudget:
     """At most `limit` requests per `window` seconds for all mounts of one account together."""
 
@@ -91,8 +100,8 @@ class SharedBudget:
         link.on_change.append(self._redis_changed)
 
     def _redis_changed(self, up: bool) -> None:
-        if not up:  # from now on the mount paces itself: with its share of the account
-            self.local = RequestBudget(max(1, self.limit // self.mounts), self.window)
+        if not up:  # from now on the mount paces itself, with its share of the account
+            self.local = fallback(self.limit, self.window, self.mounts)
 
     async def acquire(self) -> None:
         while self.link.up:
