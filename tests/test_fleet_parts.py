@@ -171,3 +171,17 @@ def test_one_of_many_mounts_lists_and_the_others_take_its_result(redis_server):
     got, errors = trio.run(main)
     assert calls == ["org/1", "org/gone", "org/gone"]
     assert len(errors) == 1 and len(got) == 11 and all(g == sample() for g in got)
+
+
+def test_a_pause_holds_the_local_budget_too():
+    """Without Redis the mount's own budget also waits out a Retry-After for every request."""
+    from assetfs.providers.http import RequestBudget
+
+    async def main():
+        budget = RequestBudget(100, 1.0)
+        budget.pause(0.3)
+        started = trio.current_time()
+        await budget.acquire()
+        return trio.current_time() - started
+
+    assert 0.25 <= trio.run(main) < 0.6
