@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from mounting import MountedFS
 from redisd import redis_server  # noqa: F401  (a fixture)
 from truth import spectrum_assets
 
@@ -44,12 +45,32 @@ def files_in(directory: Path) -> list[Path]:
     return found
 
 
-def start_fleet(emu, mount, redis_url: str | None, account: str, **extra) -> list:
-    settings = {**emu.account(account), **extra}
-    config = {"cache": {"metadata_ttl": "60s"}, "accounts": {"acct": settings}}
-    if redis_url:
-        config["shared"] = {"redis": redis_url}
-    return [mount(config, options=f"timeout={TIMEOUT:g}s") for _ in range(MOUNTS)]
+@pytest.fixture
+def fleet(tmp_path):
+    """`fleet(emu, redis_url or None, provider, **settings)`: six mounts of one account, started
+    (and stopped) at once; all are unmounted after the test, whatever happened in it."""
+    started: list[MountedFS] = []
+
+    def start(emu, redis_url: str | None, provider: str, **settings) -> list[MountedFS]:
+        config = {"cache": {"metadata_ttl": "60s"}, "accounts": {"acct": {**emu.account(provider), **settings}}}
+        if redis_url:
+            config["shared"] = {"redis": redis_url}
+        first = len(started)
+        with ThreadPoolExecutor(MOUNTS) as pool:
+            futures = [pool.submit(MountedFS, tmp_path / f"m{first + i}", config, options=f"timeout={TIMEOUT:g}s")
+                       for i in range(MOUNTS)]
+        started.extend(f.result() for f in futures if f.exception() is None)
+        for f in futures:
+            f.result()  # the first failure, if any
+        return started[first:]
+
+    yield start
+    stop(started)
+
+
+def stop(mounts) -> None:
+    with ThreadPoolExecutor(MOUNTS) as pool:
+        list(pool.map(MountedFS.stop, mounts))
 
 
 def storm(mounts, truth: dict[str, str], during=None, files: int = FILES) -> tuple[float, int]:
@@ -101,21 +122,20 @@ def refused(emu) -> int:
     return emu.control.get("/_emulator/requests").json()["refused"].get("mudstack", 0)
 
 
-def test_six_mounts_sharing_redis_stay_under_the_limit_alone_they_do_not(bulk, mount, redis_server):
+def test_six_mounts_sharing_redis_stay_under_the_limit_alone_they_do_not(bulk, fleet, redis_server):
     emu, truth = bulk
     emu.set_rate_limit("mudstack", LIMIT, WINDOW)
     emu.reset_requests()
     started = time.monotonic()
-    shared = start_fleet(emu, mount, redis_server.url, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
+    shared = fleet(emu, redis_server.url, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
     slowest, failed = storm(shared, truth)
     took = time.monotonic() - started
     requests, refused_shared = sum(emu.requests().values()), refused(emu)
-    for m in shared:
-        m.stop()
+    stop(shared)
     emu.reset_requests()
-    alone = start_fleet(emu, mount, None, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
+    alone = fleet(emu, None, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
     started = time.monotonic()
-    _, failed_alone = storm(alone, truth, files=FILES // 5)  # enough to show the refusals
+    _, failed_alone = storm(alone, truth, files=FILES // 10)  # enough to show the refusals
     print(f"\nsix mounts x {FILES} files, limit {LIMIT}/{WINDOW:g}s, budget {BUDGET}: shared {requests} requests "
           f"in {took:.1f}s, slowest read {slowest:.1f}s, refused {refused_shared}, failed reads {failed}; "
           f"alone refused {refused(emu)} of {sum(emu.requests().values())}, failed reads {failed_alone} "
@@ -124,14 +144,14 @@ def test_six_mounts_sharing_redis_stay_under_the_limit_alone_they_do_not(bulk, m
     assert refused(emu) > 0
 
 
-def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, mount, redis_server):
+def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, fleet, redis_server):
     emu = fresh_emulator("--assets", "2000")
     account = emu.account("spectrum")
     assets = len(spectrum_assets(account, ORG))
-    fleet = start_fleet(emu, mount, redis_server.url, "spectrum", organizations=[ORG])
+    mounts = fleet(emu, redis_server.url, "spectrum", organizations=[ORG])
     emu.reset_requests()
     with ThreadPoolExecutor(MOUNTS) as pool:
-        listings = list(pool.map(lambda m: sorted(os.listdir(m.path / "acct" / ORG)), fleet))
+        listings = list(pool.map(lambda m: sorted(os.listdir(m.path / "acct" / ORG)), mounts))
     pages = {k: n for k, n in emu.requests().items() if k.endswith(f"/organization/{ORG}")}
     print(f"\nsix mounts list a cold {assets}-asset organization at once: {sum(pages.values())} page requests "
           f"(one walk: {assets // 500 + 1})")
@@ -139,10 +159,10 @@ def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, m
     assert sum(pages.values()) == assets // 500 + 1   # one walk of 500-asset pages, not six
 
 
-def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, mount, redis_server):
+def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, fleet, redis_server):
     emu, truth = bulk
     emu.set_rate_limit("mudstack", LIMIT, WINDOW)
-    fleet = start_fleet(emu, mount, redis_server.url, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
+    mounts = fleet(emu, redis_server.url, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
     emu.reset_requests()
     hung = {}
 
@@ -152,10 +172,10 @@ def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, mount, redis_
         time.sleep(4)
         redis_server.resume()
 
-    slowest, failed = storm(fleet, truth, during=hang_for_a_while, files=FILES // 3)
+    slowest, failed = storm(mounts, truth, during=hang_for_a_while, files=FILES // 3)
     assert failed == 0 and slowest < TIMEOUT
     time.sleep(2)  # the probes' next ping
-    for m in fleet:
+    for m in mounts:
         log = m.log()
         assert log.count("does not answer") == 1 and log.count("answers again") == 1, log[-2000:]
     print(f"\nRedis hung for 4s mid-storm: slowest read {slowest:.1f}s, failed reads {failed}, "

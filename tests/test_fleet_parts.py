@@ -13,7 +13,7 @@ from redisd import free_port, redis_server  # noqa: F401  (a fixture)
 from assetfs.config import parse_config
 from assetfs.errors import ConfigError, NotFound
 from assetfs.fleet import codec, namespace
-from assetfs.fleet.budget import SharedBudget, fallback
+from assetfs.fleet.budget import Share, SharedBudget
 from assetfs.fleet.link import RedisLink
 from assetfs.fleet.listings import SharedListings
 from assetfs.providers.base import Content, Entry
@@ -104,8 +104,16 @@ def test_redis_trouble_falls_back_to_local_pacing_within_a_second_then_rejoins(r
 
 
 def test_without_redis_each_mount_takes_its_share_of_the_budget():
-    assert (fallback(90, 60, 6).limit, fallback(90, 60, 6).window) == (15, 60)
-    assert (fallback(90, 60, 1000).limit, round(fallback(90, 60, 1000).window)) == (1, 667)
+    assert (Share(90, 60, 6).limit, Share(90, 60, 6).window) == (15, 60)
+    assert (Share(90, 60, 1000).limit, round(Share(90, 60, 1000).window)) == (1, 667)
+
+    async def main():  # the slots it was given lately count: no burst at the switch
+        now = trio.current_time()
+        share = Share(4, 1.0, 1, [now - 0.9, now - 0.5, now, now + 0.2])
+        await share.acquire()
+        return trio.current_time() - now
+
+    assert 0.05 <= trio.run(main) < 0.3   # the first slot frees 1 s after it was used
 
 
 def test_shared_config_takes_a_url_and_a_password_from_any_credential_form(monkeypatch):
@@ -185,3 +193,22 @@ def test_a_pause_holds_the_local_budget_too():
         return trio.current_time() - started
 
     assert 0.25 <= trio.run(main) < 0.6
+
+
+def test_what_a_mount_sent_alone_counts_when_it_rejoins(redis_server):
+    async def main():
+        link = RedisLink(redis_server.url)
+        budget = SharedBudget(link, NS, 4, 2.0)
+        redis_server.hang()
+        for _ in range(4):          # the first falls back (0.5 s), then alone: its whole share
+            await budget.acquire()
+        alone = trio.current_time()
+        redis_server.resume()
+        with trio.fail_after(3):
+            while not link.up:
+                await trio.sleep(0.05)
+        await trio.sleep(0.1)       # its record reaches Redis
+        await budget.acquire()      # through Redis: the window is full of what it sent alone
+        return trio.current_time() - alone
+
+    assert trio.run(main) >= 1.9

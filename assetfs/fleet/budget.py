@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import deque
 
 import trio
 from coredis.commands.script import Script
@@ -64,6 +65,18 @@ redis.call('PEXPIRE', KEYS[1], slot - now + window)
 return {slot - now, mounts}
 """)
 
+# KEYS: the request log; ARGV: window ms, this mount's id, then the ages (ms) of requests it
+# sent alone → they count in the log as if Redis had given their slots
+RECORD = Script(script="""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[1], now - tonumber(ARGV[i]), ARGV[2] .. ':alone:' .. i .. ':' .. now)
+end
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[1]), redis.call('PTTL', KEYS[1])))
+return #ARGV - 2
+""")
+
 # KEYS: the pause; ARGV: seconds (ms) → sets the pause's end unless a later one is set
 PAUSE = Script(script="""
 local t = redis.call('TIME')
@@ -76,13 +89,26 @@ return until_
 """)
 
 
-def fallback(limit: int, window: float, mounts: int) -> RequestBudget:
-    """One mount's share of the account's budget: limit / mounts per window, or, with more
-    mounts than the limit, one request per a longer window (1,000 mounts of 90/60 s: one
-    request per 667 s each)."""
-    if mounts <= limit:
-        return RequestBudget(limit // mounts, window)
-    return RequestBudget(1, window * mounts / limit)
+class Share(RequestBudget):
+    """One mount's share of the account's budget, for when Redis does not answer: limit /
+    mounts per window, or, with more mounts than the limit, one request per a longer window
+    (1,000 mounts of 90/60 s: one request per 667 s each). It starts from the slots this
+    mount was given lately (some still ahead), so that the switch brings no burst."""
+
+    def __init__(self, limit: int, window: float, mounts: int, given: list[float] = (),
+                 before: RequestBudget | None = None):
+        if mounts <= limit:
+            super().__init__(limit // mounts, window)
+        else:
+            super().__init__(1, window * mounts / limit)
+        now = trio.current_time() if given else 0.0
+        self._sent.extend(sorted(t for t in given if t > now - self.window)[-self.limit:])
+        if before is not None:  # a Retry-After told meanwhile still holds
+            self._paused_until = before._paused_until
+
+    def sent(self) -> list[float]:
+        """When its requests went (or go: slots given ahead count too)."""
+        return list(self._sent)
 
 
 class SharedBudget:
@@ -96,12 +122,25 @@ class SharedBudget:
         self.mount_id = os.urandom(8).hex()
         self._ids = itertools.count()
         self.mounts = 1                     # mounts of the account seen lately (for the fallback's share)
-        self.local = RequestBudget(self.limit, window)
+        self.local = Share(self.limit, window, 1)
+        self._given: deque[float] = deque(maxlen=self.limit)  # this mount's slots lately (trio time)
         link.on_change.append(self._redis_changed)
 
     def _redis_changed(self, up: bool) -> None:
         if not up:  # from now on the mount paces itself, with its share of the account
-            self.local = fallback(self.limit, self.window, self.mounts)
+            self.local = Share(self.limit, self.window, self.mounts, list(self._given), self.local)
+        else:  # what it sent alone in the last window counts in the shared log
+            now = trio.current_time()
+            ages = [int((now - t) * 1000) for t in self.local.sent() if now - self.window < t <= now]
+            if ages:
+                trio.lowlevel.spawn_system_task(self._record, ages, name="fleet record")
+
+    async def _record(self, ages: list[int]) -> None:
+        try:
+            await self.link.call(lambda client: RECORD([self.keys[0]], [int(self.window * 1000), self.mount_id, *ages],
+                                                       client=client))
+        except RedisDown:
+            pass
 
     async def acquire(self) -> None:
         while self.link.up:
@@ -113,6 +152,7 @@ class SharedBudget:
                 break
             self.mounts = max(1, int(mounts))
             if wait >= 0:
+                self._given.append(trio.current_time() + wait / 1000)
                 await trio.sleep(wait / 1000)
                 return
             await trio.sleep(-wait / 1000)
