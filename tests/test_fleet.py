@@ -28,7 +28,7 @@ pytestmark = pytest.mark.mount
 MOUNTS = 6
 FILES = 300
 LIMIT, WINDOW = 100, 2.0     # the emulator's Mudstack limit
-BUDGET = "90/2s"             # the account's rate_limit: a bit under it
+BUDGET = "80/2s"             # the account's rate_limit: under it, with room for the hosts' jitter
 TIMEOUT = 10.0
 ORG = "7000000000000300322"
 WORKSPACE = "Game Art"
@@ -172,7 +172,7 @@ def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, fleet, redis_
         time.sleep(4)
         redis_server.resume()
 
-    slowest, failed = storm(mounts, truth, during=hang_for_a_while, files=FILES // 3)
+    slowest, failed = storm(mounts, truth, during=hang_for_a_while, files=FILES // 5)
     assert failed == 0 and slowest < TIMEOUT
     time.sleep(2)  # the probes' next ping
     for m in mounts:

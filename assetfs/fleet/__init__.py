@@ -44,7 +44,7 @@ def join(provider: Provider, account: str, config: Config, link: RedisLink) -> N
     settings = config.accounts[account]
     ns = namespace(settings.provider, settings.base_url, [_value(config, account, f) for f in IDENTITY[settings.provider]])
     if settings.rate_limit is not None:
-        provider.http.budget = SharedBudget(link, ns, *settings.rate_limit)
+        provider.http.budget = SharedBudget(link, ns, *settings.rate_limit, horizon=provider.http.timeout)
     key = listing_key([_value(config, account, f) for f in SECRETS[settings.provider]], ns)
     SharedListings(link, ns, key, config.cache.metadata_ttl).install(provider)
 

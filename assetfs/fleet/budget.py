@@ -114,10 +114,13 @@ class Share(RequestBudget):
 class SharedBudget:
     """At most `limit` requests per `window` seconds for all mounts of one account together."""
 
-    def __init__(self, link: RedisLink, namespace: str, limit: int, window: float):
+    def __init__(self, link: RedisLink, namespace: str, limit: int, window: float, horizon: float = 30.0):
         self.link = link
         self.limit = max(1, limit)
         self.window = window
+        # How far ahead a slot is given: first come first served up to there; a request
+        # that would wait longer asks again later (it would time out before its slot).
+        self.horizon = max(window, horizon)
         self.keys = [f"{namespace}budget", f"{namespace}pause", f"{namespace}mounts"]
         self.mount_id = os.urandom(8).hex()
         self._ids = itertools.count()
@@ -144,7 +147,7 @@ class SharedBudget:
 
     async def acquire(self) -> None:
         while self.link.up:
-            args = [self.limit, int(self.window * 1000), int(self.window * 1000), f"{self.mount_id}:{next(self._ids)}",
+            args = [self.limit, int(self.window * 1000), int(self.horizon * 1000), f"{self.mount_id}:{next(self._ids)}",
                     self.mount_id, int(FLEET_SEEN * 1000)]
             try:
                 wait, mounts = await self.link.call(lambda client: ACQUIRE(self.keys, args, client=client))
