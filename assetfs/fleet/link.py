@@ -13,8 +13,9 @@ import trio
 from coredis.retry import NoRetryPolicy
 
 log = logging.getLogger("assetfs.fleet")
+logging.getLogger("coredis").setLevel(logging.WARNING)  # not a line per script first loaded into Redis
 
-CALL_TIMEOUT = 0.5   # seconds one Redis round trip may take before the mount goes on alone
+CALL_TIMEOUT = 0.75  # seconds one Redis round trip may take before the mount goes on alone
 PROBE_EVERY = 1.0    # seconds between two pings of a Redis that is down
 
 
