@@ -226,6 +226,22 @@ class MudstackAccount(_Account):
     workspaces: list[str] = []
 
 
+class SharedSettings(_Strict):
+    """`[shared]`: the Redis through which every mount of an account shares its rate budget
+    and its listings (see README, Fleets)."""
+
+    # redis://, rediss:// (TLS) or unix:// URL; a credential form when the URL carries a password
+    redis: Secret
+    password: Secret | None = None  # or the password apart from the URL, from any credential form
+
+    @field_validator("redis")
+    @classmethod
+    def _url(cls, v):
+        if isinstance(v, str) and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+
 Account = Annotated[Union[SpectrumAccount, IQmetrixAccount, AppleAccount, MudstackAccount], Field(discriminator="provider")]
 
 
@@ -233,6 +249,7 @@ class Config(_Strict):
     cache: CacheSettings = Field(default_factory=CacheSettings)  # defaults read $XDG_* when parsed
     state: StateSettings = Field(default_factory=StateSettings)
     accounts: dict[str, Account]
+    shared: SharedSettings | None = None
 
     def secret(self, account: str, field: str) -> str:
         value = resolve_secret(getattr(self.accounts[account], field), f"accounts.{account}.{field}")

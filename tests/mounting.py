@@ -36,7 +36,7 @@ class MountedFS:
         tmp.mkdir(parents=True, exist_ok=True)
         self.path = tmp / "mnt"
         self.path.mkdir(exist_ok=True)
-        doc = {"cache": dict(config.get("cache", {})), "state": dict(config.get("state", {})),
+        doc = {**config, "cache": dict(config.get("cache", {})), "state": dict(config.get("state", {})),
                "accounts": dict(config["accounts"])}
         if accounts is not None:
             doc["accounts"] = {k: v for k, v in doc["accounts"].items() if k in accounts}

@@ -126,8 +126,11 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
         if request.method == "DELETE":
             emu.request_counts.clear()
             emu.request_log.clear()
+            for limit in emu.rate_limits.values():
+                limit.refused = 0
             return Response(status_code=204)
-        return JSONResponse({"counts": dict(emu.request_counts), "log": emu.request_log[-1000:]})
+        refused = {p: r.refused for p, r in emu.rate_limits.items()}  # answered with the rate-limit status
+        return JSONResponse({"counts": dict(emu.request_counts), "log": emu.request_log[-1000:], "refused": refused})
 
     async def names(request: Request) -> Response:
         if request.method == "DELETE":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 class RateLimit:
     limit: int = 0            # requests allowed per window; 0 switches limiting off
     window: float = 60.0      # seconds
+    refused: int = 0          # requests answered with the rate-limit status so far
     _seen: deque = field(default_factory=deque)
 
     def hit(self) -> float | None:
@@ -21,6 +22,7 @@ class RateLimit:
         while self._seen and self._seen[0] <= now - self.window:
             self._seen.popleft()
         if len(self._seen) >= self.limit:
+            self.refused += 1
             return max(0.0, self._seen[0] + self.window - now)
         self._seen.append(now)
         return None

@@ -112,10 +112,16 @@ class RequestBudget:
         self.window = window
         self._sent: deque[float] = deque()
         self._lock = trio.Lock()
+        self._paused_until = 0.0
+
+    def pause(self, seconds: float) -> None:
+        """No request before `seconds` from now: the provider said so (429 + Retry-After)."""
+        self._paused_until = max(self._paused_until, trio.current_time() + seconds)
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
+                await trio.sleep_until(self._paused_until)
                 now = trio.current_time()
                 while self._sent and self._sent[0] <= now - self.window:
                     self._sent.popleft()
@@ -399,8 +405,11 @@ class ProviderHTTP:
         where = f"{method} {redact(url)}"
         body = _short(response)
         if retried:
+            wait = retry_after(response)
             refused = status in (429, 403)  # refused for rate, before the provider acted on it
-            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=retry_after(response), not_taken=refused)
+            if refused and wait is not None and self.budget is not None and self.is_api(url):
+                self.budget.pause(min(wait, 60.0))  # the whole budget waits, not only this request
+            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=wait, not_taken=refused)
         if status == 404:
             raise NotFound(f"{where}: not found")
         if status in (401, 403):
