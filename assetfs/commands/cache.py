@@ -100,6 +100,17 @@ def _compact(db: Path, vacuum: bool = True) -> None:
         pass
 
 
+def _clear_blocks(path: Path) -> int:
+    """Delete the block store's files (a running mount fetches again what it reads next)."""
+    from ..read.blockcache import BlockCache
+
+    blocks = BlockCache(path, size_limit=0)
+    try:
+        return blocks.clear()
+    finally:
+        blocks.close()
+
+
 def _say(console: Console, text: str) -> None:
     console.print(Text(text), soft_wrap=True)  # one line, however narrow the terminal
 
@@ -140,12 +151,15 @@ def clear(directory: Path, console: Console) -> int:
         if not path.is_dir():
             continue
         before = disk_usage(path)
-        cache = diskcache.Cache(str(path))  # keeps the settings the mount stored (size limit, eviction)
-        try:
-            removed = cache.clear(retry=True)
-        finally:
-            cache.close()
-        _compact(path / "cache.db")
+        if name == "blocks":
+            removed = _clear_blocks(path)
+        else:
+            cache = diskcache.Cache(str(path))  # keeps the settings the mount stored (size limit, eviction)
+            try:
+                removed = cache.clear(retry=True)
+            finally:
+                cache.close()
+            _compact(path / "cache.db")
         _say(console, f"cleared {name}/: {removed:,} entries, {human_size(before)} → {human_size(disk_usage(path))}")
     states = journal_states(directory)
     kept = ", ".join(f"{name}/ ({human_size(disk_usage(directory / name))})" for name in STATE
