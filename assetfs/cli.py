@@ -21,6 +21,7 @@ def _emulator(args: argparse.Namespace) -> int:
         tokens=TokenIssuer(ttl=parse_duration(args.token_ttl) if args.token_ttl else None),
         blobs=BlobStore(Path(args.data_dir) if args.data_dir else None),
         url_ttl=parse_duration(args.signed_url_ttl) if args.signed_url_ttl else None,
+        content_base_url=args.content_base_url,
     )
     emu.faults.update({k: v for k, v in {
         "latency": args.latency, "fail_status": args.fail_status, "fail_count": args.fail_count,
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--retry-after", type=int, metavar="SECONDS", help="fault: Retry-After sent with --fail-status")
     emu.add_argument("--rate-limit", action="append", metavar="PROVIDER=N/WINDOW",
                      help="switch on a provider's rate limiting, e.g. spectrum=100/60s (repeatable)")
+    emu.add_argument("--content-base-url", metavar="URL",
+                     help="benchmark/test option: link files kept in --data-dir (large files, uploads) as URL/<file>/<name>,"
+                          " for a web server over that dir to serve (the last part is cosmetic)")
     emu.add_argument("--quiet", action="store_true", help="print only the base URL")
     emu.set_defaults(func=_emulator)
 

@@ -1,19 +1,29 @@
-"""Measure assetfs against curl, dd and `rclone mount` (http backend over nginx) on the
-same bytes in one run, and print the results as a Markdown table.
+"""Measure assetfs against curl, local disk and `rclone mount` (http backend) reading the
+same bytes from one nginx on 127.0.0.1, in one run, and print one table of ratios.
 
-Every figure is a median of `--repeat` runs; ratios compare like with like (same URL,
-same bytes, same machine, same moment). Page caches are dropped between cold runs."""
+The emulator's listings point their content URLs at nginx (`--content-base-url`), so
+assetfs, rclone and curl all download from the same server. Workloads follow
+mountpoint-s3's CI (scripts/fio): sequential and random reads at 256 KiB with fio, time to
+the first byte of a 1-byte read, `ls -f` / `ls -l` of 1k/10k/100k entries, and an upload.
+
+Cold: a fresh mount, an empty cache, the page cache dropped. Warm: a fresh mount over the
+block cache a cold read filled, the page cache dropped. Hot: the same mount again (page
+cache). Every figure is a median of `--repeat` runs except the time-based fio runs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,6 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from mounting import MountedFS, is_mounted, unmount  # noqa: E402
 
+ACCOUNT = "carhartt"  # the emulator's Spectrum account: its first organizations get --assets N each
+
+
+# -- measuring ------------------------------------------------------------------------------
 
 def drop_caches() -> None:
     os.sync()
@@ -43,41 +57,6 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def read_file(path: Path, block: int = 1 << 20) -> int:
-    total = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(block):
-            total += len(chunk)
-    return total
-
-
-def read_cold_then_hot(path: Path) -> tuple[float, float, float]:
-    """Seconds to the first 4 KiB, to read the whole file cold, and again from the page cache."""
-    os.stat(path)
-    drop_caches()
-    start = time.perf_counter()
-    with open(path, "rb", buffering=0) as f:
-        f.read(4096)
-    first = time.perf_counter() - start
-    drop_caches()
-    cold = timed(lambda: read_file(path))
-    hot = timed(lambda: read_file(path))
-    return first, cold, hot
-
-
-def ls_l(path: Path) -> int:
-    out = subprocess.run(["ls", "-l", str(path)], check=True, capture_output=True, text=True).stdout
-    return out.count("\n")
-
-
-def curl(url: str) -> None:
-    subprocess.run(["curl", "-sS", "-o", "/dev/null", url], check=True)
-
-
-def dd(path: Path) -> None:
-    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "status=none"], check=True)
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -85,34 +64,101 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def fio(path: Path, rw: str, size: int, runtime: float | None = None, hot: bool = False) -> float:
+    """Bytes per second of one fio job at 256 KiB (mountpoint-s3's read workloads); `hot`
+    keeps what the page cache holds of the file."""
+    args = ["fio", "--name=bench", f"--filename={path}", f"--rw={rw}", "--bs=256k", "--ioengine=sync",
+            f"--size={size}", "--readonly", "--fallocate=none", f"--invalidate={0 if hot else 1}",
+            "--output-format=json"]
+    if runtime:
+        args += [f"--runtime={runtime}", "--time_based"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return json.loads(out[out.index("{"):])["jobs"][0]["read"]["bw_bytes"]
+
+
+def first_byte(path: Path) -> float:
+    """Seconds to open a file and read its first byte (its lookup already done)."""
+    os.stat(path)
+    start = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.read(fd, 1)
+    finally:
+        os.close(fd)
+    return time.perf_counter() - start
+
+
+def listing(path: Path, flags: str) -> int:
+    out = subprocess.run(["ls", flags, str(path)], check=True, capture_output=True, text=True).stdout
+    return out.count("\n")
+
+
+def curl_seconds(url: str) -> tuple[float, float]:
+    """(whole transfer, time to first byte) of a GET to /dev/null."""
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{time_starttransfer}", url],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+def asset_file(org: Path, asset: str, file: str) -> Path:
+    """An asset's file in either mount layout: `<org>/<name>.<ext>` (assets as files) or
+    `<org>/<asset>/<file>` (assets as folders)."""
+    candidates = [org / f"{asset}{Path(file).suffix}", org / file, org / asset / file]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{asset}: none of {', '.join(map(str, candidates))}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the servers and mounts -----------------------------------------------------------------
+
 class Emulator:
-    def __init__(self, work: Path, assets: int, large: str):
-        self.config_path = work / "emulator.toml"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "assetfs", "emulator", "--port", "0", "--quiet", "--assets", str(assets),
-             "--large-file", large, "--data-dir", str(work / "emulator-data"), "--write-config", str(self.config_path)],
-            stdout=subprocess.PIPE, text=True)
+    def __init__(self, work: Path, assets: int, content_base_url: str, large: str | None = None):
+        work.mkdir(parents=True, exist_ok=True)
+        config_path = work / "emulator.toml"
+        args = [sys.executable, "-m", "assetfs", "emulator", "--port", "0", "--quiet", "--assets", str(assets),
+                "--data-dir", str(work / "data"), "--write-config", str(config_path),
+                "--content-base-url", content_base_url]
+        if large:
+            args += ["--large-file", large]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         self.url = self.process.stdout.readline().strip()
-        import tomllib
-        self.config = tomllib.loads(self.config_path.read_text())
+        if not self.url:
+            raise RuntimeError("the emulator did not start")
+        self.config = tomllib.loads(config_path.read_text())
+        self.account = self.config["accounts"][ACCOUNT]
+
+    def org_listing(self, org: str) -> list[dict]:
+        a = self.account
+        return httpx.get(f"{a['base_url']}/api/assets/saved/client/{a['client']}/organization/{org}",
+                         headers={"SPECTRUM_API_TOKEN": a["token"]}, timeout=120).json()["contents"]
 
     def stop(self):
         self.process.terminate()
-        self.process.wait(10)
+        self.process.wait(30)
 
 
 class Nginx:
-    """A plain HTTP directory listing (autoindex) of a local folder, for rclone's http backend."""
+    """One static file server (with directory listings, for rclone's http backend). A content
+    URL's last part (the file name the emulator adds) is dropped."""
 
-    def __init__(self, work: Path, root: Path, port: int = 18931):
+    def __init__(self, work: Path, root: Path):
         prefix = work / "nginx"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        port = free_port()
         conf = prefix / "nginx.conf"
         conf.write_text(f"""
 daemon off; worker_processes 2; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;
 events {{ worker_connections 1024; }}
-http {{ access_log off; sendfile on; tcp_nopush on;
-  server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; autoindex_exact_size on; }} }}
+http {{ access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
+  server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; autoindex_exact_size on;
+    rewrite "^(/.+/data/[0-9a-f]{{64}})/[^/]+$" $1 break; }} }}
 """)
         self.process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(prefix)], stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}/"
@@ -130,12 +176,15 @@ http {{ access_log off; sendfile on; tcp_nopush on;
 
 
 class Rclone:
+    """`rclone mount :http:` with its defaults (no VFS cache)."""
+
     def __init__(self, work: Path, url: str):
-        self.path = work / "rclone-mnt"
+        work.mkdir(parents=True, exist_ok=True)
+        self.path = work / "mnt"
         self.path.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             ["rclone", "mount", ":http:", str(self.path), "--http-url", url, "--read-only",
-             "--cache-dir", str(work / "rclone-cache"), "--vfs-cache-mode", "off"],
+             "--cache-dir", str(work / "cache"), "--vfs-cache-mode", "off"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not is_mounted(self.path):
@@ -149,147 +198,264 @@ class Rclone:
         self.process.wait(10)
 
 
-def iq_account_name(config: dict) -> str:
-    return next(name for name, a in config["accounts"].items() if a["provider"] == "iqmetrix")
+# -- the table ------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    what: str
+    ours: str
+    theirs: str
+    ratio: str
+    target: str = ""
+    met: bool | None = None
+
+
+def ratio_row(what: str, ours: float, theirs: float, unit: str, versus: str, higher_is_better: bool,
+              goal: float | None = None) -> Row:
+    """A row whose ratio is > 1 when assetfs is faster; `goal` is the target ratio."""
+    ratio = ours / theirs if higher_is_better else theirs / ours
+    fmt = (lambda v: f"{v / 1e6:.0f} MB/s") if unit == "rate" else (lambda v: f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s")
+    return Row(what, fmt(ours), f"{versus} {fmt(theirs)}", f"{ratio:.2f}× {versus}",
+               f"≥ {goal}×" if goal is not None else "", None if goal is None else ratio >= goal)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="assetfs-bench-"))
+        os.chmod(self.work, 0o755)
+        self.site = self.work / "site"  # nginx's root: the emulators' data dirs and rclone's folders
+        self.site.mkdir()
+        self.nginx = Nginx(self.work, self.site)
+        self.rows: list[Row] = []
+        self.mounts = 0
+
+    def mount(self, emu: Emulator, cache: Path | None = None, options: str = "") -> MountedFS:
+        self.mounts += 1
+        return MountedFS(self.work / f"m{self.mounts}", emu.config, options=options, accounts=[ACCOUNT],
+                         cache_dir=cache, log_level="WARNING")
+
+    def rclone(self) -> Rclone:
+        self.mounts += 1
+        return Rclone(self.work / f"r{self.mounts}", self.nginx.url)
+
+    def emulator(self, name: str, assets: int, large: str | None = None) -> Emulator:
+        return Emulator(self.site / name, assets, f"{self.nginx.url}{name}/data/", large)
+
+    # -- listings ---------------------------------------------------------------------------
+
+    def listings(self, count: int) -> None:
+        emu = self.emulator(f"list{count}", count)
+        try:
+            org = emu.account["organizations"][0]
+            sample = next(a for a in emu.org_listing(org)[:50] if a["userFacingFileName"].startswith("generated"))
+            png = httpx.get(sample["uploadedAssetUri"], timeout=30).content
+            folder = self.site / f"many{count}"
+            folder.mkdir()
+            for i in range(count):
+                (folder / f"generated {i + 1:05d}.png").write_bytes(png)
+            repeat = self.args.repeat if count <= 10000 else 1
+            for flags in ("-f", "-l"):
+                ours, rss = {"cold": [], "warm": []}, 0.0
+                for _ in range(repeat):
+                    m = self.mount(emu)
+                    try:
+                        for state in ("cold", "warm"):
+                            seconds = timed(lambda: self._check_count(listing(m.path / ACCOUNT / org, flags), count))
+                            ours[state].append(seconds)
+                        rss = max(rss, peak_rss_mb(m.process.pid))
+                    finally:
+                        m.stop()
+                theirs = {"cold": [], "warm": []}
+                for _ in range(repeat):
+                    r = self.rclone()
+                    try:
+                        for state in ("cold", "warm"):
+                            theirs[state].append(timed(lambda: listing(r.path / folder.name, flags)))
+                    finally:
+                        r.stop()
+                for state in ("cold", "warm"):
+                    goal = None
+                    if flags == "-l" and count == 10000:
+                        goal = 2.0 if state == "cold" else 1.0
+                    self.rows.append(ratio_row(f"`ls {flags}`, {count:,} assets, {state}" + ("" if repeat > 1 else " (1 run)"),
+                                               median(ours[state]), median(theirs[state]), "time", "rclone", False, goal))
+                if count >= 100000:
+                    self.rows.append(Row(f"peak RSS of the mount, `ls {flags}` of {count:,}", f"{rss:.0f} MB", "",
+                                         "", "< 400 MB", rss < 400))
+            shutil.rmtree(folder)
+        finally:
+            emu.stop()
+
+    @staticmethod
+    def _check_count(lines: int, count: int) -> None:
+        if lines < count:
+            raise RuntimeError(f"the listing showed {lines} lines, expected at least {count}")
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def reads(self) -> None:
+        args = self.args
+        emu = self.emulator("read", 0, args.large)
+        try:
+            org = emu.account["organizations"][1]
+            url = next(a["uploadedAssetUri"] for a in emu.org_listing(org) if a["userFacingFileName"] == "large")
+            if not url.startswith(self.nginx.url):
+                raise RuntimeError(f"the listing's content URL {url} is not on nginx {self.nginx.url}")
+            local = self.site / "read" / "data" / url.rsplit("/", 2)[-2]
+            size = local.stat().st_size
+            (self.site / "large.bin").symlink_to(local)
+            runtime = args.runtime
+            rate = lambda seconds: size / seconds  # noqa: E731
+
+            curl_total, curl_first = [], []
+            local_cold, local_hot = [], []
+            for _ in range(args.repeat):
+                drop_caches()
+                total, first = curl_seconds(url)
+                curl_total.append(total), curl_first.append(first)
+                drop_caches()
+                local_cold.append(fio(local, "read", size))
+                local_hot.append(fio(local, "read", size, hot=True))
+            drop_caches()
+            local_random = fio(local, "randread", size, runtime)
+
+            cold, warm, hot, ttfb, rss = [], [], [], [], []
+            cache = self.work / "read-cache"
+
+            def on_mount(measure, clear: bool):
+                """Run measure(path, mount) on a fresh mount, page cache dropped (and the block cache)."""
+                if clear:
+                    shutil.rmtree(cache, ignore_errors=True)
+                m = self.mount(emu, cache)
+                try:
+                    path = asset_file(m.path / ACCOUNT / org, "large", "large.bin")
+                    drop_caches()
+                    return measure(path, m)
+                finally:
+                    m.stop()
+
+            def cold_then_hot(path: Path, m: MountedFS) -> None:
+                cold.append(fio(path, "read", size))
+                rss.append(peak_rss_mb(m.process.pid))
+                hot.append(fio(path, "read", size, hot=True))
+
+            for _ in range(args.repeat):
+                ttfb.append(on_mount(lambda path, m: first_byte(path), clear=True))
+                on_mount(cold_then_hot, clear=True)
+                warm.append(on_mount(lambda path, m: fio(path, "read", size), clear=False))
+            random_warm = on_mount(lambda path, m: fio(path, "randread", size, runtime), clear=False)
+            random_cold = on_mount(lambda path, m: fio(path, "randread", size, runtime), clear=True)
+
+            def on_rclone(measure):
+                r = self.rclone()
+                try:
+                    drop_caches()
+                    return measure(r.path / "large.bin")
+                finally:
+                    r.stop()
+
+            r_cold = [on_rclone(lambda path: fio(path, "read", size)) for _ in range(args.repeat)]
+            r_ttfb = [on_rclone(first_byte) for _ in range(args.repeat)]
+            r_random = on_rclone(lambda path: fio(path, "randread", size, runtime))
+
+            big = args.large
+            self.rows += [
+                ratio_row(f"sequential read {big}, cold", median(cold), rate(median(curl_total)), "rate", "curl", True, 0.5),
+                ratio_row(f"sequential read {big}, cold", median(cold), median(r_cold), "rate", "rclone", True),
+                ratio_row(f"sequential read {big}, warm (block cache)", median(warm), median(local_cold), "rate",
+                          "local", True, 0.5),
+                ratio_row(f"sequential read {big}, hot (page cache)", median(hot), median(local_hot), "rate", "local", True),
+                ratio_row(f"random read 256 KiB, {runtime:g} s, warm", random_warm, r_random, "rate", "rclone", True, 3.0),
+                ratio_row(f"random read 256 KiB, {runtime:g} s, cold", random_cold, r_random, "rate", "rclone", True),
+                ratio_row(f"random read 256 KiB, {runtime:g} s, warm", random_warm, local_random, "rate", "local", True),
+                ratio_row("time to first byte, 1-byte read, cold", median(ttfb), median(r_ttfb), "time", "rclone", False, 1.0),
+                ratio_row("time to first byte, 1-byte read, cold", median(ttfb), median(curl_first), "time", "curl", False),
+                Row(f"peak RSS of the mount, streaming {big}", f"{max(rss):.0f} MB", "", "", "< 200 MB", max(rss) < 200),
+            ]
+        finally:
+            emu.stop()
+
+    # -- upload -------------------------------------------------------------------------------
+
+    def upload(self) -> None:
+        args = self.args
+        emu = self.emulator("upload", 0)
+        try:
+            name, iq = next((n, a) for n, a in emu.config["accounts"].items() if a["provider"] == "iqmetrix")
+            collection = next(iter(iq["collections"]))
+            upload = self.work / "upload.bin"
+            with open(upload, "wb") as f:
+                for _ in range(parse_size(args.upload) >> 20):
+                    f.write(os.urandom(1 << 20))
+            token = httpx.post(f"{iq['auth_url']}/oauth2/token", data={
+                "grant_type": "password", "username": iq["username"], "password": iq["password"],
+                "client_id": iq["client_id"], "client_secret": iq["client_secret"]}).json()["access_token"]
+            by_curl, by_cp = [], []
+            for n in range(args.repeat):
+                by_curl.append(timed(lambda: subprocess.run(
+                    ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}", "-F", f"file=@{upload}",
+                     f"{iq['base_url']}/assets"], check=True)))
+                self.mounts += 1
+                m = MountedFS(self.work / f"m{self.mounts}", emu.config, accounts=[name], log_level="WARNING")
+                try:
+                    target = m.path / name / collection
+                    os.listdir(target)
+                    by_cp.append(timed(lambda: subprocess.run(["cp", str(upload), str(target / f"upload{n}.bin")],
+                                                              check=True)))
+                finally:
+                    m.stop()
+            size = upload.stat().st_size
+            self.rows.append(ratio_row(f"upload, `cp` of {args.upload}", size / median(by_cp), size / median(by_curl),
+                                       "rate", "curl -F", True, 0.9))
+        finally:
+            emu.stop()
+
+    def close(self) -> None:
+        self.nginx.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def table(self) -> str:
+        lines = ["| measurement | assetfs | compared with | ratio (> 1: assetfs faster) | target | met |",
+                 "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            met = "" if r.met is None else ("yes" if r.met else "**no**")
+            lines.append(f"| {r.what} | {r.ours} | {r.theirs} | {r.ratio} | {r.target} | {met} |")
+        lines.append(f"\n{os.cpu_count()} cores; medians of {self.args.repeat} runs unless noted; "
+                     f"{time.strftime('%Y-%m-%d')}; rclone {_version(['rclone', 'version'])}, "
+                     f"nginx {_version(['nginx', '-v'])}, {_version(['fio', '--version'])}")
+        return "\n".join(lines)
+
+
+def _version(cmd: list[str]) -> str:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    text = (out.stdout or out.stderr).split("\n")[0]
+    return text.split("/")[-1].split()[-1] if "/" in text else text.split()[-1]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--assets", type=int, default=10000)
-    parser.add_argument("--large", default="512MiB")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--upload", default="256MiB")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listings", default="1000,10000,100000", help="directory sizes to list (comma-separated)")
+    parser.add_argument("--large", default="512MiB", help="size of the file read (default 512MiB)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the 100k listing runs once)")
+    parser.add_argument("--runtime", type=float, default=10, help="seconds per random-read fio run")
+    parser.add_argument("--upload", default="256MiB", help="size of the uploaded file")
+    parser.add_argument("--only", choices=["listings", "reads", "upload"], action="append",
+                        help="run only these parts (repeatable)")
     args = parser.parse_args()
-
-    work = Path(tempfile.mkdtemp(prefix="assetfs-bench-"))
-    rows: list[tuple[str, str, str, str]] = []
-    emu = Emulator(work, args.assets, args.large)
-    nginx = rclone = None
+    parts = args.only or ["listings", "reads", "upload"]
+    bench = Bench(args)
     try:
-        account = next(a for a in emu.config["accounts"].values() if a["provider"] == "spectrum")
-        big_org, large_org = account["organizations"][0], account["organizations"][1]
-        headers = {"SPECTRUM_API_TOKEN": account["token"]}
-        listing = httpx.get(f"{account['base_url']}/api/assets/saved/client/{account['client']}/organization/{large_org}",
-                            headers=headers, timeout=60).json()["contents"]
-        large_url = next(a["uploadedAssetUri"] for a in listing if a["userFacingFileName"] == "large")
-
-        # The same bytes on local disk (for dd) and behind nginx (for rclone).
-        site = work / "site"
-        (site / "many").mkdir(parents=True)
-        local = site / "large.bin"
-        subprocess.run(["curl", "-sS", "-o", str(local), large_url], check=True)
-        size = local.stat().st_size
-        small = (site / "many")
-        sample = httpx.get(next(a["uploadedAssetUri"] for a in listing if a["userFacingFileName"] != "large"), timeout=30).content
-        for i in range(args.assets):
-            (small / f"generated {i + 1:05d}.png").write_bytes(sample)
-        os.chmod(work, 0o755)
-        nginx = Nginx(work, site)
-
-        def assetfs_mount(tag: str, options: str = "") -> MountedFS:
-            return MountedFS(work / tag, emu.config, options=options, log_level="WARNING")
-
-        # -- listings ----------------------------------------------------------------
-        cold, warm, x_cold, x_warm = [], [], [], []
-        for n in range(args.repeat):
-            m = assetfs_mount(f"ls{n}")
-            cold.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
-            warm.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
-            m.stop()
-            m = assetfs_mount(f"lsx{n}", "noxattr")
-            x_cold.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
-            x_warm.append(timed(lambda: ls_l(m.path / "carhartt" / big_org)))
-            m.stop()
-        r_cold, r_warm = [], []
-        for n in range(args.repeat):
-            (work / f"r{n}").mkdir()
-            rclone = Rclone(work / f"r{n}", nginx.url)
-            r_cold.append(timed(lambda: ls_l(rclone.path / "many")))
-            r_warm.append(timed(lambda: ls_l(rclone.path / "many")))
-            rclone.stop()
-            rclone = None
-        rows.append((f"cold `ls -l`, {args.assets:,} assets", f"{median(cold):.2f} s", f"rclone {median(r_cold):.2f} s",
-                     f"{median(r_cold) / median(cold):.2f}× rclone"))
-        rows.append((f"warm `ls -l`, {args.assets:,} assets", f"{median(warm) * 1000:.0f} ms", f"rclone {median(r_warm) * 1000:.0f} ms",
-                     f"{median(r_warm) / median(warm):.2f}× rclone"))
-        rows.append((f"cold `ls -l`, {args.assets:,} assets, `-o noxattr`", f"{median(x_cold):.2f} s",
-                     f"rclone {median(r_cold):.2f} s", f"{median(r_cold) / median(x_cold):.2f}× rclone"))
-        rows.append((f"warm `ls -l`, {args.assets:,} assets, `-o noxattr`", f"{median(x_warm) * 1000:.0f} ms",
-                     f"rclone {median(r_warm) * 1000:.0f} ms", f"{median(r_warm) / median(x_warm):.2f}× rclone"))
-
-        # -- sequential read of the large file --------------------------------------------
-        mb = size / 1e6
-        t_curl, t_dd_cold, t_dd_hot = [], [], []
-        for _ in range(args.repeat):
-            t_curl.append(timed(lambda: curl(large_url)))
-            drop_caches()
-            t_dd_cold.append(timed(lambda: dd(local)))
-            t_dd_hot.append(timed(lambda: dd(local)))
-        a_cold, a_warm, a_hot, ttfb, rss = [], [], [], [], []
-        for n in range(args.repeat):
-            m = assetfs_mount(f"read{n}")  # a new cache dir: cold
-            first, cold, hot = read_cold_then_hot(m.path / "carhartt" / large_org / "large" / "large.bin")
-            ttfb.append(first), a_cold.append(cold), a_hot.append(hot)
-            drop_caches()
-            a_warm.append(timed(lambda: read_file(m.path / "carhartt" / large_org / "large" / "large.bin")))
-            rss.append(peak_rss_mb(m.process.pid))
-            m.stop()
-            shutil.rmtree(work / f"read{n}" / "cache", ignore_errors=True)
-        rc_cold, rc_hot, rc_ttfb = [], [], []
-        for n in range(args.repeat):
-            (work / f"rr{n}").mkdir()
-            rclone = Rclone(work / f"rr{n}", nginx.url)
-            first, cold, hot = read_cold_then_hot(rclone.path / "large.bin")
-            rc_ttfb.append(first), rc_cold.append(cold), rc_hot.append(hot)
-            rclone.stop()
-            rclone = None
-        rate = lambda t: f"{mb / median(t):.0f} MB/s"  # noqa: E731
-        rows.append((f"cold read, {args.large} (network)", rate(a_cold), f"curl {rate(t_curl)}, rclone {rate(rc_cold)}",
-                     f"{median(t_curl) / median(a_cold):.2f}× curl, {median(rc_cold) / median(a_cold):.2f}× rclone"))
-        rows.append((f"warm read, {args.large} (block cache)", rate(a_warm), f"local dd {rate(t_dd_cold)}",
-                     f"{median(t_dd_cold) / median(a_warm):.2f}× dd"))
-        rows.append((f"hot read, {args.large} (page cache)", rate(a_hot), f"local dd {rate(t_dd_hot)}, rclone {rate(rc_hot)}",
-                     f"{median(t_dd_hot) / median(a_hot):.2f}× dd"))
-        rows.append(("time to first byte (cold)", f"{median(ttfb) * 1000:.1f} ms", f"rclone {median(rc_ttfb) * 1000:.1f} ms",
-                     f"{median(rc_ttfb) / median(ttfb):.2f}× rclone"))
-        rows.append((f"peak RSS of the mount, streaming {args.large}", f"{max(rss):.0f} MB", "target < 200 MB",
-                     "met" if max(rss) < 200 else "not met"))
-
-        # -- upload: cp through the mount vs curl to the same route -----------------------------
-        iq = next(a for a in emu.config["accounts"].values() if a["provider"] == "iqmetrix")
-        collection = next(iter(iq["collections"]))
-        upload = work / "upload.bin"
-        with open(upload, "wb") as f:
-            for _ in range(parse_size(args.upload) >> 20):
-                f.write(os.urandom(1 << 20))
-        token = httpx.post(f"{iq['auth_url']}/oauth2/token", data={
-            "grant_type": "password", "username": iq["username"], "password": iq["password"],
-            "client_id": iq["client_id"], "client_secret": iq["client_secret"]}).json()["access_token"]
-        t_up_curl, t_up_cp = [], []
-        for n in range(args.repeat):
-            t_up_curl.append(timed(lambda: subprocess.run(
-                ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}", "-F", f"file=@{upload}",
-                 f"{iq['base_url']}/assets"], check=True)))
-            m = assetfs_mount(f"up{n}")
-            target = m.path / iq_account_name(emu.config) / collection
-            os.listdir(target)
-            t_up_cp.append(timed(lambda: subprocess.run(["cp", str(upload), str(target / f"upload{n}.bin")], check=True)))
-            m.stop()
-        up_mb = upload.stat().st_size / 1e6
-        rows.append((f"upload, `cp` of {args.upload}", f"{up_mb / median(t_up_cp):.0f} MB/s",
-                     f"curl -F {up_mb / median(t_up_curl):.0f} MB/s", f"{median(t_up_curl) / median(t_up_cp):.2f}× curl"))
+        if "listings" in parts:
+            for count in (int(c) for c in args.listings.split(",") if c):
+                bench.listings(count)
+        if "reads" in parts:
+            bench.reads()
+        if "upload" in parts:
+            bench.upload()
     finally:
-        if rclone:
-            rclone.stop()
-        if nginx:
-            nginx.stop()
-        emu.stop()
-        shutil.rmtree(work, ignore_errors=True)
-
-    print("\n| measurement | assetfs | compared with | ratio (>1: assetfs faster) |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print(f"\n{os.cpu_count()} cores; medians of {args.repeat} runs; {time.strftime('%Y-%m-%d')}")
+        bench.close()
+        print(bench.table())
     return 0
 
 

@@ -105,6 +105,17 @@ def _compact(db: Path, vacuum: bool = True) -> None:
         pass
 
 
+def _clear_blocks(path: Path) -> int:
+    """Delete the block store's files (a running mount fetches again what it reads next)."""
+    from ..read.blockcache import BlockCache
+
+    blocks = BlockCache(path, size_limit=0)
+    try:
+        return blocks.clear()
+    finally:
+        blocks.close()
+
+
 def _say(console: Console, text: str) -> None:
     console.print(Text(text), soft_wrap=True)  # one line, however narrow the terminal
 
@@ -146,12 +157,15 @@ def clear(cache: Path, state: Path, console: Console) -> int:
         if not path.is_dir():
             continue
         before = disk_usage(path)
-        db = diskcache.Cache(str(path))  # keeps the settings the mount stored (size limit, eviction)
-        try:
-            removed = db.clear(retry=True)
-        finally:
-            db.close()
-        _compact(path / "cache.db")
+        if name == "blocks":
+            removed = _clear_blocks(path)
+        else:
+            db = diskcache.Cache(str(path))  # keeps the settings the mount stored (size limit, eviction)
+            try:
+                removed = db.clear(retry=True)
+            finally:
+                db.close()
+            _compact(path / "cache.db")
         _say(console, f"cleared {name}/: {removed:,} entries, {human_size(before)} → {human_size(disk_usage(path))}")
     _say(console, f"kept the state dir {state} (bytes written but not yet uploaded, the upload journal, "
                   f"what providers remember): never cleared")

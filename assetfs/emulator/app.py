@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from .blobs import BlobStore
+from .blobs import BlobStore, FileBlob
 from .content import blob_response
 from .faults import FaultMiddleware, Faults
 from .hostile import Hostile, HostileMiddleware
@@ -43,6 +43,9 @@ class Emulator:
     names: list[dict] = field(default_factory=list)  # test-only: every name a write gave the provider
     hostile: Hostile = field(default_factory=Hostile)  # test-only: see hostile.py
     url_ttl: float | None = None   # lifetime of signed content URLs (None: they never expire)
+    # Benchmark/test only: link files kept on disk as <this URL>/<file in the data dir>/<name>,
+    # so a plain web server over that dir (nginx, dropping the cosmetic last part) serves them.
+    content_base_url: str | None = None
 
     def rate_limit(self, provider: str) -> RateLimit:
         return self.rate_limits.setdefault(provider, RateLimit())
@@ -56,6 +59,8 @@ class Emulator:
         """An absolute, signed URL of the CDN route for a blob (optionally ending in a file
         name, which is cosmetic: the signature covers the blob key and the expiry only).
         With `url_ttl` set the URL expires, as presigned S3 or Azure SAS URLs do."""
+        if self.content_base_url and isinstance(blob := self.blobs.get(key), FileBlob):
+            return f"{self.content_base_url.rstrip('/')}/{blob.path.name}" + (f"/{quote(name)}" if name else "")
         path = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
         if self.url_ttl is None:
             return f"{origin(request)}{path}?sig={self.sign(f'/cdn/{key}')}"

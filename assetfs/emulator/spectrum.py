@@ -99,6 +99,9 @@ class SpectrumEmulator(ProviderEmulator):
         self.api_version = seed["apiVersion"]
         self.job_template = copy.deepcopy(seed["contents"][0]["productionJobs"][0])
         self.organizations: dict[str, Organization] = {}
+        # Pages of only generated assets (`--assets N`) never change: kept as sent, so a
+        # 100,000-asset listing is served at the speed of the client reading it.
+        self._generated_pages: dict[tuple, bytes] = {}
 
         orgs = [
             self._seed_organization(seed["contents"]),
@@ -253,15 +256,25 @@ class SpectrumEmulator(ProviderEmulator):
             start, stop = (0, org.count) if page == 1 else (0, 0)
         else:
             start, stop = (page - 1) * size, page * size
-        chosen = self._slice(org, start, stop)
         base = origin(request) + self.prefix
-        return JSONResponse({
+        key = (org.id, start, stop, base)
+        if key in self._generated_pages:
+            return Response(self._generated_pages[key], media_type="application/json")
+        chosen = self._slice(org, start, stop)
+        if start >= len(org.assets) and self.emu.url_ttl is None and chosen:
+            page = JSONResponse(self._page(org, chosen, request, base))
+            self._generated_pages[key] = page.body
+            return page
+        return JSONResponse(self._page(org, chosen, request, base))
+
+    def _page(self, org: Organization, chosen: list[dict], request: Request, base: str) -> dict:
+        return {
             "lastModification": org.last_modification,
             "error": None,
             "apiVersion": self.api_version,
             "hash": _hash(chosen),
             "contents": [self._render(asset, request, base) for asset in chosen],
-        })
+        }
 
     def _slice(self, org: Organization, start: int, stop: int) -> list[dict]:
         stop = min(stop, org.count)

@@ -97,32 +97,35 @@ class Spectrum(Provider):
         asset not seen before (an API that ignores `page`) also ends the listing."""
         org = entry.key.removeprefix("org/")
         where = f"{self.account}/{org}"
-        assets: dict[str, dict] = {}
+        seen: set[str] = set()
+        entries: list[Entry] = []
         for page in range(1, MAX_PAGES + 1):
             body = await self.http.json("GET", self._org_path(org), params={"page": page, "pageSize": PAGE_SIZE})
             contents = body.get("contents") if isinstance(body, dict) else None
             if not isinstance(contents, list):
                 raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
-            before = len(assets)
+            new, page_size = [], len(contents)
             for asset in contents:
                 ident = plain_id(asset.get("id")) if isinstance(asset, dict) else None
                 if ident is None:
                     log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r", where, page, asset)
-                else:
-                    assets.setdefault(ident, asset)
-            if len(contents) < PAGE_SIZE:
+                elif ident not in seen:
+                    seen.add(ident)
+                    new.append(asset)
+            del body, contents  # a page at a time: 100,000 raw assets would take more memory than their entries
+            # In a worker thread: thousands of assets take CPU time during which the event loop
+            # would serve no other syscall. Not abandoned on the timeout: the work is bounded by
+            # the page, and a listing thrown away would be thrown away on every retry.
+            entries += await trio.to_thread.run_sync(skip_malformed, new, _asset_entry, where, abandon_on_cancel=False)
+            if page_size < PAGE_SIZE:
                 break
-            if len(assets) == before:
+            if not new:
                 log.warning("%s: page %d brings no asset not seen before (the API repeats itself); "
-                            "stopping with the %d assets listed", where, page, len(assets))
+                            "stopping with the %d assets listed", where, page, len(seen))
                 break
         else:
             raise ProviderError(f"Spectrum organization {org}: more than {MAX_PAGES} pages; the API does not stop")
-        # In a worker thread: tens of thousands of assets take seconds of CPU, during which the
-        # event loop would serve no other syscall. Not abandoned on the timeout: the work is
-        # bounded by the page, and a listing thrown away would be thrown away on every retry.
-        return await trio.to_thread.run_sync(skip_malformed, list(assets.values()), _asset_entry, where,
-                                             abandon_on_cancel=False)
+        return entries
 
 
     async def change_mark(self, directory: Entry, previous: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """Reads of one content version, shared by every handle open on it.
 
-Blocks come from memory, then the disk cache, then one ranged GET per run of missing
-blocks. Concurrent readers of a block wait on the same fetch. Each handle has a cursor:
+Blocks come from memory, then the disk cache (one `pread` on the event loop when every
+block of a read is there: no thread hop), then one ranged GET per run of missing blocks. Concurrent readers of a block wait on the same fetch. Each handle has a cursor:
 while its reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
 a seek resets it. A published md5 is checked once the whole file has come in order;
 small files are fetched whole and checked before any byte is cached or returned.
@@ -28,13 +28,6 @@ log = logging.getLogger("assetfs.read")
 
 WHOLE_FILE_LIMIT = 8 << 20  # files up to this size (with a checksum) are fetched and checked whole
 FETCH_ATTEMPTS = 4
-DISK_READERS = trio.CapacityLimiter(8)  # parallel reads of cached blocks from disk
-
-
-def _read_and_close(handle) -> bytes:
-    with handle:
-        return handle.read()
-
 
 @dataclass
 class Cursor:
@@ -89,6 +82,15 @@ class Reader:
         first, last = offset // self.bs, (end - 1) // self.bs
         window = self.blocks if self.whole else cursor.window
         self._prefetch(last + 1, window)
+        version = self.content.version
+        if first == last and (block := self.cache.get_memory(version, first)) is not None:
+            self.stats.add("block_hits")
+            self.stats.add("bytes_read", end - offset)
+            return block[offset - first * self.bs:end - first * self.bs]
+        if self.cache.on_disk(version, first, last):
+            self.stats.add("block_hits", last - first + 1)
+            self.stats.add("bytes_read", end - offset)
+            return self.cache.read(version, offset, end - offset)
         parts = []
         for index in range(first, last + 1):
             block = await self._block(index, window)
@@ -106,12 +108,10 @@ class Reader:
                 return data
             pending = self.inflight.get(index)
             if pending is None:
-                data = await trio.to_thread.run_sync(self.cache.get_disk, self.content.version, index)
-                if data is not None:
+                if self.cache.on_disk(self.content.version, index, index):
                     self.stats.add("block_hits")
-                    self.cache.remember(self.content.version, index, data)
-                    return data
-                pending = self.inflight.get(index) or self._start(index, window)
+                    return self.cache.read(self.content.version, index * self.bs, self._block_len(index))
+                pending = self._start(index, window)
             await pending.event.wait()
             if pending.data is not None:
                 return pending.data
@@ -126,10 +126,9 @@ class Reader:
     def _prefetch(self, start: int, window: int) -> None:
         """Make sure blocks [start, start+window) are cached or coming. A gap is filled
         with a whole window's run, so a sequential reader costs one request per window."""
-        for index in range(start, min(self.blocks, start + window)):
-            if index not in self.inflight and self.cache.get_memory(self.content.version, index) is None:
-                self._start(index, window)
-                return
+        index = self.cache.first_missing(self.content.version, start, min(self.blocks, start + window), self.inflight)
+        if index is not None:
+            self._start(index, window)
 
     def _start(self, first: int, count: int) -> _Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
@@ -137,28 +136,14 @@ class Reader:
         if self.whole:
             first, count = 0, self.blocks
         last = min(self.blocks, first + max(1, count))
-        for index in range(first + 1, last):
-            if index in self.inflight:
-                last = index
-                break
+        last = self.cache.first_present(self.content.version, first + 1, last, self.inflight) or last
         pendings = {i: self.inflight.setdefault(i, _Pending()) for i in range(first, last)}
         self.nursery.start_soon(self._fetch, first, last, pendings)
         return pendings[first]
 
     async def _fetch(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
-        index = first
         try:
-            # Blocks already on disk (an earlier read or mount fetched them) need no request;
-            # their files are read in parallel, as a disk wants to be read.
-            if not self.whole:
-                handles = await trio.to_thread.run_sync(self.cache.open_disk_run, self.content.version, index, last)
-                if handles:
-                    async with trio.open_nursery() as nursery:
-                        for i, handle in enumerate(handles, index):
-                            nursery.start_soon(self._load, i, handle, pendings[i])
-                    index += len(handles)
-            if index < last:
-                await self._download(index, last, pendings)
+            await self._download(first, last, pendings)
         except BaseException as e:
             error = e if isinstance(e, (ProviderError, AuthFailed)) else ProviderError(f"{type(e).__name__}: {e}")
             for i, pending in pendings.items():
@@ -168,12 +153,6 @@ class Reader:
                     pending.event.set()
             if not isinstance(e, Exception):
                 raise
-
-    async def _load(self, index: int, handle, pending: _Pending) -> None:
-        async with DISK_READERS:
-            data = await trio.to_thread.run_sync(_read_and_close, handle)
-        self.stats.add("block_hits")
-        self._deliver(index, data, pending, store=False)
 
     async def _download(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
         start, end = first * self.bs, min(self.size, last * self.bs)
@@ -185,8 +164,8 @@ class Reader:
         def on_block(index: int, data: bytes) -> None:  # runs in the download thread
             if self.whole:
                 whole.append(data)
-            else:
-                trio.from_thread.run_sync(self._deliver, index, data, pendings[index], False, trio_token=token)
+            else:  # hand the block over without waiting for the event loop, and to the disk
+                token.run_sync_soon(self._deliver, index, data, pendings[index])
                 self.cache.offer(self.content.version, index, data)
 
         url = self.content.url
@@ -216,27 +195,33 @@ class Reader:
                 self.stats.add("checksum_mismatches")
                 raise ChecksumMismatch(f"{self.content.version}: md5 {digest} does not match the provider's "
                                        f"{self.content.md5}; nothing was cached")
+            await trio.to_thread.run_sync(self._store_run, first, whole)
             for i, data in enumerate(whole, first):
                 self._deliver(i, data, pendings[i])
 
     def _block_len(self, index: int) -> int:
         return min(self.bs, self.size - index * self.bs)
 
-    def _deliver(self, index: int, data: bytes, pending: _Pending, store: bool = True) -> None:
+    def _store_run(self, first: int, blocks: list[bytes]) -> None:
+        for index, data in enumerate(blocks, first):
+            self.cache.store(self.content.version, index, data)
+
+    def _deliver(self, index: int, data: bytes, pending: _Pending) -> None:
         self.cache.remember(self.content.version, index, data)
-        if store:
-            self.cache.offer(self.content.version, index, data)
         pending.data = data
         self.inflight.pop(index, None)
         pending.event.set()
         self._hash_in_order()
 
     def _hash_in_order(self) -> None:
-        """Feed blocks to the md5 in file order while they are at hand; check at the end."""
+        """Feed blocks to the md5 in file order while they are at hand (in memory, or on disk
+        from an earlier read); check at the end. Runs as downloaded blocks arrive."""
         if self._hasher is None:
             return
         while self._hashed < self.blocks:
             data = self.cache.get_memory(self.content.version, self._hashed)
+            if data is None:
+                data = self.cache.get_disk(self.content.version, self._hashed)
             if data is None:
                 return
             self._hasher.update(data)
