@@ -602,9 +602,9 @@ def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, si
     assert shown == top | untouched
 
 
-def pixels(data: bytes) -> list:
+def pixels(data: bytes) -> bytes:
     with Image.open(io.BytesIO(data)) as img:
-        return list(img.convert("RGB").getdata())
+        return img.convert("RGB").tobytes()
 
 
 # -- iQmetrix: new files only, each once under its final name -------------------------------------
