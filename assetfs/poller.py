@@ -44,15 +44,14 @@ class Poller:
         self.on_change = on_change
         self.watch_for = max(WATCH_AT_LEAST, WATCH_ROUNDS * interval)
         self._watched: dict[tuple[str, str], Watched] = {}
-        self._new = trio.Event()
 
     def listed(self, account: str, directory: Entry) -> None:
-        """A directory was just listed: poll it from now on (its first mark is taken at once,
-        so a change right after this listing is not missed)."""
+        """A directory was just looked at: poll it from now on. Its first mark is taken at the
+        next round, not at once (a listing served from the cache costs no request, and a warm
+        remount none at all); a change made before that question shows after metadata_ttl."""
         watched = self._watched.get((account, directory.key))
         if watched is None:
             self._watched[(account, directory.key)] = Watched(directory, time.monotonic())
-            self._new.set()
         else:
             watched.entry, watched.listed_at = directory, time.monotonic()
 
@@ -60,25 +59,19 @@ class Poller:
         return [key for (name, key) in self._watched if name == account]
 
     async def run(self) -> None:
-        """Forever: a round every `interval` seconds, first marks as soon as directories come."""
-        next_round = trio.current_time() + self.interval
+        """Forever: a round every `interval` seconds."""
         while True:
-            with trio.move_on_at(next_round):
-                await self._new.wait()
-            self._new = trio.Event()
-            due = trio.current_time() >= next_round
-            if due:
-                next_round = trio.current_time() + self.interval
-            await self.poll_once(only_new=not due)
+            await trio.sleep(self.interval)
+            await self.poll_once()
 
-    async def poll_once(self, only_new: bool = False) -> None:
-        """One round: each account's due directories, the accounts side by side."""
+    async def poll_once(self) -> None:
+        """One round: each account's directories, the accounts side by side."""
         now = time.monotonic()
         for key in [k for k, w in self._watched.items() if now - w.listed_at > self.watch_for]:
             del self._watched[key]
         async with trio.open_nursery() as nursery:
             for account in self.providers:
-                mine = [(k, w) for k, w in self._watched.items() if k[0] == account and (w.mark is None or not only_new)]
+                mine = [(k, w) for k, w in self._watched.items() if k[0] == account]
                 if mine:
                     nursery.start_soon(self._poll_account, account, mine)
 

@@ -175,7 +175,9 @@ def test_the_poller_reports_changed_directories_and_asks_only_recent_ones():
             nursery.start_soon(poller.run)
             for key in ("a", "b", "unpollable"):
                 poller.listed("acct", Entry(key, key, True))
-            await trio.sleep(0.05)             # first marks at once, not a round later
+            await trio.sleep(0.1)
+            assert provider.asked == []        # no question before the first round
+            await trio.sleep(0.2)
             assert sorted(provider.asked) == ["a", "b", "unpollable"] and not changed
             provider.version["a"] = 1          # changed elsewhere
             await trio.sleep(0.3)

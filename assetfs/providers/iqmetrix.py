@@ -37,6 +37,7 @@ from .token import TokenAuth
 log = logging.getLogger("assetfs.iqmetrix")
 
 CONCURRENCY = 8        # assets of a collection fetched at once (there is no list route)
+POLLED_AT_MOST = 50    # a collection of more assets is not polled for changes (a GET each)
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 REDIRECTS = (301, 302, 303, 307, 308)
 NO_UPDATE = "the Asset Media Service API has no update or delete"
@@ -160,11 +161,14 @@ class IQmetrix(Provider):
                               f"{self.account}/{collection}")
 
     async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
-        """The API cannot list or search: a GET of each of the collection's (few) assets,
-        whose name, file and checksum make the mark; a gone one counts as gone."""
+        """The API cannot list or search: a GET of each of the collection's assets, whose
+        name, file and checksum make the mark; a gone one counts as gone. Only for a few:
+        a big collection would cost a whole listing per question (it waits out metadata_ttl)."""
         if not directory.key.startswith("collection/"):
             return None
         ids = self._collection_ids(directory.key.removeprefix("collection/"))
+        if len(ids) > POLLED_AT_MOST:
+            return None
         seen: dict[str, str] = {}
         limiter = trio.CapacityLimiter(CONCURRENCY)
 
