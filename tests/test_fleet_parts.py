@@ -213,3 +213,36 @@ def test_what_a_mount_sent_alone_counts_when_it_rejoins(redis_server):
         return trio.current_time() - alone
 
     assert trio.run(main) >= 1.9
+
+
+def test_rediss_with_a_password_from_a_file_and_the_password_never_logged(tmp_path, caplog):
+    """TLS (`rediss://`, the CA in the URL), the password from `{ file }`: the budget is
+    shared; a wrong password is an outage like any other, and never shows in the log."""
+    from redisd import RedisServer
+
+    from assetfs.fleet import connect
+
+    caplog.set_level(logging.WARNING, "assetfs.fleet")
+    server = RedisServer(tmp_path, tls_password="pw-Zq81-secret")
+    try:
+        account = {"provider": "spectrum", "base_url": "https://api.example", "client": "c", "token": "t"}
+
+        def budget_with(password: str) -> SharedBudget:
+            (tmp_path / "pw").write_text(password + "\n")
+            (tmp_path / "pw").chmod(0o600)
+            config = parse_config({"accounts": {"a": account},
+                                   "shared": {"redis": server.url, "password": {"file": str(tmp_path / "pw")}}})
+            return SharedBudget(connect(config), NS, 10, 1.0)
+
+        async def main():
+            good, bad = budget_with("pw-Zq81-secret"), budget_with("pw-wrong-guess")
+            await good.acquire()
+            await bad.acquire()
+            return good.link.up, bad.link.up
+
+        assert trio.run(main) == (True, False)
+        assert server.command("zcard", NS + "budget").strip() == "1"   # the good one's slot
+    finally:
+        server.stop()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "does not answer" in text and "pw-" not in text
