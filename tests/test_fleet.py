@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -157,6 +158,10 @@ def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, f
           f"(one walk: {assets // 500 + 1})")
     assert all(len(listing) == assets for listing in listings) and all(x == listings[0] for x in listings)
     assert sum(pages.values()) == assets // 500 + 1   # one walk of 500-asset pages, not six
+    status = [json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"] for m in mounts]
+    # two listings (the account's top level, the organization), each fetched by one mount, taken by five
+    assert sum(s.get("listings_shared", 0) for s in status) == 2
+    assert sum(s.get("listings_from_fleet", 0) for s in status) == 2 * (MOUNTS - 1)
 
 
 def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, fleet, redis_server):

@@ -18,6 +18,7 @@ from assetfs.fleet.link import RedisLink
 from assetfs.fleet.listings import SharedListings
 from assetfs.providers.base import Content, Entry
 from assetfs.providers.mudstack import MudstackContent
+from assetfs.stats import Stats
 
 NS = namespace("spectrum", "https://api.example/", ["client-1"])
 
@@ -162,7 +163,7 @@ def test_one_of_many_mounts_lists_and_the_others_take_its_result(redis_server):
 
     async def main():
         key = codec.listing_key(["token-1"], NS)
-        mounts = [SharedListings(RedisLink(redis_server.url), NS, key, 30) for _ in range(6)]
+        mounts = [SharedListings(RedisLink(redis_server.url), NS, key, 30, Stats()) for _ in range(6)]
         got, errors = [], []
 
         async def one(shared, node):
@@ -175,9 +176,10 @@ def test_one_of_many_mounts_lists_and_the_others_take_its_result(redis_server):
             async with trio.open_nursery() as nursery:
                 for shared in mounts:
                     nursery.start_soon(one, shared, node)
-        return got, errors
+        return got, errors, [m.stats.counters for m in mounts]
 
-    got, errors = trio.run(main)
+    got, errors, counters = trio.run(main)
+    assert sum(c["listings_from_fleet"] for c in counters) == 5 + 4 and sum(c["listings_shared"] for c in counters) == 2
     assert calls == ["org/1", "org/gone", "org/gone"]
     assert len(errors) == 1 and len(got) == 11 and all(g == sample() for g in got)
 

@@ -46,7 +46,7 @@ def join(provider: Provider, account: str, config: Config, link: RedisLink) -> N
     if settings.rate_limit is not None:
         provider.http.budget = SharedBudget(link, ns, *settings.rate_limit, horizon=provider.http.timeout)
     key = listing_key([_value(config, account, f) for f in SECRETS[settings.provider]], ns)
-    SharedListings(link, ns, key, config.cache.metadata_ttl).install(provider)
+    SharedListings(link, ns, key, config.cache.metadata_ttl, provider.http.stats).install(provider)
 
 
 def _value(config: Config, account: str, field: str) -> str:
