@@ -12,7 +12,7 @@ from redisd import free_port, redis_server  # noqa: F401  (a fixture)
 
 from assetfs.config import parse_config
 from assetfs.errors import ConfigError, NotFound
-from assetfs.fleet import codec, namespace
+from assetfs.fleet import codec, connect, namespace
 from assetfs.fleet.budget import Share, SharedBudget
 from assetfs.fleet.link import RedisLink
 from assetfs.fleet.listings import SharedListings
@@ -127,6 +127,9 @@ def test_shared_config_takes_a_url_and_a_password_from_any_credential_form(monke
     assert parse_config({"accounts": {"a": account}}).shared is None
     with pytest.raises(ConfigError, match="shared.redis: .*redis://"):
         parse_config({"accounts": {"a": account}, "shared": {"redis": "http://x"}})
+    monkeypatch.setenv("REDIS_URL", "http://x")
+    with pytest.raises(ConfigError, match="shared.redis: .*redis://"):
+        connect(parse_config({"accounts": {"a": account}, "shared": {"redis": {"env": "REDIS_URL"}}}))
 
 
 def sample() -> list[Entry]:
@@ -221,8 +224,6 @@ def test_rediss_with_a_password_from_a_file_and_the_password_never_logged(tmp_pa
     """TLS (`rediss://`, the CA in the URL), the password from `{ file }`: the budget is
     shared; a wrong password is an outage like any other, and never shows in the log."""
     from redisd import RedisServer
-
-    from assetfs.fleet import connect
 
     caplog.set_level(logging.WARNING, "assetfs.fleet")
     server = RedisServer(tmp_path, tls_password="pw-Zq81-secret")
