@@ -12,12 +12,13 @@ from redisd import free_port, redis_server  # noqa: F401  (a fixture)
 
 from assetfs.config import parse_config
 from assetfs.errors import ConfigError, NotFound
-from assetfs.fleet import codec, namespace
+from assetfs.fleet import codec, connect, namespace
 from assetfs.fleet.budget import Share, SharedBudget
 from assetfs.fleet.link import RedisLink
 from assetfs.fleet.listings import SharedListings
 from assetfs.providers.base import Content, Entry
 from assetfs.providers.mudstack import MudstackContent
+from assetfs.stats import Stats
 
 NS = namespace("spectrum", "https://api.example/", ["client-1"])
 
@@ -126,6 +127,9 @@ def test_shared_config_takes_a_url_and_a_password_from_any_credential_form(monke
     assert parse_config({"accounts": {"a": account}}).shared is None
     with pytest.raises(ConfigError, match="shared.redis: .*redis://"):
         parse_config({"accounts": {"a": account}, "shared": {"redis": "http://x"}})
+    monkeypatch.setenv("REDIS_URL", "http://x")
+    with pytest.raises(ConfigError, match="shared.redis: .*redis://"):
+        connect(parse_config({"accounts": {"a": account}, "shared": {"redis": {"env": "REDIS_URL"}}}))
 
 
 def sample() -> list[Entry]:
@@ -162,7 +166,7 @@ def test_one_of_many_mounts_lists_and_the_others_take_its_result(redis_server):
 
     async def main():
         key = codec.listing_key(["token-1"], NS)
-        mounts = [SharedListings(RedisLink(redis_server.url), NS, key, 30) for _ in range(6)]
+        mounts = [SharedListings(RedisLink(redis_server.url), NS, key, 30, Stats()) for _ in range(6)]
         got, errors = [], []
 
         async def one(shared, node):
@@ -175,9 +179,10 @@ def test_one_of_many_mounts_lists_and_the_others_take_its_result(redis_server):
             async with trio.open_nursery() as nursery:
                 for shared in mounts:
                     nursery.start_soon(one, shared, node)
-        return got, errors
+        return got, errors, [m.stats.counters for m in mounts]
 
-    got, errors = trio.run(main)
+    got, errors, counters = trio.run(main)
+    assert sum(c["listings_from_fleet"] for c in counters) == 5 + 4 and sum(c["listings_shared"] for c in counters) == 2
     assert calls == ["org/1", "org/gone", "org/gone"]
     assert len(errors) == 1 and len(got) == 11 and all(g == sample() for g in got)
 
@@ -213,3 +218,34 @@ def test_what_a_mount_sent_alone_counts_when_it_rejoins(redis_server):
         return trio.current_time() - alone
 
     assert trio.run(main) >= 1.9
+
+
+def test_rediss_with_a_password_from_a_file_and_the_password_never_logged(tmp_path, caplog):
+    """TLS (`rediss://`, the CA in the URL), the password from `{ file }`: the budget is
+    shared; a wrong password is an outage like any other, and never shows in the log."""
+    from redisd import RedisServer
+
+    caplog.set_level(logging.WARNING, "assetfs.fleet")
+    server = RedisServer(tmp_path, tls_password="pw-Zq81-secret")
+    try:
+        account = {"provider": "spectrum", "base_url": "https://api.example", "client": "c", "token": "t"}
+
+        def budget_with(password: str) -> SharedBudget:
+            (tmp_path / "pw").write_text(password + "\n")
+            (tmp_path / "pw").chmod(0o600)
+            config = parse_config({"accounts": {"a": account},
+                                   "shared": {"redis": server.url, "password": {"file": str(tmp_path / "pw")}}})
+            return SharedBudget(connect(config), NS, 10, 1.0)
+
+        async def main():
+            good, bad = budget_with("pw-Zq81-secret"), budget_with("pw-wrong-guess")
+            await good.acquire()
+            await bad.acquire()
+            return good.link.up, bad.link.up
+
+        assert trio.run(main) == (True, False)
+        assert server.command("zcard", NS + "budget").strip() == "1"   # the good one's slot
+    finally:
+        server.stop()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "does not answer" in text and "pw-" not in text

@@ -7,6 +7,7 @@ import hashlib
 from urllib.parse import urlsplit
 
 from ..config import Config, resolve_secret
+from ..errors import ConfigError
 from ..logs import register_secret
 from ..providers.base import Provider
 from .budget import SharedBudget
@@ -32,6 +33,8 @@ def namespace(provider: str, base_url: str, identity: list[str]) -> str:
 def connect(config: Config) -> RedisLink:
     """The link to the fleet's Redis; the URL's password is kept out of every log line."""
     url = resolve_secret(config.shared.redis, "shared.redis")
+    if not url.startswith(("redis://", "rediss://", "unix://")):  # from { env } or { file }: checked here
+        raise ConfigError("shared.redis: must be a redis://, rediss:// or unix:// URL")
     password = resolve_secret(config.shared.password, "shared.password") if config.shared.password else None
     for secret in (password, urlsplit(url).password):
         if secret:
@@ -46,7 +49,7 @@ def join(provider: Provider, account: str, config: Config, link: RedisLink) -> N
     if settings.rate_limit is not None:
         provider.http.budget = SharedBudget(link, ns, *settings.rate_limit, horizon=provider.http.timeout)
     key = listing_key([_value(config, account, f) for f in SECRETS[settings.provider]], ns)
-    SharedListings(link, ns, key, config.cache.metadata_ttl).install(provider)
+    SharedListings(link, ns, key, config.cache.metadata_ttl, provider.http.stats).install(provider)
 
 
 def _value(config: Config, account: str, field: str) -> str:

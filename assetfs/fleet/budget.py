@@ -132,9 +132,9 @@ class SharedBudget:
     def _redis_changed(self, up: bool) -> None:
         if not up:  # from now on the mount paces itself, with its share of the account
             self.local = Share(self.limit, self.window, self.mounts, list(self._given), self.local)
-        else:  # what it sent alone in the last window counts in the shared log
-            now = trio.current_time()
-            ages = [int((now - t) * 1000) for t in self.local.sent() if now - self.window < t <= now]
+        else:  # what it sent alone in the last window counts in the shared log (the rest is there)
+            now, given = trio.current_time(), set(self._given)
+            ages = [int((now - t) * 1000) for t in self.local.sent() if now - self.window < t <= now and t not in given]
             if ages:
                 trio.lowlevel.spawn_system_task(self._record, ages, name="fleet record")
 

@@ -21,6 +21,7 @@ from coredis import PureToken
 from coredis.commands.script import Script
 
 from ..providers.base import Entry, Provider
+from ..stats import Stats
 from . import codec
 from .link import RedisDown, RedisLink
 
@@ -38,14 +39,13 @@ return 0
 
 
 class SharedListings:
-    def __init__(self, link: RedisLink, namespace: str, key: bytes, ttl: float):
+    def __init__(self, link: RedisLink, namespace: str, key: bytes, ttl: float, stats: Stats):
         self.link = link
         self.namespace = namespace
         self.key = key
         self.ttl = max(1.0, ttl)
+        self.stats = stats      # status.json: listings_from_fleet, listings_shared
         self._own_until = 0.0   # until then this mount lists by itself (it has just written)
-        self.fetched = 0        # listings this mount asked the provider for
-        self.shared = 0         # listings this mount took from another
 
     def install(self, provider: Provider) -> None:
         """Wrap the provider's listings (and mark its writes) on the instance."""
@@ -79,7 +79,7 @@ class SharedListings:
             if blob is not None:
                 entries = await trio.to_thread.run_sync(codec.unseal, blob, self.key, where)
                 if entries is not None:
-                    self.shared += 1
+                    self.stats.add("listings_from_fleet")
                     return entries
             if holder is None and await self.link.call(lambda client: client.set(lock, token, px=int(LOCK_TTL * 1000),
                                                                                   condition=PureToken.NX)):
@@ -112,12 +112,12 @@ class SharedListings:
 
     async def _fetch_and_store(self, where: str, fetch, args) -> list[Entry]:
         entries = await fetch(*args)
-        self.fetched += 1
         if self.link.up:
             blob = await trio.to_thread.run_sync(codec.seal, entries, self.key, where)
             if blob is not None:
                 try:
                     await self.link.call(lambda client: client.set(where, blob, px=int(self.ttl * 1000)))
+                    self.stats.add("listings_shared")
                 except RedisDown:
                     pass
         return entries
