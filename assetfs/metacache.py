@@ -3,10 +3,14 @@ provider outage still shows the last known tree, and content facts kept for good
 
 from __future__ import annotations
 
+import pickle
+import tempfile
 import time
 from pathlib import Path
 
 import diskcache
+
+STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
 
 
 class MetaCache:
@@ -17,14 +21,29 @@ class MetaCache:
 
     def listing(self, key: str) -> tuple[list, float] | None:
         """(entries, fetched_at) of a directory, fresh or not."""
-        return self._cache.get(("listing", key))
+        value = self._cache.get(("listing", key), read=True)
+        if hasattr(value, "read"):
+            with value:
+                return pickle.load(value)
+        return value  # a small listing (or one stored by an older version)
 
     def is_fresh(self, fetched_at: float) -> bool:
         return time.time() - fetched_at < self.ttl
 
     def store_listing(self, key: str, entries: list) -> float:
+        """A big listing is pickled straight into a file, without a memo: 100,000 assets never
+        become one big bytes object (with the pickler's doubling buffer and memo, as much
+        again as the entries themselves) in memory."""
         now = time.time()
-        self._cache.set(("listing", key), (entries, now))
+        if len(entries) < STREAMED_LISTING:
+            self._cache.set(("listing", key), (entries, now))
+            return now
+        with tempfile.TemporaryFile(dir=self._cache.directory) as spool:
+            pickler = pickle.Pickler(spool, protocol=pickle.HIGHEST_PROTOCOL)
+            pickler.fast = True  # no memo of every object pickled: entries are trees, nothing is shared
+            pickler.dump((entries, now))
+            spool.seek(0)
+            self._cache.set(("listing", key), spool, read=True)
         return now
 
     def forget_listing(self, key: str) -> None:
