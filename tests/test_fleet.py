@@ -162,7 +162,7 @@ def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, f
     mounts = fleet(emu, redis_server.url, "spectrum", organizations=[ORG])
     emu.reset_requests()
     with ThreadPoolExecutor(MOUNTS) as pool:
-        listings = list(pool.map(lambda m: sorted(os.listdir(m.path / "acct" / ORG)), mounts))
+        listings = list(pool.map(lambda m: sorted(set(os.listdir(m.path / "acct" / ORG)) - {".assets"}), mounts))
     pages = {k: n for k, n in emu.requests().items() if k.endswith(f"/organization/{ORG}")}
     print(f"\nsix mounts list a cold {assets}-asset organization at once: {sum(pages.values())} page requests "
           f"(one walk: {assets // 500 + 1})")
