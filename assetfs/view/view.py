@@ -273,13 +273,16 @@ class View:
 
     # -- changes made through the mount ------------------------------------------------------
 
-    async def show_asset(self, container: Node, asset: Entry, node: Node | None = None) -> Node | None:
+    async def show_asset(self, container: Node, asset: Entry, node: Node | None = None,
+                         was: Entry | None = None) -> Node | None:
         """An asset made, changed or moved through the mount shows at once in its container
-        (its listing kept fresh with it): as `node` when given (the file that became it keeps
-        its inode), under the name the layout gives it. Its file node, if it has content."""
+        (its listing kept fresh with it, in place of `was`, the asset as it was listed before
+        a change of its key): as `node` when given (the file that became it keeps its inode),
+        under the name the layout gives it. Its file node, if it has content."""
         [asset] = await self.with_files(container.provider, [asset])
         await self.remote_children(container)
-        listing = [e for e in container.listing or [] if e.key != asset.key] + [asset]
+        gone = {asset.key, was.key if was is not None else asset.key}
+        listing = [e for e in container.listing or [] if e.key not in gone] + [asset]
         file = content_of(asset)
         if node is not None and file is not None:
             node.entry = file  # matched by key in the layout: the node carries on as the asset's file
