@@ -92,7 +92,7 @@ class Operations(pyfuse3.Operations):
         self.writer = writer
         self.options = options
         self.stats = stats
-        self.attributes = Attributes(options, view.metacache.ttl, stats.started)
+        self.attributes = Attributes(options, view.metacache.ttl, stats.started, view.given)
         self.opener = Opener(view, readers, writer, options.timeout)
         self._handles: dict[int, Handle] = {}
         self._dirs: dict[int, list] = {}

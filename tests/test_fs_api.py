@@ -161,7 +161,7 @@ async def test_xattrs_user_namespace_only_answered_from_memory(emulator_w, tmp_p
 # -- writing ---------------------------------------------------------------------------------
 
 async def test_a_new_file_is_uploaded_after_the_delay_and_shows_as_the_assets_file(emulator_w, tmp_path, truth):
-    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=2") as fs:
         await fs.write_file(f"{UI}/new.txt", b"hello")
         assert "new.txt" not in names_on_provider(truth)  # not yet: within the write-back delay
         assert await fs.getxattr(f"{UI}/new.txt", "user.assetfs.state") == b"waiting"

@@ -55,6 +55,9 @@ class View:
         self._directories: weakref.WeakValueDictionary[str, Node] = weakref.WeakValueDictionary()
         self._content_locks: dict[str, trio.Lock] = {}
         self._without_content: set[str] = set()  # assets already logged as having no content file
+        # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
+        # by its content version: shown for those bytes, so a second `rsync -a` sends nothing.
+        self.given: dict[str, tuple[float, int]] = metacache.given_attributes()
         self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
         self.inodes.add_root(self.root)
         self.root.children = {}
@@ -360,6 +363,14 @@ class View:
         if not url or url == refused:
             raise ProviderError(f"{node.path}: the provider gave no new URL for a refused one")
         return url
+
+    def give(self, node: Node, mtime: float, mode: int) -> None:
+        """Show these times and mode for the node's current bytes, on this mount and the next."""
+        content = node.entry.content
+        if content is not None:
+            self.given[content.version] = (mtime, mode)
+            self.metacache.store_given_attributes(self.given)
+            node.attr_cache = None
 
     def known_size(self, node: Node) -> int | None:
         """The size if known without a request."""

@@ -237,6 +237,7 @@ class Writer:
                 and not is_temporary(node.name):
             self._settle(node)  # uploaded while open, nothing new since: the asset's file again
             await self._show(node.parent, local.replaces, node)  # (shown in place of what it replaced at its upload)
+            self.view.give(node, local.mtime, local.mode)
 
     @staticmethod
     def _stamp(local: LocalFile) -> None:
@@ -270,6 +271,7 @@ class Writer:
             return True
         self._settle(node)
         await self._show(node.parent, asset, node, was=replaced)
+        self.view.give(node, local.mtime, local.mode)
         return False
 
     def _settle(self, node: Node) -> None:
@@ -307,6 +309,11 @@ class Writer:
                 node.local.mode = mode & 0o777
             return
         self._writable(node, "changing times, mode or owner")
+        if node in self._settled and (mtime is not None or mode is not None):
+            given = self.view.given.get(node.entry.content.version, (node.entry.mtime, 0o644)) \
+                if node.entry.content is not None else (node.entry.mtime, 0o644)
+            self.view.give(node, mtime if mtime is not None else given[0], mode & 0o777 if mode is not None else given[1])
+            return
         if node.is_dir or node in self._settled:
             return
         raise NotPermitted(f"{node.path}: times, mode and owner of what is on the provider cannot be changed")
