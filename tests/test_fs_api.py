@@ -284,6 +284,24 @@ async def test_modes_and_times_accepted_where_tools_need_it_refused_elsewhere(em
         await fs.unlink(f"{UI}/t.txt")
 
 
+async def test_the_times_and_mode_given_to_a_written_file_stay_with_its_bytes(emulator_w, tmp_path):
+    """rsync -a sets them on its temporary file before the rename, tar x and cp -a after the
+    close: either way the uploaded file shows them, on the next mount too."""
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+        fh = await fs.create(f"{UI}/.given.txt.XyZ123")
+        await fs.ops.write(fh, 0, b"given")
+        await fs.close(fh)
+        ino = await fs.ino(f"{UI}/.given.txt.XyZ123")
+        await fs.ops.setattr(ino, _times(0o640), _fields(mtime=True, mode=True), None, None)
+        await fs.rename(f"{UI}/.given.txt.XyZ123", f"{UI}/given.txt")
+        await fs.drain()
+        shown = await fs.stat(f"{UI}/given.txt")
+        assert (shown.st_mode & 0o777, shown.st_mtime_ns) == (0o640, 1_000_000_000_000_000_000)
+    async with in_process(emulator_w, tmp_path, accounts=["studio"]) as fs:
+        shown = await fs.stat(f"{UI}/given.txt")
+        assert (shown.st_mode & 0o777, shown.st_mtime_ns) == (0o640, 1_000_000_000_000_000_000)
+
+
 async def test_refusals_of_providers_that_cannot(emulator_w, tmp_path):
     async with in_process(emulator_w, tmp_path, accounts=["stores", "carhartt"], options="write_back=0.2") as fs:
         logos = "stores/logos"
