@@ -35,17 +35,20 @@ def refusal(node: Node, options: MountOptions) -> AssetfsError | None:
 
 
 class Attributes:
-    def __init__(self, options: MountOptions, ttl: float, started: float):
+    def __init__(self, options: MountOptions, ttl: float, started: float, given: dict[str, tuple[float, int]]):
         self.options = options
         self.ttl = ttl
         self.started = started
+        self.given = given  # content version → (mtime, mode) given through the mount
 
     def stat(self, node: Node, size: int | None) -> pyfuse3.EntryAttributes:
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = node.ino
         local = node.local
-        if local is not None:
-            mode = local.mode & ~(0o222 if local.read_only else 0)
+        given = self.given.get(node.entry.content.version) if node.entry.content is not None and self.given else None
+        mtime = local.mtime if local is not None else given[0] if given is not None else node.entry.mtime
+        if local is not None or given is not None:
+            mode = local.mode & ~(0o222 if local.read_only else 0) if local is not None else given[1]
             attr.st_mode = stat.S_IFREG | (mode & ~self.options.umask)
             attr.st_nlink = 1
         else:
@@ -62,7 +65,6 @@ class Attributes:
         attr.st_blocks = (attr.st_size + 511) // 512
         attr.st_uid = self.options.uid
         attr.st_gid = self.options.gid
-        mtime = local.mtime if local is not None else node.entry.mtime
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = int((mtime or self.started) * 1e9)
         ttl = 1.0 if (node.render is not None or local is not None) else self.ttl
         attr.entry_timeout = attr.attr_timeout = ttl

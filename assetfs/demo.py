@@ -35,11 +35,11 @@ assetfs demo: the sample assets of four providers (emulated at {url}) are mounte
 
 Try, in another terminal:
   ls -l {m}                                     one directory per account
-  ls -l {m}/carhartt/7000000000000300322        Spectrum assets of an organization
-  find {m}/carhartt -name '*.DST'               production outputs
-  cat {m}/apple/*/*/*/asset.json | head -40     provider metadata, pretty-printed
-  getfattr -d {m}/studio/*/*                    ids, checksums, states as xattrs
-  md5sum {m}/stores/logos/*/*.jpg               content streams on read
+  ls -l {m}/carhartt/7000000000000300322        Spectrum assets of an organization, one file each
+  find {m}/carhartt -name '*.DST'               production outputs (under each org's hidden .assets/)
+  cat {m}/apple/*/*/.assets/*/asset.json | head -40   provider metadata, pretty-printed
+  getfattr -d {m}/studio/*/*.pdf                ids, checksums, states as xattrs
+  md5sum {m}/stores/logos/*.jpg                 content streams on read
   cat {m}/.assetfs/status.json                  requests, cache hits, bytes
 
 Ctrl-C unmounts and stops the demo.

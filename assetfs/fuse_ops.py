@@ -92,8 +92,8 @@ class Operations(pyfuse3.Operations):
         self.writer = writer
         self.options = options
         self.stats = stats
-        self.attributes = Attributes(options, view.metacache.ttl, stats.started)
-        self.opener = Opener(view, readers, writer)
+        self.attributes = Attributes(options, view.metacache.ttl, stats.started, view.given)
+        self.opener = Opener(view, readers, writer, options.timeout)
         self._handles: dict[int, Handle] = {}
         self._dirs: dict[int, list] = {}
         self._ids = itertools.count(1)
@@ -165,7 +165,7 @@ class Operations(pyfuse3.Operations):
         node = self.view.inodes.get(inode)
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND))
         if writing:
-            self.writer.open_for_write(node, truncate=bool(flags & os.O_TRUNC), append=bool(flags & os.O_APPEND))
+            self.writer.open_for_write(node, truncate=bool(flags & os.O_TRUNC))
             if flags & os.O_TRUNC:
                 self.writer.truncate(node, 0)
         handle = await self.opener.open(node, writing)
@@ -181,7 +181,7 @@ class Operations(pyfuse3.Operations):
 
     @_local
     async def write(self, fh, off, buf):
-        return self._handles[fh].write(off, buf)
+        return await self._handles[fh].write(off, buf)
 
     @_upload_guard
     async def flush(self, fh):
@@ -236,7 +236,11 @@ class Operations(pyfuse3.Operations):
     async def setattr(self, inode, attr, fields, fh, ctx):
         node = self.view.inodes.get(inode)
         if fields.update_size:
-            self.writer.truncate(node, attr.st_size)
+            handle = self._handles.get(fh) if fh is not None else None
+            if handle is not None:
+                await handle.truncate(attr.st_size)  # ftruncate(): through the open file
+            else:
+                self.writer.truncate(node, attr.st_size)
         owner = fields.update_uid or fields.update_gid
         if fields.update_mtime or fields.update_mode or fields.update_atime or owner:
             self.writer.set_attributes(node, attr.st_mtime_ns / 1e9 if fields.update_mtime else None,

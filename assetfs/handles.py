@@ -26,7 +26,10 @@ class Handle:
     async def read(self, offset: int, size: int) -> bytes:
         raise NotImplementedError
 
-    def write(self, offset: int, data: bytes) -> int:
+    async def write(self, offset: int, data: bytes) -> int:
+        raise NotPermitted(f"{self.node.path}: not open for writing")
+
+    async def truncate(self, size: int) -> None:
         raise NotPermitted(f"{self.node.path}: not open for writing")
 
     def upload_size(self) -> int:
@@ -83,6 +86,57 @@ class RemoteHandle(Handle):
         self.readers.close(self.reader)
 
 
+class CopyOnWriteHandle(RemoteHandle):
+    """An asset's file opened for writing without O_TRUNC: read from the provider until its
+    first write or truncate, which copies it into the spool; a local file from then on."""
+
+    def __init__(self, node: Node, readers, reader, writer: Writer, timeout: float):
+        super().__init__(node, readers, reader)
+        self.writer = writer
+        self.timeout = timeout
+        self.local: LocalHandle | None = None
+
+    def info(self) -> pyfuse3.FileInfo:
+        return pyfuse3.FileInfo()  # neither cached nor direct: the bytes may change under it
+
+    async def _local(self, keep: int) -> LocalHandle:
+        if self.local is None:
+            size = self.node.entry.content.size if self.node.entry.content else None
+            with trio.fail_after(self.timeout + (size or 0) / (1 << 20)):
+                local = await self.writer.materialize(self.node, self.read, keep if size is None else min(keep, size))
+            self.local = LocalHandle(self.node, local, self.writer, writing=True)
+            self.readers.close(self.reader)
+        return self.local
+
+    async def read(self, offset: int, size: int) -> bytes:
+        if self.local is not None:
+            return await self.local.read(offset, size)
+        return await super().read(offset, size)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        return await (await self._local(1 << 62)).write(offset, data)
+
+    async def truncate(self, size: int) -> None:
+        await (await self._local(size)).truncate(size)
+
+    def upload_size(self) -> int:
+        return self.local.upload_size() if self.local is not None else 0
+
+    async def flush(self) -> None:
+        if self.local is not None:
+            await self.local.flush()
+
+    async def fsync(self) -> None:
+        if self.local is not None:
+            await self.local.fsync()
+
+    async def release(self) -> None:
+        if self.local is not None:
+            await self.local.release()
+        else:
+            await super().release()
+
+
 class LocalHandle(Handle):
     """A file whose bytes are in the spool (being written, or waiting for its upload)."""
 
@@ -90,7 +144,7 @@ class LocalHandle(Handle):
         super().__init__(node)
         self.local = local
         self.writer = writer
-        self.writing = writing
+        self.writing = writing  # (the writer counts writers when it opens, creates or materializes)
         local.handles += 1
 
     def info(self) -> pyfuse3.FileInfo:
@@ -101,10 +155,13 @@ class LocalHandle(Handle):
     async def read(self, offset: int, size: int) -> bytes:
         return await trio.to_thread.run_sync(self.local.spool.read, offset, size)
 
-    def write(self, offset: int, data: bytes) -> int:
+    async def write(self, offset: int, data: bytes) -> int:
         if not self.writing:
             raise NotPermitted(f"{self.node.path}: not open for writing")
         return self.writer.write(self.node, self.local, offset, data)
+
+    async def truncate(self, size: int) -> None:
+        self.writer.truncate(self.node, size)
 
     def upload_size(self) -> int:
         return self.local.size if self.local.spool.fd >= 0 else 0
@@ -125,10 +182,11 @@ class LocalHandle(Handle):
 class Opener:
     """Makes the right handle for a node."""
 
-    def __init__(self, view: View, readers, writer: Writer):
+    def __init__(self, view: View, readers, writer: Writer, timeout: float):
         self.view = view
         self.readers = readers
         self.writer = writer
+        self.timeout = timeout
 
     async def open(self, node: Node, writing: bool) -> Handle:
         if node.local is not None:
@@ -139,4 +197,6 @@ class Opener:
             return BytesHandle(node, node.entry.inline, fresh=False)
         content = await self.view.content(node)
         reader = self.readers.open(content, node.provider.http, functools.partial(self.view.renew_url, node))
+        if writing:
+            return CopyOnWriteHandle(node, self.readers, reader, self.writer, self.timeout)
         return RemoteHandle(node, self.readers, reader)

@@ -25,7 +25,7 @@ def test_demo_mounts_the_sample_assets_and_stops_cleanly_on_sigterm(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert {"carhartt", "stores", "apple", "studio", ".assetfs"} <= set(os.listdir(target))
-        assert "white mba used" in os.listdir(target / "carhartt" / "7000000000000300322")
+        assert "white mba used.png" in os.listdir(target / "carhartt" / "7000000000000300322")
         demo.send_signal(signal.SIGTERM)
         out, err = demo.communicate(timeout=30)
         assert demo.returncode == 0, err

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pyfuse3
 import pytest
-import trio
 from conftest import RunningEmulator
 from fsapi import in_process
 from test_mount_mudstack import MudTruth
@@ -163,7 +162,7 @@ async def test_xattrs_user_namespace_only_answered_from_memory(emulator_w, tmp_p
 # -- writing ---------------------------------------------------------------------------------
 
 async def test_a_new_file_is_uploaded_after_the_delay_and_shows_as_the_assets_file(emulator_w, tmp_path, truth):
-    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=2") as fs:
         await fs.write_file(f"{UI}/new.txt", b"hello")
         assert "new.txt" not in names_on_provider(truth)  # not yet: within the write-back delay
         assert await fs.getxattr(f"{UI}/new.txt", "user.assetfs.state") == b"waiting"
@@ -286,6 +285,24 @@ async def test_modes_and_times_accepted_where_tools_need_it_refused_elsewhere(em
         await fs.unlink(f"{UI}/t.txt")
 
 
+async def test_the_times_and_mode_given_to_a_written_file_stay_with_its_bytes(emulator_w, tmp_path):
+    """rsync -a sets them on its temporary file before the rename, tar x and cp -a after the
+    close: either way the uploaded file shows them, on the next mount too."""
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+        fh = await fs.create(f"{UI}/.given.txt.XyZ123")
+        await fs.ops.write(fh, 0, b"given")
+        await fs.close(fh)
+        ino = await fs.ino(f"{UI}/.given.txt.XyZ123")
+        await fs.ops.setattr(ino, _times(0o640), _fields(mtime=True, mode=True), None, None)
+        await fs.rename(f"{UI}/.given.txt.XyZ123", f"{UI}/given.txt")
+        await fs.drain()
+        shown = await fs.stat(f"{UI}/given.txt")
+        assert (shown.st_mode & 0o777, shown.st_mtime_ns) == (0o640, 1_000_000_000_000_000_000)
+    async with in_process(emulator_w, tmp_path, accounts=["studio"]) as fs:
+        shown = await fs.stat(f"{UI}/given.txt")
+        assert (shown.st_mode & 0o777, shown.st_mtime_ns) == (0o640, 1_000_000_000_000_000_000)
+
+
 async def test_refusals_of_providers_that_cannot(emulator_w, tmp_path):
     async with in_process(emulator_w, tmp_path, accounts=["stores", "carhartt"], options="write_back=0.2") as fs:
         logos = "stores/logos"
@@ -302,6 +319,71 @@ async def test_refusals_of_providers_that_cannot(emulator_w, tmp_path):
         name = (await fs.listdir(org))[0]
         await fails(errno.EROFS, fs.rename(f"{org}/{name}", f"{org}/other.png"))
         await fails(errno.EROFS, fs.unlink(f"{org}/{name}"))
+
+
+async def test_an_open_for_writing_without_truncation_copies_the_file_at_its_first_write(emulator_w, tmp_path, truth):
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+        await fs.write_file(f"{UI}/cow.txt", b"0123456789")
+        await fs.drain()
+        uploads = fs.mount.stats.counters["uploads"]
+        fh = await fs.open(f"{UI}/cow.txt", os.O_RDWR)      # r+b, nothing written: nothing sent
+        assert await fs.ops.read(fh, 0, 4) == b"0123"
+        await fs.close(fh)
+        await fs.drain()
+        assert fs.mount.stats.counters["uploads"] == uploads
+        fh = await fs.open(f"{UI}/cow.txt", os.O_WRONLY)    # a write in the middle: the rest is kept
+        await fs.ops.write(fh, 3, b"xyz")
+        await fs.close(fh)
+        await fs.drain()
+        assert fs.mount.stats.counters["uploads"] == uploads + 1
+        [asset] = [a for a in truth.assets(workspace(truth), "/ui/") if a["file_name"] == "cow.txt"]
+        assert truth.download(workspace(truth), asset["id"]) == b"012xyz6789" and len(asset["versions"]) == 2
+
+
+async def test_fsync_uploads_at_once_and_a_pending_copy_removed_gives_the_file_up(emulator_w, tmp_path, truth):
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=60") as fs:
+        fh = await fs.create(f"{UI}/synced.txt")
+        await fs.ops.write(fh, 0, b"synced")
+        await fs.ops.fsync(fh, False)
+        assert "synced.txt" in names_on_provider(truth)           # no waiting for the delay
+        await fs.close(fh)
+        await fs.write_file(f"{UI}/abandoned.txt", b"never")
+        [copy] = await fs.listdir(".assetfs/pending")
+        await fs.unlink(f".assetfs/pending/{copy}")
+        assert "abandoned.txt" not in await fs.listdir(UI)
+        assert await fs.listdir(".assetfs/pending") == []
+        assert "abandoned.txt" not in names_on_provider(truth)
+
+
+async def test_rm_r_of_a_folder_removes_its_files_its_assets_directory_then_itself(emulator_w, tmp_path, truth):
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0") as fs:
+        await fs.mkdir(f"{UI}/gone")
+        await fs.write_file(f"{UI}/gone/a.txt", b"a")
+        await fs.rmdir(f"{UI}/gone/.assets/a.txt")           # `rm -r` may reach .assets/ first: the asset goes
+        await fs.unlink(f"{UI}/gone/a.txt")                   # ... and its file after it, quietly
+        await fs.rmdir(f"{UI}/gone/.assets")
+        await fs.rmdir(f"{UI}/gone")
+        assert "gone" not in await fs.listdir(UI)
+        assert "/ui/gone/" not in truth.folders(workspace(truth))
+
+
+async def test_an_apple_image_replaced_through_a_rename_shows_once(emulator_w, tmp_path):
+    import io
+
+    from PIL import Image
+    brand = "apple/Café Aurora LLC/Aurora Roasters"
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(out, "PNG")
+    async with in_process(emulator_w, tmp_path, accounts=["apple"], options="write_back=0.2") as fs:
+        target = next(n for n in await fs.listdir(brand) if n.endswith(".png"))
+        before = await fs.listdir(brand)
+        fh = await fs.create(f"{brand}/tmpsave")
+        await fs.ops.write(fh, 0, out.getvalue())
+        await fs.close(fh)
+        await fs.rename(f"{brand}/tmpsave", f"{brand}/{target}")
+        await fs.drain()
+        assert sorted(await fs.listdir(brand)) == sorted(before)   # one entry, in place of the old image
+        assert await fs.read_file(f"{brand}/{target}") == out.getvalue()
 
 
 async def test_a_pending_upload_journaled_by_the_old_layout_resumes(emulator_w, tmp_path, truth):

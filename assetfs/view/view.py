@@ -59,6 +59,9 @@ class View:
         self.queries = Queries(self)
         # Told whenever a provider's directory is looked at (the poller watches those).
         self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
+        # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
+        # by its content version: shown for those bytes, so a second `rsync -a` sends nothing.
+        self.given: dict[str, tuple[float, int]] = metacache.given_attributes()
         self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
         self.inodes.add_root(self.root)
         self.root.children = {}
@@ -286,13 +289,16 @@ class View:
 
     # -- changes made through the mount ------------------------------------------------------
 
-    async def show_asset(self, container: Node, asset: Entry, node: Node | None = None) -> Node | None:
+    async def show_asset(self, container: Node, asset: Entry, node: Node | None = None,
+                         was: Entry | None = None) -> Node | None:
         """An asset made, changed or moved through the mount shows at once in its container
-        (its listing kept fresh with it): as `node` when given (the file that became it keeps
-        its inode), under the name the layout gives it. Its file node, if it has content."""
+        (its listing kept fresh with it, in place of `was`, the asset as it was listed before
+        a change of its key): as `node` when given (the file that became it keeps its inode),
+        under the name the layout gives it. Its file node, if it has content."""
         [asset] = await self.with_files(container.provider, [asset])
         await self.remote_children(container)
-        listing = [e for e in container.listing or [] if e.key != asset.key] + [asset]
+        gone = {asset.key, was.key if was is not None else asset.key}
+        listing = [e for e in container.listing or [] if e.key not in gone] + [asset]
         file = content_of(asset)
         if node is not None and file is not None:
             node.entry = file  # matched by key in the layout: the node carries on as the asset's file
@@ -370,6 +376,14 @@ class View:
         if not url or url == refused:
             raise ProviderError(f"{node.path}: the provider gave no new URL for a refused one")
         return url
+
+    def give(self, node: Node, mtime: float, mode: int) -> None:
+        """Show these times and mode for the node's current bytes, on this mount and the next."""
+        content = node.entry.content
+        if content is not None:
+            self.given[content.version] = (mtime, mode)
+            self.metacache.store_given_attributes(self.given)
+            node.attr_cache = None
 
     def known_size(self, node: Node) -> int | None:
         """The size if known without a request."""

@@ -11,7 +11,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..providers.base import Entry
 from .journal import FAILED, PendingUpload

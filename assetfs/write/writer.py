@@ -17,6 +17,8 @@ import os
 import time
 import weakref
 
+import trio
+
 from ..attributes import refusal
 from ..errors import (
     AlreadyExists,
@@ -112,10 +114,11 @@ class Writer:
         self.uploader.draft(local.record)
         self._by_record[local.record.id] = node
 
-    def open_for_write(self, node: Node, truncate: bool, append: bool = False) -> None:
-        """Open a file for writing: a local file as it is; an asset's file only to be
-        replaced whole (O_TRUNC, no O_APPEND), and only where the API can replace it. A
-        read-only place answers EROFS before anything else is said about it."""
+    def open_for_write(self, node: Node, truncate: bool) -> None:
+        """Open a file for writing: a local file as it is; an asset's file where the API can
+        replace its content — emptied at once with O_TRUNC, else copied here at its first
+        write (`materialize`), so an open that writes nothing changes nothing. A read-only
+        place answers EROFS before anything else is said about it."""
         if node.local is not None:
             if node.local.read_only:
                 raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
@@ -126,12 +129,33 @@ class Writer:
         if node.asset is None or node.is_dir or node.parent.kind not in HOLDERS:
             raise NotPermitted(f"{node.path}: only an asset's file can be written, not its metadata or versions")
         self._supported(node, "replace", "replacing the file")
-        if append or not truncate:
-            raise NotPermitted(f"{node.path}: an existing file can only be replaced whole (open it with O_TRUNC); "
-                               "appending and writing in place are not supported")
-        node.local = LocalFile(self.spool.new(), mtime=time.time(), dirty=True, writers=1)
+        if truncate:
+            self._hold_locally(node, LocalFile(self.spool.new(), mtime=time.time(), dirty=True, writers=1))
+
+    def _hold_locally(self, node: Node, local: LocalFile) -> None:
+        """An asset's file whose new content is being written here."""
+        node.local = local
         self.view.local.of(node.parent)[node.name] = node
         self._commit_to(node, node.parent, node.asset)
+
+    async def materialize(self, node: Node, read, size: int) -> LocalFile:
+        """An asset's file opened without O_TRUNC gets its first write (or a truncate): its
+        current bytes (the first `size` of them) are copied into the spool, and the file is
+        new content for the asset from then on."""
+        if node.local is None:
+            spool = self.spool.new()
+            offset = 0
+            while offset < size and (chunk := await read(offset, min(1 << 20, size - offset))):
+                await trio.to_thread.run_sync(spool.write, offset, chunk)
+                offset += len(chunk)
+            if node.local is None:
+                self._hold_locally(node, LocalFile(spool, mtime=time.time(), dirty=True))
+            else:  # another descriptor got there first
+                spool.close()
+                self.spool.discard(spool.path)
+        node.local.writers += 1
+        self._writing(node)
+        return node.local
 
     def _writing(self, node: Node) -> None:
         """New bytes: the file is not to be uploaded until its last close."""
@@ -213,7 +237,8 @@ class Writer:
         elif local.writers == 0 and local.record is None and local.replaces is not None and not local.dirty \
                 and not is_temporary(node.name):
             self._settle(node)  # uploaded while open, nothing new since: the asset's file again
-            await self._show(node.parent, local.replaces, node)
+            await self._show(node.parent, local.replaces, node)  # (shown in place of what it replaced at its upload)
+            self.view.give(node, local.mtime, local.mode)
 
     @staticmethod
     def _stamp(local: LocalFile) -> None:
@@ -228,11 +253,12 @@ class Writer:
         if node is None or node.local is None or node.local.record is None or node.local.record.id != record.id:
             # Resumed from an earlier mount, or removed meanwhile: show what the provider has.
             if container is not None:
-                await self._show(container, asset)
+                await self._show(container, asset, was=record.target if record.action == REPLACE else None)
             else:
                 self.view.metacache.forget_listing(record.directory_key)
             return False
         local = node.local
+        replaced = local.replaces if record.action == REPLACE else None
         local.record, local.uploading = None, False
         local.replaces = asset
         if local.dirty or local.writers:
@@ -242,10 +268,11 @@ class Writer:
                 self._commit_to(node, node.parent, asset)
                 if not local.writers:
                     await self.uploader.schedule(local.record, local.spool, None, self.options.write_back)
-            await self._show(node.parent, asset)  # its details under .assets/ at once; the file stays local till closed
+            await self._show(node.parent, asset, was=replaced)  # its details at once; the file stays local till closed
             return True
         self._settle(node)
-        await self._show(node.parent, asset, node)
+        await self._show(node.parent, asset, node, was=replaced)
+        self.view.give(node, local.mtime, local.mode)
         return False
 
     def _settle(self, node: Node) -> None:
@@ -261,9 +288,9 @@ class Writer:
             local.spool.close()
         self._settled.add(node)
 
-    async def _show(self, container: Node, asset: Entry, node: Node | None = None) -> None:
+    async def _show(self, container: Node, asset: Entry, node: Node | None = None, was: Entry | None = None) -> None:
         try:
-            shown = await self.view.show_asset(container, asset, node)
+            shown = await self.view.show_asset(container, asset, node, was)
         except Exception as e:  # the upload is done; only showing it failed
             log.warning("%s: %s is on the provider; listing it failed (%s), it shows at the next listing",
                         container.path, asset.name, e)
@@ -283,6 +310,11 @@ class Writer:
                 node.local.mode = mode & 0o777
             return
         self._writable(node, "changing times, mode or owner")
+        if node in self._settled and (mtime is not None or mode is not None):
+            given = self.view.given.get(node.entry.content.version, (node.entry.mtime, 0o644)) \
+                if node.entry.content is not None else (node.entry.mtime, 0o644)
+            self.view.give(node, mtime if mtime is not None else given[0], mode & 0o777 if mode is not None else given[1])
+            return
         if node.is_dir or node in self._settled:
             return
         raise NotPermitted(f"{node.path}: times, mode and owner of what is on the provider cannot be changed")
@@ -293,6 +325,8 @@ class Writer:
         names do not exist here (ENOTSUP, which `cp -a` and `rsync -X` pass over quietly)."""
         if node.local is None or node.local.read_only:
             self._writable(node, f"setting {name}")
+            if not name.startswith("user."):  # no such namespace here (cp -a sets ACLs on folders too)
+                raise NotAnAttributeNamespace(f"{node.path}: {name}: only user.* attributes exist here")
             raise NotPermitted(f"{node.path}: {name}: only user.assetfs.* of a file being written can be set")
         if not name.startswith("user.assetfs."):
             raise NotAnAttributeNamespace(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
