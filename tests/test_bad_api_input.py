@@ -35,7 +35,7 @@ ACCOUNT = {"spectrum": "carhartt", "iqmetrix": "stores", "apple": "apple", "muds
 LISTING = {"spectrum": f"carhartt/{SPECTRUM_ORG}", "iqmetrix": "stores/logos", "apple": f"apple/{APPLE_BRAND}",
            "mudstack": f"studio/{WORKSPACE}"}
 # An asset each listing must still show when the others are broken (its first, left intact).
-INTACT = {"spectrum": "team logo", "apple": "brand_asset_10101", "mudstack": "style-guide"}
+INTACT = {"spectrum": "team logo.png", "apple": "brand_asset_10101.png", "mudstack": "style-guide.pdf"}
 PROVIDERS = list(ACCOUNT)
 
 
@@ -154,41 +154,41 @@ def test_spectrum_hostile_names_are_made_safe_and_stay_in_their_directory(hemu, 
     assert b"\x00" not in listed.stdout
     names = names_by_id(org)
     # Item i of the page carries HOSTILE_NAMES[i]: the seeded ids 9100…9105, then copies 90000000…
-    assert names["9100"] == "..\u2215x"                  # ../x
-    assert names["9101"] == "a\u2215b"                   # a/b
-    assert names["9102"] == "nul\ufffdbyte"              # NUL
-    assert names["9103"] == "\uff0e"                     # .
-    assert names["9104"] == "\uff0e\uff0e"               # ..
-    assert names["9105"] == "9105"                       # empty: the id
-    assert names["90000000"] == "90000000"               # blank: the id
-    assert names["90000001"] == "\u2215"                 # /
-    assert names["90000004"] == "..\u2215..\u2215..\u2215..\u2215etc\u2215passwd"
+    # (each file: the name, then its content's extension)
+    assert names["9100"] == "..\u2215x.png"              # ../x
+    assert names["9101"] == "a\u2215b.jpg"               # a/b
+    assert names["9102"] == "nul\ufffdbyte.png"          # NUL
+    assert names["9103"] == "..jpg"                      # .
+    assert names["9104"] == "...png"                     # ..
+    assert names["9105"] == "9105.png"                   # empty: the id
+    assert names["90000000"] == "90000000.png"           # blank: the id
+    assert names["90000001"] == "\u2215.png"             # /
+    assert names["90000004"] == "..\u2215..\u2215..\u2215..\u2215etc\u2215passwd.png"
     long_name = names["90000006"]
     assert len(long_name.encode()) <= 255 and long_name.startswith("xxxx") and long_name.endswith(".png")
     accented = names["90000007"]
-    assert len(accented.encode()) <= 255 and accented.startswith("éé") and accented.endswith(".jpg")
+    assert len(accented.encode()) <= 255 and accented.startswith("éé") and accented.endswith(".png")
     # A lone surrogate in the JSON: U+FFFD in the name (asset.json keeps it escaped).
-    assert names["90000008"] == "\ufffdlone surrogate"
-    assert names["90000010"] == "x"
-    assert names["90000014"] == "trailing"
-    assert names["90000015"] == "日本語の名前"
+    assert names["90000008"] == "\ufffdlone surrogate.png"
+    assert names["90000010"] == "x.png"
+    assert names["90000014"] == "trailing .png"
+    assert names["90000015"] == "日本語の名前.png"
     assert len(set(names.values())) == len(names) >= 21
+    assert sorted(os.listdir(org / ".assets")) == sorted(names.values())  # each with its directory
 
     # Nothing escaped: `x` is only where the API put it, nothing is named passwd, and every
     # entry of the tree resolves inside its own parent.
-    found_x = [p for p in find0(m.path) if os.path.basename(p) == "x"]
+    found_x = [p for p in find0(m.path) if os.path.basename(p) == "x.png"]
     orgs = hemu.account("spectrum")["organizations"]   # every organization's page is hostile
-    assert sorted(found_x) == sorted(str(m.path / "carhartt" / o / "x") for o in orgs)
-    assert not [p for p in find0(m.path) if os.path.basename(p) == "passwd"]
+    assert sorted(found_x) == sorted([str(m.path / "carhartt" / o / "x.png") for o in orgs] +
+                                     [str(m.path / "carhartt" / o / ".assets" / "x.png") for o in orgs])
+    assert not [p for p in find0(m.path) if os.path.basename(p) in ("passwd", "passwd.png")]
     assert assert_safe_tree(org) >= 3 * 21
-    # Each is a working asset directory: stat, xattrs, its file's bytes.
-    for name in ("..\u2215x", "\uff0e\uff0e", "\u2215", "9105", long_name):
+    # Each is a working asset: stat, its directory, its file's bytes.
+    for name in ("..\u2215x.png", "...png", "\u2215.png", "9105.png", long_name):
         run("stat", str(org / name))
-        files = os.listdir(org / name)
-        assert "asset.json" in files
-        content = [f for f in files if f not in ("asset.json", "production")]
-        assert content and len(os.fsencode(content[0])) <= 255
-        assert run("cat", str(org / name / content[0])).stdout
+        assert "asset.json" in os.listdir(org / ".assets" / name)
+        assert run("cat", str(org / name)).stdout
     assert_alive(m)
 
 
@@ -216,7 +216,7 @@ def test_hostile_names_of_other_providers_are_safe(hemu, hostile, mounted, provi
     assert not [p for p in everything if os.path.basename(p) in ("passwd", "..", ".")]
     # `x` (and `../x` beside it) stay in the directories the API put them in: never at the
     # mount's or the account's top, and every entry resolves inside its own parent.
-    xs = [p for p in everything if os.path.basename(p) == "x"]
+    xs = [p for p in everything if os.path.splitext(os.path.basename(p))[0] == "x"]
     assert (xs or provider == "iqmetrix") and all(os.path.dirname(p) not in (str(m.path), str(m.path / ACCOUNT[provider])) for p in xs), xs
     assert assert_safe_tree(m.path / ACCOUNT[provider]) == len(everything) - 1
     assert_alive(m)
@@ -233,9 +233,9 @@ def test_a_lone_surrogate_in_an_answer_shows_as_u_fffd(hemu, hostile, mounted, p
     found = [r / n for r in roots for n in os.listdir(r) if n.startswith("\ufffdlone surrogate")]
     assert found, m.log()[-2000:]
     for path in found:
-        assert "asset.json" in os.listdir(path)
-        if provider != "apple":   # Apple's asset.json is the asset as GET answers it, not the listing
-            assert b"\\udc80lone surrogate" in (path / "asset.json").read_bytes()
+        details = path.parent / ".assets" / path.name
+        assert "asset.json" in os.listdir(details)
+        assert b"\\udc80lone surrogate" in (details / "asset.json").read_bytes()
         run("getfattr", "-d", str(path))
     assert "left out" not in m.log()
     assert_alive(m)
@@ -303,7 +303,7 @@ def test_iqmetrix_wrong_types_show_the_asset_under_its_id(hemu, hostile, mounted
     hostile(mode="wrong_types", provider="iqmetrix")
     m = mounted("iqmetrix")
     top = m.path / "stores" / "logos"
-    names = os.listdir(top)
+    names = os.listdir(top / ".assets")   # no content to show as a file: only its details
     assert "732130d2-b673-461c-812b-f2b614d6076e" in names    # name 42 is not a name: the id is
     assert_safe_tree(top)
     for p in find0(top):
@@ -324,7 +324,7 @@ def test_a_listing_of_the_wrong_type_answers_eio_with_a_log_line(hemu, hostile, 
         code = e.errno
     assert time.monotonic() - started < TIMEOUT + MARGIN
     if provider == "iqmetrix":   # one request per asset: each bad answer leaves its asset out
-        assert code is None and names == [] and "not an asset object; it is left out" in m.log()
+        assert code is None and names == [".assets"] and "not an asset object; it is left out" in m.log()
     else:
         assert code == errno.EIO and "WARNING" in m.log() and " list" in m.log(), m.log()[-2000:]
     assert_alive(m)
@@ -337,10 +337,12 @@ def test_missing_fields_never_crash_and_the_rest_is_listed(hemu, hostile, mounte
     top = m.path / LISTING[provider]
     run("ls", "-la", str(top))
     names = os.listdir(top)
-    if provider in INTACT:
+    if provider == "apple":   # every image's metadata lost its type (and file name): no extension
+        assert "brand_asset_10101" in names
+    elif provider in INTACT:
         assert INTACT[provider] in names
-    else:
-        assert len(names) == 4   # iQmetrix: named by id, no content file but asset.json
+    else:   # iQmetrix: named by id, no content file but asset.json: only under .assets/
+        assert names == [".assets"] and len(os.listdir(top / ".assets")) == 4
     for p in find0(top):
         code, seconds = timed_errno(os.stat, p)
         assert code in (None, errno.EIO, errno.ENOENT) and seconds < TIMEOUT + MARGIN, (p, code)
@@ -484,10 +486,9 @@ def test_redirects_to_another_host_never_carry_credentials(hemu, hostile, mounte
     m = mounted(provider)
     top = m.path / LISTING[provider]
     if what == "content":
-        asset = sorted(os.listdir(top))[0]
-        files = [f for f in os.listdir(top / asset) if f != "asset.json" and f != "production"]
+        file = next(p for p in sorted(top.iterdir()) if p.is_file())
         hostile(mode="redirect_elsewhere", target=target, path_contains=fragment)
-        code, seconds = timed_errno(lambda p: Path(p).read_bytes(), top / asset / files[0])
+        code, seconds = timed_errno(lambda p: Path(p).read_bytes(), file)
     else:
         hostile(mode="redirect_elsewhere", target=target, path_contains=fragment)
         code, seconds = timed_errno(os.listdir, top)

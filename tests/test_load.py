@@ -50,9 +50,9 @@ def peak_rss(pid: int) -> int:
 def content_files(org: Path) -> dict[str, Path]:
     """asset id → its content file in the mount."""
     out = {}
-    for asset_dir in org.iterdir():
-        [content] = [p for p in asset_dir.iterdir() if p.name != "asset.json" and p.is_file()]
-        out[os.getxattr(asset_dir, "user.assetfs.id").decode()] = content
+    for content in org.iterdir():
+        if content.is_file():
+            out[os.getxattr(content, "user.assetfs.id").decode()] = content
     return out
 
 
@@ -140,14 +140,15 @@ def test_find_xargs_md5sum_over_10000_assets(fresh_emulator, mount):
     by_dir: dict[Path, dict[str, str]] = defaultdict(dict)
     for path, digest in sums.items():
         by_dir[Path(path).parent][Path(path).name] = digest
+    files = by_dir[org]
     asset_dirs = [d for d, digests in by_dir.items() if "asset.json" in digests]
-    assert len(asset_dirs) == len(assets)  # every asset directory, each with its file and asset.json
+    assert len(files) == len(asset_dirs) == len(assets)  # every asset's file, and its directory with asset.json
     wrong, outputs = [], 0
     for asset_dir in asset_dirs:
         digests = by_dir[asset_dir]
         asset = by_id[os.getxattr(asset_dir, "user.assetfs.id").decode()]
-        [content] = set(digests) - {"asset.json"}
-        if digests[content] != expected[str(asset["id"])] or digests["asset.json"] != md5(asset_json(asset)):
+        assert asset_dir.parent == org / ".assets" and set(digests) == {"asset.json"}
+        if files[asset_dir.name] != expected[str(asset["id"])] or digests["asset.json"] != md5(asset_json(asset)):
             wrong.append(str(asset_dir))
         for job in asset.get("productionJobs") or []:  # the seeded assets' embroidery outputs
             for output in job["result"]["outputs"]:
