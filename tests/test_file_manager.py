@@ -144,10 +144,13 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
         display.screenshot(shot)
         if os.environ.get("ASSETFS_SCREENSHOT"):
             shutil.copyfile(shot, os.environ["ASSETFS_SCREENSHOT"])
+        still_running = fm.poll() is None
     finally:
         fm.terminate()
         fm.wait(10)
         display.stop()
+
+    assert still_running, f"pcmanfm exited: {fm.stderr.read().decode(errors='replace')}"
 
     made = sorted(p.name for p in cache.glob("*.png"))
     assert made == sorted(wanted), f"one thumbnail per photo, named by its URI's md5; screenshot: {shot}"
