@@ -82,6 +82,7 @@ def test_an_open_reader_keeps_its_version_and_the_next_open_reads_the_new_one(fr
     new = os.urandom(3 << 20)
     with open(path, "rb", buffering=0) as f:
         head = f.read(1 << 20)
+        time.sleep(POLL + 0.5)              # polled once unchanged: the next answer is compared with it
         mud.call("POST", f"/workspaces/assets/{large['id']}/versions", ws,
                  files={"file": ("large.bin", new, "application/octet-stream")})
         started = time.monotonic()
