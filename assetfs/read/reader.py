@@ -1,8 +1,9 @@
 """Reads of one content version, shared by every handle open on it.
 
 Blocks come from memory, then the disk cache (one `pread` on the event loop when every
-block of a read is there: no thread hop), then one ranged GET per run of missing blocks. Concurrent readers of a block wait on the same fetch. Each handle has a cursor:
-while its reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
+block of a read is there: no thread hop), then one ranged GET per run of missing blocks.
+Concurrent readers of a block wait on the same fetch. Each handle has a cursor: while its
+reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
 a seek resets it. A published md5 is checked once the whole file has come in order;
 small files are fetched whole and checked before any byte is cached or returned.
 """
@@ -86,7 +87,7 @@ class Reader:
         if first == last and (block := self.cache.get_memory(version, first)) is not None:
             self.stats.add("block_hits")
             self.stats.add("bytes_read", end - offset)
-            return block[offset - first * self.bs:end - first * self.bs]
+            return memoryview(block)[offset - first * self.bs:end - first * self.bs]  # no copy
         if self.cache.on_disk(version, first, last):
             self.stats.add("block_hits", last - first + 1)
             self.stats.add("bytes_read", end - offset)
@@ -165,7 +166,7 @@ class Reader:
             if self.whole:
                 whole.append(data)
             else:  # hand the block over without waiting for the event loop, and to the disk
-                token.run_sync_soon(self._deliver, index, data, pendings[index])
+                token.run_sync_soon(self._deliver_soon, index, data, pendings[index])
                 self.cache.offer(self.content.version, index, data)
 
         url = self.content.url
@@ -216,6 +217,14 @@ class Reader:
     def _store_run(self, first: int, blocks: list[bytes]) -> None:
         for index, data in enumerate(blocks, first):
             self.cache.store(self.content.version, index, data)
+
+    def _deliver_soon(self, index: int, data: bytes, pending: _Pending) -> None:
+        """`_deliver` as a callback of the event loop, where an exception would end the mount."""
+        try:
+            self._deliver(index, data, pending)
+        except Exception as e:
+            log.error("%s: block %d: %s: %s", self.content.version, index, type(e).__name__, e)
+            self.failed = ProviderError(f"{self.content.version}: {type(e).__name__}: {e}")
 
     def _deliver(self, index: int, data: bytes, pending: _Pending) -> None:
         self.cache.remember(self.content.version, index, data)
