@@ -82,7 +82,9 @@ class Reader:
         cursor.next_offset = end
         first, last = offset // self.bs, (end - 1) // self.bs
         window = self.blocks if self.whole else cursor.window
-        self._prefetch(last + 1, window)
+        # One run for the blocks asked for and the read-ahead after them: the first block
+        # asked for comes first, and a sequential reader costs one request per window.
+        self._prefetch(first, last + 1 - first + window)
         version = self.content.version
         if first == last and (block := self.cache.get_memory(version, first)) is not None:
             self.stats.add("block_hits")
@@ -124,12 +126,12 @@ class Reader:
             await trio.sleep(max(0.2 * 2 ** attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
         raise AssertionError("unreachable")
 
-    def _prefetch(self, start: int, window: int) -> None:
-        """Make sure blocks [start, start+window) are cached or coming. A gap is filled
-        with a whole window's run, so a sequential reader costs one request per window."""
-        index = self.cache.first_missing(self.content.version, start, min(self.blocks, start + window), self.inflight)
+    def _prefetch(self, start: int, count: int) -> None:
+        """Make sure blocks [start, start+count) are cached or coming. A gap is filled
+        with a run of `count` blocks."""
+        index = self.cache.first_missing(self.content.version, start, min(self.blocks, start + count), self.inflight)
         if index is not None:
-            self._start(index, window)
+            self._start(index, count)
 
     def _start(self, first: int, count: int) -> _Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
