@@ -236,3 +236,18 @@ def test_extra_assets_and_large_file(fresh_emulator):
     with spectrum_client(account) as api:
         rerun = api.get(listing_path(SEED_ORG)).json()["contents"]
     assert [without_urls(a) for a in rerun] == [without_urls(a) for a in assets[:8]]
+
+
+def test_content_base_url_links_files_on_disk_for_a_web_server_to_serve(fresh_emulator, tmp_path):
+    """Benchmark option: the large file's URL names its file in the data dir under the given
+    base (a web server over that dir serves it); generated files stay on the emulator."""
+    emu = fresh_emulator("--large-file", "1MiB", "--content-base-url", "http://127.0.0.1:9/static/")
+    account = emu.account("spectrum")
+    with spectrum_client(account) as client:
+        assets = client.get(listing_path(account["organizations"][1])).raise_for_status().json()["contents"]
+    large = next(a["uploadedAssetUri"] for a in assets if a["userFacingFileName"] == "large")
+    base, stored, name = large.rsplit("/", 2)
+    assert base == "http://127.0.0.1:9/static" and name == "large.bin"
+    assert (tmp_path / "emu0" / "emulator-data" / stored).stat().st_size == 1 << 20
+    others = [a["uploadedAssetUri"] for a in assets if a["userFacingFileName"] != "large"]
+    assert others and all(url.startswith(emu.url) for url in others)

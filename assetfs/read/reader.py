@@ -1,8 +1,9 @@
 """Reads of one content version, shared by every handle open on it.
 
 Blocks come from memory, then the disk cache (one `pread` on the event loop when every
-block of a read is there: no thread hop), then one ranged GET per run of missing blocks. Concurrent readers of a block wait on the same fetch. Each handle has a cursor:
-while its reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
+block of a read is there: no thread hop), then one ranged GET per run of missing blocks.
+Concurrent readers of a block wait on the same fetch. Each handle has a cursor: while its
+reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
 a seek resets it. A published md5 is checked once the whole file has come in order;
 small files are fetched whole and checked before any byte is cached or returned.
 """
@@ -81,12 +82,14 @@ class Reader:
         cursor.next_offset = end
         first, last = offset // self.bs, (end - 1) // self.bs
         window = self.blocks if self.whole else cursor.window
-        self._prefetch(last + 1, window)
+        # One run for the blocks asked for and the read-ahead after them: the first block
+        # asked for comes first, and a sequential reader costs one request per window.
+        self._prefetch(first, last + 1 - first + window)
         version = self.content.version
         if first == last and (block := self.cache.get_memory(version, first)) is not None:
             self.stats.add("block_hits")
             self.stats.add("bytes_read", end - offset)
-            return block[offset - first * self.bs:end - first * self.bs]
+            return memoryview(block)[offset - first * self.bs:end - first * self.bs]  # no copy
         if self.cache.on_disk(version, first, last):
             self.stats.add("block_hits", last - first + 1)
             self.stats.add("bytes_read", end - offset)
@@ -123,12 +126,12 @@ class Reader:
             await trio.sleep(max(0.2 * 2 ** attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
         raise AssertionError("unreachable")
 
-    def _prefetch(self, start: int, window: int) -> None:
-        """Make sure blocks [start, start+window) are cached or coming. A gap is filled
-        with a whole window's run, so a sequential reader costs one request per window."""
-        index = self.cache.first_missing(self.content.version, start, min(self.blocks, start + window), self.inflight)
+    def _prefetch(self, start: int, count: int) -> None:
+        """Make sure blocks [start, start+count) are cached or coming. A gap is filled
+        with a run of `count` blocks."""
+        index = self.cache.first_missing(self.content.version, start, min(self.blocks, start + count), self.inflight)
         if index is not None:
-            self._start(index, window)
+            self._start(index, count)
 
     def _start(self, first: int, count: int) -> _Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
@@ -165,7 +168,7 @@ class Reader:
             if self.whole:
                 whole.append(data)
             else:  # hand the block over without waiting for the event loop, and to the disk
-                token.run_sync_soon(self._deliver, index, data, pendings[index])
+                token.run_sync_soon(self._deliver_soon, index, data, pendings[index])
                 self.cache.offer(self.content.version, index, data)
 
         url = self.content.url
@@ -205,6 +208,14 @@ class Reader:
     def _store_run(self, first: int, blocks: list[bytes]) -> None:
         for index, data in enumerate(blocks, first):
             self.cache.store(self.content.version, index, data)
+
+    def _deliver_soon(self, index: int, data: bytes, pending: _Pending) -> None:
+        """`_deliver` as a callback of the event loop, where an exception would end the mount."""
+        try:
+            self._deliver(index, data, pending)
+        except Exception as e:
+            log.error("%s: block %d: %s: %s", self.content.version, index, type(e).__name__, e)
+            self.failed = ProviderError(f"{self.content.version}: {type(e).__name__}: {e}")
 
     def _deliver(self, index: int, data: bytes, pending: _Pending) -> None:
         self.cache.remember(self.content.version, index, data)
