@@ -25,7 +25,7 @@ from test_mount_mudstack import MudTruth
 from test_mount_write import md5, png, wait_for
 from truth import download, spectrum_assets
 
-pytestmark = pytest.mark.mount
+pytestmark = [pytest.mark.mount, pytest.mark.serial]
 
 TIMEOUT = 5.0
 MARGIN = 3.0    # FUSE round trips, retries' last sleep, and a busy 2-core machine

@@ -24,7 +24,7 @@ from mounting import MountedFS
 from redisd import redis_server  # noqa: F401  (a fixture)
 from truth import spectrum_assets
 
-pytestmark = pytest.mark.mount
+pytestmark = [pytest.mark.mount, pytest.mark.serial]
 
 MOUNTS = 6
 FILES = 300

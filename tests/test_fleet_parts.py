@@ -20,6 +20,8 @@ from assetfs.providers.base import Content, Entry
 from assetfs.providers.mudstack import MudstackContent
 from assetfs.stats import Stats
 
+pytestmark = pytest.mark.serial  # pacing measured against the clock
+
 NS = namespace("spectrum", "https://api.example/", ["client-1"])
 
 

@@ -21,7 +21,7 @@ from truth import download, spectrum_assets
 
 from assetfs.providers.base import asset_json
 
-pytestmark = pytest.mark.mount
+pytestmark = [pytest.mark.mount, pytest.mark.serial]
 TIMEOUT = 30.0  # the default: under load the point is "no error", not speed
 READERS = 32
 READ_FOR = 20.0          # seconds the parallel readers run

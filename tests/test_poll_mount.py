@@ -16,7 +16,7 @@ import httpx
 import pytest
 from test_mount_mudstack import MudTruth
 
-pytestmark = pytest.mark.mount
+pytestmark = [pytest.mark.mount, pytest.mark.serial]
 
 POLL = 2.0
 OPTIONS = f"poll_interval={POLL:g}s,metadata_ttl=1h,timeout=10s"
