@@ -62,19 +62,11 @@ class MountedFS:
             time.sleep(0.05)
 
     def wait_for_uploads(self, timeout: float = 30) -> None:
-        """Until `.assetfs/status.json` lists no upload waiting (its write-back delay
-        included) or being retried; refused ones (failed, orphaned) stay and do not count."""
-        import json
+        """Until `.assetfs/status.json` lists no upload on its way (its write-back delay
+        included); refused ones (failed, orphaned) stay and do not count."""
+        from pending import wait_for_uploads
 
-        deadline = time.monotonic() + timeout
-        while True:
-            status = json.loads((self.path / ".assetfs" / "status.json").read_text())
-            waiting = [u for u in status["pending_uploads"] if u["state"] in ("pending", "draft")]
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"uploads still pending after {timeout}s: {waiting}")
-            time.sleep(0.05)
+        wait_for_uploads(self.path, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
