@@ -414,7 +414,9 @@ class Bench:
                     ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}", "-F", f"file=@{upload}",
                      f"{iq['base_url']}/assets"], check=True)))
                 self.mounts += 1
-                m = MountedFS(self.work / f"m{self.mounts}", emu.config, accounts=[name], log_level="WARNING")
+                # write_back=0: cp returns once the provider has the bytes (else it times the spool alone)
+                m = MountedFS(self.work / f"m{self.mounts}", emu.config, options="write_back=0", accounts=[name],
+                              log_level="WARNING")
                 try:
                     target = m.path / name / collection
                     os.listdir(target)
