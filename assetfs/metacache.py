@@ -56,13 +56,6 @@ class MetaCache:
     def store_fact(self, key: str, value) -> None:
         self._cache.set(("fact", key), value)
 
-    def given_attributes(self) -> dict[str, tuple[float, int]]:
-        """Times and modes given to files written through the mount, by content version."""
-        return self._cache.get(("fact", "given-attributes")) or {}
-
-    def store_given_attributes(self, given: dict[str, tuple[float, int]]) -> None:
-        self._cache.set(("fact", "given-attributes"), given)
-
     def clear(self) -> None:
         self._cache.clear()
 

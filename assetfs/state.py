@@ -23,8 +23,8 @@ from .errors import AssetfsError
 
 log = logging.getLogger("assetfs.state")
 
-SPOOL, JOURNAL, MEMORY = "spool", "journal", "memory"
-PARTS = (SPOOL, JOURNAL, MEMORY)
+SPOOL, JOURNAL, MEMORY, GIVEN = "spool", "journal", "memory", "given"
+PARTS = (SPOOL, JOURNAL, MEMORY)  # what older versions kept in the cache dir
 LOCK = "lock"
 
 
@@ -58,6 +58,11 @@ class StateDir:
         """The disk store a provider remembers things in (kept until the account is removed)."""
         return diskcache.Index.fromcache(diskcache.Cache(str(self.path / MEMORY / _slug(account)),
                                                          eviction_policy="none"))
+
+    def given(self) -> diskcache.Index:
+        """Times and modes given to files written through the mount, by content version: no
+        provider keeps them, and losing them would make the next `rsync -a` send every file again."""
+        return diskcache.Index(str(private_dir(self.path / GIVEN)))
 
     # -- one mount at a time ------------------------------------------------------------------
 

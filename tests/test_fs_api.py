@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from types import SimpleNamespace
 
 import pyfuse3
@@ -287,7 +288,8 @@ async def test_modes_and_times_accepted_where_tools_need_it_refused_elsewhere(em
 
 async def test_the_times_and_mode_given_to_a_written_file_stay_with_its_bytes(emulator_w, tmp_path):
     """rsync -a sets them on its temporary file before the rename, tar x and cp -a after the
-    close: either way the uploaded file shows them, on the next mount too."""
+    close: either way the uploaded file shows them, on the next mount too, even after the
+    cache was cleared (else the next `rsync -a` would send every file again)."""
     async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
         fh = await fs.create(f"{UI}/.given.txt.XyZ123")
         await fs.ops.write(fh, 0, b"given")
@@ -298,6 +300,7 @@ async def test_the_times_and_mode_given_to_a_written_file_stay_with_its_bytes(em
         await fs.drain()
         shown = await fs.stat(f"{UI}/given.txt")
         assert (shown.st_mode & 0o777, shown.st_mtime_ns) == (0o640, 1_000_000_000_000_000_000)
+    shutil.rmtree(tmp_path / "cache")  # they live in the state dir: a cleared cache keeps them
     async with in_process(emulator_w, tmp_path, accounts=["studio"]) as fs:
         shown = await fs.stat(f"{UI}/given.txt")
         assert (shown.st_mode & 0o777, shown.st_mtime_ns) == (0o640, 1_000_000_000_000_000_000)

@@ -29,6 +29,7 @@ STATE = {
     "spool": "bytes written through the mount, until uploaded",
     "journal": "uploads not yet confirmed by the provider",
     "memory": "what providers remember across mounts",
+    "given": "times and modes given to files written through the mount",
 }
 
 

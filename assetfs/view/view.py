@@ -9,7 +9,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
 import pyfuse3
 import trio
@@ -47,7 +47,8 @@ class LocalNames:
 
 
 class View:
-    def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes]):
+    def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes],
+                 given: MutableMapping[str, tuple[float, int]] | None = None):
         self.inodes = InodeTable()
         self.local = LocalNames()
         self.metacache = metacache
@@ -63,7 +64,9 @@ class View:
         self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
         # by its content version: shown for those bytes, so a second `rsync -a` sends nothing.
-        self.given: dict[str, tuple[float, int]] = metacache.given_attributes()
+        # Kept in the state dir (`given`), read here once: attributes look them up per getattr.
+        self._given_store = given if given is not None else {}
+        self.given: dict[str, tuple[float, int]] = dict(self._given_store)
         self.root = Node(pyfuse3.ROOT_INODE, "", None, None, Entry("", "", True))
         self.inodes.add_root(self.root)
         self.root.children = {}
@@ -384,8 +387,7 @@ class View:
         """Show these times and mode for the node's current bytes, on this mount and the next."""
         content = node.entry.content
         if content is not None:
-            self.given[content.version] = (mtime, mode)
-            self.metacache.store_given_attributes(self.given)
+            self.given[content.version] = self._given_store[content.version] = (mtime, mode)
             node.attr_cache = None
 
     def _size_ahead(self, directory: Node, children: dict[str, Node]) -> None:
