@@ -86,11 +86,13 @@ def test_apple_assets_updated_or_deleted_since_the_last_mark(emu, tmp_path):
     brand = Entry(APPLE_BRAND, f"org/{APPLE_ORG}/brand/{APPLE_BRAND}", True)
     made: list[Entry] = []
 
+    # Apple's dates count hundredths of a second (the seed's form): each change comes a few later.
     async def upload(p):
-        await trio.sleep(0.01)   # the first mark is the time now: the upload comes after it
+        await trio.sleep(0.03)   # the first mark is the time now: the upload comes after it
         made.append(await p.create_asset(brand, spool(tmp_path, "from-elsewhere.png", png((1, 2, 3)))))
 
     async def delete(p):
+        await trio.sleep(0.03)
         await p.delete_asset(made[0])
 
     [before, uploaded, deleted] = marks(emu, "apple", brand, upload, delete)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import posixpath
+import time
 from datetime import datetime, timezone
 from urllib.parse import urljoin
 
@@ -240,13 +241,18 @@ class Apple(Provider):
         if not (len(parts) == 4 and parts[0] == "org" and parts[2] == "brand"):
             return None
         if previous is None:
-            return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        path, newest = f"{API}/orgs/{parts[1]}/brands/{parts[3]}/assets", previous
+            return _instant(time.time())
+        path, newest, answered = f"{API}/orgs/{parts[1]}/brands/{parts[3]}/assets", previous, False
         for ql in (f"updatedDate=gt={previous}", f"state==DELETED;updatedDate=gt={previous}"):
             for asset in await self._all_pages(path, f"brand {parts[1]}/{parts[3]}", {"ql": ql}):
+                answered = True
                 updated = asset.get("updatedDate")
                 if isinstance(updated, str) and parse_time(updated) > parse_time(newest):
                     newest = updated
+        if answered and newest == previous:
+            # The API says something changed after the mark, in dates coarser than the mark
+            # (or the same instant): still a change, and the mark moves on by a millisecond.
+            newest = _instant(parse_time(previous) + 0.001)
         return newest
 
     # -- assets ----------------------------------------------------------------------------------
@@ -609,3 +615,8 @@ def create(account: str, settings, config, stats, timeout: float) -> Apple:
     auth = AppleAuth(account, config.secret(account, "client_id"), config.secret(account, "client_secret"))
     http = ProviderHTTP(settings.base_url, auth, timeout=timeout, stats=stats)
     return Apple(account, settings, http)
+
+
+def _instant(seconds: float) -> str:
+    """An instant as the API's `ql` takes it: UTC, milliseconds, `Z`."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
