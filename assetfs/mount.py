@@ -104,7 +104,6 @@ class Mount:
         try:
             async with trio.open_nursery() as nursery:
                 self.readers.nursery = nursery
-                self.view.nursery = nursery
                 nursery.start_soon(self._stop_on_signal)
                 nursery.start_soon(self._widen_kernel_readahead)
                 nursery.start_soon(self.uploader.run)

@@ -116,29 +116,3 @@ def test_spectrum_is_read_only(spectrum):
         (root / SEED_ORG / "new.png").write_bytes(b"x")
     assert e.value.errno in (errno.EROFS, errno.EACCES)
 
-
-def test_a_directory_being_read_has_its_files_sized_ahead(fresh_emulator, mount):
-    """Spectrum publishes no sizes: each file's takes a HEAD. Reading the directory starts
-    them (several at once) in the background, so `ls -l` afterwards waits for none."""
-    import time
-
-    emu = fresh_emulator("--assets", "300")
-    account = emu.account("spectrum")
-    big = account["organizations"][0]
-    count = len(spectrum_assets(account, big))
-    m = mount(emu.config, accounts=["carhartt"])
-    emu.reset_requests()
-    names = [n for n in os.listdir(m.path / "carhartt" / big) if n != ".assets"]   # no stat: `ls -f`
-    assert len(names) == count
-
-    def heads() -> int:
-        return sum(n for k, n in emu.requests().items() if k.startswith("HEAD "))
-
-    deadline = time.monotonic() + 20
-    while heads() < count and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert heads() == count
-    before = emu.requests()
-    listing = run("ls", "-l", str(m.path / "carhartt" / big))
-    assert len(listing.splitlines()) == count + 1            # "total", then one line per file
-    assert emu.requests() == before                          # every size was known already

@@ -58,8 +58,6 @@ class View:
         self._content_locks: dict[str, trio.Lock] = {}
         self._without_content: set[str] = set()  # assets already logged as having no content file
         self.queries = Queries(self)
-        self.nursery: trio.Nursery | None = None  # for sizing files ahead; set once the mount runs
-        self._sizing: set[int] = set()  # directories whose files are being sized
         # Told whenever a provider's directory is looked at (the poller watches those).
         self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
@@ -94,7 +92,6 @@ class View:
         if special is not None:
             return special()
         remote = await self.remote_children(node)
-        self._size_ahead(node, remote)
         local = self.local.peek(node)
         if not local:
             return remote
@@ -390,37 +387,6 @@ class View:
             self.given[content.version] = self._given_store[content.version] = (mtime, mode)
             node.attr_cache = None
 
-    def _size_ahead(self, directory: Node, children: dict[str, Node]) -> None:
-        """A directory being read whose files' sizes only a HEAD tells (Spectrum publishes
-        none): size them in the background, SIZES_AHEAD at a time, so that `ls -l` or a file
-        manager finds them known instead of waiting for one HEAD after another."""
-        if self.nursery is None or directory.ino in self._sizing:
-            return
-        unknown = [c for c in children.values() if not c.is_dir and c.entry.content is not None
-                   and self.known_size(c) is None]
-        if unknown:
-            self._sizing.add(directory.ino)
-            self.nursery.start_soon(self._size_all, directory.ino, unknown)
-
-    async def _size_all(self, ino: int, files: list[Node]) -> None:
-        queue = iter(files)
-
-        async def worker() -> None:
-            for node in queue:
-                with trio.move_on_after(SIZE_AHEAD_TIMEOUT):
-                    try:
-                        await self.content(node)
-                    except AssetfsError as e:  # asked again, and answered, when the file is looked at
-                        log.debug("%s: not sized ahead: %s", node.path, e)
-                    except Exception:  # a background task: it must never take the mount down
-                        log.exception("%s: sizing ahead failed unexpectedly", node.path)
-        try:
-            async with trio.open_nursery() as workers:
-                for _ in range(SIZES_AHEAD):
-                    workers.start_soon(worker)
-        finally:
-            self._sizing.discard(ino)
-
     def known_size(self, node: Node) -> int | None:
         """The size if known without a request."""
         if node.local is not None:
@@ -436,10 +402,6 @@ class View:
             return entry.content.size
         fact = self.metacache.fact(f"content:{entry.content.version}") if entry.content else None
         return fact.size if fact else None
-
-
-SIZES_AHEAD = 16          # HEADs at once when a directory's files are sized ahead
-SIZE_AHEAD_TIMEOUT = 30.0  # seconds one of them may take before it is left to the file's own lookup
 
 
 def _with_current_url(fact: Content, listed: Content) -> Content:
