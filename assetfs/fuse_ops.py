@@ -138,6 +138,7 @@ class Operations(pyfuse3.Operations):
     async def opendir(self, inode, ctx):
         node = self.view.inodes.get(inode)
         children = await self.view.children(node)
+        self.view.sizes.directory_read(node)  # stats of its files that follow are likely `ls -l`
         fh = next(self._ids)
         self._dirs[fh] = list(children.values())  # a snapshot: offsets stay stable while open
         return fh

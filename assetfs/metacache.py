@@ -18,6 +18,10 @@ class MetaCache:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ttl = ttl
         self._cache = diskcache.Cache(str(directory), size_limit=2 << 30, eviction_policy="least-recently-stored")
+        # Facts are true for good and only this mount stores them: once read (or known to be
+        # missing) they are answered from memory, not one SQLite query per file of a listing.
+        self._facts: dict[str, object] = {}
+        self._no_fact: set[str] = set()
 
     def listing(self, key: str) -> tuple[list, float] | None:
         """(entries, fetched_at) of a directory, fresh or not."""
@@ -51,13 +55,35 @@ class MetaCache:
 
     def fact(self, key: str):
         """Something true for good (a content version's size and URL), or None."""
-        return self._cache.get(("fact", key))
+        value = self._facts.get(key)
+        if value is None and key not in self._no_fact:
+            value = self._cache.get(("fact", key))
+            if value is None:
+                self._no_fact.add(key)
+            else:
+                self._facts[key] = value
+        return value
 
     def store_fact(self, key: str, value) -> None:
-        self._cache.set(("fact", key), value)
+        self.remember_facts({key: value})
+        self.persist_facts({key: value})
+
+    def remember_facts(self, facts: dict) -> None:
+        """Known from now on, in this mount (`persist_facts` keeps them for the next)."""
+        self._facts.update(facts)
+        self._no_fact.difference_update(facts)
+
+    def persist_facts(self, facts: dict) -> None:
+        """Written to disk in one transaction (a directory's sizes, learnt together); may
+        run in a worker thread."""
+        with self._cache.transact():
+            for key, value in facts.items():
+                self._cache.set(("fact", key), value)
 
     def clear(self) -> None:
         self._cache.clear()
+        self._facts.clear()
+        self._no_fact.clear()
 
     def close(self) -> None:
         self._cache.close()

@@ -61,7 +61,8 @@ class Mount:
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         if options.write_back is None:
             options.write_back = config.cache.write_back
-        self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
+        self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given(),
+                         options.timeout)
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
         self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
@@ -104,6 +105,7 @@ class Mount:
         try:
             async with trio.open_nursery() as nursery:
                 self.readers.nursery = nursery
+                self.view.sizes.nursery = nursery
                 nursery.start_soon(self._stop_on_signal)
                 nursery.start_soon(self._widen_kernel_readahead)
                 nursery.start_soon(self.uploader.run)

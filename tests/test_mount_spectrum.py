@@ -3,6 +3,7 @@ production outputs under .assets/), bytes, tools, organizations named in the con
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -116,3 +117,38 @@ def test_spectrum_is_read_only(spectrum):
         (root / SEED_ORG / "new.png").write_bytes(b"x")
     assert e.value.errno in (errno.EROFS, errno.EACCES)
 
+
+
+def test_ls_l_asks_a_directorys_sizes_ahead_each_once(fresh_emulator, mount):
+    """Spectrum publishes no sizes: each file's takes a HEAD. A directory read and then
+    stat'ed file by file (`ls -l`) has its sizes asked ahead, several at once, each once;
+    a plain listing or a walk to one file asks none ahead."""
+    emu = fresh_emulator("--assets", "300")
+    account = emu.account("spectrum")
+    org = account["organizations"][0]
+    assets = spectrum_assets(account, org)
+    m = mount(emu.config, accounts=["carhartt"])
+    directory = m.path / "carhartt" / org
+
+    def heads() -> int:
+        return sum(n for k, n in emu.requests().items() if k.startswith("HEAD "))
+
+    emu.reset_requests()
+    assert len(os.listdir(directory)) == len(assets) + 1      # `ls -f`: names only
+    assert heads() == 0
+    one = next(n for n in os.listdir(directory) if n != ".assets")
+    assert (directory / one).stat().st_size > 0               # a walk to one file: its own HEAD only
+    assert heads() == 1
+
+    listing = run("ls", "-l", "--time-style=+", str(directory)).splitlines()
+    assert len(listing) == len(assets) + 1                    # "total", then one line per file
+    assert heads() == len(assets)                             # every other file once, none twice
+    counters = json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"]
+    assert counters["sizes_ahead"] == len(assets) - 2         # all but the walk's and the first stat's
+    sizes = {line.split(maxsplit=5)[5]: int(line.split()[4]) for line in listing[1:]}
+    by_name = {a["userFacingFileName"] + os.path.splitext(a["uploadedAssetUri"].split("?")[0])[1]: a for a in assets}
+    for name in sorted(by_name)[:: len(by_name) // 5]:
+        assert sizes[name] == len(download(by_name[name]["uploadedAssetUri"]))
+    before = emu.requests()
+    run("ls", "-l", str(directory))
+    assert emu.requests() == before                           # sizes are known for good

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 from collections.abc import MutableMapping
 
+import orjson
+
 from ..errors import AssetfsError, NotPermitted, NotSupported, ReadOnly
 from ..query import Condition, Field, Query, QueryError, bind, select
 from .http import ProviderHTTP
@@ -129,6 +131,11 @@ class Provider:
         polled; its listing lives out metadata_ttl)."""
         return None
 
+    def head_url(self, content: Content) -> str | None:
+        """The URL whose HEAD alone tells the content's size (what `resolve` asks), or None
+        where finding the size takes more than that."""
+        return content.url
+
     async def resolve(self, content: Content) -> Content:
         """Fill in a content's URL and size: from metadata where the API has it, else HEAD."""
         if content.url is None:
@@ -197,10 +204,15 @@ class Provider:
 
 
 def asset_json(meta) -> bytes:
-    """The provider's metadata for an asset, pretty-printed (the asset.json file). A lone
-    surrogate from the JSON ("\\udc80") cannot be UTF-8: it is written as its escape."""
-    text = json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
-    return text.encode("utf-8", errors="backslashreplace")
+    """The provider's metadata for an asset, pretty-printed (the asset.json file); made for
+    every asset of a listing, so by orjson. What orjson refuses (a lone surrogate from the
+    JSON, "\\udc80", which cannot be UTF-8; an integer past 64 bits) goes through json, a
+    surrogate written as its escape."""
+    try:
+        return orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):
+        text = json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+        return text.encode("utf-8", errors="backslashreplace")
 
 
 def parse_time(value) -> float:

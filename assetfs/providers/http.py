@@ -8,6 +8,7 @@ they answer again (recovery is announced to subscribers)."""
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import random
 import socket
@@ -20,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import orjson
 import trio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
@@ -322,7 +324,7 @@ class ProviderHTTP:
             raise ProviderError(f"{where}: the answer is {len(response.content)} bytes, more than the "
                                 f"{MAX_JSON_BYTES} a listing may be")
         try:
-            return response.json()
+            return _parse_json(response.content)
         except ValueError as e:
             raise ProviderError(f"{where}: the provider sent malformed JSON ({e})") from None
         except RecursionError:
@@ -449,6 +451,15 @@ def retry_after(response) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def _parse_json(body: bytes):
+    """A listing page, by orjson (several times faster); what it refuses but json reads
+    (NaN, an integer past 64 bits, a body not in UTF-8) by json, whose error is the one shown."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _short(response: httpx.Response) -> str:

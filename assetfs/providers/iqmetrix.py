@@ -314,6 +314,9 @@ class IQmetrix(Provider):
                                      content=content, xattrs=dict(xattrs), kind=CONTENT))
         return Entry(name, f"asset/{ident}", True, children=children, xattrs=xattrs, kind=ASSET)
 
+    def head_url(self, content: Content) -> None:
+        return None  # `resolve` asks the API first
+
     async def resolve(self, content: Content) -> Content:
         """The size, from one HEAD of the stored file (found via /images/{id} when the href
         is not at hand, e.g. for a listing read back from the disk cache)."""

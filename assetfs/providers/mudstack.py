@@ -396,6 +396,9 @@ class Mudstack(Provider):
         return skip_malformed([v for v in versions if isinstance(v, dict) and plain_id(v.get("id"))],
                               lambda v: _version_entry(v, asset_id, ws_id, file_name), f"{self.account}/{asset_id}/versions")
 
+    def head_url(self, content: Content) -> None:
+        return None  # `resolve` asks the API first
+
     async def resolve(self, content: Content) -> Content:
         """The signed URL of a version (one request per version; the tree keeps the answer).
         The version route is used even for the current version: it names exactly the bytes

@@ -23,6 +23,7 @@ from ..stats import Stats
 from .layout import asset_details, content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
 from .queries import RESULTS, Queries
+from .sizes import SizesAhead
 
 log = logging.getLogger("assetfs.view")
 
@@ -48,7 +49,7 @@ class LocalNames:
 
 class View:
     def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes],
-                 given: MutableMapping[str, tuple[float, int]] | None = None):
+                 given: MutableMapping[str, tuple[float, int]] | None = None, timeout: float = 30.0):
         self.inodes = InodeTable()
         self.local = LocalNames()
         self.metacache = metacache
@@ -58,6 +59,7 @@ class View:
         self._content_locks: dict[str, trio.Lock] = {}
         self._without_content: set[str] = set()  # assets already logged as having no content file
         self.queries = Queries(self)
+        self.sizes = SizesAhead(metacache, stats, timeout)
         # Told whenever a provider's directory is looked at (the poller watches those).
         self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
@@ -348,6 +350,8 @@ class View:
         if content.url is not None and content.size is not None:
             return content
         fact = self.metacache.fact(f"content:{content.version}")
+        if fact is None:
+            fact = await self.sizes.wait(node, lambda f: self.known_size(f) is None)
         if fact is None:
             lock = self._content_locks.setdefault(content.version, trio.Lock())
             async with lock:
