@@ -11,6 +11,7 @@ import logging
 import posixpath
 from urllib.parse import unquote, urlsplit
 
+import outcome
 import trio
 
 from ..errors import NotFound, ProviderError
@@ -94,39 +95,56 @@ class Spectrum(Provider):
 
     async def list_dir(self, entry: Entry) -> list[Entry]:
         """Every page until a short one. The API has no total, so a page that brings no
-        asset not seen before (an API that ignores `page`) also ends the listing."""
+        asset not seen before (an API that ignores `page`) also ends the listing. While a
+        full page is read, the next one is already asked for."""
         org = entry.key.removeprefix("org/")
         where = f"{self.account}/{org}"
         seen: set[str] = set()
         entries: list[Entry] = []
-        for page in range(1, MAX_PAGES + 1):
-            body = await self.http.json("GET", self._org_path(org), params={"page": page, "pageSize": PAGE_SIZE})
-            contents = body.get("contents") if isinstance(body, dict) else None
-            if not isinstance(contents, list):
-                raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
-            new, page_size = [], len(contents)
-            for asset in contents:
-                ident = plain_id(asset.get("id")) if isinstance(asset, dict) else None
-                if ident is None:
-                    log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r", where, page, asset)
-                elif ident not in seen:
-                    seen.add(ident)
-                    new.append(asset)
-            del body, contents  # a page at a time: 100,000 raw assets would take more memory than their entries
-            # In a worker thread: thousands of assets take CPU time during which the event loop
-            # would serve no other syscall. Not abandoned on the timeout: the work is bounded by
-            # the page, and a listing thrown away would be thrown away on every retry.
-            entries += await trio.to_thread.run_sync(skip_malformed, new, _asset_entry, where, abandon_on_cancel=False)
-            if page_size < PAGE_SIZE:
-                break
-            if not new:
-                log.warning("%s: page %d brings no asset not seen before (the API repeats itself); "
-                            "stopping with the %d assets listed", where, page, len(seen))
-                break
-        else:
-            raise ProviderError(f"Spectrum organization {org}: more than {MAX_PAGES} pages; the API does not stop")
+        failed: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            coming = _Page(nursery, self.http, self._org_path(org), 1)
+            try:
+                for page in range(1, MAX_PAGES + 1):
+                    body = await coming.body()
+                    contents = body.get("contents") if isinstance(body, dict) else None
+                    if not isinstance(contents, list):
+                        raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
+                    page_size = len(contents)
+                    ahead = page_size == PAGE_SIZE  # (a page bigger than asked for: no second one at once)
+                    if ahead:
+                        coming = _Page(nursery, self.http, self._org_path(org), page + 1)
+                    new = []
+                    for asset in contents:
+                        ident = plain_id(asset.get("id")) if isinstance(asset, dict) else None
+                        if ident is None:
+                            log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r",
+                                        where, page, asset)
+                        elif ident not in seen:
+                            seen.add(ident)
+                            new.append(asset)
+                    del body, contents  # a page at a time: 100,000 raw assets would take more memory than their entries
+                    # In a worker thread: thousands of assets take CPU time during which the event loop
+                    # would serve no other syscall. Not abandoned on the timeout: the work is bounded by
+                    # the page, and a listing thrown away would be thrown away on every retry.
+                    entries += await trio.to_thread.run_sync(skip_malformed, new, _asset_entry, where,
+                                                             abandon_on_cancel=False)
+                    if page_size < PAGE_SIZE:
+                        break
+                    if not new:
+                        log.warning("%s: page %d brings no asset not seen before (the API repeats itself); "
+                                    "stopping with the %d assets listed", where, page, len(seen))
+                        break
+                    if not ahead:
+                        coming = _Page(nursery, self.http, self._org_path(org), page + 1)
+                else:
+                    raise ProviderError(f"Spectrum organization {org}: more than {MAX_PAGES} pages; the API does not stop")
+            except Exception as e:  # raised below, outside the nursery (not as an exception group)
+                failed = e
+            nursery.cancel_scope.cancel()  # a page asked ahead that is not needed
+        if failed is not None:
+            raise failed
         return entries
-
 
     async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
         """The organization listing's top-level `lastModification` (the latest change of any of
@@ -140,6 +158,23 @@ class Spectrum(Provider):
             raise ProviderError(f"Spectrum organization {directory.key}: the listing has no lastModification")
         return mark
 
+
+
+class _Page:
+    """One page of an organization's listing, asked for now and read later."""
+
+    def __init__(self, nursery: trio.Nursery, http: ProviderHTTP, path: str, page: int):
+        self._done = trio.Event()
+        self._result: outcome.Outcome | None = None
+        nursery.start_soon(self._fetch, http, path, page)
+
+    async def _fetch(self, http: ProviderHTTP, path: str, page: int) -> None:
+        self._result = await outcome.acapture(http.json, "GET", path, params={"page": page, "pageSize": PAGE_SIZE})
+        self._done.set()
+
+    async def body(self):
+        await self._done.wait()
+        return self._result.unwrap()
 
 
 def _org_entry(org: str, name: str | None = None) -> Entry:
