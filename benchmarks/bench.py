@@ -295,14 +295,37 @@ class Bench:
                     goal = None
                     if flags == "-l" and count == 10000:
                         goal = 2.0 if state == "cold" else 1.0
-                    self.rows.append(ratio_row(f"`ls {flags}`, {count:,} assets, {state}" + ("" if repeat > 1 else " (1 run)"),
+                    label = f"`ls {flags}`, {count:,} assets, {state}" + (", sizes by HEAD (Spectrum)" if flags == "-l" else "")
+                    self.rows.append(ratio_row(label + ("" if repeat > 1 else " (1 run)"),
                                                median(ours[state]), median(theirs[state]), "time", "rclone", False, goal))
                 if count >= 100000:
                     self.rows.append(Row(f"peak RSS of the mount, `ls {flags}` of {count:,}", f"{rss:.0f} MB", "",
                                          "", "< 400 MB", rss < 400))
+                if flags == "-l" and count == 10000:
+                    self._listed_sizes(emu, count, repeat, theirs)
             shutil.rmtree(folder)
         finally:
             emu.stop()
+
+    def _listed_sizes(self, emu: Emulator, count: int, repeat: int, theirs: dict[str, list[float]]) -> None:
+        """`ls -l` where the provider's listing carries the sizes (Mudstack's bulk folder of
+        `count` assets), against the same rclone runs: no request per file on either side
+        but rclone's HEADs."""
+        account = next(n for n, a in emu.config["accounts"].items() if a["provider"] == "mudstack")
+        ours: dict[str, list[float]] = {"cold": [], "warm": []}
+        for _ in range(repeat):
+            self.mounts += 1
+            m = MountedFS(self.work / f"m{self.mounts}", emu.config, accounts=[account], log_level="WARNING")
+            try:
+                bulk = next(p / "bulk" for p in (m.path / account).iterdir() if (p / "bulk").is_dir())
+                for state in ("cold", "warm"):
+                    ours[state].append(timed(lambda: self._check_count(listing(bulk, "-l"), count)))
+            finally:
+                m.stop()
+        for state in ("cold", "warm"):
+            self.rows.append(ratio_row(f"`ls -l`, {count:,} assets, {state}, sizes in the listing (Mudstack)",
+                                       median(ours[state]), median(theirs[state]), "time", "rclone", False,
+                                       2.0 if state == "cold" else 1.0))
 
     @staticmethod
     def _check_count(lines: int, count: int) -> None:
