@@ -96,6 +96,11 @@ class Mount:
         }
         return (json.dumps(status, indent=2) + "\n").encode()
 
+    def attach(self, nursery: trio.Nursery) -> None:
+        """The nursery the parts that work in the background (read-ahead, sizes asked ahead) run in."""
+        self.readers.nursery = nursery
+        self.view.sizes.nursery = nursery
+
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         # Worker threads (downloads, disk cache) must hand the GIL back to the event loop
         # quickly, or every FUSE request waits out Python's default 5 ms switch interval.
@@ -104,8 +109,7 @@ class Mount:
         pyfuse3.init(self.ops, str(self.mountpoint), self.options.kernel_options())
         try:
             async with trio.open_nursery() as nursery:
-                self.readers.nursery = nursery
-                self.view.sizes.nursery = nursery
+                self.attach(nursery)
                 nursery.start_soon(self._stop_on_signal)
                 nursery.start_soon(self._widen_kernel_readahead)
                 nursery.start_soon(self.uploader.run)

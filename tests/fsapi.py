@@ -154,7 +154,7 @@ async def in_process(emulator, tmp: Path, accounts: list[str] | None = None, opt
     mount = Mount(parse_config(doc), tmp / "mnt", parse_mount_options([options] if options else []))
     try:
         async with trio.open_nursery() as nursery:
-            mount.readers.nursery = nursery
+            mount.attach(nursery)
             nursery.start_soon(mount.uploader.run)
             yield FS(mount)
             nursery.cancel_scope.cancel()

@@ -424,3 +424,27 @@ def _fields(**wanted):
     """What the kernel asks setattr to change (pyfuse3.SetattrFields cannot be made in Python)."""
     return SimpleNamespace(**{f"update_{name}": wanted.get(name, False)
                               for name in ("atime", "mtime", "ctime", "mode", "uid", "gid", "size")})
+
+
+# -- sizes asked ahead ----------------------------------------------------------------------
+
+async def test_sizes_asked_ahead_that_fail_are_asked_again_by_each_files_own_stat(emulator_w, tmp_path):
+    """Spectrum publishes no sizes. Stats of a directory just read ask its sizes ahead; the
+    HEADs that fail there (a 503: the batch does not retry) are asked again, with retries, by
+    the stat of their own file: every size right, and none asked more than needed."""
+    async with in_process(emulator_w, tmp_path, accounts=["carhartt"]) as fs:
+        org = "carhartt/" + (await fs.listdir("carhartt"))[0]
+        first, *files = [n for n in await fs.listdir(org) if n != ".assets"]
+        assert len(files) >= 2
+        emulator_w.reset_requests()
+        sizes = {first: (await fs.stat(f"{org}/{first}")).st_size}   # the first stat asks for its own
+        emulator_w.set_faults(fail_status=503, fail_count=1, only_prefix="/cdn/")
+        try:
+            sizes.update({name: (await fs.stat(f"{org}/{name}")).st_size for name in files})
+        finally:
+            emulator_w.clear_faults()
+        heads = sum(n for k, n in emulator_w.requests().items() if k.startswith("HEAD "))
+        assert fs.mount.stats.counters["sizes_ahead"] == len(files) - 1   # the second stat's on, one failed
+        assert heads == 1 + len(files) + 1                                 # the failed one, asked again
+        for name in [first, *files]:
+            assert sizes[name] == len(await fs.read_file(f"{org}/{name}")) > 0

@@ -37,67 +37,57 @@ def fact_key(version: str) -> str:
     return f"content:{version}"
 
 
-class _Waiting:
-    __slots__ = ("event", "fact")
-
-    def __init__(self):
-        self.event = trio.Event()
-        self.fact: Content | None = None
-
-
 class SizesAhead:
     def __init__(self, metacache: MetaCache, stats: Stats, timeout: float):
         self.metacache = metacache
         self.stats = stats
         self.connections = ConnectionPool(max(1.0, timeout / 2), per_origin=HEADS_AT_ONCE)
         self.nursery: trio.Nursery | None = None   # set once the mount runs
-        self._read_at: dict[int, float] = {}        # directory inode -> when it was last read
-        self._asked: dict[int, int] = {}            # directory inode -> its files that needed a size since
-        self._waiting: dict[str, _Waiting] = {}     # content version -> the answer coming for it
+        self._read: dict[int, list] = {}            # directory inode -> [when it was read, files sized since]
+        self._queued: set[str] = set()              # content versions whose HEAD is asked ahead
+        self._waiters: dict[str, trio.Event] = {}   # …and the stats waiting for one of them
 
     def directory_read(self, directory: Node) -> None:
-        self._read_at[directory.ino] = time.monotonic()
-        self._asked[directory.ino] = 0
+        now = time.monotonic()
+        if len(self._read) > 1000:
+            self._read = {ino: seen for ino, seen in self._read.items() if now - seen[0] < READ_RECENTLY}
+        self._read[directory.ino] = [now, 0]
 
     async def wait(self, node: Node, unknown: Callable[[Node], bool]) -> Content | None:
         """The size of `node`'s content from a batch asked ahead (starting one if this is the
         second file of a directory just read to need it), or None: ask for it yourself."""
-        content = node.entry.content
-        waiting = self._waiting.get(content.version)
-        if waiting is None:
-            directory = node.parent
-            read_at = self._read_at.get(directory.ino) if directory is not None else None
-            if read_at is None or time.monotonic() - read_at > READ_RECENTLY or self.nursery is None:
+        version = node.entry.content.version
+        if version not in self._queued:
+            seen = self._read.get(node.parent.ino) if node.parent is not None else None
+            if seen is None or time.monotonic() - seen[0] > READ_RECENTLY or self.nursery is None:
                 return None
-            self._asked[directory.ino] += 1
-            if self._asked[directory.ino] < 2:
+            seen[1] += 1
+            if seen[1] < 2:
                 return None
-            self._start(directory, node, unknown)
-            waiting = self._waiting.get(content.version)
-            if waiting is None:
+            self._start(node.parent, node, unknown)
+            if version not in self._queued:
                 return None
-        await waiting.event.wait()
-        return waiting.fact
+        await self._waiters.setdefault(version, trio.Event()).wait()
+        return self.metacache.fact(fact_key(version))
 
     def _start(self, directory: Node, node: Node, unknown: Callable[[Node], bool]) -> None:
         """Ask for the unknown sizes of the directory's files, from `node` on and then
         the ones before it (the order `ls` stats them in)."""
-        del self._read_at[directory.ino]  # one batch per reading of the directory
+        del self._read[directory.ino]  # one batch per reading of the directory
         provider = directory.provider
         files = list((directory.children or {}).values())
         at = next((i for i, f in enumerate(files) if f is node), 0)
         batch: dict[str, Content] = {}
         for f in files[at:] + files[:at]:
             content = f.entry.content
-            if (f.is_dir or content is None or content.version in self._waiting or content.version in batch
+            if (f.is_dir or content is None or content.version in self._queued or content.version in batch
                     or f.provider is not provider or not unknown(f)):
                 continue
             if provider.head_url(content) is not None:
                 batch[content.version] = content
         if provider is None or len(batch) < 2:
             return
-        for version in batch:
-            self._waiting[version] = _Waiting()
+        self._queued.update(batch)
         log.debug("%s: asking the sizes of %d files ahead", directory.path, len(batch))
         self.nursery.start_soon(self._ask, provider, list(batch.values()))
 
@@ -109,13 +99,12 @@ class SizesAhead:
         token = trio.lowlevel.current_trio_token()
 
         def answer(content: Content, size: int | None) -> None:  # on the event loop
-            fact = None
             if size is not None:
                 fact = Content(content.version, content.url, size, content.md5, content.mime)
                 learnt[fact_key(content.version)] = fact
                 self.metacache.remember_facts({fact_key(content.version): fact})
                 self.stats.add("sizes_ahead")
-            self._answer(content.version, fact)
+            self._answer(content.version)
 
         async def worker() -> None:
             try:
@@ -134,7 +123,7 @@ class SizesAhead:
             log.debug("%d of %d sizes asked ahead came in %.1fs", len(learnt), len(batch), time.monotonic() - started)
         finally:
             for content in batch:  # what was not answered is asked by the file's own stat
-                self._answer(content.version, None)
+                self._answer(content.version)
             if learnt:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self.metacache.persist_facts, learnt)
@@ -164,8 +153,9 @@ class SizesAhead:
                 size = None
             answer(content, size)
 
-    def _answer(self, version: str, fact: Content | None) -> None:
-        waiting = self._waiting.pop(version, None)
-        if waiting is not None:
-            waiting.fact = fact
-            waiting.event.set()
+    def _answer(self, version: str) -> None:
+        """The HEAD for `version` is over (its size, if it came, is a fact by now)."""
+        self._queued.discard(version)
+        waiter = self._waiters.pop(version, None)
+        if waiter is not None:
+            waiter.set()
