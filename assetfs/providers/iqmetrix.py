@@ -116,6 +116,7 @@ QUERY_FIELDS = {
 class IQmetrix(Provider):
     name = "iqmetrix"
     writes = frozenset({"create"})
+    streams = frozenset({"create"})   # a multipart POST needs no length up front
     missing_writes_reason = "the Asset Media Service API has no update or delete, and no folders"
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
@@ -249,10 +250,23 @@ class IQmetrix(Provider):
     async def _upload(self, upload: Upload) -> dict:
         """One multipart POST. Not retried blindly (a retry after a lost answer would make a
         second asset, which cannot be deleted): only what the service refused before taking
-        the upload (a 429, until its X-RateLimit-ResetSeconds) is tried again, within the timeout."""
-        with open(upload.path, "rb") as spool:  # httpx rewinds it for each try
-            files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
-            response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
+        the upload (a 429, until its X-RateLimit-ResetSeconds) is tried again, within the
+        timeout. A file still being written goes out as it grows, in one try."""
+        if upload.growing is not None:
+            head, tail, content_type = _multipart_frame(upload)
+
+            async def body():
+                yield head
+                async for chunk in upload.growing.chunks():
+                    yield chunk
+                yield tail
+
+            response = await self.http.request("POST", "assets", expect=(201,), retry=False, body=lambda: {
+                "content": body(), "headers": {"Content-Type": content_type}})
+        else:
+            with open(upload.path, "rb") as spool:  # httpx rewinds it for each try
+                files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
+                response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
         try:
             body = response.json()
         except ValueError:
@@ -331,6 +345,17 @@ class IQmetrix(Provider):
                 target = urljoin(target, response.headers["location"])
         size, _ = await self.http.head(target)
         return Content(content.version, content.url, size, content.md5, content.mime)
+
+
+def _multipart_frame(upload: Upload) -> tuple[bytes, bytes, str]:
+    """(what goes before the file's bytes, what goes after them, the Content-Type with its
+    boundary) of a one-file multipart body, exactly as httpx frames `files=`: the same
+    request as a spooled upload, for bytes not all written yet."""
+    template = httpx.Request("POST", "http://frame.invalid/", files={
+        "file": (upload.name, b"", upload.mime or "application/octet-stream")})
+    body = template.read()
+    split = body.index(b"\r\n\r\n") + 4
+    return body[:split], body[split:], template.headers["content-type"]
 
 
 def _memory_key(collection: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..providers.base import Entry
 from .journal import FAILED, PendingUpload
 from .spool import SpoolFile
+from .stream import LiveUpload
 
 # Editors, rsync and file managers write under these names first; they never leave the machine.
 _TEMPORARY = ("*~", "*.swp", "*.swx", "*.swo", "4913", "#*#", "*.tmp", "*.part", "*.crdownload")
@@ -51,6 +52,7 @@ class LocalFile:
     writers: int = 0                      # handles open for writing
     handles: int = 0                      # handles open at all (the spool stays open for them)
     uploading: bool = False
+    live: LiveUpload | None = None        # its upload, under way while it is written (stream.py)
     _hasher: _OrderedHasher | None = field(default_factory=lambda: _OrderedHasher(), repr=False)
 
     @property
