@@ -14,6 +14,7 @@ import trio
 from conftest import RunningEmulator
 from emulator_log import clear_names, names_used
 from fsapi import in_process
+from test_mount_mudstack import MudTruth
 from test_write_iqmetrix import api_asset
 
 from assetfs.providers.base import Upload
@@ -22,6 +23,7 @@ from assetfs.write.stream import LiveUpload, StreamCancelled
 
 pytestmark = pytest.mark.trio
 LOGOS = "stores/logos"
+UI = "studio/Game Art/ui"
 POST = "POST /iqmetrix/assets"
 MIB = 1 << 20
 
@@ -47,15 +49,15 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def posts(emu) -> int:
-    return emu.requests().get(POST, 0)
+def posts(emu, route: str = POST) -> int:
+    return sum(n for k, n in emu.requests().items() if k.startswith("POST ") and k.endswith(route.split()[-1]))
 
 
-async def stream_started(emu) -> None:
+async def stream_started(emu, route: str = POST) -> None:
     """Until the emulator has seen the upload's request begin (its log is written at the
     start of a request, before its body)."""
     with trio.fail_after(10):
-        while not await trio.to_thread.run_sync(posts, emu):
+        while not await trio.to_thread.run_sync(posts, emu, route):
             await trio.sleep(0.02)
 
 
@@ -84,10 +86,11 @@ async def test_chunks_follow_the_spool_and_end_at_the_close(tmp_path):
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_all)
         for offset in range(0, 3 * MIB, MIB // 2):
-            spool.write(offset, bytes([offset // MIB]) * (MIB // 2))
-            assert live.grow(offset, MIB // 2)
+            data = bytes([offset // MIB]) * (MIB // 2)
+            spool.write(offset, data)
+            assert live.grow(offset, data, len(data))
             await trio.sleep(0)
-        assert not live.grow(5 * MIB, 1)              # not where the last write ended
+        assert not live.grow(5 * MIB, b"x", 1)              # not where the last write ended
         assert live.finish(3 * MIB, "the md5", {})
     assert b"".join(got) == spool.read(0, 3 * MIB) and live.ended
     assert (live.upload.size, live.upload.md5) == (3 * MIB, "the md5")
@@ -97,7 +100,7 @@ async def test_a_stream_that_did_not_carry_the_files_bytes_is_given_up(tmp_path)
     spool = Spool(tmp_path).new()
     live = LiveUpload(spool, Upload(spool.path, "a.bin", 0, "", "application/octet-stream"))
     spool.write(0, b"abc")
-    live.grow(0, 3)
+    live.grow(0, b"abc", 3)
     assert not live.finish(4, "x", {})               # four bytes in the file, three streamed
     assert not live.live and "streamed" in live.reason and not live.ended
     with pytest.raises(StreamCancelled):
@@ -182,6 +185,25 @@ async def test_a_failed_stream_falls_back_with_every_byte_and_one_asset(emu, tmp
     assert emu.set_faults()["reset_mid_upload"] == 0 and emu.set_faults()["fail_count"] == 0  # the fault was met
     one_asset(emu, "fault.bin", data)
     assert posts(emu) == 2
+
+
+async def test_an_o_trunc_rewrite_of_a_mudstack_file_streams_its_new_version(emu, tmp_path):
+    truth = MudTruth(emu.account("mudstack"))
+    ws = truth.workspaces()["Game Art"]
+    data = os.urandom(3 * MIB)
+    async with in_process(emu, tmp_path, accounts=["studio"], options="write_back=0") as fs:
+        await fs.write_file(f"{UI}/rewritten.bin", b"first")   # a new asset: a signed PUT, not streamed
+        fh = await fs.open(f"{UI}/rewritten.bin", os.O_WRONLY | os.O_TRUNC)
+        await fs.ops.write(fh, 0, data[:MIB])
+        await stream_started(emu, "POST /versions")
+        for offset in range(MIB, len(data), MIB):
+            await fs.ops.write(fh, offset, data[offset:offset + MIB])
+        await fs.close(fh)
+    [asset] = [a for a in truth.assets(ws, "/ui/") if a["file_name"] == "rewritten.bin"]
+    assert len(asset["versions"]) == 2
+    assert truth.download(ws, asset["id"]) == data
+    assert posts(emu, "POST /versions") == 1
+    truth.close()
 
 
 async def test_no_stream_with_a_write_back_delay_or_for_a_temporary_name(emu, tmp_path):

@@ -32,6 +32,7 @@ from ..logs import register_secret
 from ..query import NUMBER, SEARCH, STRING, Field
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed
 from .http import NOT_TAKEN, ProviderHTTP, redact
+from .multipart import growing_form
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.iqmetrix")
@@ -253,14 +254,7 @@ class IQmetrix(Provider):
         the upload (a 429, until its X-RateLimit-ResetSeconds) is tried again, within the
         timeout. A file still being written goes out as it grows, in one try."""
         if upload.growing is not None:
-            head, tail, content_type = _multipart_frame(upload)
-
-            async def body():
-                yield head
-                async for chunk in upload.growing.chunks():
-                    yield chunk
-                yield tail
-
+            body, content_type = growing_form(upload)
             response = await self.http.request("POST", "assets", expect=(201,), retry=False, body=lambda: {
                 "content": body(), "headers": {"Content-Type": content_type}})
         else:
@@ -345,17 +339,6 @@ class IQmetrix(Provider):
                 target = urljoin(target, response.headers["location"])
         size, _ = await self.http.head(target)
         return Content(content.version, content.url, size, content.md5, content.mime)
-
-
-def _multipart_frame(upload: Upload) -> tuple[bytes, bytes, str]:
-    """(what goes before the file's bytes, what goes after them, the Content-Type with its
-    boundary) of a one-file multipart body, exactly as httpx frames `files=`: the same
-    request as a spooled upload, for bytes not all written yet."""
-    template = httpx.Request("POST", "http://frame.invalid/", files={
-        "file": (upload.name, b"", upload.mime or "application/octet-stream")})
-    body = template.read()
-    split = body.index(b"\r\n\r\n") + 4
-    return body[:split], body[split:], template.headers["content-type"]
 
 
 def _memory_key(collection: str) -> str:

@@ -10,6 +10,7 @@ spool as it always did.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 
 import trio
@@ -19,6 +20,7 @@ from ..providers.base import Entry, Upload
 from .spool import SpoolFile
 
 CHUNK = 1 << 20  # the most read from the spool for one piece of the body
+HELD = 8 << 20   # written bytes kept in memory for the body until it catches up (else read back)
 
 
 class StreamCancelled(ProviderError):
@@ -45,19 +47,39 @@ class LiveUpload:
         self.error: BaseException | None = None
         self.done = trio.Event()
         self._grown = trio.Event()
+        self._fresh: deque[tuple[int, bytes]] = deque()  # (offset, bytes) written, not yet sent
+        self._held = 0
 
     @property
     def live(self) -> bool:
         """Still following the file (neither cancelled nor answered)."""
         return not self.reason and not self.done.is_set()
 
-    def grow(self, offset: int, length: int) -> bool:
-        """`length` bytes were written at `offset`: False unless they follow the last ones."""
+    def grow(self, offset: int, data: bytes, length: int) -> bool:
+        """The first `length` bytes of `data` were written at `offset`: False unless they
+        follow the last ones. While the body keeps up, it sends them from here rather than
+        reading them back from the spool."""
         if offset != self.written or self.final is not None:
             return False
         self.written += length
+        if self._held + length <= HELD:
+            self._fresh.append((offset, data if length == len(data) else data[:length]))
+            self._held += length
+        else:  # the body lags: it reads from the spool
+            self._fresh.clear()
+            self._held = 0
         self._grown.set()
         return True
+
+    def _take(self, offset: int) -> bytes | None:
+        """The written bytes that start at `offset`, if still held."""
+        while self._fresh and self._fresh[0][0] < offset:
+            self._held -= len(self._fresh.popleft()[1])
+        if self._fresh and self._fresh[0][0] == offset:
+            data = self._fresh.popleft()[1]
+            self._held -= len(data)
+            return data
+        return None
 
     def cancel(self, reason: str) -> None:
         """Give the stream up; its body is cut before its end (nothing was made of it)."""
@@ -65,6 +87,7 @@ class LiveUpload:
             return
         self.reason = reason
         self.scope.cancel()
+        self._fresh.clear()
         self._grown.set()
 
     def finish(self, size: int, md5: str, xattrs: dict[str, str]) -> bool:
@@ -92,7 +115,7 @@ class LiveUpload:
             if self.reason:
                 raise StreamCancelled(f"stream of {self.upload.name} cancelled: {self.reason}")
             if offset < self.written:
-                chunk = self.spool.read(offset, min(CHUNK, self.written - offset))
+                chunk = self._take(offset) or self.spool.read(offset, min(CHUNK, self.written - offset))
                 if not chunk:
                     raise StreamCancelled(f"stream of {self.upload.name}: the spool ended at {offset} bytes")
                 offset += len(chunk)

@@ -180,24 +180,24 @@ class Writer:
             self._writing(node)
         else:
             local.mtime = time.time()
-        self._follow(local, offset, written)
+        self._follow(local, offset, data, written)
         return written
 
-    def _follow(self, local: LocalFile, offset: int, written: int) -> None:
+    def _follow(self, local: LocalFile, offset: int, data: bytes, written: int) -> None:
         """Without a write-back delay nothing can rename or remove a file between its close
         and its upload, so a file written from its first byte (new, or emptied by O_TRUNC)
         starts its upload at once, and the upload follows each write in order. A write
         anywhere else gives the stream up; the close uploads from the spool."""
         live = local.live
         if live is not None:
-            if not live.grow(offset, written):
+            if not live.grow(offset, data, written):
                 self._unfollow(local, f"a write at {offset} after {live.written} bytes in order")
             return
         if offset == 0 and self.options.write_back <= 0 and local.record is not None and local.record.state == DRAFT \
                 and local.size == written:
             local.live = self.uploader.start_stream(local.record, local.spool)
             if local.live is not None:
-                local.live.grow(0, written)
+                local.live.grow(0, data, written)
 
     @staticmethod
     def _unfollow(local: LocalFile, why: str) -> None:
