@@ -78,14 +78,22 @@ class LocalFile:
         alongside, so closing the file needs no second pass over it."""
         written = self.spool.write(offset, data)
         if self._hasher is not None and not self._hasher.feed(offset, data, written):
-            self._hasher = None
+            self._stop_hashing()
         return written
 
     def truncate(self, size: int) -> None:
         self.spool.truncate(size)
         if size == 0:
+            self._stop_hashing()
             self._hasher = _OrderedHasher()
         elif self._hasher is None or size != self._hasher.fed:
+            self._stop_hashing()
+
+    def _stop_hashing(self) -> None:
+        """No checksum made alongside the writes (they came out of order): one pass over
+        the spool at close makes it."""
+        if self._hasher is not None:
+            self._hasher.stop()
             self._hasher = None
 
     def md5_if_known(self) -> str | None:
@@ -129,3 +137,9 @@ class _OrderedHasher:
             self._thread.join()
             self._thread = None
         return self._md5.hexdigest()
+
+    def stop(self) -> None:
+        """Given up: its thread ends once it has hashed what it was handed."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None
