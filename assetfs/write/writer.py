@@ -7,8 +7,8 @@ a file written over an asset's file (or renamed onto it) becomes its new content
 while after its last close (the write-back delay) — so a temporary file renamed within that
 while is uploaded once, under its final name. Without a write-back delay, a file written in
 order from its first byte is uploaded while it is written, where the provider allows it
-(`_follow`); anything else is uploaded from the spool at its close. Temporary names (dot-files, `*~`, `*.swp` …)
-are never uploaded. Removing maps to the provider's delete, renaming to its rename/move,
+(`_follow`); anything else is uploaded from the spool at its close. Temporary names
+(dot-files, `*~`, `*.swp` …) are never uploaded. Removing maps to the provider's delete, renaming to its rename/move,
 where it has them; anything else is refused with the errno that says why.
 """
 
