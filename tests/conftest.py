@@ -40,7 +40,7 @@ class RunningEmulator:
 
     def clear_faults(self) -> None:
         self.set_faults(latency=0, hang=False, fail_status=0, fail_count=0, retry_after=0,
-                        reset_mid_body=0, truncate_body=0, only_prefix="")
+                        reset_mid_body=0, truncate_body=0, reset_mid_upload=0, only_prefix="")
 
     def requests(self) -> dict[str, int]:
         return self.control.get("/_emulator/requests").raise_for_status().json()["counts"]

@@ -155,7 +155,7 @@ async def in_process(emulator, tmp: Path, accounts: list[str] | None = None, opt
     try:
         async with trio.open_nursery() as nursery:
             mount.attach(nursery)
-            nursery.start_soon(mount.uploader.run)
+            await nursery.start(mount.uploader.run)
             yield FS(mount)
             nursery.cancel_scope.cancel()
     finally:

@@ -3,7 +3,8 @@
 Settable at start (`assetfs emulator --latency 2 --fail-status 503 …`) and at run time
 (`POST /_emulator/faults` with the same fields as JSON). They apply to every provider and
 CDN route whose path starts with `only_prefix` (all of them by default), never to the
-emulator's own `/_emulator/` control routes.
+emulator's own `/_emulator/` control routes. All but `reset_mid_upload` are decided when a
+request arrives; that one acts on a request body already coming in (a streamed upload).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Faults:
     retry_after: int = 0          # Retry-After header sent with fail_status (0: none)
     reset_mid_body: int = 0       # the next N responses with a body are cut off mid-body (connection reset)
     truncate_body: int = 0        # the next N responses with a body end early (short of Content-Length)
+    reset_mid_upload: int = 0     # the next N request bodies still coming in are cut off (the request fails)
     only_prefix: str = ""         # apply only to paths starting with this
 
     def update(self, values: dict) -> None:
@@ -48,6 +50,7 @@ class FaultMiddleware:
         path = scope.get("path", "")
         if scope["type"] != "http" or path.startswith("/_emulator/") or not path.startswith(f.only_prefix):
             return await self.app(scope, receive, send)
+        receive = _cutting_receive(receive, f)
         if f.hang:
             await anyio.sleep_forever()
         if f.latency:
@@ -79,6 +82,20 @@ async def _fail(send, status: int, retry_after: int) -> None:
 
 class _ConnectionReset(Exception):
     """Raised inside the server to drop the connection in the middle of a body."""
+
+
+def _cutting_receive(receive, faults: Faults):
+    """A request body that breaks off while more of it is coming, when `reset_mid_upload`
+    is on at that moment: the route fails (the server answers 500 and closes the connection)."""
+
+    async def wrapped():
+        message = await receive()
+        if message["type"] == "http.request" and message.get("more_body") and faults.reset_mid_upload > 0:
+            faults.reset_mid_upload -= 1
+            raise _ConnectionReset("emulated connection lost mid-upload")
+        return message
+
+    return wrapped
 
 
 def _breaking_send(send, mode: str):

@@ -14,8 +14,8 @@ import re
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
-from collections.abc import MutableMapping
+from typing import NoReturn, Protocol
+from collections.abc import AsyncIterator, MutableMapping
 
 import orjson
 
@@ -59,6 +59,15 @@ CONTENT = "content"       # an asset's content file (its current version)
 TRASH = "trash"           # a view of deleted assets that can be restored
 
 
+class Growing(Protocol):
+    """A file still being written, uploaded as it grows (see Provider.streams)."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Its bytes from the start as they come; ends once the file is closed (`Upload.size`
+        and `md5` are filled in by then). Each call starts again at 0."""
+        ...
+
+
 @dataclass
 class Upload:
     """Bytes written through the mount, spooled on local disk until the provider has them."""
@@ -69,6 +78,7 @@ class Upload:
     md5: str
     mime: str
     xattrs: dict[str, str] = field(default_factory=dict)  # user.assetfs.* set before close (e.g. intent)
+    growing: Growing | None = None  # still being written: send `growing.chunks()`, size and md5 come at its end
 
 
 @dataclass(slots=True)
@@ -102,6 +112,9 @@ class Provider:
     writes: frozenset[str] = frozenset()
     #: Why the operations not in `writes` are refused, for the log line.
     missing_writes_reason = ""
+    #: The uploads ("create", "replace") that can start while the file is still being
+    #: written: `Upload.growing` is a body of unknown length (chunked transfer encoding).
+    streams: frozenset[str] = frozenset()
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
         self.account = account

@@ -411,12 +411,15 @@ class ProviderHTTP:
             refused = status in (429, 403)  # refused for rate, before the provider acted on it
             if refused and wait is not None and self.budget is not None and self.is_api(url):
                 self.budget.pause(min(wait, 60.0))  # the whole budget waits, not only this request
-            raise Retryable(f"{where}: HTTP {status} {body}", retry_after=wait, not_taken=refused)
-        if status == 404:
-            raise NotFound(f"{where}: not found")
-        if status in (401, 403):
-            raise AuthFailed(f"{where}: HTTP {status}: the provider refused the credentials {body}")
-        raise ProviderError(f"{where}: HTTP {status} {body}")
+            error = Retryable(f"{where}: HTTP {status} {body}", retry_after=wait, not_taken=refused)
+        elif status == 404:
+            error = NotFound(f"{where}: not found")
+        elif status in (401, 403):
+            error = AuthFailed(f"{where}: HTTP {status}: the provider refused the credentials {body}")
+        else:
+            error = ProviderError(f"{where}: HTTP {status} {body}")
+        error.http_status = status  # the provider answered no (an upload's answer was not lost)
+        raise error
 
     # -- content -----------------------------------------------------------------------------
 

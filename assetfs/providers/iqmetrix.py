@@ -32,6 +32,7 @@ from ..logs import register_secret
 from ..query import NUMBER, SEARCH, STRING, Field
 from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed
 from .http import NOT_TAKEN, ProviderHTTP, redact
+from .multipart import growing_form
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.iqmetrix")
@@ -116,6 +117,7 @@ QUERY_FIELDS = {
 class IQmetrix(Provider):
     name = "iqmetrix"
     writes = frozenset({"create"})
+    streams = frozenset({"create"})   # a multipart POST needs no length up front
     missing_writes_reason = "the Asset Media Service API has no update or delete, and no folders"
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
@@ -249,10 +251,16 @@ class IQmetrix(Provider):
     async def _upload(self, upload: Upload) -> dict:
         """One multipart POST. Not retried blindly (a retry after a lost answer would make a
         second asset, which cannot be deleted): only what the service refused before taking
-        the upload (a 429, until its X-RateLimit-ResetSeconds) is tried again, within the timeout."""
-        with open(upload.path, "rb") as spool:  # httpx rewinds it for each try
-            files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
-            response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
+        the upload (a 429, until its X-RateLimit-ResetSeconds) is tried again, within the
+        timeout. A file still being written goes out as it grows, in one try."""
+        if upload.growing is not None:
+            body, content_type = growing_form(upload)
+            response = await self.http.request("POST", "assets", expect=(201,), retry=False, body=lambda: {
+                "content": body(), "headers": {"Content-Type": content_type}})
+        else:
+            with open(upload.path, "rb") as spool:  # httpx rewinds it for each try
+                files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
+                response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
         try:
             body = response.json()
         except ValueError:

@@ -43,6 +43,7 @@ from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, search_pla
 from .base import (ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, first_error,
                    parse_time, plain_id, skip_malformed, text_field)
 from .http import NOT_TAKEN, ProviderHTTP, redact
+from .multipart import growing_form
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.mudstack")
@@ -180,6 +181,9 @@ def parent_of(path: str) -> str:
 class Mudstack(Provider):
     name = "mudstack"
     writes = frozenset({"create", "replace", "delete", "mkdir", "rmdir", "move"})
+    # A new version is a multipart POST, which needs no length up front; a new asset's bytes
+    # go to a signed storage URL whose PUT needs its Content-Length (S3 refuses chunked PUTs).
+    streams = frozenset({"replace"})
 
     async def _get(self, path: str, ws_id: str | None = None, **kwargs):
         headers = {"x-workspace-id": ws_id} if ws_id else None
@@ -520,10 +524,15 @@ class Mudstack(Provider):
                                f"{TRASH_NAME} to restore it first")
         where = f"Mudstack account {self.account}: new version of asset {asset_id} ({upload.name})"
         base = f"workspaces/assets/{asset_id}"
-        with open(upload.path, "rb") as f:  # httpx streams the multipart body from the file
-            # Retried only when refused untaken: a retry after a lost answer would add a second version.
-            version = await self._json("POST", f"{base}/versions", ws_id, retry=NOT_TAKEN,
-                                       files={"file": (upload.name, f, upload.mime or "application/octet-stream")})
+        if upload.growing is not None:  # still being written: sent as it grows, in one try
+            body, content_type = growing_form(upload)
+            version = await self.http.json("POST", f"{base}/versions", expect=(200, 201), retry=False, body=lambda: {
+                "content": body(), "headers": {"x-workspace-id": ws_id, "Content-Type": content_type}})
+        else:
+            with open(upload.path, "rb") as f:  # httpx streams the multipart body from the file
+                # Retried only when refused untaken: a retry after a lost answer would add a second version.
+                version = await self._json("POST", f"{base}/versions", ws_id, retry=NOT_TAKEN,
+                                           files={"file": (upload.name, f, upload.mime or "application/octet-stream")})
         if isinstance(version, dict) and isinstance(version.get("version"), dict) and not version.get("checksum"):
             version = version["version"]  # a version wrapped in an object
         if not isinstance(version, dict) or not version.get("id"):

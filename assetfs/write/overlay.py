@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..providers.base import Entry
 from .journal import FAILED, PendingUpload
 from .spool import SpoolFile
+from .stream import LiveUpload
 
 # Editors, rsync and file managers write under these names first; they never leave the machine.
 _TEMPORARY = ("*~", "*.swp", "*.swx", "*.swo", "4913", "#*#", "*.tmp", "*.part", "*.crdownload")
@@ -51,6 +52,7 @@ class LocalFile:
     writers: int = 0                      # handles open for writing
     handles: int = 0                      # handles open at all (the spool stays open for them)
     uploading: bool = False
+    live: LiveUpload | None = None        # its upload, under way while it is written (stream.py)
     _hasher: _OrderedHasher | None = field(default_factory=lambda: _OrderedHasher(), repr=False)
 
     @property
@@ -76,14 +78,22 @@ class LocalFile:
         alongside, so closing the file needs no second pass over it."""
         written = self.spool.write(offset, data)
         if self._hasher is not None and not self._hasher.feed(offset, data, written):
-            self._hasher = None
+            self._stop_hashing()
         return written
 
     def truncate(self, size: int) -> None:
         self.spool.truncate(size)
         if size == 0:
+            self._stop_hashing()
             self._hasher = _OrderedHasher()
         elif self._hasher is None or size != self._hasher.fed:
+            self._stop_hashing()
+
+    def _stop_hashing(self) -> None:
+        """No checksum made alongside the writes (they came out of order): one pass over
+        the spool at close makes it."""
+        if self._hasher is not None:
+            self._hasher.stop()
             self._hasher = None
 
     def md5_if_known(self) -> str | None:
@@ -127,3 +137,9 @@ class _OrderedHasher:
             self._thread.join()
             self._thread = None
         return self._md5.hexdigest()
+
+    def stop(self) -> None:
+        """Given up: its thread ends once it has hashed what it was handed."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None

@@ -1,6 +1,7 @@
 """Uploads: due a short while after a file's last close (the write-back delay), at once on
 fsync; retried in the background until the provider confirms them; resumed by the next
-mount after a crash."""
+mount after a crash. Without a write-back delay, a new file's upload may start at its
+first write and follow the file as it is written (stream.py); the close ends it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..providers.base import Entry, Provider, Upload
 from ..stats import Stats
 from .journal import CREATE, DRAFT, FAILED, ORPHANED, PENDING, Journal, PendingUpload
 from .spool import Spool, SpoolFile
+from .stream import LiveUpload
 
 log = logging.getLogger("assetfs.upload")
 
@@ -35,6 +37,7 @@ class Uploader:
         self.on_uploaded = on_uploaded
         self._wake = trio.Event()
         self._busy: set[str] = set()
+        self._streams: trio.Nursery | None = None  # where live uploads run (open while `run` does)
         for account, provider in providers.items():
             http = getattr(provider, "http", None)
             if http is not None:
@@ -65,13 +68,75 @@ class Uploader:
         self.journal.put(record)
         self._wake.set()
 
-    async def commit(self, record: PendingUpload, spool: SpoolFile, md5: str | None = None) -> Entry:
-        """Mark the file due and upload it now. On failure its bytes are synced to disk and
-        the record stays in the journal for the background retries, and the error is raised.
-        (A kill cannot lose page-cache bytes; a power cut during the first try can, and the
-        checksum catches that at resume.)"""
-        await self.schedule(record, spool, md5, 0.0)
+    async def commit(self, record: PendingUpload, spool: SpoolFile, md5: str | None = None,
+                     live: LiveUpload | None = None) -> Entry:
+        """Mark the file due and upload it now: by ending its live upload when it has one
+        that carried exactly these bytes, else from the spool. On failure its bytes are
+        synced to disk and the record stays in the journal for the background retries, and
+        the error is raised. (A kill cannot lose page-cache bytes; a power cut during the
+        first try can, and the checksum catches that at resume.)"""
+        self._busy.add(record.id)  # the retry loop must not send it too while a stream ends
+        try:
+            await self.schedule(record, spool, md5, 0.0)
+            if live is not None and live.finish(record.size, record.md5, dict(record.xattrs)):
+                asset = await self._ended(record, live)
+                if asset is not None:
+                    return asset
+        finally:
+            self._busy.discard(record.id)
+            if live is not None:
+                live.cancel("the close uploads from the spool")
+        if live is not None:
+            log.info("%s: sent from the spool (its streamed upload stopped: %s)", record.name, live.reason)
         return await self.attempt(record)
+
+    async def _ended(self, record: PendingUpload, live: LiveUpload) -> Entry | None:
+        """The answer to a finished stream. None: it failed before its last byte went out,
+        or the provider answered no (an HTTP error status), so it made nothing of it: the
+        caller uploads from the spool. One whose answer was lost after its last byte may
+        have made the asset: that counts as a failed upload (kept and retried, as any
+        upload whose answer was lost)."""
+        try:
+            asset = await live.outcome()
+        except Exception as e:
+            if live.ended and getattr(e, "http_status", None) is None:
+                await self._keep(record, e)
+                raise
+            live.reason = live.reason or f"{type(e).__name__}: {e}"
+            return None
+        except BaseException as e:  # the close's deadline, an unmount
+            live.cancel("no answer in time")
+            await self._keep(record, e)
+            raise
+        return await self._confirmed(record, asset)
+
+    def start_stream(self, record: PendingUpload, spool: SpoolFile) -> LiveUpload | None:
+        """Start the upload of a file being written from its first byte, where its provider
+        takes a body of unknown length for this kind of upload; None where not."""
+        provider = self.providers[record.account]
+        if self._streams is None or record.action not in provider.streams or record.state != DRAFT:
+            return None
+        mime = mimetypes.guess_type(record.name)[0] or "application/octet-stream"
+        upload = Upload(Path(record.spool), record.name, 0, "", mime, dict(record.xattrs))
+        live = LiveUpload(spool, upload)
+        upload.growing = live
+        self._streams.start_soon(self._stream, provider, record.action, record.target, live)
+        return live
+
+    @staticmethod
+    async def _stream(provider: Provider, action: str, target: Entry, live: LiveUpload) -> None:
+        try:
+            with live.scope:
+                if action == CREATE:
+                    live.asset = await provider.create_asset(target, live.upload)
+                else:
+                    live.asset = await provider.replace_content(target, live.upload)
+        except Exception as e:
+            live.error = e
+            if not live.reason:
+                log.info("%s: streamed upload stopped (%s); the close uploads from the spool", live.upload.name, e)
+        finally:
+            live.done.set()
 
     def hold(self, record: PendingUpload) -> None:
         """The file is being written again: not to be uploaded until it is closed."""
@@ -100,14 +165,23 @@ class Uploader:
             else:
                 asset = await provider.replace_content(record.target, upload)
         except BaseException as e:
-            # Also when cut short (a close() past its deadline, an unmount): the record must
-            # fall due again and the retry loop be woken, or the upload would wait for no one.
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_sync_file, record.spool)
-            self._failed(record, e if isinstance(e, Exception) else ProviderError("no answer in time"))
+            await self._keep(record, e)
             raise
         finally:
             self._busy.discard(record.id)
+        return await self._confirmed(record, asset)
+
+    async def _keep(self, record: PendingUpload, e: BaseException) -> None:
+        """A failed try: the bytes synced, the record due again, the retry loop woken.
+        Also when cut short (a close() past its deadline, an unmount), or the upload would
+        wait for no one."""
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_sync_file, record.spool)
+        self._failed(record, e if isinstance(e, Exception) else ProviderError("no answer in time"))
+
+    async def _confirmed(self, record: PendingUpload, asset: Entry) -> Entry:
+        """The provider has the bytes: the record goes, the view is told, the spool goes
+        unless the file was written again meanwhile."""
         log.info("uploaded %s (%d bytes) to %s", record.name, record.size, record.account)
         self.stats.add("uploads")
         self.stats.add("bytes_uploaded", record.size)
@@ -147,8 +221,17 @@ class Uploader:
             if not keep_spool:
                 self.spool.discard(record.spool)
 
-    async def run(self) -> None:
-        """Resume what an earlier mount left, then retry failed uploads as they fall due."""
+    async def run(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Resume what an earlier mount left, then retry failed uploads as they fall due;
+        live uploads run alongside meanwhile. Started (`nursery.start`) once what was left
+        is sorted out, so that no file written from then on is taken for a leftover."""
+        async with trio.open_nursery() as self._streams:
+            try:
+                await self._retry_loop(task_status)
+            finally:
+                self._streams = None
+
+    async def _retry_loop(self, task_status) -> None:
         for record in self.journal.all():
             if record.state == DRAFT:  # the mount died while the file was open
                 record.state = ORPHANED
@@ -163,6 +246,7 @@ class Uploader:
                 else:
                     record.next_try = 0.0
                 self.journal.put(record)
+        task_status.started()
         while True:
             now = time.time()
             due = [r for r in self.journal.all() if r.state == PENDING and r.next_try <= now and r.id not in self._busy]

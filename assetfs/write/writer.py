@@ -5,8 +5,10 @@ bytes; the view is told what the provider now holds.
 Rules (the README's Writing table): a file created in a container becomes a new asset, and
 a file written over an asset's file (or renamed onto it) becomes its new content, a short
 while after its last close (the write-back delay) — so a temporary file renamed within that
-while is uploaded once, under its final name. Temporary names (dot-files, `*~`, `*.swp` …)
-are never uploaded. Removing maps to the provider's delete, renaming to its rename/move,
+while is uploaded once, under its final name. Without a write-back delay, a file written in
+order from its first byte is uploaded while it is written, where the provider allows it
+(`_follow`); anything else is uploaded from the spool at its close. Temporary names
+(dot-files, `*~`, `*.swp` …) are never uploaded. Removing maps to the provider's delete, renaming to its rename/move,
 where it has them; anything else is refused with the errno that says why.
 """
 
@@ -101,6 +103,7 @@ class Writer:
         """The journal record of what this local file is meant to become: a new asset in
         `container`, or the new content of `replaces`; none for a temporary name."""
         local = node.local
+        self._unfollow(local, "renamed")
         if local.record is not None:
             self._by_record.pop(local.record.id, None)
             self.uploader.discard(local.record.id, keep_spool=True)
@@ -177,7 +180,30 @@ class Writer:
             self._writing(node)
         else:
             local.mtime = time.time()
+        self._follow(local, offset, data, written)
         return written
+
+    def _follow(self, local: LocalFile, offset: int, data: bytes, written: int) -> None:
+        """Without a write-back delay nothing can rename or remove a file between its close
+        and its upload, so a file written from its first byte (new, or emptied by O_TRUNC)
+        starts its upload at once, and the upload follows each write in order. A write
+        anywhere else gives the stream up; the close uploads from the spool."""
+        live = local.live
+        if live is not None:
+            if not live.grow(offset, data, written):
+                self._unfollow(local, f"a write at {offset} after {live.written} bytes in order")
+            return
+        if offset == 0 and self.options.write_back <= 0 and local.record is not None and local.record.state == DRAFT \
+                and local.size == written:
+            local.live = self.uploader.start_stream(local.record, local.spool)
+            if local.live is not None:
+                local.live.grow(0, data, written)
+
+    @staticmethod
+    def _unfollow(local: LocalFile, why: str) -> None:
+        if local.live is not None:
+            local.live.cancel(why)
+            local.live = None
 
     def truncate(self, node: Node, size: int) -> None:
         """Truncate a local file. A provider's file is never truncated in place (truncate(2)
@@ -189,6 +215,8 @@ class Writer:
                                "with O_TRUNC (cp, >); truncate() is not supported")
         if node.local.read_only:
             raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
+        if node.local.live is not None and size != node.local.live.written:
+            self._unfollow(node.local, f"truncated to {size} bytes")
         node.local.truncate(size)
         self._writing(node)
 
@@ -215,8 +243,9 @@ class Writer:
         local.dirty = False
         self._stamp(local)
         local.uploading = True
+        live, local.live = local.live, None
         try:
-            await self.uploader.commit(local.record, local.spool, local.md5_if_known())
+            await self.uploader.commit(local.record, local.spool, local.md5_if_known(), live)
         finally:
             local.uploading = False
 
@@ -226,6 +255,8 @@ class Writer:
         local.handles -= 1
         if writing:
             local.writers -= 1
+        if local.writers == 0:
+            self._unfollow(local, "closed without a flush")
         if node.local is not local:
             if local.handles <= 0 and not local.read_only:
                 local.spool.close()  # uploaded or removed meanwhile: its spool is done
@@ -338,6 +369,7 @@ class Writer:
     def _drop_local(self, node: Node) -> None:
         """A local file given up: its record and bytes go, nothing is uploaded."""
         local = node.local
+        self._unfollow(local, "removed")
         if local.record is not None:
             self._by_record.pop(local.record.id, None)
             self.uploader.discard(local.record.id)
