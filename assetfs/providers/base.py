@@ -222,7 +222,9 @@ def asset_json(meta) -> bytes:
     JSON, "\\udc80", which cannot be UTF-8; an integer past 64 bits) goes through json, a
     surrogate written as its escape."""
     try:
-        return orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+        # Copied: orjson's bytes keep the capacity of its write buffer (several KiB for a
+        # few hundred bytes), which 100,000 assets would turn into hundreds of MB.
+        return memoryview(orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)).tobytes()
     except (orjson.JSONEncodeError, TypeError):
         text = json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
         return text.encode("utf-8", errors="backslashreplace")
