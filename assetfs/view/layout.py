@@ -46,7 +46,7 @@ def place(entries: list[Entry]) -> list[Placed]:
     placed = []
     for name, entry in zip(unique_names(wanted), entries):
         file = content_of(entry) if entry.kind == ASSET else None
-        if file is not None:
-            file = dataclasses.replace(file, name=name)  # its xattrs are shown with the asset's (attributes.py)
+        if file is not None and file.name != name:  # (its xattrs are shown with the asset's: attributes.py)
+            file = dataclasses.replace(file, name=name)
         placed.append(Placed(name, entry, file))
     return placed

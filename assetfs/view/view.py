@@ -349,16 +349,16 @@ class View:
             raise NotFound(node.path)
         if content.url is not None and content.size is not None:
             return content
-        fact = self.metacache.fact(f"content:{content.version}")
+        fact = self.metacache.fact(content.version)
         if fact is None:
             fact = await self.sizes.wait(node, lambda f: self.known_size(f) is None)
         if fact is None:
             lock = self._content_locks.setdefault(content.version, trio.Lock())
             async with lock:
-                fact = self.metacache.fact(f"content:{content.version}")
+                fact = self.metacache.fact(content.version)
                 if fact is None:
                     fact = await node.provider.resolve(content)
-                    self.metacache.store_fact(f"content:{content.version}", fact)
+                    self.metacache.store_fact(content.version, fact)
             self._content_locks.pop(content.version, None)
         return _with_current_url(fact, content)
 
@@ -371,7 +371,7 @@ class View:
             raise NotFound(node.path)
         if content.url is None:
             fact = await node.provider.resolve(content)
-            self.metacache.store_fact(f"content:{content.version}", fact)
+            self.metacache.store_fact(content.version, fact)
             url = fact.url
         else:
             listed = node.parent
@@ -404,7 +404,7 @@ class View:
             return len(entry.inline)
         if entry.content and entry.content.size is not None:
             return entry.content.size
-        fact = self.metacache.fact(f"content:{entry.content.version}") if entry.content else None
+        fact = self.metacache.fact(entry.content.version) if entry.content else None
         return fact.size if fact else None
 
 
