@@ -95,6 +95,8 @@ class Attributes:
         if memo is not None and memo[0] is node.entry and node.local is None:
             return memo[1]
         values = dict(node.entry.xattrs)
+        if node.asset is not None and node.asset is not node.entry:  # an asset's file: the asset's too
+            values = {**node.asset.xattrs, **values}
         content = node.entry.content
         if content is not None:
             if content.md5:

@@ -19,7 +19,8 @@ class MetaCache:
         self.ttl = ttl
         self._cache = diskcache.Cache(str(directory), size_limit=2 << 30, eviction_policy="least-recently-stored")
         # Facts are true for good and only this mount stores them: once read (or known to be
-        # missing) they are answered from memory, not one SQLite query per file of a listing.
+        # missing) they are answered from memory, not one SQLite query per file of a listing;
+        # keyed by the version strings the entries already hold.
         self._facts: dict[str, object] = {}
         self._no_fact: set[str] = set()
 
@@ -53,20 +54,20 @@ class MetaCache:
     def forget_listing(self, key: str) -> None:
         self._cache.delete(("listing", key))
 
-    def fact(self, key: str):
-        """Something true for good (a content version's size and URL), or None."""
-        value = self._facts.get(key)
-        if value is None and key not in self._no_fact:
-            value = self._cache.get(("fact", key))
+    def fact(self, version: str):
+        """What is true for good of a content version (its size and URL), or None."""
+        value = self._facts.get(version)
+        if value is None and version not in self._no_fact:
+            value = self._cache.get(_fact_key(version))
             if value is None:
-                self._no_fact.add(key)
+                self._no_fact.add(version)
             else:
-                self._facts[key] = value
+                self._facts[version] = value
         return value
 
-    def store_fact(self, key: str, value) -> None:
-        self.remember_facts({key: value})
-        self.persist_facts({key: value})
+    def store_fact(self, version: str, value) -> None:
+        self.remember_facts({version: value})
+        self.persist_facts({version: value})
 
     def remember_facts(self, facts: dict) -> None:
         """Known from now on, in this mount (`persist_facts` keeps them for the next)."""
@@ -77,8 +78,8 @@ class MetaCache:
         """Written to disk in one transaction (a directory's sizes, learnt together); may
         run in a worker thread."""
         with self._cache.transact():
-            for key, value in facts.items():
-                self._cache.set(("fact", key), value)
+            for version, value in facts.items():
+                self._cache.set(_fact_key(version), value)
 
     def clear(self) -> None:
         self._cache.clear()
@@ -87,3 +88,7 @@ class MetaCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+def _fact_key(version: str) -> tuple[str, str]:
+    return ("fact", f"content:{version}")

@@ -72,7 +72,7 @@ async def test_layout_names_files_by_their_content_and_keeps_them_unique_across_
     assert names[:3] == ["logo (a1).png", "logo (logo.png).png", "logo (a2).png"]  # marked with their ids
     assert names[3] == "\uff0eassets"  # the real .assets is the hidden directory
     assert placed[4].file is None and placed[4].name == "bare"       # no content: only under .assets/
-    assert placed[0].file.xattrs == {"user.assetfs.id": "a1", "user.assetfs.mime": "image/png"}
+    assert placed[0].file.xattrs == {"user.assetfs.mime": "image/png"}   # the asset's are added when shown
     # the same assets in another order keep their names
     again = {p.entry.key: p.name for p in place(list(reversed(entries)))}
     assert again == {p.entry.key: p.name for p in placed}

@@ -202,7 +202,7 @@ def _asset_entry(asset: dict) -> Entry:
     content = _content(uri)
     if content:
         children.insert(0, Entry(f"{name}{ext}", f"asset/{ident}/content", False, mtime, content=content,
-                                 xattrs={"user.assetfs.id": ident}, kind=CONTENT))
+                                 kind=CONTENT))  # its xattrs are the asset's
     raw_jobs = asset.get("productionJobs")
     jobs = [j for j in raw_jobs if isinstance(j, dict)] if isinstance(raw_jobs, list) else []
     if jobs:

@@ -19,7 +19,7 @@ from .node import ASSETS_DIR
 class Placed:
     name: str                       # unique among the files, subfolders and `.assets/` entries
     entry: Entry                    # the provider's entry (for an asset: the asset)
-    file: Entry | None = None       # an asset's content file as shown (its xattrs with the asset's)
+    file: Entry | None = None       # an asset's content file, under the name shown
 
     @property
     def is_asset(self) -> bool:
@@ -46,15 +46,7 @@ def place(entries: list[Entry]) -> list[Placed]:
     placed = []
     for name, entry in zip(unique_names(wanted), entries):
         file = content_of(entry) if entry.kind == ASSET else None
-        if file is not None:
-            file = dataclasses.replace(file, name=name, xattrs={**entry.xattrs, **file.xattrs})
+        if file is not None and file.name != name:  # (its xattrs are shown with the asset's: attributes.py)
+            file = dataclasses.replace(file, name=name)
         placed.append(Placed(name, entry, file))
     return placed
-
-
-def asset_details(asset: Entry) -> Entry:
-    """An asset's directory under `.assets/`: its files but the content (that is the file
-    beside `.assets/`), i.e. asset.json and the provider's extras."""
-    if asset.children is None:
-        return asset
-    return dataclasses.replace(asset, children=[c for c in asset.children if c.kind != CONTENT])

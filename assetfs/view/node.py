@@ -29,7 +29,7 @@ class Node:
         self.children: dict[str, Node] | None = None  # the remote children, by name, once listed
         self.listing: list[Entry] | None = None       # the provider's entries they were made from
         self.listed_at = 0.0
-        self.negative: dict[str, float] = {}
+        self.negative: dict[str, float] | None = None  # names known not to exist, until when (made when needed)
         self.lock: trio.Lock | None = None
         self.render = render            # a virtual file made fresh on each open (status.json)
         self.local = None               # write.overlay.LocalFile: the bytes are here, not (yet) there

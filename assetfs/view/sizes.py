@@ -33,10 +33,6 @@ HEADS_AT_ONCE = 8        # worker threads, each with its own keep-alive connecti
 READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
 
 
-def fact_key(version: str) -> str:
-    return f"content:{version}"
-
-
 class SizesAhead:
     def __init__(self, metacache: MetaCache, stats: Stats, timeout: float):
         self.metacache = metacache
@@ -68,7 +64,7 @@ class SizesAhead:
             if version not in self._queued:
                 return None
         await self._waiters.setdefault(version, trio.Event()).wait()
-        return self.metacache.fact(fact_key(version))
+        return self.metacache.fact(version)
 
     def _start(self, directory: Node, node: Node, unknown: Callable[[Node], bool]) -> None:
         """Ask for the unknown sizes of the directory's files, from `node` on and then
@@ -101,8 +97,8 @@ class SizesAhead:
         def answer(content: Content, size: int | None) -> None:  # on the event loop
             if size is not None:
                 fact = Content(content.version, content.url, size, content.md5, content.mime)
-                learnt[fact_key(content.version)] = fact
-                self.metacache.remember_facts({fact_key(content.version): fact})
+                learnt[content.version] = fact
+                self.metacache.remember_facts({content.version: fact})
                 self.stats.add("sizes_ahead")
             self._answer(content.version)
 

@@ -20,7 +20,7 @@ from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider
 from ..stats import Stats
-from .layout import asset_details, content_of, place
+from .layout import content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
 from .queries import RESULTS, Queries
 from .sizes import SizesAhead
@@ -123,7 +123,7 @@ class View:
             entries, fetched_at = await self._listing(node)
             self._lay_out(node, entries)
             node.listed_at = fetched_at
-            node.negative.clear()
+            node.negative = None
         return node.children
 
     def _lay_out(self, node: Node, entries: list[Entry], adopting: Node | None = None) -> None:
@@ -147,24 +147,22 @@ class View:
         assets_by_key = {c.entry.key: c for c in (old_assets.children or {}).values()} if old_assets else {}
         children: dict[str, Node] = {}
         details: dict[str, Node] = {}
+        hidden = old_assets or self.new_node(ASSETS_DIR, node, node.provider,
+                                             Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime,
+                                                   kind=ASSETS))
         for placed in place(entries):
             if not placed.is_asset:
                 children[placed.name] = self._keep(by_key, node, placed.name, placed.entry)
                 continue
-            details[placed.name] = self._keep(assets_by_key, node, placed.name, asset_details(placed.entry),
-                                              asset=placed.entry)
+            # The asset's own entry: laid out under `.assets/`, its children leave the content out.
+            details[placed.name] = self._keep(assets_by_key, hidden, placed.name, placed.entry, asset=placed.entry)
             if placed.file is not None:
                 children[placed.name] = self._keep(by_key, node, placed.name, placed.file, asset=placed.entry)
             elif placed.entry.children is not None and placed.entry.key not in self._without_content:
                 self._without_content.add(placed.entry.key)
                 log.info("%s/%s: the asset has no content file; it shows only under %s/", node.path, placed.name,
                          ASSETS_DIR)
-        hidden = old_assets or self.new_node(ASSETS_DIR, node, node.provider,
-                                             Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime,
-                                                   kind=ASSETS))
         hidden.children = details
-        for child in details.values():
-            child.parent = hidden
         children[ASSETS_DIR] = hidden
         node.children = children
         self.queries.add_to(node)
@@ -274,13 +272,15 @@ class View:
         children = await self.remote_children(parent)
         if name in children:
             return children[name]
-        expiry = parent.negative.get(name)
+        expiry = parent.negative.get(name) if parent.negative else None
         if expiry is not None and expiry > time.time():
             raise NotFound(name)
         found = None
         if parent.provider is not None and parent.kind not in (ASSETS, RESULTS):
             found = await parent.provider.lookup(parent.entry, name)
         if found is None:
+            if parent.negative is None:
+                parent.negative = {}
             parent.negative[name] = time.time() + self.metacache.ttl
             raise NotFound(name)
         # Known by the name it was asked for (an ID); the same directory as the listed one, if any.
@@ -349,16 +349,16 @@ class View:
             raise NotFound(node.path)
         if content.url is not None and content.size is not None:
             return content
-        fact = self.metacache.fact(f"content:{content.version}")
+        fact = self.metacache.fact(content.version)
         if fact is None:
             fact = await self.sizes.wait(node, lambda f: self.known_size(f) is None)
         if fact is None:
             lock = self._content_locks.setdefault(content.version, trio.Lock())
             async with lock:
-                fact = self.metacache.fact(f"content:{content.version}")
+                fact = self.metacache.fact(content.version)
                 if fact is None:
                     fact = await node.provider.resolve(content)
-                    self.metacache.store_fact(f"content:{content.version}", fact)
+                    self.metacache.store_fact(content.version, fact)
             self._content_locks.pop(content.version, None)
         return _with_current_url(fact, content)
 
@@ -371,7 +371,7 @@ class View:
             raise NotFound(node.path)
         if content.url is None:
             fact = await node.provider.resolve(content)
-            self.metacache.store_fact(f"content:{content.version}", fact)
+            self.metacache.store_fact(content.version, fact)
             url = fact.url
         else:
             listed = node.parent
@@ -404,7 +404,7 @@ class View:
             return len(entry.inline)
         if entry.content and entry.content.size is not None:
             return entry.content.size
-        fact = self.metacache.fact(f"content:{entry.content.version}") if entry.content else None
+        fact = self.metacache.fact(entry.content.version) if entry.content else None
         return fact.size if fact else None
 
 
