@@ -221,12 +221,18 @@ def _return_freed_blocks_to_the_system() -> None:
     they come from glibc's heap and are reused (each fresh mmap of a block costs 256 page
     faults and zeroing: ~20% of a cold read's CPU when blocks were mmapped); a fixed
     threshold also stops glibc from moving ever bigger buffers onto the heap and keeping
-    them, so resident memory stays near what the mount holds (measured: +25 MB)."""
+    them, so resident memory stays near what the mount holds (measured: +25 MB). It also
+    fixes the trim threshold at 128 KiB, which would hand each freed block at the top of a
+    heap back to the kernel and fault it in again for the next one (a quarter of a cold
+    read's CPU): freed memory up to TRIM_THRESHOLD per heap is kept for reuse instead."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):
         pass
 
+
+TRIM_THRESHOLD = 32 << 20

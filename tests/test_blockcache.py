@@ -86,3 +86,20 @@ def test_a_cache_of_the_older_layout_is_cleared(tmp_path):
     assert os.listdir(tmp_path) == []
     cache.store("v", 0, block(0))
     assert cache.on_disk("v", 0, 0)
+
+
+def test_files_cleared_by_another_process_read_as_absent_and_are_not_made_again(tmp_path):
+    cache = BlockCache(tmp_path, 1 << 30, block_size=BS)
+    cache.store("kept", 0, block(0))
+    cache.store("gone", 0, block(1))
+    cache.close()
+    mount = BlockCache(tmp_path, 1 << 30, block_size=BS)  # knows both versions from the directory
+    assert mount.on_disk("kept", 0, 0)
+    other = BlockCache(tmp_path, 0, block_size=BS)  # `assetfs cache clear` while the mount runs
+    other.clear()
+    other.close()
+    assert not mount.on_disk("gone", 0, 0) and mount.first_missing("gone", 0, 1, coming={}) == 0
+    assert not mount.on_disk("kept", 0, 0)  # open, but unlinked meanwhile
+    assert os.listdir(tmp_path) == []
+    mount.store("gone", 0, block(2))
+    assert mount.get_disk("gone", 0) == block(2)

@@ -36,10 +36,15 @@ class _Version:
 
     __slots__ = ("data_path", "map_path", "fd", "map_fd", "bits", "used", "touched")
 
-    def __init__(self, data_path: Path, map_path: Path):
+    def __init__(self, data_path: Path, map_path: Path, create: bool):
         self.data_path, self.map_path = data_path, map_path
-        self.fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.map_fd = os.open(map_path, os.O_RDWR | os.O_CREAT, 0o600)
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        self.map_fd = os.open(map_path, flags, 0o600)  # FileNotFoundError when absent and not created
+        try:
+            self.fd = os.open(data_path, flags, 0o600)
+        except OSError:
+            os.close(self.map_fd)
+            raise
         self.bits = bytearray(os.pread(self.map_fd, os.fstat(self.map_fd).st_size, 0))
         self.used = self.touched = 0.0
 
@@ -87,6 +92,9 @@ class BlockCache:
         self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._open: OrderedDict[str, _Version] = OrderedDict()
         self._dropped: set[str] = set()
+        # The versions with files here, known without a stat per look (a stat of a file that is
+        # not there can wait on the disk for the directory): read once, kept as files come and go.
+        self._stems = {p.stem for p in directory.glob("*.map")}
         # Held while a descriptor is used, so eviction never closes one under a read or write.
         self._lock = threading.RLock()
         self._clear_old_layout()
@@ -124,12 +132,18 @@ class BlockCache:
             self._open.move_to_end(version)
             return v
         stem = f"{hashlib.sha256(version.encode()).hexdigest()}-{self.block_size}"
-        if not create and not (self.directory / f"{stem}.map").exists():
+        if not create and stem not in self._stems:
             return _ABSENT
         with self._lock:
             v = self._open.get(version)
             if v is None:
-                v = self._open[version] = _Version(self.directory / f"{stem}.data", self.directory / f"{stem}.map")
+                try:
+                    v = _Version(self.directory / f"{stem}.data", self.directory / f"{stem}.map", create)
+                except FileNotFoundError:  # deleted by `assetfs cache clear` meanwhile
+                    self._stems.discard(stem)
+                    return _ABSENT
+                self._open[version] = v
+                self._stems.add(stem)
                 while len(self._open) > OPEN_VERSIONS:
                     self._open.popitem(last=False)[1].close()
         return v
@@ -231,6 +245,7 @@ class BlockCache:
                 self._forget(version)
         for path in (data_path, map_path):
             path.unlink(missing_ok=True)
+        self._stems.discard(map_path.stem)
         return freed
 
     def _forget(self, version: str) -> None:
