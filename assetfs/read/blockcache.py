@@ -92,12 +92,12 @@ class BlockCache:
         self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._open: OrderedDict[str, _Version] = OrderedDict()
         self._dropped: set[str] = set()
-        # The versions with files here, known without a stat per look (a stat of a file that is
-        # not there can wait on the disk for the directory): read once, kept as files come and go.
-        self._stems = {p.stem for p in directory.glob("*.map")}
         # Held while a descriptor is used, so eviction never closes one under a read or write.
         self._lock = threading.RLock()
         self._clear_old_layout()
+        # The versions with files here, known without a stat per look (a stat of a file that is
+        # not there can wait on the disk for the directory): read once, kept as files come and go.
+        self._stems = {p.stem for p in directory.glob("*.map")}
         self._volume = sum(_allocated(p) for p in directory.glob("*.data"))
         self._writes: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_BLOCKS)
         self._writer = threading.Thread(target=self._write_loop, name="assetfs-block-writer", daemon=True)
