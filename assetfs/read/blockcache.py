@@ -1,6 +1,7 @@
 """Content blocks on disk: one sparse file per content version plus a bitmap of the blocks
-it holds, so a read of cached bytes is one `pread`. A small in-memory LRU in front keeps
-the blocks being read right now (in flight, or waiting for their checksum).
+it holds, so a read of cached bytes is one mapping of the file (no copy). A small
+in-memory LRU in front keeps the blocks being read right now (in flight, or waiting for
+their checksum).
 
 Files are named after a hash of the version and the block size: `<hash>-<bs>.data` holds
 block i at offset i × bs; `<hash>-<bs>.map` has bit i set once block i is written. The
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import queue
 import shutil
@@ -178,12 +180,19 @@ class BlockCache:
                 return index
         return None
 
-    def read(self, version: str, offset: int, size: int) -> bytes:
-        """Bytes [offset, offset+size) of blocks that `on_disk` reported: one pread."""
+    def read(self, version: str, offset: int, size: int) -> bytes | memoryview:
+        """Bytes [offset, offset+size) of blocks that `on_disk` reported, mapped from the
+        cache file rather than copied out of it: a FUSE reply copies them straight from the
+        page cache (a pread would copy each MiB once more). A pread if the file is shorter
+        than its bitmap says (a crash can leave that), where a mapping would fault."""
         with self._lock:
             v = self._version(version, create=True)
             v.touch()
-            return os.pread(v.fd, size, offset)
+            if os.fstat(v.fd).st_size < offset + size:
+                return os.pread(v.fd, size, offset)
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            mapped = mmap.mmap(v.fd, offset + size - start, prot=mmap.PROT_READ, offset=start)
+        return memoryview(mapped)[offset - start:]
 
     def get_disk(self, version: str, index: int) -> bytes | None:
         if not self.on_disk(version, index, index):

@@ -1,6 +1,6 @@
 """Reads of one content version, shared by every handle open on it.
 
-Blocks come from memory, then the disk cache (one `pread` on the event loop when every
+Blocks come from memory, then the disk cache (one mapping on the event loop when every
 block of a read is there: no thread hop), then one ranged GET per run of missing blocks.
 Concurrent readers of a block wait on the same fetch; one that needs only the start of a
 block gets it as soon as it has come, not when the whole block has. Each handle has a cursor: while its
@@ -122,7 +122,7 @@ class Reader:
 
     def _at_hand(self, first: int, last: int, offset: int, end: int):
         """Bytes [offset, end) if every block they touch is in memory (no copy for one block,
-        one copy for more) or on disk (one pread), else None."""
+        one copy for more) or on disk (mapped, no copy), else None."""
         version = self.content.version
         blocks = []
         for index in range(first, last + 1):
