@@ -14,7 +14,6 @@ from assetfs.errors import ChecksumMismatch, ProviderError
 from assetfs.providers.base import Content
 from assetfs.providers.http import ProviderHTTP
 from assetfs.read.blockcache import BlockCache
-from assetfs.read.pool import ReaderPool
 from assetfs.read.reader import Cursor, Reader
 from assetfs.stats import Stats
 
@@ -132,27 +131,3 @@ def test_the_first_bytes_of_a_block_are_answered_before_the_rest_of_it_has_come(
     finally:
         server.go.set()
         server.shutdown()
-
-
-def test_opening_a_file_connects_to_its_host_ahead_of_the_first_read_without_a_request(sample, tmp_path, emu):
-    url, data = sample
-    path = "/" + url.split("//", 1)[1].split("/", 1)[1].split("?")[0]
-    emu.reset_requests()
-    pool = ReaderPool(BlockCache(tmp_path / "blocks", 1 << 30), Stats(), read_ahead=4 << 20, timeout=5)
-
-    async def main():
-        http = ProviderHTTP("http://127.0.0.1:1/", timeout=5, retries=1)
-        async with trio.open_nursery() as nursery:
-            pool.nursery = nursery
-            reader = pool.open(Content("v-warm", url, len(data)), http)
-            with trio.fail_after(10):
-                while not pool.connections.has_idle(url):
-                    await trio.sleep(0.01)
-            assert f"GET {path}" not in emu.requests()
-            first = bytes(await reader.read(Cursor(), 0, 10))
-            pool.close(reader)
-            await http.aclose()
-            return first
-
-    assert trio.run(main) == data[:10]
-    assert emu.requests()[f"GET {path}"] == 1

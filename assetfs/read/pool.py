@@ -4,7 +4,6 @@ of a file share fetches and read-ahead."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -31,19 +30,10 @@ class ReaderPool:
         if reader is None:
             reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections,
                             renew_url)
-            self._warm(content)
         elif content.url and content.url != reader.content.url:
             reader.content = dataclasses.replace(reader.content, url=content.url)  # a fresher signed URL
         self._readers[content.version] = (reader, users + 1)
         return reader
-
-    def _warm(self, content: Content) -> None:
-        """A file whose first block will be fetched: connect to its host meanwhile, unless a
-        connection is idle there."""
-        url = content.url
-        if url and not self.connections.has_idle(url) and not self.cache.contains(content.version, 0):
-            self.nursery.start_soon(functools.partial(trio.to_thread.run_sync, self.connections.warm, url,
-                                                      abandon_on_cancel=True))
 
     def close(self, reader: Reader) -> None:
         current, users = self._readers.get(reader.content.version, (None, 0))

@@ -2,8 +2,8 @@
 
 The standard library's http.client reads a body straight into a block buffer
 (`readinto`), which is several times faster than streaming through an async client in
-Python; the API calls stay on httpx. Connections are kept per origin and reused, and
-opened ahead while a file is being opened. Credentials are added only for the provider's own hosts, also across redirects.
+Python; the API calls stay on httpx. Connections are kept per origin and reused.
+Credentials are added only for the provider's own hosts, also across redirects.
 """
 
 from __future__ import annotations
@@ -45,25 +45,6 @@ class ConnectionPool:
             if scheme == "https":
                 return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=_ssl_context)
             return http.client.HTTPConnection(host, port, timeout=self.timeout)
-
-    def has_idle(self, url: str) -> bool:
-        parts = urlsplit(url)
-        pool = self._idle.get((parts.scheme, parts.hostname, parts.port))
-        return pool is not None and not pool.empty()
-
-    def warm(self, url: str) -> None:
-        """Connect to the origin of `url` ahead of its first request (blocking: run while a
-        file is being opened, so its first read does not wait for the handshake). Quiet on
-        failure: the request itself meets the trouble and reports it."""
-        parts = urlsplit(url)
-        conn = self.get(parts.scheme, parts.hostname, parts.port)
-        try:
-            if conn.sock is None:
-                conn.connect()
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            return
-        self.put(parts.scheme, parts.hostname, parts.port, conn)
 
     def put(self, scheme: str, host: str, port: int | None, conn: http.client.HTTPConnection) -> None:
         pool = self._idle.setdefault((scheme, host, port), queue.LifoQueue())
