@@ -13,7 +13,7 @@ def block(n: int, size: int = BS) -> bytes:
     return bytes([n % 251]) * size
 
 
-def test_blocks_written_are_read_back_with_one_pread_across_blocks_and_after_a_restart(tmp_path):
+def test_blocks_written_are_read_back_in_one_piece_across_blocks_and_after_a_restart(tmp_path):
     cache = BlockCache(tmp_path, 1 << 30, block_size=BS)
     for i in (0, 1, 2):
         cache.store("v1", i, block(i))
@@ -86,3 +86,29 @@ def test_a_cache_of_the_older_layout_is_cleared(tmp_path):
     assert os.listdir(tmp_path) == []
     cache.store("v", 0, block(0))
     assert cache.on_disk("v", 0, 0)
+
+
+def test_files_cleared_by_another_process_read_as_absent_and_are_not_made_again(tmp_path):
+    cache = BlockCache(tmp_path, 1 << 30, block_size=BS)
+    cache.store("kept", 0, block(0))
+    cache.store("gone", 0, block(1))
+    cache.close()
+    mount = BlockCache(tmp_path, 1 << 30, block_size=BS)  # knows both versions from the directory
+    assert mount.on_disk("kept", 0, 0)
+    other = BlockCache(tmp_path, 0, block_size=BS)  # `assetfs cache clear` while the mount runs
+    other.clear()
+    other.close()
+    assert not mount.on_disk("gone", 0, 0) and mount.first_missing("gone", 0, 1, coming={}) == 0
+    assert not mount.on_disk("kept", 0, 0)  # open, but unlinked meanwhile
+    assert os.listdir(tmp_path) == []
+    mount.store("gone", 0, block(2))
+    assert mount.get_disk("gone", 0) == block(2)
+
+
+def test_a_data_file_shorter_than_its_bitmap_says_is_read_not_mapped(tmp_path):
+    cache = BlockCache(tmp_path, 1 << 30, block_size=BS)
+    for i in (0, 1):
+        cache.store("v", i, block(i))
+    assert bytes(cache.read("v", BS - 5, 10)) == block(0, 5) + block(1, 5)
+    os.truncate(next(tmp_path.glob("*.data")), BS + 3)  # as a crash can leave it: the bit, not the bytes
+    assert cache.read("v", BS - 5, 10) == block(0, 5) + block(1, 3)  # short, where a mapping would fault

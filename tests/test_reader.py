@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import threading
 
 import pytest
 import trio
@@ -68,3 +70,64 @@ def test_a_truncated_body_is_retried_then_reported(sample, tmp_path, emu):
     emu.set_faults(truncate_body=100)
     with pytest.raises(ProviderError):
         read_all(Content("v-trunc2", url, len(data)), BlockCache(tmp_path / "b2", 1 << 30))
+
+
+class StallingServer(http.server.ThreadingHTTPServer):
+    """Answers ranged GETs of `data`, sending the first `head` bytes of a body at once and
+    the rest only once `go` is set: a body that comes slowly."""
+
+    def __init__(self, data: bytes, head: int):
+        self.data, self.head, self.go = data, head, threading.Event()
+        super().__init__(("127.0.0.1", 0), _Stalling)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/blob"
+
+
+class _Stalling(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        data = self.server.data
+        first, last = (int(n) for n in self.headers["Range"].removeprefix("bytes=").split("-"))
+        body = data[first:last + 1]
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:self.server.head])
+        self.wfile.flush()
+        self.server.go.wait(30)
+        self.wfile.write(body[self.server.head:])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_first_bytes_of_a_block_are_answered_before_the_rest_of_it_has_come(tmp_path):
+    data = bytes(range(256)) * 4096  # 1 MiB: one block
+    server = StallingServer(data, head=100_000)
+    cache = BlockCache(tmp_path / "blocks", 1 << 30, block_size=1 << 20)
+
+    async def main():
+        http = ProviderHTTP("http://127.0.0.1:1/", timeout=5, retries=1)
+        async with trio.open_nursery() as nursery:
+            reader = Reader(Content("v-slow", server.url, len(data)), http, cache, nursery, Stats())
+            cursor = Cursor()
+            with trio.fail_after(10):  # without delivery in pieces it would wait for `go`: 30 s
+                first = bytes(await reader.read(cursor, 0, 4096))
+            assert not server.go.is_set() and not cache.contains("v-slow", 0)
+            server.go.set()
+            rest = bytes(await reader.read(cursor, 4096, len(data)))
+            await http.aclose()
+            return first + rest
+
+    try:
+        assert trio.run(main) == data
+        cache.flush()
+        assert cache.get_disk("v-slow", 0) == data  # the whole block was kept once it had come
+    finally:
+        server.go.set()
+        server.shutdown()

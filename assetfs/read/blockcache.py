@@ -1,6 +1,7 @@
 """Content blocks on disk: one sparse file per content version plus a bitmap of the blocks
-it holds, so a read of cached bytes is one `pread`. A small in-memory LRU in front keeps
-the blocks being read right now (in flight, or waiting for their checksum).
+it holds, so a read of cached bytes is one mapping of the file (no copy). A small
+in-memory LRU in front keeps the blocks being read right now (in flight, or waiting for
+their checksum).
 
 Files are named after a hash of the version and the block size: `<hash>-<bs>.data` holds
 block i at offset i × bs; `<hash>-<bs>.map` has bit i set once block i is written. The
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import queue
 import shutil
@@ -36,10 +38,15 @@ class _Version:
 
     __slots__ = ("data_path", "map_path", "fd", "map_fd", "bits", "used", "touched")
 
-    def __init__(self, data_path: Path, map_path: Path):
+    def __init__(self, data_path: Path, map_path: Path, create: bool):
         self.data_path, self.map_path = data_path, map_path
-        self.fd = os.open(data_path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.map_fd = os.open(map_path, os.O_RDWR | os.O_CREAT, 0o600)
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        self.map_fd = os.open(map_path, flags, 0o600)  # FileNotFoundError when absent and not created
+        try:
+            self.fd = os.open(data_path, flags, 0o600)
+        except OSError:
+            os.close(self.map_fd)
+            raise
         self.bits = bytearray(os.pread(self.map_fd, os.fstat(self.map_fd).st_size, 0))
         self.used = self.touched = 0.0
 
@@ -90,6 +97,9 @@ class BlockCache:
         # Held while a descriptor is used, so eviction never closes one under a read or write.
         self._lock = threading.RLock()
         self._clear_old_layout()
+        # The versions with files here, known without a stat per look (a stat of a file that is
+        # not there can wait on the disk for the directory): read once, kept as files come and go.
+        self._stems = {p.stem for p in directory.glob("*.map")}
         self._volume = sum(_allocated(p) for p in directory.glob("*.data"))
         self._writes: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE_BLOCKS)
         self._writer = threading.Thread(target=self._write_loop, name="assetfs-block-writer", daemon=True)
@@ -124,12 +134,18 @@ class BlockCache:
             self._open.move_to_end(version)
             return v
         stem = f"{hashlib.sha256(version.encode()).hexdigest()}-{self.block_size}"
-        if not create and not (self.directory / f"{stem}.map").exists():
+        if not create and stem not in self._stems:
             return _ABSENT
         with self._lock:
             v = self._open.get(version)
             if v is None:
-                v = self._open[version] = _Version(self.directory / f"{stem}.data", self.directory / f"{stem}.map")
+                try:
+                    v = _Version(self.directory / f"{stem}.data", self.directory / f"{stem}.map", create)
+                except FileNotFoundError:  # deleted by `assetfs cache clear` meanwhile
+                    self._stems.discard(stem)
+                    return _ABSENT
+                self._open[version] = v
+                self._stems.add(stem)
                 while len(self._open) > OPEN_VERSIONS:
                     self._open.popitem(last=False)[1].close()
         return v
@@ -164,12 +180,19 @@ class BlockCache:
                 return index
         return None
 
-    def read(self, version: str, offset: int, size: int) -> bytes:
-        """Bytes [offset, offset+size) of blocks that `on_disk` reported: one pread."""
+    def read(self, version: str, offset: int, size: int) -> bytes | memoryview:
+        """Bytes [offset, offset+size) of blocks that `on_disk` reported, mapped from the
+        cache file rather than copied out of it: a FUSE reply copies them straight from the
+        page cache (a pread would copy each MiB once more). A pread if the file is shorter
+        than its bitmap says (a crash can leave that), where a mapping would fault."""
         with self._lock:
             v = self._version(version, create=True)
             v.touch()
-            return os.pread(v.fd, size, offset)
+            if os.fstat(v.fd).st_size < offset + size:
+                return os.pread(v.fd, size, offset)
+            start = offset - offset % mmap.ALLOCATIONGRANULARITY
+            mapped = mmap.mmap(v.fd, offset + size - start, prot=mmap.PROT_READ, offset=start)
+        return memoryview(mapped)[offset - start:]
 
     def get_disk(self, version: str, index: int) -> bytes | None:
         if not self.on_disk(version, index, index):
@@ -231,6 +254,7 @@ class BlockCache:
                 self._forget(version)
         for path in (data_path, map_path):
             path.unlink(missing_ok=True)
+        self._stems.discard(map_path.stem)
         return freed
 
     def _forget(self, version: str) -> None:

@@ -1,8 +1,9 @@
 """Reads of one content version, shared by every handle open on it.
 
-Blocks come from memory, then the disk cache (one `pread` on the event loop when every
+Blocks come from memory, then the disk cache (one mapping on the event loop when every
 block of a read is there: no thread hop), then one ranged GET per run of missing blocks.
-Concurrent readers of a block wait on the same fetch. Each handle has a cursor: while its
+Concurrent readers of a block wait on the same fetch; one that needs only the start of a
+block gets it as soon as it has come, not when the whole block has. Each handle has a cursor: while its
 reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
 a seek resets it. A published md5 is checked once the whole file has come in order;
 small files are fetched whole and checked before any byte is cached or returned.
@@ -39,12 +40,39 @@ class Cursor:
 
 
 class _Pending:
-    __slots__ = ("event", "data", "error")
+    """A block on its way; its readers wait for `progressed`, set when it is done or failed.
+    A reader that needs only its first bytes says how many (`want`): the download thread
+    then fills `buffer` in pieces and wakes it once `filled` reaches that."""
+
+    __slots__ = ("data", "error", "buffer", "filled", "want", "progressed")
 
     def __init__(self):
-        self.event = trio.Event()
-        self.data: bytes | None = None
+        self.data: bytes | bytearray | None = None
         self.error: BaseException | None = None
+        self.buffer: bytearray | None = None  # set by the download thread, then `filled` grows
+        self.filled = 0
+        self.want = 0  # bytes of the block a waiting reader needs (0: none is waiting for a part)
+        self.progressed = trio.Event()
+
+    def done(self) -> bool:
+        return self.data is not None or self.error is not None
+
+    def available(self, end: int) -> bytes | bytearray | None:
+        """The block's bytes if its first `end` bytes are in (they never change once in)."""
+        if self.data is not None:
+            return self.data
+        return self.buffer if self.filled >= end else None
+
+    async def wait_for(self, end: int) -> None:
+        """Until the first `end` bytes are in, the block is done or failed (or sooner: check again)."""
+        if not self.want or end < self.want:
+            self.want = end
+        await self.progressed.wait()
+
+    def wake(self) -> None:
+        """Wake every reader waiting for a part (on the event loop)."""
+        woken, self.progressed = self.progressed, trio.Event()
+        woken.set()
 
 
 class Reader:
@@ -85,39 +113,59 @@ class Reader:
         # One run for the blocks asked for and the read-ahead after them: the first block
         # asked for comes first, and a sequential reader costs one request per window.
         self._prefetch(first, last + 1 - first + window)
+        data = self._at_hand(first, last, offset, end)
+        if data is None:
+            parts = [await self._part(index, lo, hi, window) for index, lo, hi in self._spans(first, last, offset, end)]
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.stats.add("bytes_read", end - offset)
+        return data
+
+    def _at_hand(self, first: int, last: int, offset: int, end: int):
+        """Bytes [offset, end) if every block they touch is in memory (no copy for one block,
+        one copy for more) or on disk (mapped, no copy), else None."""
         version = self.content.version
-        if first == last and (block := self.cache.get_memory(version, first)) is not None:
-            self.stats.add("block_hits")
-            self.stats.add("bytes_read", end - offset)
-            return memoryview(block)[offset - first * self.bs:end - first * self.bs]  # no copy
+        blocks = []
+        for index in range(first, last + 1):
+            if (block := self.cache.get_memory(version, index)) is None:
+                break
+            blocks.append(block)
+        else:
+            self.stats.add("block_hits", len(blocks))
+            if len(blocks) == 1:
+                return memoryview(blocks[0])[offset - first * self.bs:end - first * self.bs]
+            return b"".join(memoryview(block)[lo:hi] for (_, lo, hi), block in
+                            zip(self._spans(first, last, offset, end), blocks))
         if self.cache.on_disk(version, first, last):
             self.stats.add("block_hits", last - first + 1)
-            self.stats.add("bytes_read", end - offset)
             return self.cache.read(version, offset, end - offset)
-        parts = []
-        for index in range(first, last + 1):
-            block = await self._block(index, window)
-            lo = offset - index * self.bs if index == first else 0
-            hi = end - index * self.bs if index == last else len(block)
-            parts.append(block[lo:hi])
-        self.stats.add("bytes_read", end - offset)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return None
 
-    async def _block(self, index: int, window: int) -> bytes:
+    def _spans(self, first: int, last: int, offset: int, end: int):
+        """(block, start, end within the block) of each block that bytes [offset, end) touch."""
+        for index in range(first, last + 1):
+            base = index * self.bs
+            yield index, max(offset, base) - base, min(end, base + self.bs) - base
+
+    async def _part(self, index: int, lo: int, hi: int, window: int):
+        """Bytes [lo, hi) of a block: from memory, disk, or the download bringing it (as soon
+        as they are in, when it brings them in pieces)."""
         for attempt in range(FETCH_ATTEMPTS):
             data = self.cache.get_memory(self.content.version, index)
             if data is not None:
                 self.stats.add("block_hits")
-                return data
+                return memoryview(data)[lo:hi]
             pending = self.inflight.get(index)
             if pending is None:
                 if self.cache.on_disk(self.content.version, index, index):
                     self.stats.add("block_hits")
-                    return self.cache.read(self.content.version, index * self.bs, self._block_len(index))
+                    return self.cache.read(self.content.version, index * self.bs + lo, hi - lo)
                 pending = self._start(index, window)
-            await pending.event.wait()
+            while not pending.done():
+                if (data := pending.available(hi)) is not None:
+                    return memoryview(data)[lo:hi]
+                await pending.wait_for(hi)
             if pending.data is not None:
-                return pending.data
+                return memoryview(pending.data)[lo:hi]
             final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable, UrlRefused)
             if isinstance(pending.error, final) or attempt == FETCH_ATTEMPTS - 1:
                 raise pending.error
@@ -150,10 +198,10 @@ class Reader:
         except BaseException as e:
             error = e if isinstance(e, (ProviderError, AuthFailed)) else ProviderError(f"{type(e).__name__}: {e}")
             for i, pending in pendings.items():
-                if pending.data is None and not pending.event.is_set():
+                if not pending.done():
                     pending.error = error
                     self.inflight.pop(i, None)
-                    pending.event.set()
+                    pending.wake()
             if not isinstance(e, Exception):
                 raise
 
@@ -161,16 +209,7 @@ class Reader:
         start, end = first * self.bs, min(self.size, last * self.bs)
         self.stats.add("block_misses", last - first)
         self.stats.add("requests")
-        whole: list[bytes] = []
-        token = trio.lowlevel.current_trio_token()
-
-        def on_block(index: int, data: bytes) -> None:  # runs in the download thread
-            if self.whole:
-                whole.append(data)
-            else:  # hand the block over without waiting for the event loop, and to the disk
-                token.run_sync_soon(self._deliver_soon, index, data, pendings[index])
-                self.cache.offer(self.content.version, index, data)
-
+        sink = _Sink(self, pendings, trio.lowlevel.current_trio_token())
         url = self.content.url
         renewed = refreshed = False
         while True:
@@ -178,7 +217,7 @@ class Reader:
                 async with self.http.outside(url) as grant:
                     await trio.to_thread.run_sync(
                         fetch_range, self.connections, url, start, end, self.bs, self.http.is_trusted,
-                        grant.credentials, grant.user_agent, on_block, first, grant.pace, abandon_on_cancel=True)
+                        grant.credentials, grant.user_agent, sink, first, grant.pace, abandon_on_cancel=True)
                 break
             except CredentialsRejected as e:
                 if refreshed:
@@ -193,6 +232,7 @@ class Reader:
                 self.content = dataclasses.replace(self.content, url=url)
         self.stats.add("bytes_downloaded", end - start)
         if self.whole:
+            whole = sink.whole
             digest = hashlib.md5(b"".join(whole)).hexdigest()
             if digest != self.content.md5.lower():
                 self.stats.add("checksum_mismatches")
@@ -221,7 +261,7 @@ class Reader:
         self.cache.remember(self.content.version, index, data)
         pending.data = data
         self.inflight.pop(index, None)
-        pending.event.set()
+        pending.wake()
         self._hash_in_order()
 
     def _hash_in_order(self) -> None:
@@ -245,3 +285,34 @@ class Reader:
                                            f"{self.content.md5}; its cached blocks were dropped")
             log.error("%s", self.failed)
             self.cache.drop(self.content.version, self.blocks)
+
+
+class _Sink:
+    """The download thread's side of one GET: each block goes to the event loop (without
+    waiting for it) and to the disk cache; a block a reader waits for the start of is
+    reported piece by piece. For a file checked whole, blocks are kept until the check."""
+
+    def __init__(self, reader: Reader, pendings: dict[int, _Pending], token: trio.lowlevel.TrioToken):
+        self.reader = reader
+        self.pendings = pendings
+        self.token = token
+        self.whole: list[bytes] = []
+
+    def watched(self, index: int) -> int:
+        want = self.pendings[index].want
+        return want if not self.reader.whole and want < self.reader._block_len(index) else 0
+
+    def progress(self, index: int, buffer: bytearray, filled: int) -> None:
+        pending = self.pendings[index]
+        pending.buffer = buffer
+        pending.filled = filled
+        if pending.want and filled >= pending.want:
+            pending.want = 0
+            self.token.run_sync_soon(pending.wake)
+
+    def block(self, index: int, data: bytes | bytearray) -> None:
+        if self.reader.whole:
+            self.whole.append(data)
+            return
+        self.token.run_sync_soon(self.reader._deliver_soon, index, data, self.pendings[index])
+        self.reader.cache.offer(self.reader.content.version, index, data)

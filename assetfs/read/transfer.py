@@ -13,7 +13,7 @@ import queue
 import socket
 import ssl
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import NotFound, ProviderError
@@ -21,6 +21,7 @@ from ..providers.http import (MAX_REDIRECTS, CredentialsRejected, Retryable, Unr
                               unreachable_error)
 
 _ssl_context = ssl.create_default_context()
+PIECE = 64 << 10  # a watched block is read and reported this many bytes at a time
 
 
 class UrlRefused(ProviderError):
@@ -58,14 +59,27 @@ class ConnectionPool:
                 pool.get_nowait().close()
 
 
+class BlockSink(Protocol):
+    """Where `fetch_range` puts what it reads (called in the download thread)."""
+
+    def watched(self, index: int) -> int:
+        """How many leading bytes of this block a reader waits for (0: none, or all of it):
+        those are read first, then the rest in pieces, each reported."""
+
+    def progress(self, index: int, buffer: bytearray, filled: int) -> None:
+        """The first `filled` bytes of a watched block are in `buffer` (they stay as they are)."""
+
+    def block(self, index: int, data: bytes | bytearray) -> None:
+        """A whole block."""
+
+
 def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size: int,
                 trusted: Callable[[str], bool], auth_headers: dict[str, str], user_agent: str,
-                on_block: Callable[[int, bytes], None], first_block: int,
-                pace: Callable[[str], None] = lambda url: None) -> None:
-    """GET bytes [start, end) of `url` (blocking) and hand each full block to `on_block`
-    as it arrives. Raises Retryable for network trouble or a short body (Unreachable when
-    a host did not answer at all). `pace(url)` is called before each redirected request
-    (the caller paces the first one before it starts this thread)."""
+                sink: BlockSink, first_block: int, pace: Callable[[str], None] = lambda url: None) -> None:
+    """GET bytes [start, end) of `url` (blocking) and hand each block to `sink` as it
+    arrives. Raises Retryable for network trouble or a short body (Unreachable when a host
+    did not answer at all). `pace(url)` is called before each redirected request (the
+    caller paces the first one before it starts this thread)."""
 
     def take(response, target: str) -> None:
         status = response.status
@@ -76,7 +90,7 @@ def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size
                 raise ProviderError(f"GET {redact(target)}: asked for {want}, got {got!r}")
         elif not (status == 200 and start == 0):
             _refuse("GET", response, target, trusted, response.read(512).decode(errors="replace"))
-        _read_blocks(response, start, end, block_size, on_block, first_block, target)
+        _read_blocks(response, start, end, block_size, sink, first_block, target)
 
     _request(pool, "GET", url, {"Range": f"bytes={start}-{end - 1}", "User-Agent": user_agent}, trusted,
              auth_headers, pace, take)
@@ -153,14 +167,32 @@ def _refuse(method: str, response, target: str, trusted: Callable[[str], bool], 
     raise ProviderError(f"{where}: HTTP {status} {detail}".rstrip())
 
 
-def _read_blocks(response, start: int, end: int, block_size: int, on_block, index: int, target: str) -> None:
+def _read_blocks(response, start: int, end: int, block_size: int, sink: BlockSink, index: int, target: str) -> None:
     offset = start
     while offset < end:
         want = min(block_size - offset % block_size, end - offset)
-        data = response.read(want)  # one allocation, filled in C
+        if first_piece := sink.watched(index):
+            data = _read_in_pieces(response, want, first_piece, index, sink)
+        else:
+            data = response.read(want)  # one allocation, filled in C
         if len(data) < want:
             raise Retryable(f"GET {redact(target)}: body ended at {offset + len(data) - start} of {end - start} bytes")
-        on_block(index, data)
+        sink.block(index, data)
         offset += want
         index += 1
 
+
+def _read_in_pieces(response, size: int, first_piece: int, index: int, sink: BlockSink) -> bytearray:
+    """A block read `first_piece` bytes first, then PIECE bytes at a time, each piece
+    reported as it lands: a reader that wants the first bytes of the block gets them
+    without waiting for the rest."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < size:
+        n = response.readinto(view[filled:filled + (PIECE if filled else first_piece)])
+        if not n:
+            return buffer[:filled]
+        filled += n
+        sink.progress(index, buffer, filled)
+    return buffer
