@@ -31,6 +31,7 @@ log = logging.getLogger("assetfs.view")
 
 HEADS_AT_ONCE = 8        # worker threads, each with its own keep-alive connection
 READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
+PERSIST_AT_ONCE = 1000   # sizes learnt written to the metadata cache per transaction
 
 
 class SizesAhead:
@@ -120,9 +121,10 @@ class SizesAhead:
         finally:
             for content in batch:  # what was not answered is asked by the file's own stat
                 self._answer(content.version)
-            if learnt:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self.metacache.persist_facts, learnt)
+            facts = list(learnt.items())
+            with trio.CancelScope(shield=True):  # in short transactions: SQLite holds each one's pages in memory
+                for at in range(0, len(facts), PERSIST_AT_ONCE):
+                    await trio.to_thread.run_sync(self.metacache.persist_facts, dict(facts[at:at + PERSIST_AT_ONCE]))
 
     def _head_all(self, todo: queue.SimpleQueue, provider: Provider, grant, answer) -> None:
         """In a worker thread: HEAD one URL after another over one connection until none is
