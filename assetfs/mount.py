@@ -61,8 +61,8 @@ class Mount:
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         if options.write_back is None:
             options.write_back = config.cache.write_back
-        self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given(),
-                         options.timeout)
+        self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.readers.connections,
+                         self.state.given())
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
         self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)

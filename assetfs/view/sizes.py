@@ -29,16 +29,16 @@ from .node import Node
 
 log = logging.getLogger("assetfs.view")
 
-HEADS_AT_ONCE = 8        # worker threads, each with its own keep-alive connection
+HEADS_AT_ONCE = 8        # worker threads, each on a keep-alive connection of its own
 READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
 PERSIST_AT_ONCE = 1000   # sizes learnt written to the metadata cache per transaction
 
 
 class SizesAhead:
-    def __init__(self, metacache: MetaCache, stats: Stats, timeout: float):
+    def __init__(self, metacache: MetaCache, stats: Stats, connections: ConnectionPool):
         self.metacache = metacache
         self.stats = stats
-        self.connections = ConnectionPool(max(1.0, timeout / 2), per_origin=HEADS_AT_ONCE)
+        self.connections = connections  # the data plane's keep-alive connections, shared with reads
         self.nursery: trio.Nursery | None = None   # set once the mount runs
         self._read: dict[int, list] = {}            # directory inode -> [when it was read, files sized since]
         self._queued: set[str] = set()              # content versions whose HEAD is asked ahead
