@@ -46,6 +46,10 @@ def _translate(self: Operations, op: str, exc: BaseException) -> pyfuse3.FUSEErr
     return pyfuse3.FUSEError(errno.EIO)
 
 
+# A readdir's answer holds at most this many files of unknown size: the kernel asks for up to
+# 1 MiB of entries at once, and a first answer of thousands without sizes would cost `ls -l` a
+# getattr for each, where the next answers carry the sizes asked ahead (view/sizes.py).
+UNSIZED_PER_READDIR = 128
 UPLOAD_RATE_FLOOR = 1 << 20  # bytes/s: a close() may take the timeout plus size at this rate
 
 
@@ -143,15 +147,21 @@ class Operations(pyfuse3.Operations):
         self._dirs[fh] = list(children.values())  # a snapshot: offsets stay stable while open
         return fh
 
-    @_local
+    @_guard
     async def readdir(self, fh, start_id, token):
         snapshot = self._dirs[fh]
+        unsized = 0
         for index in range(start_id, len(snapshot)):
             node = snapshot[index]
             size = self.view.known_size(node)
+            if size is None and (fact := await self.view.sizes.listed(node)) is not None:
+                size = fact.size  # asked ahead: the listing carries it, `ls -l` needs no getattr for it
             attrs = self.attributes.stat(node, size)
             if size is None:  # readdirplus: the name holds, the kernel asks for the size (getattr) when it wants it
                 attrs.attr_timeout = 0
+                unsized += 1
+                if unsized > UNSIZED_PER_READDIR:
+                    return  # the rest in the next readdir, by when their sizes may be asked ahead
             if not pyfuse3.readdir_reply(token, os.fsencode(node.name), attrs, index + 1):
                 return
             self.view.inodes.remember(node)

@@ -61,7 +61,7 @@ class Mount:
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         if options.write_back is None:
             options.write_back = config.cache.write_back
-        self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.readers.connections,
+        self.view = View(self.providers, self.metacache, self.stats, self.status_json,
                          self.state.given())
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)

@@ -239,15 +239,19 @@ def test_extra_assets_and_large_file(fresh_emulator):
 
 
 def test_content_base_url_links_files_on_disk_for_a_web_server_to_serve(fresh_emulator, tmp_path):
-    """Benchmark option: the large file's URL names its file in the data dir under the given
-    base (a web server over that dir serves it); generated files stay on the emulator."""
+    """Benchmark option: a file's URL names its file in the data dir under the given base (a
+    web server over that dir serves it): the large file, and each generated one, written out
+    the first time its URL is given."""
     emu = fresh_emulator("--large-file", "1MiB", "--content-base-url", "http://127.0.0.1:9/static/")
     account = emu.account("spectrum")
     with spectrum_client(account) as client:
         assets = client.get(listing_path(account["organizations"][1])).raise_for_status().json()["contents"]
+    data = tmp_path / "emu0" / "emulator-data"
     large = next(a["uploadedAssetUri"] for a in assets if a["userFacingFileName"] == "large")
     base, stored, name = large.rsplit("/", 2)
     assert base == "http://127.0.0.1:9/static" and name == "large.bin"
-    assert (tmp_path / "emu0" / "emulator-data" / stored).stat().st_size == 1 << 20
+    assert (data / stored).stat().st_size == 1 << 20
     others = [a["uploadedAssetUri"] for a in assets if a["userFacingFileName"] != "large"]
-    assert others and all(url.startswith(emu.url) for url in others)
+    assert others and all(url.startswith(base + "/") for url in others)
+    pngs = [data / url.rsplit("/", 2)[1] for url in others if url.endswith(".png")]
+    assert pngs and all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)

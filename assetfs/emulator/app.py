@@ -59,7 +59,7 @@ class Emulator:
         """An absolute, signed URL of the CDN route for a blob (optionally ending in a file
         name, which is cosmetic: the signature covers the blob key and the expiry only).
         With `url_ttl` set the URL expires, as presigned S3 or Azure SAS URLs do."""
-        if self.content_base_url and isinstance(blob := self.blobs.get(key), FileBlob):
+        if self.content_base_url and isinstance(blob := self.blobs.on_disk(key), FileBlob):
             return f"{self.content_base_url.rstrip('/')}/{blob.path.name}" + (f"/{quote(name)}" if name else "")
         path = f"/cdn/{key}" + (f"/{quote(name)}" if name else "")
         if self.url_ttl is None:

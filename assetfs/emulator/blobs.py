@@ -100,6 +100,19 @@ class BlobStore:
                 out.write(chunk)
         return self._add_file(key, path, content_type, digest.hexdigest())
 
+    def on_disk(self, key: str) -> Blob | None:
+        """The blob as a file (a generated one is written out the first time): a web server
+        over `root` can then serve it (the benchmark's content on nginx)."""
+        blob = self._blobs.get(key)
+        if isinstance(blob, GeneratedBlob):
+            data = blob.make()
+            path = self.root / _safe(key)
+            path.write_bytes(data)
+            blob = FileBlob(key=key, size=len(data), content_type=blob.content_type, mtime=blob.mtime,
+                            _md5=hashlib.md5(data).hexdigest(), path=path)
+            self._blobs[key] = blob
+        return blob
+
     def add_large(self, key: str, size: int, content_type: str = "application/octet-stream") -> Blob:
         """A deterministic pseudo-random file of `size` bytes, written once to disk."""
         path = self.root / _safe(key)

@@ -96,24 +96,6 @@ def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size
              auth_headers, pace, take)
 
 
-def head_size(pool: ConnectionPool, url: str, trusted: Callable[[str], bool], auth_headers: dict[str, str],
-              user_agent: str, pace: Callable[[str], None] = lambda url: None) -> int:
-    """The Content-Length of a HEAD of `url` (blocking), following redirects, credentials
-    only for trusted hosts. About a tenth of the CPU of the same HEAD through httpx: a cold
-    `ls -l` of a provider that publishes no sizes makes one per file."""
-
-    def take(response, target: str) -> int:
-        response.read()
-        length = response.getheader("content-length") or ""
-        if response.status != 200:
-            _refuse("HEAD", response, target, trusted, "")
-        if not length.isdigit():
-            raise ProviderError(f"HEAD {redact(target)}: no Content-Length")
-        return int(length)
-
-    return _request(pool, "HEAD", url, {"User-Agent": user_agent}, trusted, auth_headers, pace, take)
-
-
 def _request(pool: ConnectionPool, method: str, url: str, headers: dict[str, str], trusted: Callable[[str], bool],
              auth_headers: dict[str, str], pace: Callable[[str], None], take: Callable):
     """Send a request over a pooled connection, following redirects (credentials only to

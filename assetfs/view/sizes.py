@@ -4,8 +4,8 @@
 Where the provider publishes no sizes (Spectrum), each stat would wait for its own HEAD,
 one after another. So once a second file of a directory read moments ago needs its size,
 the sizes still unknown in that directory are asked for, HEADS_AT_ONCE at a time, in the
-directory's order, with http.client in worker threads (a tenth of the CPU of a request
-through httpx); each stat waits only for its own answer. A HEAD that fails here is simply
+directory's order, by libcurl in one worker thread (read/heads.py); each stat, and each
+readdir that lists the file, waits only for its own answer. A HEAD that fails here is simply
 asked again by the file's own stat, under the full request policy (retries, errors). A
 directory merely walked through (a path lookup, `cat` of one file) asks for nothing ahead.
 """
@@ -13,36 +13,35 @@ directory merely walked through (a path lookup, `cat` of one file) asks for noth
 from __future__ import annotations
 
 import logging
-import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
 from ..errors import AssetfsError
 from ..metacache import MetaCache
 from ..providers.base import Content, Provider
-from ..providers.http import Unreachable
-from ..read.transfer import ConnectionPool, head_size
+from ..read.heads import head_sizes
 from ..stats import Stats
 from .node import Node
 
 log = logging.getLogger("assetfs.view")
 
-HEADS_AT_ONCE = 8        # worker threads, each on a keep-alive connection of its own
+HEADS_AT_ONCE = 8        # HEADs in flight, each on a keep-alive connection
 READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
+LISTED_PATIENCE = 5.0    # seconds a readdir waits for a size asked ahead
 PERSIST_AT_ONCE = 1000   # sizes learnt written to the metadata cache per transaction
 
 
 class SizesAhead:
-    def __init__(self, metacache: MetaCache, stats: Stats, connections: ConnectionPool):
+    def __init__(self, metacache: MetaCache, stats: Stats):
         self.metacache = metacache
         self.stats = stats
-        self.connections = connections  # the data plane's keep-alive connections, shared with reads
         self.nursery: trio.Nursery | None = None   # set once the mount runs
         self._read: dict[int, list] = {}            # directory inode -> [when it was read, files sized since]
         self._queued: set[str] = set()              # content versions whose HEAD is asked ahead
         self._waiters: dict[str, trio.Event] = {}   # …and the stats waiting for one of them
+        self._progress = trio.Event()               # set (and renewed) as each round of answers comes in
 
     def directory_read(self, directory: Node) -> None:
         now = time.monotonic()
@@ -67,6 +66,18 @@ class SizesAhead:
         await self._waiters.setdefault(version, trio.Event()).wait()
         return self.metacache.fact(version)
 
+    async def listed(self, node: Node) -> Content | None:
+        """For a readdir: the size of `node`'s content if it is being asked ahead (waited
+        for, so that the listing carries it and `ls -l` needs no getattr per file), else
+        None at once: a plain listing never waits for a HEAD."""
+        content = node.entry.content
+        if content is None or content.version not in self._queued:
+            return None
+        with trio.move_on_after(LISTED_PATIENCE):  # past it the kernel asks (getattr) when it wants the size
+            while content.version in self._queued:
+                await self._progress.wait()
+        return self.metacache.fact(content.version)
+
     def _start(self, directory: Node, node: Node, unknown: Callable[[Node], bool]) -> None:
         """Ask for the unknown sizes of the directory's files, from `node` on and then
         the ones before it (the order `ls` stats them in)."""
@@ -89,71 +100,83 @@ class SizesAhead:
         self.nursery.start_soon(self._ask, provider, list(batch.values()))
 
     async def _ask(self, provider: Provider, batch: list[Content]) -> None:
-        todo: queue.SimpleQueue = queue.SimpleQueue()
-        for content in batch:
-            todo.put(content)
         learnt: dict[str, Content] = {}
+        by_version = {content.version: content for content in batch}
         token = trio.lowlevel.current_trio_token()
+        http = provider.http
+        cancelled = False
 
-        def answer(content: Content, size: int | None) -> None:  # on the event loop
-            if size is not None:
-                fact = Content(content.version, content.url, size, content.md5, content.mime)
-                learnt[content.version] = fact
-                self.metacache.remember_facts({content.version: fact})
-                self.stats.add("sizes_ahead")
-            self._answer(content.version)
-
-        async def worker() -> None:
-            try:
-                async with provider.http.outside(provider.head_url(batch[0])) as grant:
-                    await trio.to_thread.run_sync(self._head_all, todo, provider, grant,
-                                                  lambda c, size: token.run_sync_soon(answer, c, size),
-                                                  abandon_on_cancel=True)
-            except AssetfsError as e:  # the files left are asked again by their own stats
-                log.debug("sizes ahead stopped: %s", e)
+        def answer(sizes: list[tuple[str, int | None]]) -> None:  # on the event loop
+            facts = {version: Content(version, by_version[version].url, size, by_version[version].md5,
+                                      by_version[version].mime)
+                     for version, size in sizes if size is not None}
+            learnt.update(facts)
+            self.metacache.remember_facts(facts)
+            self.stats.add("sizes_ahead", len(facts))
+            self._answer(version for version, _ in sizes)
 
         started = time.monotonic()
         try:
-            async with trio.open_nursery() as workers:
-                for _ in range(HEADS_AT_ONCE):
-                    workers.start_soon(worker)
+            async with http.outside(provider.head_url(batch[0])) as grant:
+                policy = _PerOrigin(http, grant)
+                await trio.to_thread.run_sync(
+                    lambda: head_sizes(((c.version, provider.head_url(c)) for c in batch), headers=policy.headers,
+                                       at_once=HEADS_AT_ONCE, timeout=http.timeout, before=policy.before,
+                                       answer=lambda sizes: token.run_sync_soon(answer, sizes),
+                                       stopped=lambda: cancelled),
+                    abandon_on_cancel=True)
             log.debug("%d of %d sizes asked ahead came in %.1fs", len(learnt), len(batch), time.monotonic() - started)
+        except AssetfsError as e:  # the files left are asked again by their own stats
+            log.debug("sizes ahead stopped: %s", e)
         finally:
-            for content in batch:  # what was not answered is asked by the file's own stat
-                self._answer(content.version)
+            cancelled = True
+            self._answer(by_version)  # what was not answered is asked by the file's own stat
             facts = list(learnt.items())
             with trio.CancelScope(shield=True):  # in short transactions: SQLite holds each one's pages in memory
                 for at in range(0, len(facts), PERSIST_AT_ONCE):
                     await trio.to_thread.run_sync(self.metacache.persist_facts, dict(facts[at:at + PERSIST_AT_ONCE]))
 
-    def _head_all(self, todo: queue.SimpleQueue, provider: Provider, grant, answer) -> None:
-        """In a worker thread: HEAD one URL after another over one connection until none is
-        left, or the host stops answering (`outside` notes the outage)."""
-        http = provider.http
-        first = True
-        while True:
-            try:
-                content = todo.get_nowait()
-            except queue.Empty:
-                return
-            url = provider.head_url(content)
-            if not first and http.is_api(url):
-                grant.pace(url)
-            first = False
-            try:
-                size = head_size(self.connections, url, http.is_trusted, grant.credentials, grant.user_agent,
-                                 grant.pace)
-            except Unreachable:
-                answer(content, None)
-                raise
-            except AssetfsError as e:
-                log.debug("%s: no size ahead: %s", content.version, e)
-                size = None
-            answer(content, size)
+    def _answer(self, versions: Iterable[str]) -> None:
+        """The HEADs for these versions are over (their sizes, where they came, are facts by now)."""
+        for version in versions:
+            self._queued.discard(version)
+            waiter = self._waiters.pop(version, None)
+            if waiter is not None:
+                waiter.set()
+        self._progress.set()
+        self._progress = trio.Event()
 
-    def _answer(self, version: str) -> None:
-        """The HEAD for `version` is over (its size, if it came, is a fact by now)."""
-        self._queued.discard(version)
-        waiter = self._waiters.pop(version, None)
-        if waiter is not None:
-            waiter.set()
+
+class _PerOrigin:
+    """The request policy's answers for the URLs of a batch (credentials for the provider's
+    own hosts only, pacing for its API), worked out once per origin, not once per file."""
+
+    def __init__(self, http, grant):
+        self.http = http
+        self.grant = grant
+        self._headers: dict[str, list[str]] = {}
+        self._api: dict[str, bool] = {}
+        self._sent = 0
+
+    def headers(self, url: str) -> list[str]:
+        at = _origin(url)
+        lines = self._headers.get(at)
+        if lines is None:
+            sent = {"User-Agent": self.grant.user_agent, **(self.grant.credentials if self.http.is_trusted(url) else {})}
+            lines = self._headers[at] = [f"{name}: {value}" for name, value in sent.items()]
+        return lines
+
+    def before(self, url: str) -> None:  # in the worker thread, before each HEAD
+        at = _origin(url)
+        api = self._api.get(at)
+        if api is None:
+            api = self._api[at] = self.http.is_api(url)
+        if self._sent and api:  # the first was paced by `outside`
+            self.grant.pace(url)
+        self._sent += 1
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of an absolute URL: a cheap key, not a parse."""
+    at = url.find("/", url.find("//") + 2)
+    return url if at < 0 else url[:at]

@@ -19,7 +19,6 @@ from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider
-from ..read.transfer import ConnectionPool
 from ..stats import Stats
 from .layout import content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
@@ -50,7 +49,7 @@ class LocalNames:
 
 class View:
     def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes],
-                 connections: ConnectionPool, given: MutableMapping[str, tuple[float, int]] | None = None):
+                 given: MutableMapping[str, tuple[float, int]] | None = None):
         self.inodes = InodeTable()
         self.local = LocalNames()
         self.metacache = metacache
@@ -60,7 +59,7 @@ class View:
         self._content_locks: dict[str, trio.Lock] = {}
         self._without_content: set[str] = set()  # assets already logged as having no content file
         self.queries = Queries(self)
-        self.sizes = SizesAhead(metacache, stats, connections)
+        self.sizes = SizesAhead(metacache, stats)
         # Told whenever a provider's directory is looked at (the poller watches those).
         self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),

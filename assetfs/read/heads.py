@@ -1,0 +1,108 @@
+"""Many HEADs at once, for the sizes of a directory's files (blocking, in one worker thread).
+
+A provider that publishes no sizes (Spectrum) needs a HEAD per file before `ls -l` can show
+it. libcurl's multi interface keeps several requests in flight over keep-alive connections
+and does the HTTP work in C: about 30 µs of CPU per HEAD, against a few hundred through
+Python HTTP clients, so ten thousand sizes take a fraction of a second. Only what is simple
+is taken: a 200 with a Content-Length. Anything else (an error, a redirect, a refusal) is
+answered "no size", and the file's own stat asks again under the full request policy.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Callable, Iterable
+
+import pycurl
+
+from ..providers.http import Unreachable, redact
+
+# libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)
+NO_ANSWER = {pycurl.E_COULDNT_CONNECT, pycurl.E_OPERATION_TIMEDOUT, pycurl.E_COULDNT_RESOLVE_HOST,
+             pycurl.E_COULDNT_RESOLVE_PROXY}
+
+
+def _ca_options() -> dict[int, str]:
+    """The system's certificates, as the data plane's http.client uses them."""
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and os.path.exists(paths.cafile):
+        return {pycurl.CAINFO: paths.cafile}
+    if paths.capath and os.path.isdir(paths.capath):
+        return {pycurl.CAPATH: paths.capath}
+    return {}
+
+
+def head_sizes(urls: Iterable[tuple[str, str]], *, headers: Callable[[str], list[str]], at_once: int,
+               timeout: float, before: Callable[[str], None], answer: Callable[[list[tuple[str, int | None]]], None],
+               stopped: Callable[[], bool] = lambda: False) -> None:
+    """HEAD each (key, url), `at_once` in flight, and `answer([(key, size or None), …])`
+    with the requests that ended, a round at a time. `headers(url)` gives a request's
+    header lines (credentials only where they belong), `before(url)` is called before each
+    request is sent (the rate budget).
+    Raises Unreachable, after answering the requests in flight, when a host did not answer."""
+    todo = iter(urls)
+    multi = pycurl.CurlMulti()
+    idle = [_handle(timeout) for _ in range(at_once)]
+    busy: dict[pycurl.Curl, tuple[str, str]] = {}
+    unreachable: Unreachable | None = None
+    try:
+        while True:
+            while idle and unreachable is None and not stopped():
+                item = next(todo, None)
+                if item is None:
+                    break
+                key, url = item
+                before(url)
+                handle = idle.pop()
+                handle.setopt(pycurl.URL, url)
+                handle.setopt(pycurl.HTTPHEADER, headers(url))
+                busy[handle] = item
+                multi.add_handle(handle)
+            if not busy:
+                break
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            ended: list[tuple[str, int | None]] = []
+            while True:
+                left, done, failed = multi.info_read()
+                for handle in done:
+                    key, _ = busy.pop(handle)
+                    multi.remove_handle(handle)
+                    idle.append(handle)
+                    length = handle.getinfo(pycurl.CONTENT_LENGTH_DOWNLOAD_T)
+                    ended.append((key, length if handle.getinfo(pycurl.RESPONSE_CODE) == 200 and length >= 0 else None))
+                for handle, code, message in failed:
+                    key, url = busy.pop(handle)
+                    multi.remove_handle(handle)
+                    idle.append(handle)
+                    ended.append((key, None))
+                    if code in NO_ANSWER and unreachable is None:
+                        unreachable = Unreachable(f"HEAD {redact(url)}: {message}", url, f"libcurl error {code}")
+                if not left:
+                    break
+            if ended:
+                answer(ended)   # and send the next ones at once
+            elif busy:
+                multi.select(0.5)
+    finally:
+        for handle in list(busy):
+            multi.remove_handle(handle)
+        for handle in idle + list(busy):
+            handle.close()
+        multi.close()
+    if unreachable is not None:
+        raise unreachable
+
+
+def _handle(timeout: float) -> pycurl.Curl:
+    handle = pycurl.Curl()
+    handle.setopt(pycurl.NOBODY, 1)
+    handle.setopt(pycurl.NOSIGNAL, 1)
+    handle.setopt(pycurl.FOLLOWLOCATION, 0)   # a redirect is left to the file's own stat
+    handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+    handle.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
+    handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(min(timeout, 10.0) * 1000))
+    for option, value in _ca_options().items():
+        handle.setopt(option, value)
+    return handle
