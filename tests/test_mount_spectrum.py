@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from assetfs.fuse_ops import UNSIZED_PER_READDIR
 from truth import download, md5, spectrum_assets
 
 pytestmark = pytest.mark.mount
@@ -145,6 +147,8 @@ def test_ls_l_asks_a_directorys_sizes_ahead_each_once(fresh_emulator, mount):
     assert heads() == len(assets)                             # every other file once, none twice
     counters = json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"]
     assert counters["sizes_ahead"] == len(assets) - 2         # all but the walk's and the first stat's
+    # The readdirs after the batch began carried the sizes: a getattr only for the files of the first.
+    assert counters["fuse_getattr"] <= UNSIZED_PER_READDIR + 8 < len(assets)
     sizes = {line.split(maxsplit=5)[5]: int(line.split()[4]) for line in listing[1:]}
     by_name = {a["userFacingFileName"] + os.path.splitext(a["uploadedAssetUri"].split("?")[0])[1]: a for a in assets}
     for name in sorted(by_name)[:: len(by_name) // 5]:
