@@ -17,7 +17,11 @@ class MetaCache:
     def __init__(self, directory: Path, ttl: float):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.ttl = ttl
-        self._cache = diskcache.Cache(str(directory), size_limit=2 << 30, eviction_policy="least-recently-stored")
+        # A small SQLite page cache and no memory map: what is read often is memoized here,
+        # and each worker thread's connection would otherwise keep 32 MiB of pages, plus the
+        # mapped database, in the mount's memory.
+        self._cache = diskcache.Cache(str(directory), size_limit=2 << 30, eviction_policy="least-recently-stored",
+                                      sqlite_cache_size=1 << 10, sqlite_mmap_size=0)
         # Facts are true for good and only this mount stores them: once read (or known to be
         # missing) they are answered from memory, not one SQLite query per file of a listing;
         # keyed by the version strings the entries already hold.
@@ -80,6 +84,7 @@ class MetaCache:
         with self._cache.transact():
             for version, value in facts.items():
                 self._cache.set(_fact_key(version), value)
+        self._no_fact.difference_update(facts)  # looked up before they were learnt: there now
 
     def clear(self) -> None:
         self._cache.clear()

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import pycurl
 
 from ..providers.http import Unreachable, redact
+
+K = TypeVar("K")  # what the caller knows a URL by
 
 # libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)
 NO_ANSWER = {pycurl.E_COULDNT_CONNECT, pycurl.E_OPERATION_TIMEDOUT, pycurl.E_COULDNT_RESOLVE_HOST,
@@ -33,8 +36,8 @@ def _ca_options() -> dict[int, str]:
     return {}
 
 
-def head_sizes(urls: Iterable[tuple[str, str]], *, headers: Callable[[str], list[str]], at_once: int,
-               timeout: float, before: Callable[[str], None], answer: Callable[[list[tuple[str, int | None]]], None],
+def head_sizes(urls: Iterable[tuple[K, str]], *, headers: Callable[[str], list[str]], at_once: int,
+               timeout: float, before: Callable[[str], None], answer: Callable[[list[tuple[K, int | None]]], None],
                stopped: Callable[[], bool] = lambda: False) -> None:
     """HEAD each (key, url), `at_once` in flight, and `answer([(key, size or None), …])`
     with the requests that ended, a round at a time. `headers(url)` gives a request's
@@ -44,7 +47,7 @@ def head_sizes(urls: Iterable[tuple[str, str]], *, headers: Callable[[str], list
     todo = iter(urls)
     multi = pycurl.CurlMulti()
     idle = [_handle(timeout) for _ in range(at_once)]
-    busy: dict[pycurl.Curl, tuple[str, str]] = {}
+    busy: dict[pycurl.Curl, tuple[K, str]] = {}
     unreachable: Unreachable | None = None
     try:
         while True:
@@ -63,7 +66,7 @@ def head_sizes(urls: Iterable[tuple[str, str]], *, headers: Callable[[str], list
                 break
             while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
                 pass
-            ended: list[tuple[str, int | None]] = []
+            ended: list[tuple[K, int | None]] = []
             while True:
                 left, done, failed = multi.info_read()
                 for handle in done:
