@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -106,6 +107,7 @@ class Mount:
         # quickly, or every FUSE request waits out Python's default 5 ms switch interval.
         sys.setswitchinterval(0.0005)
         _return_freed_blocks_to_the_system()
+        _collect_garbage_less_often()
         pyfuse3.init(self.ops, str(self.mountpoint), self.options.kernel_options())
         try:
             async with trio.open_nursery() as nursery:
@@ -250,3 +252,16 @@ def _return_freed_blocks_to_the_system() -> None:
 
 
 TRIM_THRESHOLD = 32 << 20
+
+
+def _collect_garbage_less_often() -> None:
+    """A listing of thousands of assets makes millions of objects, none of them in a cycle
+    (refcounting frees them): with Python's default of a young collection every 700 new
+    objects, the collector walked them over and over: 15% of the CPU of a cold listing
+    of 10,000 Mudstack assets (measured; within noise for Spectrum's smaller ones). What
+    was loaded at start (modules, config) is frozen out of its walks."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, 20, 100)
+
+
+YOUNG_COLLECTION_EVERY = 50_000  # new objects (Python's default: 700)
