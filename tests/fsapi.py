@@ -60,18 +60,25 @@ class FS:
         return True
 
     async def listdir(self, path: str) -> list[str]:
-        """The names readdir gives, in order (the kernel's '.' and '..' aside)."""
+        """The names readdir gives, in order (the kernel's '.' and '..' aside), asking on
+        from the last offset until an answer brings nothing, as the kernel does."""
         fh = await self.ops.opendir(await self.ino(path), CTX)
         names: list[str] = []
+        offset = [0]
         original = pyfuse3.readdir_reply
 
         def catch(token, name, attrs, next_id):
             names.append(os.fsdecode(name))
+            offset[0] = next_id
             return True
 
         pyfuse3.readdir_reply = catch
         try:
-            await self.ops.readdir(fh, 0, None)
+            while True:
+                before = len(names)
+                await self.ops.readdir(fh, offset[0], None)
+                if len(names) == before:
+                    break
         finally:
             pyfuse3.readdir_reply = original
             await self.ops.releasedir(fh)
