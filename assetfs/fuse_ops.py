@@ -21,6 +21,7 @@ from .attributes import Attributes
 from .errors import AssetfsError, NameTooLong, NotPermitted
 from .handles import Handle, Opener
 from .options import MountOptions
+from .view.sizes import LISTED_PATIENCE
 from .view.view import View
 from .write.writer import Writer
 
@@ -151,10 +152,11 @@ class Operations(pyfuse3.Operations):
     async def readdir(self, fh, start_id, token):
         snapshot = self._dirs[fh]
         unsized = 0
+        patience = trio.current_time() + LISTED_PATIENCE
         for index in range(start_id, len(snapshot)):
             node = snapshot[index]
             size = self.view.known_size(node)
-            if size is None and (fact := await self.view.sizes.listed(node)) is not None:
+            if size is None and (fact := await self.view.sizes.listed(node, patience)) is not None:
                 size = fact.size  # asked ahead: the listing carries it, `ls -l` needs no getattr for it
             attrs = self.attributes.stat(node, size)
             if size is None:  # readdirplus: the name holds, the kernel asks for the size (getattr) when it wants it

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pyfuse3
 import pytest
+import trio
 from conftest import RunningEmulator
 from fsapi import in_process
 from test_mount_mudstack import MudTruth
@@ -448,3 +449,38 @@ async def test_sizes_asked_ahead_that_fail_are_asked_again_by_each_files_own_sta
         assert heads == 1 + len(files) + 1                                 # the failed one, asked again
         for name in [first, *files]:
             assert sizes[name] == len(await fs.read_file(f"{org}/{name}")) > 0
+
+
+async def test_a_readdir_waits_for_sizes_asked_ahead_only_so_long(emulator_w, tmp_path, monkeypatch):
+    """A readdir after the sizes were asked ahead waits for them, so the listing carries them;
+    when the HEADs are slow it waits only so long in all, and the files not sized by then
+    are listed without a size (the kernel asks for it with a getattr)."""
+    monkeypatch.setattr("assetfs.fuse_ops.LISTED_PATIENCE", 0.3)
+    monkeypatch.setattr("assetfs.view.sizes.HEADS_AT_ONCE", 1)   # one slow HEAD after another
+    async with in_process(emulator_w, tmp_path, accounts=["carhartt"]) as fs:
+        org = "carhartt/" + (await fs.listdir("carhartt"))[0]
+        first, second, *rest = [n for n in await fs.listdir(org) if n != ".assets"]
+        fh = await fs.ops.opendir(await fs.ino(org), None)
+        emulator_w.set_faults(latency=0.5, only_prefix="/cdn/")
+        try:
+            await fs.stat(f"{org}/{first}")    # its own HEAD
+            await fs.stat(f"{org}/{second}")   # …and the others' asked ahead: slow
+            listed = {}
+            original = pyfuse3.readdir_reply
+
+            def catch(token, name, attrs, next_id):
+                listed[os.fsdecode(name)] = attrs
+                return True
+
+            monkeypatch.setattr(pyfuse3, "readdir_reply", catch)
+            with trio.fail_after(3):
+                await fs.ops.readdir(fh, 0, None)
+            monkeypatch.setattr(pyfuse3, "readdir_reply", original)
+        finally:
+            emulator_w.clear_faults()
+            await fs.ops.releasedir(fh)
+        unsized = [n for n in rest if listed[n].attr_timeout == 0]
+        assert unsized                                   # not waited for past the patience
+        assert listed[first].st_size > 0 and listed[first].attr_timeout > 0
+        for name in rest:                                # each is sized once its HEAD is in
+            assert (await fs.stat(f"{org}/{name}")).st_size == len(await fs.read_file(f"{org}/{name}"))

@@ -29,7 +29,7 @@ log = logging.getLogger("assetfs.view")
 
 HEADS_AT_ONCE = 8        # HEADs in flight, each on a keep-alive connection
 READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
-LISTED_PATIENCE = 5.0    # seconds a readdir waits for a size asked ahead
+LISTED_PATIENCE = 5.0    # seconds a readdir waits, in all, for sizes asked ahead
 PERSIST_AT_ONCE = 1000   # sizes learnt written to the metadata cache per transaction
 
 
@@ -66,14 +66,14 @@ class SizesAhead:
         await self._waiters.setdefault(version, trio.Event()).wait()
         return self._learnt(node)
 
-    async def listed(self, node: Node) -> Content | None:
+    async def listed(self, node: Node, until: float) -> Content | None:
         """For a readdir: the size of `node`'s content if it is being asked ahead (waited
-        for, so that the listing carries it and `ls -l` needs no getattr per file), else
-        None at once: a plain listing never waits for a HEAD."""
+        for until `until`, trio's clock, so that the listing carries it and `ls -l` needs no
+        getattr per file), else None at once: a plain listing never waits for a HEAD."""
         content = node.entry.content
         if content is None or content.version not in self._queued:
             return None
-        with trio.move_on_after(LISTED_PATIENCE):  # past it the kernel asks (getattr) when it wants the size
+        with trio.move_on_at(until):  # past it the kernel asks (getattr) when it wants the size
             while content.version in self._queued:
                 await self._progress.wait()
         return self._learnt(node)
