@@ -16,6 +16,8 @@ def safe_name(raw: str | None, fallback: str) -> str:
     at most 255 bytes of UTF-8. Lone surrogates (JSON allows "\\udc80") become U+FFFD too:
     they cannot be encoded, so they would fail every later step."""
     name = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    if _plain(name):
+        return fit(name)  # the API's own string, not a copy: a listing holds 100,000 of them
     name = "".join(_REPLACE.get(c, "\ufffd" if _unsafe(c) else c) for c in name)
     name = unicodedata.normalize("NFC", name)
     name = name.strip()
@@ -24,6 +26,13 @@ def safe_name(raw: str | None, fallback: str) -> str:
     elif not name:
         name = safe_name(fallback, "") if fallback else "unnamed"
     return fit(name)
+
+
+def _plain(name: str) -> bool:
+    """Already safe as it is: printable (no control characters, no lone surrogates), no
+    slash or backslash, nothing to strip or normalize, not '.' or '..'."""
+    return (name.isprintable() and "/" not in name and "\\" not in name and name not in ("", ".", "..")
+            and name[0] != " " and name[-1] != " " and unicodedata.is_normalized("NFC", name))
 
 
 def _unsafe(c: str) -> bool:
