@@ -18,7 +18,7 @@ from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
-from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider
+from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, listed_before
 from ..read.transfer import ConnectionPool
 from ..stats import Stats
 from .layout import content_of, place
@@ -189,15 +189,18 @@ class View:
 
     async def _listing(self, node: Node) -> tuple[list[Entry], float]:
         key = node.cache_key()
-        cached = self.metacache.listing(key)
-        if cached is not None and self.metacache.is_fresh(cached[1]):
-            self.stats.add("metadata_hits")
-            return cached
+        listed_at = self.metacache.listed_at(key)
+        if listed_at is not None and self.metacache.is_fresh(listed_at):
+            cached = self.metacache.listing(key)
+            if cached is not None:
+                self.stats.add("metadata_hits")
+                return cached
         self.stats.add("metadata_misses")
         try:
             # With a listing to fall back on, stop waiting a little before the syscall's own
             # deadline: a hung or slow provider then shows the cached listing, not EIO.
-            with trio.move_on_at(_fallback_deadline() if cached is not None else math.inf) as waiting:
+            with trio.move_on_at(_fallback_deadline() if listed_at is not None else math.inf) as waiting, \
+                    listed_before(node.listing or ()):
                 if node.parent is self.root:
                     entries = await node.provider.list_root()
                 elif node.kind == RESULTS:
@@ -208,7 +211,9 @@ class View:
             if waiting.cancelled_caught:
                 raise ProviderError("no answer in time")
         except AssetfsError as e:
-            if cached is None or isinstance(e, NotFound):
+            # The cached listing is read only now: a re-list that works never holds it too.
+            cached = None if listed_at is None or isinstance(e, NotFound) else self.metacache.listing(key)
+            if cached is None:
                 raise
             log.warning("%s: %s; showing the listing cached %.0fs ago", node.path, e, time.time() - cached[1])
             return cached[0], time.time() - self.metacache.ttl + min(self.metacache.ttl, 5.0)
