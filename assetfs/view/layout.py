@@ -15,7 +15,7 @@ from ..providers.base import ASSET, CONTENT, Entry
 from .node import ASSETS_DIR
 
 
-@dataclass
+@dataclass(slots=True)
 class Placed:
     name: str                       # unique among the files, subfolders and `.assets/` entries
     entry: Entry                    # the provider's entry (for an asset: the asset)
@@ -39,7 +39,10 @@ def place(entries: list[Entry]) -> list[Placed]:
     wanted = []
     for entry in entries:
         file = content_of(entry) if entry.kind == ASSET else None
-        name = safe_name(file.name if file is not None else entry.name, entry.key.rsplit("/", 1)[-1])
+        raw = file.name if file is not None else entry.name
+        name = safe_name(raw, entry.key.rsplit("/", 1)[-1])
+        if name == raw:
+            name = raw  # the entry's own string, not a copy per file of a listing
         if name == ASSETS_DIR:
             name = "\uff0e" + name[1:]  # a look-alike: the real one is the hidden directory
         wanted.append((name, entry.key.rsplit("/", 1)[-1]))
