@@ -6,6 +6,7 @@ its change, and a failing re-list falls back to the cached listing."""
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -21,12 +22,8 @@ TTL = 1.0
 
 @pytest.mark.trio
 async def test_relist_keeps_unchanged_entries_and_inodes_and_shows_changes(fresh_emulator, tmp_path):
-    emu = fresh_emulator("--assets", str(ASSETS))
-    org = emu.account("spectrum")["organizations"][0]
-    async with in_process(emu, tmp_path, accounts=["carhartt"], options=f"metadata_ttl={TTL:g}s") as fs:
-        path = f"carhartt/{org}"
-        first = await fs.listdir(path)
-        directory = fs.view.root.children["carhartt"].children[org]
+    async with _listed(fresh_emulator, tmp_path) as (emu, fs, path, first):
+        org, directory = path.rsplit("/", 1)[1], _directory(fs, path)
         files = _files(directory)
         details = {c.entry.key: c.ino for c in directory.children[".assets"].children.values()}
         assert len(files) >= ASSETS
@@ -62,12 +59,8 @@ async def test_relist_keeps_unchanged_entries_and_inodes_and_shows_changes(fresh
 
 @pytest.mark.trio
 async def test_failing_relist_shows_the_cached_listing(fresh_emulator, tmp_path, caplog):
-    emu = fresh_emulator("--assets", str(ASSETS))
-    org = emu.account("spectrum")["organizations"][0]
-    async with in_process(emu, tmp_path, accounts=["carhartt"], options=f"metadata_ttl={TTL:g}s") as fs:
-        path = f"carhartt/{org}"
-        first = await fs.listdir(path)
-        directory = fs.view.root.children["carhartt"].children[org]
+    async with _listed(fresh_emulator, tmp_path) as (emu, fs, path, first):
+        directory = _directory(fs, path)
         inos = {c.entry.key: c.ino for c in directory.children.values()}
         emu.set_faults(fail_status=400, fail_count=-1)
         await trio.sleep(TTL + 0.1)
@@ -75,6 +68,24 @@ async def test_failing_relist_shows_the_cached_listing(fresh_emulator, tmp_path,
         assert await fs.listdir(path) == first
         assert {c.entry.key: c.ino for c in directory.children.values()} == inos
         assert "showing the listing cached" in caplog.text
+
+
+@asynccontextmanager
+async def _listed(fresh_emulator, tmp_path):
+    """An emulator with a Spectrum organization of ASSETS assets, mounted in process with a
+    short metadata_ttl, the organization listed once: (emulator, fs, its path, its names)."""
+    emu = fresh_emulator("--assets", str(ASSETS))
+    org = emu.account("spectrum")["organizations"][0]
+    async with in_process(emu, tmp_path, accounts=["carhartt"], options=f"metadata_ttl={TTL:g}s") as fs:
+        path = f"carhartt/{org}"
+        yield emu, fs, path, await fs.listdir(path)
+
+
+def _directory(fs, path: str):
+    node = fs.view.root
+    for part in path.split("/"):
+        node = node.children[part]
+    return node
 
 
 def _files(directory) -> dict[str, tuple[int, object, object]]:
