@@ -36,20 +36,26 @@ def place(entries: list[Entry]) -> list[Placed]:
     extension); one without a content file by its own name (it lives only under `.assets/`).
     Names are unique across all of them, duplicates marked with the provider's id, so one
     asset keeps one name whatever the listing's order."""
-    wanted = []
-    for entry in entries:
-        file = content_of(entry) if entry.kind == ASSET else None
-        raw = file.name if file is not None else entry.name
-        name = safe_name(raw, entry.key.rsplit("/", 1)[-1])
-        if name == raw:
-            name = raw  # the entry's own string, not a copy per file of a listing
-        if name == ASSETS_DIR:
-            name = "\uff0e" + name[1:]  # a look-alike: the real one is the hidden directory
-        wanted.append((name, entry.key.rsplit("/", 1)[-1]))
+    names = [_wanted_name(entry) for entry in entries]
+    if len(set(names)) < len(names):  # (else no (name, id) pairs for 100,000 names that need no mark)
+        names = unique_names([(name, _ident(entry)) for name, entry in zip(names, entries)])
     placed = []
-    for name, entry in zip(unique_names(wanted), entries):
+    for name, entry in zip(names, entries):
         file = content_of(entry) if entry.kind == ASSET else None
         if file is not None and file.name != name:  # (its xattrs are shown with the asset's: attributes.py)
             file = dataclasses.replace(file, name=name)
         placed.append(Placed(name, entry, file))
     return placed
+
+
+def _wanted_name(entry: Entry) -> str:
+    file = content_of(entry) if entry.kind == ASSET else None
+    raw = file.name if file is not None else entry.name
+    name = safe_name(raw, _ident(entry))
+    if name == ASSETS_DIR:
+        return "\uff0e" + name[1:]  # a look-alike: the real one is the hidden directory
+    return raw if name == raw else name  # the entry's own string, not a copy per file of a listing
+
+
+def _ident(entry: Entry) -> str:
+    return entry.key.rsplit("/", 1)[-1]
