@@ -11,6 +11,7 @@ from pathlib import Path
 import diskcache
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
+SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
 
 
 class MetaCache:
@@ -60,7 +61,7 @@ class MetaCache:
             pickler.dump((entries, now))
             spool.seek(0)
             with self._cache.transact():
-                self._cache.set(("listing", key), spool, read=True)
+                self._cache.set(("listing", key), _SmallReads(spool), read=True)
                 self._cache.set(("listed_at", key), now)
         return now
 
@@ -103,6 +104,17 @@ class MetaCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+class _SmallReads:
+    """A file read at most 64 KiB at a time: diskcache copies a stored file in 4 MiB reads,
+    two of them alive at once, at the moment a re-list peaks."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(SPOOL_READ if size < 0 else min(size, SPOOL_READ))
 
 
 def _fact_key(version: str) -> tuple[str, str]:
