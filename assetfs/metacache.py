@@ -11,6 +11,7 @@ from pathlib import Path
 import diskcache
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
+SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
 
 
 class MetaCache:
@@ -27,6 +28,15 @@ class MetaCache:
         # keyed by the version strings the entries already hold.
         self._facts: dict[str, object] = {}
         self._no_fact: set[str] = set()
+
+    def listed_at(self, key: str) -> float | None:
+        """When the cached listing of a directory was fetched, without reading the listing:
+        a stale one is read only if the provider fails, never alongside a fresh copy."""
+        at = self._cache.get(("listed_at", key))
+        if at is None:  # a listing stored by an older version, or none
+            cached = self.listing(key)
+            return cached[1] if cached is not None else None
+        return at
 
     def listing(self, key: str) -> tuple[list, float] | None:
         """(entries, fetched_at) of a directory, fresh or not."""
@@ -45,18 +55,24 @@ class MetaCache:
         again as the entries themselves) in memory."""
         now = time.time()
         if len(entries) < STREAMED_LISTING:
-            self._cache.set(("listing", key), (entries, now))
+            with self._cache.transact():
+                self._cache.set(("listing", key), (entries, now))
+                self._cache.set(("listed_at", key), now)
             return now
         with tempfile.TemporaryFile(dir=self._cache.directory) as spool:
             pickler = pickle.Pickler(spool, protocol=pickle.HIGHEST_PROTOCOL)
             pickler.fast = True  # no memo of every object pickled: entries are trees, nothing is shared
             pickler.dump((entries, now))
             spool.seek(0)
-            self._cache.set(("listing", key), spool, read=True)
+            with self._cache.transact():
+                self._cache.set(("listing", key), _SmallReads(spool), read=True)
+                self._cache.set(("listed_at", key), now)
         return now
 
     def forget_listing(self, key: str) -> None:
-        self._cache.delete(("listing", key))
+        with self._cache.transact():
+            self._cache.delete(("listing", key))
+            self._cache.delete(("listed_at", key))
 
     def fact(self, version: str):
         """What is true for good of a content version (its size and URL), or None."""
@@ -93,6 +109,17 @@ class MetaCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+class _SmallReads:
+    """A file read at most 64 KiB at a time: diskcache copies a stored file in 4 MiB reads,
+    two of them alive at once, at the moment a re-list peaks."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(SPOOL_READ if size < 0 else min(size, SPOOL_READ))
 
 
 def _fact_key(version: str) -> str:

@@ -67,7 +67,7 @@ def _asset(ident: str, name: str, file: str | None) -> Entry:
 async def test_layout_names_files_by_their_content_and_keeps_them_unique_across_files_and_folders():
     entries = [_asset("a1", "logo", "logo.png"), Entry("logo.png", "folder/logo.png", True, kind=CONTAINER),
                _asset("a2", "logo", "logo.png"), _asset("a3", "dot", ".assets"), _asset("a4", "bare", None)]
-    placed = place(entries)
+    placed = list(place(entries))
     names = [p.name for p in placed]
     assert len(set(names)) == len(names)
     assert names[:3] == ["logo (a1).png", "logo (logo.png).png", "logo (a2).png"]  # marked with their ids

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NoReturn, Protocol
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, MutableMapping
 
 import orjson
 
@@ -263,13 +265,35 @@ def plain_id(value) -> str | None:
     return text if PLAIN_ID.match(text) else None
 
 
+# The entries a directory showed before it is listed again, by key: set by the view around
+# the provider's listing, read where the listing is parsed (in whichever task or worker
+# thread: context variables follow both).
+_listed_before: ContextVar[Mapping[str, Entry]] = ContextVar("assetfs_listed_before", default={})
+
+
+@contextmanager
+def listed_before(entries: Iterable[Entry]) -> Iterator[None]:
+    """While listing a directory again: an entry that comes back unchanged is the object
+    already in memory, and its fresh copy is freed as soon as it is parsed — a re-list of
+    100,000 assets does not hold the old and the new listing at once."""
+    token = _listed_before.set({entry.key: entry for entry in entries})
+    try:
+        yield
+    finally:
+        _listed_before.reset(token)
+
+
 def skip_malformed(items, build, where: str) -> list[Entry]:
     """Entries for a listing's items; an item the API sent malformed (a field of the wrong
-    type) is left out with a log line, so that one bad asset does not hide the rest."""
+    type) is left out with a log line, so that one bad asset does not hide the rest. An
+    entry equal to the one listed before (`listed_before`) is that one."""
+    before = _listed_before.get()
     entries = []
     for item in items:
         try:
-            entries.append(build(item))
+            entry = build(item)
+            same = before.get(entry.key)
+            entries.append(same if same is not None and same == entry else entry)
         except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
             ident = item.get("id") if isinstance(item, dict) else None
             log.warning("%s: left out %.80r: the API sent it malformed (%s: %s)", where, ident, type(e).__name__, e)

@@ -114,21 +114,27 @@ class Spectrum(Provider):
                     ahead = page_size == PAGE_SIZE  # (a page bigger than asked for: no second one at once)
                     if ahead:
                         coming = _Page(nursery, self.http, self._org_path(org), page + 1)
-                    new = []
+                    assets = []
                     for asset in contents:
-                        ident = plain_id(asset.get("id")) if isinstance(asset, dict) else None
-                        if ident is None:
+                        if (plain_id(asset.get("id")) if isinstance(asset, dict) else None) is None:
                             log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r",
                                         where, page, asset)
-                        elif ident not in seen:
-                            seen.add(ident)
-                            new.append(asset)
+                        else:
+                            assets.append(asset)
                     del body, contents  # a page at a time: 100,000 raw assets would take more memory than their entries
                     # In a worker thread: thousands of assets take CPU time during which the event loop
                     # would serve no other syscall. Not abandoned on the timeout: the work is bounded by
                     # the page, and a listing thrown away would be thrown away on every retry.
-                    entries += await trio.to_thread.run_sync(skip_malformed, new, _asset_entry, where,
-                                                             abandon_on_cancel=False)
+                    parsed = await trio.to_thread.run_sync(skip_malformed, assets, _asset_entry, where,
+                                                           abandon_on_cancel=False)
+                    del assets
+                    # Seen by their keys: strings the entries hold anyway, not a copy of every id.
+                    new = 0
+                    for listed in parsed:
+                        if listed.key not in seen:
+                            seen.add(listed.key)
+                            entries.append(listed)
+                            new += 1
                     if page_size < PAGE_SIZE:
                         break
                     if not new:

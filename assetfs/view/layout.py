@@ -8,6 +8,7 @@ Pure: entries in, names out, so the rules are tested without a provider or a ker
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..names import safe_name, unique_names
@@ -15,7 +16,7 @@ from ..providers.base import ASSET, CONTENT, Entry
 from .node import ASSETS_DIR
 
 
-@dataclass
+@dataclass(slots=True)
 class Placed:
     name: str                       # unique among the files, subfolders and `.assets/` entries
     entry: Entry                    # the provider's entry (for an asset: the asset)
@@ -31,22 +32,30 @@ def content_of(asset: Entry) -> Entry | None:
     return next((c for c in asset.children or () if c.kind == CONTENT and c.content is not None), None)
 
 
-def place(entries: list[Entry]) -> list[Placed]:
-    """Names for a container's entries. An asset is named by its content file (name and real
-    extension); one without a content file by its own name (it lives only under `.assets/`).
-    Names are unique across all of them, duplicates marked with the provider's id, so one
-    asset keeps one name whatever the listing's order."""
-    wanted = []
-    for entry in entries:
-        file = content_of(entry) if entry.kind == ASSET else None
-        name = safe_name(file.name if file is not None else entry.name, entry.key.rsplit("/", 1)[-1])
-        if name == ASSETS_DIR:
-            name = "\uff0e" + name[1:]  # a look-alike: the real one is the hidden directory
-        wanted.append((name, entry.key.rsplit("/", 1)[-1]))
-    placed = []
-    for name, entry in zip(unique_names(wanted), entries):
+def place(entries: list[Entry]) -> Iterator[Placed]:
+    """Names for a container's entries, in their order (one at a time: a listing of 100,000
+    is laid out without a list of them). An asset is named by its content file (name and
+    real extension); one without a content file by its own name (it lives only under
+    `.assets/`). Names are unique across all of them, duplicates marked with the provider's
+    id, so one asset keeps one name whatever the listing's order."""
+    names = [_wanted_name(entry) for entry in entries]
+    if len(set(names)) < len(names):  # (else no (name, id) pairs for 100,000 names that need no mark)
+        names = unique_names([(name, _ident(entry)) for name, entry in zip(names, entries)])
+    for name, entry in zip(names, entries):
         file = content_of(entry) if entry.kind == ASSET else None
         if file is not None and file.name != name:  # (its xattrs are shown with the asset's: attributes.py)
             file = dataclasses.replace(file, name=name)
-        placed.append(Placed(name, entry, file))
-    return placed
+        yield Placed(name, entry, file)
+
+
+def _wanted_name(entry: Entry) -> str:
+    file = content_of(entry) if entry.kind == ASSET else None
+    raw = file.name if file is not None else entry.name
+    name = safe_name(raw, _ident(entry))
+    if name == ASSETS_DIR:
+        return "\uff0e" + name[1:]  # a look-alike: the real one is the hidden directory
+    return raw if name == raw else name  # the entry's own string, not a copy per file of a listing
+
+
+def _ident(entry: Entry) -> str:
+    return entry.key.rsplit("/", 1)[-1]

@@ -18,7 +18,7 @@ from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
-from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider
+from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, listed_before
 from ..stats import Stats
 from .layout import content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
@@ -135,16 +135,14 @@ class View:
         if node.kind == ASSET and node.parent is not None and node.parent.kind == ASSETS:
             entries = [e for e in entries if e.kind != CONTENT]  # the content is the file beside .assets/
         previous = node.children or {}
-        by_key = {child.entry.key: child for child in previous.values()}
-        if adopting is not None:
-            by_key[adopting.entry.key] = adopting
+        former = _Former(previous, adopting)
         if node.kind not in HOLDERS and not any(e.kind == ASSET for e in entries):
             names = unique_names([(safe_name(e.name, e.key), e.key.rsplit("/", 1)[-1]) for e in entries])
-            node.children = {name: self._keep(by_key, node, name, entry) for name, entry in zip(names, entries)}
+            node.children = {name: self._keep(former, node, name, entry) for name, entry in zip(names, entries)}
             self.queries.add_to(node)
             return
         old_assets = previous.get(ASSETS_DIR)
-        assets_by_key = {c.entry.key: c for c in (old_assets.children or {}).values()} if old_assets else {}
+        former_assets = _Former(old_assets.children if old_assets else None)
         children: dict[str, Node] = {}
         details: dict[str, Node] = {}
         hidden = old_assets or self.new_node(ASSETS_DIR, node, node.provider,
@@ -152,12 +150,12 @@ class View:
                                                    kind=ASSETS))
         for placed in place(entries):
             if not placed.is_asset:
-                children[placed.name] = self._keep(by_key, node, placed.name, placed.entry)
+                children[placed.name] = self._keep(former, node, placed.name, placed.entry)
                 continue
             # The asset's own entry: laid out under `.assets/`, its children leave the content out.
-            details[placed.name] = self._keep(assets_by_key, hidden, placed.name, placed.entry, asset=placed.entry)
+            details[placed.name] = self._keep(former_assets, hidden, placed.name, placed.entry, asset=placed.entry)
             if placed.file is not None:
-                children[placed.name] = self._keep(by_key, node, placed.name, placed.file, asset=placed.entry)
+                children[placed.name] = self._keep(former, node, placed.name, placed.file, asset=placed.entry)
             elif placed.entry.children is not None and placed.entry.key not in self._without_content:
                 self._without_content.add(placed.entry.key)
                 log.info("%s/%s: the asset has no content file; it shows only under %s/", node.path, placed.name,
@@ -167,10 +165,10 @@ class View:
         node.children = children
         self.queries.add_to(node)
 
-    def _keep(self, previous: dict[str, Node], parent: Node, name: str, entry: Entry, asset: Entry | None = None) -> Node:
+    def _keep(self, former: _Former, parent: Node, name: str, entry: Entry, asset: Entry | None = None) -> Node:
         """The node for an entry: the one it had (same provider key) with the new entry,
         else a new one."""
-        old = previous.get(entry.key)
+        old = former.get(name, entry.key)
         if old is None or old.is_dir != entry.is_dir:
             node = self.new_node(name, parent, parent.provider, entry, asset=asset)
             if entry.is_dir:
@@ -188,15 +186,18 @@ class View:
 
     async def _listing(self, node: Node) -> tuple[list[Entry], float]:
         key = node.cache_key()
-        cached = self.metacache.listing(key)
-        if cached is not None and self.metacache.is_fresh(cached[1]):
-            self.stats.add("metadata_hits")
-            return cached
+        listed_at = self.metacache.listed_at(key)
+        if listed_at is not None and self.metacache.is_fresh(listed_at):
+            cached = self.metacache.listing(key)
+            if cached is not None:
+                self.stats.add("metadata_hits")
+                return cached
         self.stats.add("metadata_misses")
         try:
             # With a listing to fall back on, stop waiting a little before the syscall's own
             # deadline: a hung or slow provider then shows the cached listing, not EIO.
-            with trio.move_on_at(_fallback_deadline() if cached is not None else math.inf) as waiting:
+            with trio.move_on_at(_fallback_deadline() if listed_at is not None else math.inf) as waiting, \
+                    listed_before(node.listing or ()):
                 if node.parent is self.root:
                     entries = await node.provider.list_root()
                 elif node.kind == RESULTS:
@@ -207,7 +208,9 @@ class View:
             if waiting.cancelled_caught:
                 raise ProviderError("no answer in time")
         except AssetfsError as e:
-            if cached is None or isinstance(e, NotFound):
+            # The cached listing is read only now: a re-list that works never holds it too.
+            cached = None if listed_at is None or isinstance(e, NotFound) else self.metacache.listing(key)
+            if cached is None:
                 raise
             log.warning("%s: %s; showing the listing cached %.0fs ago", node.path, e, time.time() - cached[1])
             return cached[0], time.time() - self.metacache.ttl + min(self.metacache.ttl, 5.0)
@@ -406,6 +409,29 @@ class View:
             return entry.content.size
         fact = self.metacache.fact(entry.content.version) if entry.content else None
         return fact.size if fact else None
+
+
+class _Former:
+    """A directory's children as they were, found again by provider key: first under the
+    name they are laid out with now, so that listing an unchanged directory of 100,000
+    assets again makes no map of all its keys; that map only once a name is new."""
+
+    __slots__ = ("_by_name", "_adopting", "_by_key")
+
+    def __init__(self, children: dict[str, Node] | None, adopting: Node | None = None):
+        self._by_name = children or {}
+        self._adopting = adopting  # a node that carries on as this key's, whatever was there
+        self._by_key: dict[str, Node] | None = None
+
+    def get(self, name: str, key: str) -> Node | None:
+        if self._adopting is not None and self._adopting.entry.key == key:
+            return self._adopting
+        node = self._by_name.get(name)
+        if node is not None and node.entry.key == key:
+            return node
+        if self._by_key is None:
+            self._by_key = {child.entry.key: child for child in self._by_name.values()}
+        return self._by_key.get(key)
 
 
 def _with_current_url(fact: Content, listed: Content) -> Content:
