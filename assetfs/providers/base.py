@@ -47,7 +47,9 @@ class Content:
 
     version: str
     url: str | None = None        # GET-able with Range (may redirect); None until resolved
-    size: int | None = None
+    # Not compared: the version decides it, and a size learnt later (view/sizes.py writes it
+    # in) must not make an unchanged listing entry look changed on the next listing.
+    size: int | None = field(default=None, compare=False)
     md5: str | None = None        # hex, when the provider publishes one
     mime: str | None = None
 
