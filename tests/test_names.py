@@ -25,7 +25,7 @@ def test_any_text_becomes_a_safe_name_that_stays_as_it_is(raw):
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=100))
 def test_a_name_already_safe_is_kept_as_the_same_string(raw):
-    if not _is_safe(raw) or not raw.isprintable():
+    if not _is_safe(raw) or not raw.isprintable() or "\\" in raw:   # a backslash becomes a look-alike
         return
     assert safe_name(raw, "x") is raw   # not a copy: a big listing holds one per asset
 
