@@ -13,21 +13,20 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Callable, Iterable
-from typing import TypeVar
-
-import pycurl
+from typing import TYPE_CHECKING, TypeVar
 
 from ..providers.http import Unreachable, redact
 
-K = TypeVar("K")  # what the caller knows a URL by
+if TYPE_CHECKING:
+    import pycurl
 
-# libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)
-NO_ANSWER = {pycurl.E_COULDNT_CONNECT, pycurl.E_OPERATION_TIMEDOUT, pycurl.E_COULDNT_RESOLVE_HOST,
-             pycurl.E_COULDNT_RESOLVE_PROXY}
+K = TypeVar("K")  # what the caller knows a URL by
 
 
 def _ca_options() -> dict[int, str]:
     """The system's certificates, as the data plane's http.client uses them."""
+    import pycurl
+
     paths = ssl.get_default_verify_paths()
     if paths.cafile and os.path.exists(paths.cafile):
         return {pycurl.CAINFO: paths.cafile}
@@ -44,6 +43,11 @@ def head_sizes(urls: Iterable[tuple[K, str]], *, headers: Callable[[str], list[s
     header lines (credentials only where they belong), `before(url)` is called before each
     request is sent (the rate budget).
     Raises Unreachable, after answering the requests in flight, when a host did not answer."""
+    import pycurl  # here, not at start: libcurl and OpenSSL take 9 MB a mount that never asks does not need
+
+    # libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)
+    no_answer = {pycurl.E_COULDNT_CONNECT, pycurl.E_OPERATION_TIMEDOUT, pycurl.E_COULDNT_RESOLVE_HOST,
+                 pycurl.E_COULDNT_RESOLVE_PROXY}
     todo = iter(urls)
     multi = pycurl.CurlMulti()
     idle = [_handle(timeout) for _ in range(at_once)]
@@ -80,7 +84,7 @@ def head_sizes(urls: Iterable[tuple[K, str]], *, headers: Callable[[str], list[s
                     multi.remove_handle(handle)
                     idle.append(handle)
                     ended.append((key, None))
-                    if code in NO_ANSWER and unreachable is None:
+                    if code in no_answer and unreachable is None:
                         unreachable = Unreachable(f"HEAD {redact(url)}: {message}", url, f"libcurl error {code}")
                 if not left:
                     break
@@ -99,6 +103,8 @@ def head_sizes(urls: Iterable[tuple[K, str]], *, headers: Callable[[str], list[s
 
 
 def _handle(timeout: float) -> pycurl.Curl:
+    import pycurl
+
     handle = pycurl.Curl()
     handle.setopt(pycurl.NOBODY, 1)
     handle.setopt(pycurl.NOSIGNAL, 1)
