@@ -93,8 +93,18 @@ def first_byte(path: Path) -> float:
 
 
 def listing(path: Path, flags: str) -> int:
-    out = subprocess.run(["ls", flags, str(path)], check=True, capture_output=True, text=True).stdout
-    return out.count("\n")
+    done = subprocess.run(["ls", flags, str(path)], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"ls {flags} {path}: exit {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout.count("\n")
+
+
+def listed(m: MountedFS, path: Path, flags: str) -> int:
+    """`listing` of a path in mount `m`; a failure shows what the mount logged."""
+    try:
+        return listing(path, flags)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}\nthe mount logged:\n{m.log()[-3000:]}") from None
 
 
 def curl_seconds(url: str) -> tuple[float, float]:
@@ -281,7 +291,7 @@ class Bench:
                     m = self.mount(emu, options=LISTING_TTL)
                     try:
                         for state in ("cold", "warm"):
-                            seconds = timed(lambda: self._check_count(listing(m.path / ACCOUNT / org, flags), count))
+                            seconds = timed(lambda: self._check_count(listed(m, m.path / ACCOUNT / org, flags), count))
                             ours[state].append(seconds)
                         rss = max(rss, peak_rss_mb(m.process.pid))
                     finally:
@@ -323,7 +333,7 @@ class Bench:
             try:
                 bulk = next(p / "bulk" for p in (m.path / account).iterdir() if (p / "bulk").is_dir())
                 for state in ("cold", "warm"):
-                    ours[state].append(timed(lambda: self._check_count(listing(bulk, "-l"), count)))
+                    ours[state].append(timed(lambda: self._check_count(listed(m, bulk, "-l"), count)))
             finally:
                 m.stop()
         for state in ("cold", "warm"):
