@@ -198,3 +198,34 @@ def test_a_request_that_must_not_happen_twice_is_retried_only_when_refused_untak
         emu.clear_faults()
     assert emu.requests().get("POST /mudstack/auth/token") == tries
     assert answer in (200, 201) if tries == 2 else isinstance(answer, http_module.Retryable)
+
+
+def test_a_listing_page_is_freed_once_read_without_the_garbage_collector(emu):
+    """httpx's response and its stream refer to each other: unless the loop is cut, a page's
+    body (megabytes for a big listing) waits for the collector."""
+    import gc
+    import weakref
+
+    account = emu.account("spectrum")
+    seen = []
+
+    async def main():
+        http = ProviderHTTP(account["base_url"], timeout=30, retries=1)
+        send = http.client.request
+
+        async def watched(*args, **kwargs):
+            response = await send(*args, **kwargs)
+            seen.append(weakref.ref(response))
+            return response
+
+        http.client.request = watched
+        gc.disable()
+        try:
+            answer = await http.json("GET", spectrum_org_url(account), headers={"SPECTRUM_API_TOKEN": account["token"]})
+            assert answer["contents"] and seen
+            assert all(ref() is None for ref in seen)
+        finally:
+            gc.enable()
+            await http.aclose()
+
+    trio.run(main)

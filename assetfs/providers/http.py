@@ -361,6 +361,9 @@ class ProviderHTTP:
                 raise Retryable(message, not_taken=never_sent) from None
             self.note_reachable(url)
             self.stats.add("requests")
+            # The body is read. httpx's response and its stream refer to each other, so only
+            # the garbage collector would free it: listing pages of megabytes would linger.
+            response.stream = httpx.ByteStream(b"")
             log.debug("%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started))
             if not (follow and response.is_redirect and "location" in response.headers):
                 return response
