@@ -469,7 +469,8 @@ def test_rate_limit_is_a_config_key_with_provider_defaults():
 
 
 STORM_LIMIT, STORM_WINDOW = 200, 2.0   # the emulator's iQmetrix limit: 100 requests/s
-STORM_BUDGET = "180/2s"                # the account's rate_limit, a bit under it
+STORM_BUDGET = "160/2s"                # the account's rate_limit, a fifth under it: a loaded machine delays
+                                       # some sends, and they then reach the provider closer together
 
 
 def test_a_file_manager_storm_stays_under_the_rate_limit(fresh_emulator, mount):
