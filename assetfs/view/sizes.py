@@ -40,7 +40,6 @@ class SizesAhead:
         self.nursery: trio.Nursery | None = None   # set once the mount runs
         self._read: dict[int, list] = {}            # directory inode -> [when it was read, files sized since]
         self._queued: set[str] = set()              # content versions whose HEAD is asked ahead
-        self._waiters: dict[str, trio.Event] = {}   # …and the stats waiting for one of them
         self._progress = trio.Event()               # set (and renewed) as each round of answers comes in
 
     def directory_read(self, directory: Node) -> None:
@@ -63,7 +62,7 @@ class SizesAhead:
             self._start(node.parent, node, unknown)
             if version not in self._queued:
                 return None
-        await self._waiters.setdefault(version, trio.Event()).wait()
+        await self._answered(version)
         return self._learnt(node)
 
     async def listed(self, node: Node, until: float) -> Content | None:
@@ -74,9 +73,12 @@ class SizesAhead:
         if content is None or content.version not in self._queued:
             return None
         with trio.move_on_at(until):  # past it the kernel asks (getattr) when it wants the size
-            while content.version in self._queued:
-                await self._progress.wait()
+            await self._answered(content.version)
         return self._learnt(node)
+
+    async def _answered(self, version: str) -> None:
+        while version in self._queued:
+            await self._progress.wait()
 
     def _learnt(self, node: Node) -> Content | None:
         """The content with its size, once asked ahead (None if the HEAD failed)."""
@@ -145,12 +147,8 @@ class SizesAhead:
                     await trio.to_thread.run_sync(self.metacache.persist_facts, chunk)
 
     def _answer(self, versions: Iterable[str]) -> None:
-        """The HEADs for these versions are over (their sizes, where they came, are facts by now)."""
-        for version in versions:
-            self._queued.discard(version)
-            waiter = self._waiters.pop(version, None)
-            if waiter is not None:
-                waiter.set()
+        """The HEADs for these versions are over (their sizes, where they came, are known by now)."""
+        self._queued.difference_update(versions)
         self._progress.set()
         self._progress = trio.Event()
 
