@@ -70,12 +70,21 @@ class RunningEmulator:
         self.process.stderr.close()
 
 
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory):
-    """One emulator for the session, its faults cleared before each use."""
-    emu = RunningEmulator(tmp_path_factory.mktemp("emulator"))
-    yield emu
-    emu.stop()
+def emulator_fixture(name: str, *args: str, scope: str = "module"):
+    """A fixture called `name`: an emulator started once (for the session, or for a module
+    whose tests change its data or switch what must reach no other test) and stopped after."""
+
+    @pytest.fixture(scope=scope, name=name)
+    def running(tmp_path_factory):
+        emu = RunningEmulator(tmp_path_factory.mktemp(name), *args)
+        yield emu
+        emu.stop()
+
+    return running
+
+
+# One emulator for the session, its faults cleared before each use (`emu`).
+emulator = emulator_fixture("emulator", scope="session")
 
 
 @pytest.fixture

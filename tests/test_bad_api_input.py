@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import emulator_fixture
 
 from assetfs.emulator.hostile import HOSTILE_NAMES
 
@@ -39,14 +40,8 @@ INTACT = {"spectrum": "team logo.png", "apple": "brand_asset_10101.png", "mudsta
 PROVIDERS = list(ACCOUNT)
 
 
-@pytest.fixture(scope="module")
-def hemu(tmp_path_factory):
-    """An emulator of this module's own: its hostile switch must never reach other tests."""
-    from conftest import RunningEmulator
-
-    e = RunningEmulator(tmp_path_factory.mktemp("hostile-emulator"))
-    yield e
-    e.stop()
+# An emulator of this module's own: its hostile switch must never reach other tests.
+hemu = emulator_fixture("hemu")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pyfuse3
 import pytest
 import trio
-from conftest import RunningEmulator
+from conftest import emulator_fixture
 from fsapi import in_process
 from test_mount_mudstack import MudTruth
 
@@ -25,12 +25,7 @@ pytestmark = pytest.mark.trio
 UI = "studio/Game Art/ui"
 
 
-@pytest.fixture(scope="module")
-def emulator_w(tmp_path_factory):
-    """A private emulator for this module: its tests write."""
-    emu = RunningEmulator(tmp_path_factory.mktemp("fsapi"))
-    yield emu
-    emu.stop()
+emulator_w = emulator_fixture("emulator_w")  # this module's own: its tests write
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import subprocess
 import threading
 
 import pytest
+from conftest import emulator_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from truth import download, md5, spectrum_assets
@@ -16,13 +17,7 @@ pytestmark = pytest.mark.mount
 LARGE = 48 << 20
 
 
-@pytest.fixture(scope="module")
-def big_emulator(tmp_path_factory):
-    from conftest import RunningEmulator
-
-    emu = RunningEmulator(tmp_path_factory.mktemp("big"), "--assets", "10000", "--large-file", f"{LARGE}")
-    yield emu
-    emu.stop()
+big_emulator = emulator_fixture("big_emulator", "--assets", "10000", "--large-file", f"{LARGE}")
 
 
 @pytest.fixture(scope="module")

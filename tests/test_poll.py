@@ -14,19 +14,14 @@ from assetfs.poller import Poller
 from assetfs.providers.base import Entry, Provider, Upload
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
-from conftest import RunningEmulator
+from conftest import emulator_fixture
 from test_mount_write import png
 
 SEED_ORG = "7000000000000300322"
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654922"
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
-    """A private emulator: these tests change its data."""
-    e = RunningEmulator(tmp_path_factory.mktemp("poll"))
-    yield e
-    e.stop()
+emu = emulator_fixture("emu")  # this module's own: these tests change its data
 
 
 def run(emu, account: str, fn):

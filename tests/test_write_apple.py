@@ -21,7 +21,7 @@ from assetfs.providers import apple
 from assetfs.providers.base import ASSET, CONTAINER, CONTENT, Entry, Upload
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
-from conftest import RunningEmulator
+from conftest import emulator_fixture
 from truth import download, md5
 
 ACCOUNT = "apple"
@@ -29,12 +29,7 @@ ORG, BRAND = "9467895078742654934", "9467895078742654922"
 SECOND_ORG, SECOND_BRAND = "9467895078742655101", "9467895078742655111"
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
-    """A private emulator: these tests add and delete assets."""
-    e = RunningEmulator(tmp_path_factory.mktemp("apple-write"))
-    yield e
-    e.stop()
+emu = emulator_fixture("emu")  # this module's own: these tests add and delete assets
 
 
 @pytest.fixture(scope="module")

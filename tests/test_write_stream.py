@@ -11,7 +11,7 @@ import os
 
 import pytest
 import trio
-from conftest import RunningEmulator
+from conftest import emulator_fixture
 from emulator_log import clear_names, names_used
 from fsapi import in_process
 from test_mount_mudstack import MudTruth
@@ -28,12 +28,7 @@ POST = "POST /iqmetrix/assets"
 MIB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def emulator_s(tmp_path_factory):
-    """A private emulator for this module: its tests make assets and switch faults."""
-    emu = RunningEmulator(tmp_path_factory.mktemp("stream"))
-    yield emu
-    emu.stop()
+emulator_s = emulator_fixture("emulator_s")  # this module's own: its tests make assets and switch faults
 
 
 @pytest.fixture
