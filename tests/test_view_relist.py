@@ -25,6 +25,8 @@ async def test_relist_keeps_unchanged_entries_and_inodes_and_shows_changes(fresh
     async with _listed(fresh_emulator, tmp_path) as (emu, fs, path, first):
         org, directory = path.rsplit("/", 1)[1], _directory(fs, path)
         files = _files(directory)
+        assert directory.children[".assets"].children is None  # laid out once somebody looks into it
+        assert len(await fs.listdir(f"{path}/.assets")) == len(files)
         details = {c.entry.key: c.ino for c in directory.children[".assets"].children.values()}
         assert len(files) >= ASSETS
         renamed, deleted, *unchanged = files  # the first assets are the seeded ones, which can change
@@ -109,3 +111,23 @@ def test_metacache_tells_when_a_listing_was_fetched_without_reading_it(tmp_path)
     cache._cache.set(("listing", "older"), (big[:3], 12.5))  # as a version before listed_at stored it
     assert cache.listed_at("older") == 12.5
     cache.close()
+
+
+def test_entries_pickle_as_arguments_and_older_forms_still_load():
+    """A stored listing holds the fields as a tuple (no slot names per object); a cache
+    written by an older version (slot state, or a __dict__ from before __slots__) loads."""
+    import pickle
+
+    from assetfs.providers.base import Content
+    content = Content("v1", "http://h/f.png", 12, "0" * 32, "image/png")
+    entry = Entry("a", "asset/1", True, 3.5, children=[Entry("f.png", "asset/1/content", False, 3.5, content=content)],
+                  xattrs={"user.assetfs.id": "1"}, kind="asset")
+    dumped = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
+    assert b"xattrs" not in dumped and pickle.loads(dumped) == entry
+    assert pickle.loads(dumped).children[0].content.size == 12  # not compared, still kept
+    old = Entry.__new__(Entry)
+    old.__setstate__((None, {"name": "b", "key": "k", "is_dir": False, "content": content}))
+    assert old == Entry("b", "k", False, content=content) and old.xattrs == {}
+    older = Content.__new__(Content)
+    older.__setstate__({"version": "v2", "url": None})
+    assert older == Content("v2")

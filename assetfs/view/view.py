@@ -106,8 +106,11 @@ class View:
         if not node.is_dir:
             raise NotADirectory(node.path)
         if node.kind == ASSETS:
-            await self.remote_children(node.parent)  # `.assets/` is made with its container's listing
-            return node.children if node.children is not None else {}
+            await self.remote_children(node.parent)  # `.assets/` is made from its container's listing
+            if node.children is None:  # first looked into: laid out now, and kept up to date from now on
+                self._lay_out_details(node, {placed.name: placed.entry for placed in place(node.parent.listing or ())
+                                             if placed.is_asset})
+            return node.children
         if node.provider is not None and node.entry.children is None:
             self.on_listed(node.provider.account, node.entry)
         if node.entry.children is not None and node.children is None:
@@ -141,29 +144,36 @@ class View:
             node.children = {name: self._keep(former, node, name, entry) for name, entry in zip(names, entries)}
             self.queries.add_to(node)
             return
-        old_assets = previous.get(ASSETS_DIR)
-        former_assets = _Former(old_assets.children if old_assets else None)
-        children: dict[str, Node] = {}
-        details: dict[str, Node] = {}
-        hidden = old_assets or self.new_node(ASSETS_DIR, node, node.provider,
-                                             Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime,
+        hidden = previous.get(ASSETS_DIR) or self.new_node(
+            ASSETS_DIR, node, node.provider, Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime,
                                                    kind=ASSETS))
+        # `.assets/` is laid out once somebody looks into it (remote_children): until then a
+        # listing of 100,000 assets makes no second 100,000 nodes (30 MB) nobody asked for.
+        details: dict[str, Entry] | None = {} if hidden.children is not None else None
+        children: dict[str, Node] = {}
         for placed in place(entries):
             if not placed.is_asset:
                 children[placed.name] = self._keep(former, node, placed.name, placed.entry)
                 continue
-            # The asset's own entry: laid out under `.assets/`, its children leave the content out.
-            details[placed.name] = self._keep(former_assets, hidden, placed.name, placed.entry, asset=placed.entry)
+            if details is not None:
+                details[placed.name] = placed.entry
             if placed.file is not None:
                 children[placed.name] = self._keep(former, node, placed.name, placed.file, asset=placed.entry)
             elif placed.entry.children is not None and placed.entry.key not in self._without_content:
                 self._without_content.add(placed.entry.key)
                 log.info("%s/%s: the asset has no content file; it shows only under %s/", node.path, placed.name,
                          ASSETS_DIR)
-        hidden.children = details
+        if details is not None:
+            self._lay_out_details(hidden, details)
         children[ASSETS_DIR] = hidden
         node.children = children
         self.queries.add_to(node)
+
+    def _lay_out_details(self, hidden: Node, assets: dict[str, Entry]) -> None:
+        """`.assets/`: a directory per asset (its own entry, whose children leave the content
+        out), named as the asset's file is; each one still there keeps its inode."""
+        former = _Former(hidden.children)
+        hidden.children = {name: self._keep(former, hidden, name, asset, asset=asset) for name, asset in assets.items()}
 
     def _keep(self, former: _Former, parent: Node, name: str, entry: Entry, asset: Entry | None = None) -> Node:
         """The node for an entry: the one it had (same provider key) with the new entry,
