@@ -131,3 +131,34 @@ def test_entries_pickle_as_arguments_and_older_forms_still_load():
     older = Content.__new__(Content)
     older.__setstate__({"version": "v2", "url": None})
     assert older == Content("v2")
+
+
+def test_big_listing_is_written_behind_and_never_after_it_was_forgotten(tmp_path):
+    """A big listing is answered from memory until it is on disk; one forgotten while it
+    is being written (the poller saw a change) is gone from disk once the write ends."""
+    import threading
+
+    cache = MetaCache(tmp_path, ttl=60)
+    big = [Entry(f"f{i}", f"k{i}", False) for i in range(STREAMED_LISTING + 1)]
+    started, release = threading.Event(), threading.Event()
+    write = cache._write
+
+    def slow_write(key, entries, at):
+        if key == "slow":
+            started.set()
+            release.wait(10)
+        write(key, entries, at)
+
+    cache._write = slow_write
+    at = cache.store_listing("slow", big)
+    assert started.wait(10)
+    assert cache.listed_at("slow") == at and cache.listing("slow") == (big, at)  # from memory meanwhile
+    cache.forget_listing("slow")
+    assert cache.listed_at("slow") is None
+    kept = cache.store_listing("kept", big[1:])
+    release.set()
+    cache.close()
+    reopened = MetaCache(tmp_path, ttl=60)
+    assert reopened.listing("slow") is None and reopened.listed_at("slow") is None
+    assert reopened.listing("kept") == (big[1:], kept)
+    reopened.close()
