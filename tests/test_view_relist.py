@@ -113,26 +113,6 @@ def test_metacache_tells_when_a_listing_was_fetched_without_reading_it(tmp_path)
     cache.close()
 
 
-def test_entries_pickle_as_arguments_and_older_forms_still_load():
-    """A stored listing holds the fields as a tuple (no slot names per object); a cache
-    written by an older version (slot state, or a __dict__ from before __slots__) loads."""
-    import pickle
-
-    from assetfs.providers.base import Content
-    content = Content("v1", "http://h/f.png", 12, "0" * 32, "image/png")
-    entry = Entry("a", "asset/1", True, 3.5, children=[Entry("f.png", "asset/1/content", False, 3.5, content=content)],
-                  xattrs={"user.assetfs.id": "1"}, kind="asset")
-    dumped = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
-    assert b"xattrs" not in dumped and pickle.loads(dumped) == entry
-    assert pickle.loads(dumped).children[0].content.size == 12  # not compared, still kept
-    old = Entry.__new__(Entry)
-    old.__setstate__((None, {"name": "b", "key": "k", "is_dir": False, "content": content}))
-    assert old == Entry("b", "k", False, content=content) and old.xattrs == {}
-    older = Content.__new__(Content)
-    older.__setstate__({"version": "v2", "url": None})
-    assert older == Content("v2")
-
-
 def test_big_listing_is_written_behind_and_never_after_it_was_forgotten(tmp_path):
     """A big listing is answered from memory until it is on disk; one forgotten while it
     is being written (the poller saw a change) is gone from disk once the write ends."""

@@ -270,19 +270,29 @@ def parse_time(value) -> float:
     dates without a zone are taken as UTC. 0 when absent or unreadable."""
     if not value or not isinstance(value, str):
         return 0.0
-    text = value.strip().replace("Z", "+00:00")
-    if "." in text:  # Python wants at most 6 fraction digits
-        head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
-    try:
-        dt = datetime.fromisoformat(text)
+    try:  # the usual forms, at C speed (it is parsed for every asset of a listing)
+        dt = datetime.fromisoformat(value)
     except ValueError:
-        return 0.0
+        dt = _parse_odd_time(value)
+        if dt is None:
+            return 0.0
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+def _parse_odd_time(value: str) -> datetime | None:
+    """A date fromisoformat refuses as it is: blanks around it, more fraction digits than it takes."""
+    text = value.strip().replace("Z", "+00:00")
+    if "." in text:  # Python wants at most 6 fraction digits
+        head, _, rest = text.partition(".")
+        digits = rest[:len(rest) - len(rest.lstrip("0123456789"))]
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def text_field(value) -> str | None:
