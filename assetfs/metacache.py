@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import diskcache
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
 SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
+FACTS_AT_ONCE = 500      # versions looked up in one query (SQLite allows 999 parameters in old builds)
 
 
 class MetaCache:
@@ -161,6 +164,24 @@ class MetaCache:
             else:
                 self._facts[version] = value
         return value
+
+    def look_up_facts(self, versions: Iterable[str]) -> None:
+        """Which of a listing's versions have a fact on disk, found with one query per
+        FACTS_AT_ONCE (diskcache has no get of many keys): the others are known to be missing
+        at once, not asked of SQLite one by one as the listing is read (a fifth of a cold
+        `ls` of 10,000 files). If the query fails, they are asked one by one as before."""
+        unknown = [v for v in versions if v not in self._facts and v not in self._no_fact]
+        for at in range(0, len(unknown), FACTS_AT_ONCE):
+            chunk = unknown[at:at + FACTS_AT_ONCE]
+            keys = [_fact_key(v) for v in chunk]
+            try:  # diskcache keeps a string key as it is (raw), indexed by (key, raw)
+                rows = self._cache._sql(f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(keys))})",
+                                        keys).fetchall()
+            except (sqlite3.Error, AttributeError) as e:
+                log.debug("facts looked up one by one: %s", e)
+                return
+            present = {key for (key,) in rows}
+            self._no_fact.update(version for version, key in zip(chunk, keys) if key not in present)
 
     def store_fact(self, version: str, value) -> None:
         self.remember_facts({version: value})

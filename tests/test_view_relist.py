@@ -72,6 +72,32 @@ async def test_failing_relist_shows_the_cached_listing(fresh_emulator, tmp_path,
         assert "showing the listing cached" in caplog.text
 
 
+@pytest.mark.trio
+async def test_a_cold_listing_asks_sqlite_for_no_fact_file_by_file(fresh_emulator, tmp_path):
+    """The sizes a listing lacks are looked up on disk together, not once per file as
+    readdir and the sizes asked ahead meet them."""
+    emu = fresh_emulator("--assets", str(ASSETS))
+    org = emu.account("spectrum")["organizations"][0]
+    async with in_process(emu, tmp_path, accounts=["carhartt"]) as fs:
+        asked = []
+        get = fs.view.metacache._cache.get
+        fs.view.metacache._cache.get = lambda key, *a, **k: asked.append(key) or get(key, *a, **k)
+        names = await fs.listdir(f"carhartt/{org}")
+        assert len(names) > ASSETS and not [key for key in asked if str(key).startswith("fact:")]
+
+
+def test_facts_are_looked_up_together(tmp_path):
+    from assetfs.providers.base import Content
+    cache = MetaCache(tmp_path, ttl=60)
+    cache.persist_facts({"v1": Content("v1", "http://h/1", 5), "v1100": Content("v1100", "http://h/2", 7)})
+    asked = []
+    get = cache._cache.get
+    cache._cache.get = lambda key, *a, **k: asked.append(key) or get(key, *a, **k)
+    cache.look_up_facts(f"v{i}" for i in range(1200))
+    assert cache.fact("v2") is None and cache.fact("v1199") is None and asked == []
+    assert cache.fact("v1").size == 5 and cache.fact("v1100").size == 7 and len(asked) == 2
+    cache.close()
+
 @asynccontextmanager
 async def _listed(fresh_emulator, tmp_path):
     """An emulator with a Spectrum organization of ASSETS assets, mounted in process with a

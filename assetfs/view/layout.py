@@ -29,7 +29,10 @@ class Placed:
 
 def content_of(asset: Entry) -> Entry | None:
     """An asset's content file, if its children are known and it has one."""
-    return next((c for c in asset.children or () if c.kind == CONTENT and c.content is not None), None)
+    for child in asset.children or ():
+        if child.kind == CONTENT and child.content is not None:
+            return child
+    return None
 
 
 def place(entries: list[Entry]) -> Iterator[Placed]:
@@ -38,18 +41,17 @@ def place(entries: list[Entry]) -> Iterator[Placed]:
     real extension); one without a content file by its own name (it lives only under
     `.assets/`). Names are unique across all of them, duplicates marked with the provider's
     id, so one asset keeps one name whatever the listing's order."""
-    names = [_wanted_name(entry) for entry in entries]
+    files = [content_of(entry) if entry.kind == ASSET else None for entry in entries]
+    names = [_wanted_name(entry, file) for entry, file in zip(entries, files)]
     if len(set(names)) < len(names):  # (else no (name, id) pairs for 100,000 names that need no mark)
         names = unique_names([(name, _ident(entry)) for name, entry in zip(names, entries)])
-    for name, entry in zip(names, entries):
-        file = content_of(entry) if entry.kind == ASSET else None
+    for name, entry, file in zip(names, entries, files):
         if file is not None and file.name != name:  # (its xattrs are shown with the asset's: attributes.py)
             file = dataclasses.replace(file, name=name)
         yield Placed(name, entry, file)
 
 
-def _wanted_name(entry: Entry) -> str:
-    file = content_of(entry) if entry.kind == ASSET else None
+def _wanted_name(entry: Entry, file: Entry | None) -> str:
     raw = file.name if file is not None else entry.name
     name = safe_name(raw, _ident(entry))
     if name == ASSETS_DIR:

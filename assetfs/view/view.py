@@ -9,7 +9,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 
 import pyfuse3
 import trio
@@ -201,6 +201,7 @@ class View:
             cached = self.metacache.listing(key)
             if cached is not None:
                 self.stats.add("metadata_hits")
+                self.metacache.look_up_facts(_unsized_versions(cached[0]))
                 return cached
         self.stats.add("metadata_misses")
         try:
@@ -224,6 +225,7 @@ class View:
                 raise
             log.warning("%s: %s; showing the listing cached %.0fs ago", node.path, e, time.time() - cached[1])
             return cached[0], time.time() - self.metacache.ttl + min(self.metacache.ttl, 5.0)
+        self.metacache.look_up_facts(_unsized_versions(entries))
         return entries, self.metacache.store_listing(key, entries)
 
     async def with_files(self, provider: Provider, entries: list[Entry]) -> list[Entry]:
@@ -419,6 +421,15 @@ class View:
             return entry.content.size
         fact = self.metacache.fact(entry.content.version) if entry.content else None
         return fact.size if fact else None
+
+
+def _unsized_versions(entries: list[Entry]) -> Iterator[str]:
+    """The content versions of a listing's files (an asset's among its children) whose size
+    the listing does not give."""
+    for entry in entries:
+        for file in entry.children or (entry,):
+            if file.content is not None and file.content.size is None:
+                yield file.content.version
 
 
 class _Former:
