@@ -114,11 +114,8 @@ class MetaCache:
                 if self._unstored.get(key) is listing:
                     del self._unstored[key]
                 self._writing = None
-                if key in self._forgotten:
-                    self._forgotten.discard(key)
-                    forgotten = True
-                else:
-                    forgotten = False
+                forgotten = key in self._forgotten
+                self._forgotten.discard(key)
             if forgotten:
                 self._delete(key)
 
