@@ -16,6 +16,7 @@ from conftest import emulator_fixture
 from fsapi import in_process
 from test_mount_mudstack import MudTruth
 
+from assetfs.metacache import MetaCache
 from assetfs.names import safe_name
 from assetfs.providers.base import ASSET, CONTAINER, CONTENT, Content, Entry
 from assetfs.view.layout import place
@@ -445,6 +446,33 @@ async def test_sizes_asked_ahead_that_fail_are_asked_again_by_each_files_own_sta
         for name in [first, *files]:
             assert sizes[name] == len(await fs.read_file(f"{org}/{name}")) > 0
 
+
+async def test_sizes_asked_ahead_are_kept_for_the_next_mount_a_moment_later_or_as_it_stops(emulator_w, tmp_path,
+                                                                                          monkeypatch):
+    """Sizes learnt ahead are in this mount's listing at once; they are written to the disk
+    cache a moment after the batch (not while `ls -l` runs again), and at once if the
+    mount stops first, so the next mount asks no HEAD for them."""
+    monkeypatch.setattr("assetfs.view.sizes.PERSIST_AFTER", 0.3)
+    for stop_early in (False, True):
+        async with in_process(emulator_w, tmp_path / str(stop_early), accounts=["carhartt"]) as fs:
+            org = "carhartt/" + (await fs.listdir("carhartt"))[0]
+            files = [n for n in await fs.listdir(org) if n != ".assets"]
+            for name in files[:2]:
+                await fs.stat(f"{org}/{name}")   # the second asks the others' sizes ahead
+            versions = [node.entry.content.version for name, node in fs.view.root.children["carhartt"].children[
+                org.split("/")[1]].children.items() if name in files[2:]]
+            with trio.fail_after(5):
+                while fs.mount.stats.counters.get("sizes_ahead", 0) < len(files) - 1:
+                    await trio.sleep(0.01)
+            stored = fs.view.metacache._cache.get
+            if not stop_early:
+                assert stored(f"fact:content:{versions[0]}") is None   # not yet: a moment later
+                await trio.sleep(0.6)
+                assert all(stored(f"fact:content:{v}") is not None for v in versions)
+        if stop_early:
+            cache = MetaCache(tmp_path / str(stop_early) / "cache" / "metadata", ttl=60)
+            assert all(cache.fact(v) is not None for v in versions)
+            cache.close()
 
 async def test_a_readdir_waits_for_sizes_asked_ahead_only_so_long(emulator_w, tmp_path, monkeypatch):
     """A readdir after the sizes were asked ahead waits for them, so the listing carries them;
