@@ -173,10 +173,10 @@ class BlockCache:
         return None
 
     def first_present(self, version: str, start: int, stop: int, coming) -> int | None:
-        """The first block in [start, stop) on disk or in `coming` (no need to fetch it)."""
+        """The first block in [start, stop) in memory, on disk or in `coming` (no need to fetch it)."""
         v = self._version(version)
         for index in range(start, stop):
-            if index in coming or v.has(index):
+            if index in coming or v.has(index) or (version, index) in self._memory:
                 return index
         return None
 
