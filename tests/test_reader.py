@@ -179,3 +179,10 @@ def test_a_far_seek_fetches_only_the_block_read_and_the_next(forty_blocks, tmp_p
     assert data == forty_blocks.data[:3 * 1024] + forty_blocks.data[30 * 1024:31 * 1024]
     fetched_before_the_seek = stats.counters["block_misses"] - 2
     assert fetched_before_the_seek <= 3 + 8  # the blocks read and at most a window ahead
+
+
+def test_reading_the_same_block_again_fetches_nothing_ahead(forty_blocks, tmp_path):
+    cache = BlockCache(tmp_path / "blocks", 0, block_size=1024, memory_blocks=16)
+    data, stats = read_blocks(forty_blocks, cache, [0, 0, 0, 0, 0, 0], max_ahead=8)
+    assert data == forty_blocks.data[:1024]
+    assert stats.counters["block_misses"] <= 3  # the block and the first window's two after it

@@ -106,12 +106,10 @@ class Reader:
         if offset >= self.size or size <= 0:
             return b""
         end = min(self.size, offset + size)
-        if abs(offset - cursor.next_offset) <= cursor.window * self.bs:
-            cursor.window = min(self.max_ahead, cursor.window * 2)
-            cursor.next_offset = max(cursor.next_offset, end)
-        else:
-            cursor.window = 1
-            cursor.next_offset = end
+        if abs(offset - cursor.next_offset) > cursor.window * self.bs:
+            cursor.window, cursor.next_offset = 1, end  # a seek
+        elif end > cursor.next_offset:  # onwards: the window grows (a read behind keeps it)
+            cursor.window, cursor.next_offset = min(self.max_ahead, cursor.window * 2), end
         first, last = offset // self.bs, (end - 1) // self.bs
         window = self.blocks if self.whole else cursor.window
         self._prefetch(first, last + 1 - first, window)
