@@ -40,6 +40,7 @@ class Cursor:
 
     next_offset: int = 0
     window: int = 1
+    disk_ahead: int = 0  # blocks up to this one were asked of the disk ahead of the reader
 
 
 class _Pending:
@@ -107,12 +108,15 @@ class Reader:
             return b""
         end = min(self.size, offset + size)
         if abs(offset - cursor.next_offset) > cursor.window * self.bs:
-            cursor.window, cursor.next_offset = 1, end  # a seek
+            cursor.window, cursor.next_offset, cursor.disk_ahead = 1, end, 0  # a seek
         elif end > cursor.next_offset:  # onwards: the window grows (a read behind keeps it)
             cursor.window, cursor.next_offset = min(self.max_ahead, cursor.window * 2), end
         first, last = offset // self.bs, (end - 1) // self.bs
         window = self.blocks if self.whole else cursor.window
         self._prefetch(first, last + 1 - first, window)
+        if window > 1 and (ahead := min(self.blocks, last + 1 + window)) > cursor.disk_ahead:
+            self.cache.will_need(self.content.version, max(cursor.disk_ahead, last + 1), ahead)
+            cursor.disk_ahead = ahead
         data = self._at_hand(first, last, offset, end)
         if data is None:
             parts = [await self._part(index, lo, hi, window) for index, lo, hi in self._spans(first, last, offset, end)]
