@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+
+import pytest
 
 from assetfs.read.blockcache import BlockCache
 
@@ -112,3 +116,31 @@ def test_a_data_file_shorter_than_its_bitmap_says_is_read_not_mapped(tmp_path):
     assert bytes(cache.read("v", BS - 5, 10)) == block(0, 5) + block(1, 5)
     os.truncate(next(tmp_path.glob("*.data")), BS + 3)  # as a crash can leave it: the bit, not the bytes
     assert cache.read("v", BS - 5, 10) == block(0, 5) + block(1, 3)  # short, where a mapping would fault
+
+
+def resident_bytes(path) -> int:
+    """How much of a file the page cache holds (util-linux's fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.strip() or 0)
+
+
+def test_blocks_asked_ahead_are_read_into_the_page_cache_and_a_gap_is_not(tmp_path):
+    bs = 256 << 10
+    cache = BlockCache(tmp_path, 1 << 30, block_size=bs)
+    for i in (0, 1, 2, 3, 5, 6, 7):  # block 4 is a gap
+        cache.store("v1", i, block(i, bs))
+    [data] = tmp_path.glob("*.data")
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if resident_bytes(data):
+        pytest.skip("this file system keeps its files in memory")
+    cache.will_need("v1", 1, 8)
+    deadline = time.monotonic() + 10
+    while resident_bytes(data) < 6 * bs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert 6 * bs <= resident_bytes(data) < 7 * bs  # blocks 1-3 and 5-7; neither block 0 nor the gap

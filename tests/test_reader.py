@@ -131,3 +131,58 @@ def test_the_first_bytes_of_a_block_are_answered_before_the_rest_of_it_has_come(
     finally:
         server.go.set()
         server.shutdown()
+
+
+def read_blocks(server, cache: BlockCache, order, max_ahead: int) -> tuple[bytes, Stats]:
+    """Read `server.data` one block at a time in the block `order` given (as the kernel's
+    read-ahead does: near-sequential, sometimes swapped); every block's bytes and the stats."""
+    stats, bs = Stats(), cache.block_size
+
+    async def main():
+        http = ProviderHTTP("http://127.0.0.1:1/", timeout=5, retries=1)
+        async with trio.open_nursery() as nursery:
+            reader = Reader(Content("v-order", server.url, len(server.data)), http, cache, nursery, stats, max_ahead)
+            cursor, out = Cursor(), {}
+            for index in order:
+                out[index] = bytes(await reader.read(cursor, index * bs, bs))
+            await http.aclose()
+            return b"".join(out[i] for i in sorted(out))
+
+    return trio.run(main), stats
+
+
+@pytest.fixture
+def forty_blocks():
+    server = StallingServer(bytes(range(256)) * 160, head=0)  # 40 blocks of 1 KiB
+    server.go.set()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize("order", ["in order", "pairs swapped"])
+def test_a_sequential_reader_fetches_each_block_once_in_runs_of_half_its_window(forty_blocks, tmp_path, order):
+    # A cache that keeps nothing on disk: a block pushed out of memory before it was read
+    # would be fetched again. Read-ahead of 8 blocks, 16 in memory.
+    cache = BlockCache(tmp_path / "blocks", 0, block_size=1024, memory_blocks=16)
+    blocks = list(range(40))
+    if order == "pairs swapped":
+        blocks = [b ^ 1 for b in blocks]  # 1, 0, 3, 2, …: still sequential enough
+    data, stats = read_blocks(forty_blocks, cache, blocks, max_ahead=8)
+    assert data == forty_blocks.data
+    assert stats.counters["block_misses"] == 40  # no block fetched twice
+    assert stats.counters["requests"] <= 40 // 4 + 4  # one per half window, after the window has grown
+
+
+def test_a_far_seek_fetches_only_the_block_read_and_the_next(forty_blocks, tmp_path):
+    cache = BlockCache(tmp_path / "blocks", 0, block_size=1024, memory_blocks=16)
+    data, stats = read_blocks(forty_blocks, cache, [0, 1, 2, 30], max_ahead=8)
+    assert data == forty_blocks.data[:3 * 1024] + forty_blocks.data[30 * 1024:31 * 1024]
+    fetched_before_the_seek = stats.counters["block_misses"] - 2
+    assert fetched_before_the_seek <= 3 + 8  # the blocks read and at most a window ahead
+
+
+def test_reading_the_same_block_again_fetches_nothing_ahead(forty_blocks, tmp_path):
+    cache = BlockCache(tmp_path / "blocks", 0, block_size=1024, memory_blocks=16)
+    data, stats = read_blocks(forty_blocks, cache, [0, 0, 0, 0, 0, 0], max_ahead=8)
+    assert data == forty_blocks.data[:1024]
+    assert stats.counters["block_misses"] <= 3  # the block and the first window's two after it

@@ -173,10 +173,10 @@ class BlockCache:
         return None
 
     def first_present(self, version: str, start: int, stop: int, coming) -> int | None:
-        """The first block in [start, stop) on disk or in `coming` (no need to fetch it)."""
+        """The first block in [start, stop) in memory, on disk or in `coming` (no need to fetch it)."""
         v = self._version(version)
         for index in range(start, stop):
-            if index in coming or v.has(index):
+            if index in coming or v.has(index) or (version, index) in self._memory:
                 return index
         return None
 
@@ -193,6 +193,26 @@ class BlockCache:
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
             mapped = mmap.mmap(v.fd, offset + size - start, prot=mmap.PROT_READ, offset=start)
         return memoryview(mapped)[offset - start:]
+
+    def will_need(self, version: str, first: int, stop: int) -> None:
+        """Start reading the blocks of [first, stop) that are on disk into the page cache,
+        without waiting for them: a sequential read of cached blocks then finds them in
+        memory, where each mapping's page faults would otherwise wait for the disk on the
+        event loop. Blocks not on disk are left alone (reading a hole would cache zeros)."""
+        v = self._version(version)
+        index = first
+        while index < stop:
+            if not v.has(index):
+                index += 1
+                continue
+            run = index + 1
+            while run < stop and v.has(run):
+                run += 1
+            with self._lock:
+                if self._open.get(version) is v:
+                    os.posix_fadvise(v.fd, index * self.block_size, (run - index) * self.block_size,
+                                     os.POSIX_FADV_WILLNEED)
+            index = run
 
     def get_disk(self, version: str, index: int) -> bytes | None:
         if not self.on_disk(version, index, index):

@@ -3,10 +3,12 @@
 Blocks come from memory, then the disk cache (one mapping on the event loop when every
 block of a read is there: no thread hop), then one ranged GET per run of missing blocks.
 Concurrent readers of a block wait on the same fetch; one that needs only the start of a
-block gets it as soon as it has come, not when the whole block has. Each handle has a cursor: while its
-reads stay sequential the read-ahead window doubles (up to `max_ahead` blocks);
-a seek resets it. A published md5 is checked once the whole file has come in order;
-small files are fetched whole and checked before any byte is cached or returned.
+block gets it as soon as it has come, not when the whole block has. Each handle has a
+cursor: while its reads stay sequential the read-ahead window doubles (up to `max_ahead`
+blocks); a seek resets it. Reads within a window of the cursor count as sequential: the
+kernel's read-ahead sends several requests at once, and they reach us slightly out of
+order. A published md5 is checked once the whole file has come in order; small files are
+fetched whole and checked before any byte is cached or returned.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ FETCH_ATTEMPTS = 4
 
 @dataclass
 class Cursor:
-    """One open handle's reading position, for sequential detection."""
+    """One open handle's reading position, for sequential detection: `next_offset` is the
+    end of the furthest read so far."""
 
     next_offset: int = 0
     window: int = 1
+    disk_ahead: int = 0  # blocks up to this one were asked of the disk ahead of the reader
 
 
 class _Pending:
@@ -103,16 +107,16 @@ class Reader:
         if offset >= self.size or size <= 0:
             return b""
         end = min(self.size, offset + size)
-        if offset == cursor.next_offset:
-            cursor.window = min(self.max_ahead, cursor.window * 2)
-        else:
-            cursor.window = 1
-        cursor.next_offset = end
+        if abs(offset - cursor.next_offset) > cursor.window * self.bs:
+            cursor.window, cursor.next_offset, cursor.disk_ahead = 1, end, 0  # a seek
+        elif end > cursor.next_offset:  # onwards: the window grows (a read behind keeps it)
+            cursor.window, cursor.next_offset = min(self.max_ahead, cursor.window * 2), end
         first, last = offset // self.bs, (end - 1) // self.bs
         window = self.blocks if self.whole else cursor.window
-        # One run for the blocks asked for and the read-ahead after them: the first block
-        # asked for comes first, and a sequential reader costs one request per window.
-        self._prefetch(first, last + 1 - first + window)
+        self._prefetch(first, last + 1 - first, window)
+        if window > 1 and (ahead := min(self.blocks, last + 1 + window)) > cursor.disk_ahead:
+            self.cache.will_need(self.content.version, max(cursor.disk_ahead, last + 1), ahead)
+            cursor.disk_ahead = ahead
         data = self._at_hand(first, last, offset, end)
         if data is None:
             parts = [await self._part(index, lo, hi, window) for index, lo, hi in self._spans(first, last, offset, end)]
@@ -174,12 +178,17 @@ class Reader:
             await trio.sleep(max(0.2 * 2 ** attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
         raise AssertionError("unreachable")
 
-    def _prefetch(self, start: int, count: int) -> None:
-        """Make sure blocks [start, start+count) are cached or coming. A gap is filled
-        with a run of `count` blocks."""
-        index = self.cache.first_missing(self.content.version, start, min(self.blocks, start + count), self.inflight)
-        if index is not None:
-            self._start(index, count)
+    def _prefetch(self, start: int, asked: int, window: int) -> None:
+        """Make sure the `asked` blocks from `start` and the `window` after them are cached
+        or coming, with one run from the first gap to the window's end: at once when the gap
+        is among the blocks asked for (the first of them comes first), else once it is half
+        the window long or reaches the end of the file. A sequential reader so costs one
+        request per half window and never has more than a window of blocks ahead of it
+        (more would push blocks not yet read out of the memory tier)."""
+        stop = min(self.blocks, start + asked + window)
+        index = self.cache.first_missing(self.content.version, start, stop, self.inflight)
+        if index is not None and (index < start + asked or 2 * (stop - index) >= window or stop == self.blocks):
+            self._start(index, stop - index)
 
     def _start(self, first: int, count: int) -> _Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
