@@ -1,9 +1,10 @@
 """Metadata on disk (diskcache): directory listings with a TTL, kept past it so that a
 provider outage still shows the last known tree, and content facts kept for good.
 
-A big listing is written behind the syscall that fetched it, by one thread, in order: its
-pickle takes a tenth of a cold listing's time, which `ls` need not wait for. Until it is on
-disk it is answered from memory; a forgotten one is never written after the forgetting."""
+A big listing is written behind the syscall that fetched it, a second later, by one thread,
+in order: its pickle takes a tenth of a cold listing's time, which neither that `ls` nor the
+next one at once need wait for. Until it is on disk it is answered from memory; a forgotten
+one is never written after the forgetting."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
 SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
+WRITE_AFTER = 1.0        # seconds after it was fetched that a big listing is written: not while it is read
 FACTS_AT_ONCE = 500      # versions looked up in one query (SQLite allows 999 parameters in old builds)
 
 
@@ -99,12 +101,19 @@ class MetaCache:
     def _write_behind(self) -> None:
         while True:
             with self._behind:
-                while not self._unstored and not self._closing:
-                    self._behind.wait()
-                if not self._unstored:
-                    self._writer = None
-                    return
-                key, listing = next(iter(self._unstored.items()))
+                while True:
+                    oldest = next(iter(self._unstored.items()), None)
+                    if oldest is None:
+                        if self._closing:
+                            self._writer = None
+                            return
+                        self._behind.wait()
+                        continue
+                    due = 0.0 if self._closing else oldest[1][1] + WRITE_AFTER - time.time()
+                    if due <= 0:
+                        break
+                    self._behind.wait(due)
+                key, listing = oldest
                 self._writing = key
             try:
                 self._write(key, *listing)
