@@ -13,6 +13,7 @@ import functools
 import itertools
 import logging
 import os
+import time
 
 import pyfuse3
 import trio
@@ -64,6 +65,7 @@ def _operation(deadline):
         @functools.wraps(op)
         async def wrapper(self: Operations, *args):
             self.stats.add(counter)
+            self.last_request = time.monotonic()
             try:
                 seconds = deadline(self, args)
                 if seconds is None:
@@ -102,6 +104,7 @@ class Operations(pyfuse3.Operations):
         self._handles: dict[int, Handle] = {}
         self._dirs: dict[int, list] = {}
         self._ids = itertools.count(1)
+        self.last_request = 0.0  # time.monotonic() of the last request: background writes wait for a quiet moment
 
     def _renamed_size(self, parent_inode: int, name: bytes) -> int:
         try:

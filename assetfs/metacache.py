@@ -1,10 +1,10 @@
 """Metadata on disk (diskcache): directory listings with a TTL, kept past it so that a
 provider outage still shows the last known tree, and content facts kept for good.
 
-A big listing is written behind the syscall that fetched it, a second later, by one thread,
-in order: its pickle takes a tenth of a cold listing's time, which neither that `ls` nor the
-next one at once need wait for. Until it is on disk it is answered from memory; a forgotten
-one is never written after the forgetting."""
+A big listing is written behind the syscall that fetched it, by one thread, in order, once
+the mount is quiet: its pickle takes a tenth of a cold listing's time (and the GIL), which
+neither that `ls` nor the next one need wait for. Until it is on disk it is answered from
+memory; a forgotten one is never written after the forgetting."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import diskcache
@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
 SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
-WRITE_AFTER = 1.0        # seconds after it was fetched that a big listing is written: not while it is read
+WRITE_AFTER = 1.0        # seconds after it was fetched that a big listing is written at the soonest,
+QUIET = 0.5              # once the mount has served no request for this long (a big listing's pickle
+WRITE_AT_THE_LATEST = 30.0  # takes the GIL for a second), and at the latest this long after
 FACTS_AT_ONCE = 500      # versions looked up in one query (SQLite allows 999 parameters in old builds)
 
 
@@ -41,8 +43,11 @@ class MetaCache:
         # keyed by the version strings the entries already hold.
         self._facts: dict[str, object] = {}
         self._no_fact: set[str] = set()
-        # Big listings not on disk yet (the newest per key), and the thread that writes them.
-        self._unstored: dict[str, tuple[list, float]] = {}
+        # Big listings not on disk yet (the newest per key: entries, fetched_at, when stored by
+        # time.monotonic), and the thread that writes them.
+        self._unstored: dict[str, tuple[list, float, float]] = {}
+        #: time.monotonic() of the mount's last request (set by the mount): writes wait for quiet.
+        self.last_request: Callable[[], float] = lambda: 0.0
         self._writing: str | None = None
         self._forgotten: set[str] = set()  # keys forgotten while being written: deleted after
         self._behind = threading.Condition()
@@ -67,7 +72,7 @@ class MetaCache:
         with self._behind:
             unstored = self._unstored.get(key)
         if unstored is not None:
-            return unstored
+            return unstored[0], unstored[1]
         value = self._cache.get(("listing", key), read=True)
         if hasattr(value, "read"):
             with value:
@@ -84,7 +89,7 @@ class MetaCache:
             self._write(key, entries, now)
             return now
         with self._behind:
-            self._unstored[key] = (entries, now)
+            self._unstored[key] = (entries, now, time.monotonic())
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_behind, name="assetfs-listings", daemon=True)
                 self._writer.start()
@@ -109,14 +114,16 @@ class MetaCache:
                             return
                         self._behind.wait()
                         continue
-                    due = 0.0 if self._closing else oldest[1][1] + WRITE_AFTER - time.time()
+                    stored, now = oldest[1][2], time.monotonic()
+                    due = 0.0 if self._closing else min(max(stored + WRITE_AFTER, self.last_request() + QUIET),
+                                                        stored + WRITE_AT_THE_LATEST) - now
                     if due <= 0:
                         break
                     self._behind.wait(due)
                 key, listing = oldest
                 self._writing = key
             try:
-                self._write(key, *listing)
+                self._write(key, listing[0], listing[1])
             except Exception as e:  # a cache that cannot be written: the listing is fetched again next time
                 log.warning("the listing of %s was not written to the metadata cache: %s", key, e)
             with self._behind:

@@ -70,6 +70,7 @@ class Mount:
         PendingDirectory(self.view, self.uploader.pending)
         self.writer = Writer(self.view, self.uploader, self.spool, options)
         self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
+        self.metacache.last_request = lambda: self.ops.last_request
         # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
         self.refresher = Refresher(self.view)
         self.poll_interval = options.poll_every(config.cache.poll_interval)

@@ -168,3 +168,23 @@ def test_big_listing_is_written_behind_and_never_after_it_was_forgotten(tmp_path
     assert reopened.listing("slow") is None and reopened.listed_at("slow") is None
     assert reopened.listing("kept") == (big[1:], kept)
     reopened.close()
+
+
+def test_a_big_listing_is_written_once_the_mount_is_quiet(tmp_path, monkeypatch):
+    """Its pickle takes the GIL for a while: not while the mount is serving requests."""
+    import time
+
+    monkeypatch.setattr("assetfs.metacache.WRITE_AFTER", 0.0)
+    monkeypatch.setattr("assetfs.metacache.QUIET", 0.2)
+    cache = MetaCache(tmp_path, ttl=60)
+    quiet_since: list[float] = []
+    cache.last_request = lambda: quiet_since[0] if quiet_since else time.monotonic()  # busy until told
+    at = cache.store_listing("big", [Entry(f"f{i}", f"k{i}", False) for i in range(STREAMED_LISTING)])
+    time.sleep(0.5)
+    assert cache._cache.get(("listed_at", "big")) is None and cache.listed_at("big") == at  # in memory only
+    quiet_since.append(time.monotonic())
+    deadline = time.monotonic() + 5
+    while cache._cache.get(("listed_at", "big")) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cache._cache.get(("listed_at", "big")) == at
+    cache.close()
