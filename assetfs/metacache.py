@@ -1,10 +1,11 @@
 """Metadata on disk (diskcache): directory listings with a TTL, kept past it so that a
 provider outage still shows the last known tree, and content facts kept for good.
 
-A big listing is written behind the syscall that fetched it, by one thread, in order, once
-the mount is quiet: its pickle takes a tenth of a cold listing's time (and the GIL), which
-neither that `ls` nor the next one need wait for. Until it is on disk it is answered from
-memory; a forgotten one is never written after the forgetting."""
+A big listing, and the sizes learnt for a directory, are written behind the syscall that
+brought them, by one thread, in order, once the mount is quiet: a big listing's pickle takes
+a tenth of a cold listing's time (and the GIL), which neither that `ls` nor the next one
+need wait for. Until it is on disk a listing is answered from memory; a forgotten one is
+never written after the forgetting."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
 SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
-WRITE_AFTER = 1.0        # seconds after it was fetched that a big listing is written at the soonest,
+WRITE_AFTER = 1.0        # seconds after it was stored that a big listing or facts are written at the soonest,
 QUIET = 0.5              # once the mount has served no request for this long (a big listing's pickle
 WRITE_AT_THE_LATEST = 30.0  # takes the GIL for a second), and at the latest this long after
 FACTS_AT_ONCE = 500      # versions looked up in one query (SQLite allows 999 parameters in old builds)
@@ -46,6 +47,7 @@ class MetaCache:
         # Big listings not on disk yet (the newest per key: entries, fetched_at, when stored by
         # time.monotonic), and the thread that writes them.
         self._unstored: dict[str, tuple[list, float, float]] = {}
+        self._unstored_facts: list[tuple[dict, float]] = []  # (facts, when stored by time.monotonic())
         #: time.monotonic() of the mount's last request (set by the mount): writes wait for quiet.
         self.last_request: Callable[[], float] = lambda: 0.0
         self._writing: str | None = None
@@ -90,11 +92,15 @@ class MetaCache:
             return now
         with self._behind:
             self._unstored[key] = (entries, now, time.monotonic())
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_behind, name="assetfs-listings", daemon=True)
-                self._writer.start()
-            self._behind.notify()
+            self._wake_writer()
         return now
+
+    def _wake_writer(self) -> None:
+        """(Holding `_behind`.) The writer thread, started when first needed, has work."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_behind, name="assetfs-metadata", daemon=True)
+            self._writer.start()
+        self._behind.notify()
 
     def forget_listing(self, key: str) -> None:
         with self._behind:
@@ -108,32 +114,45 @@ class MetaCache:
             with self._behind:
                 while True:
                     oldest = next(iter(self._unstored.items()), None)
-                    if oldest is None:
+                    if oldest is None and not self._unstored_facts:
                         if self._closing:
                             self._writer = None
                             return
                         self._behind.wait()
                         continue
-                    stored, now = oldest[1][2], time.monotonic()
+                    stored = self._unstored_facts[0][1] if self._unstored_facts else oldest[1][2]
                     due = 0.0 if self._closing else min(max(stored + WRITE_AFTER, self.last_request() + QUIET),
-                                                        stored + WRITE_AT_THE_LATEST) - now
+                                                        stored + WRITE_AT_THE_LATEST) - time.monotonic()
                     if due <= 0:
                         break
                     self._behind.wait(due)
-                key, listing = oldest
-                self._writing = key
-            try:
-                self._write(key, listing[0], listing[1])
-            except Exception as e:  # a cache that cannot be written: the listing is fetched again next time
-                log.warning("the listing of %s was not written to the metadata cache: %s", key, e)
-            with self._behind:
-                if self._unstored.get(key) is listing:
-                    del self._unstored[key]
-                self._writing = None
-                forgotten = key in self._forgotten
-                self._forgotten.discard(key)
-            if forgotten:
-                self._delete(key)
+                facts = self._unstored_facts.pop(0)[0] if self._unstored_facts else None
+                if facts is None:
+                    key, listing = oldest
+                    self._writing = key
+            if facts is not None:
+                try:
+                    self._write_facts(facts)
+                except Exception as e:  # asked again (a HEAD) by the next mount
+                    log.warning("%d sizes were not written to the metadata cache: %s", len(facts), e)
+            else:
+                self._write_listing_behind(key, listing)
+
+    def _write_listing_behind(self, key: str, listing: tuple[list, float, float]) -> None:
+        """(The writer thread.) Written unless a newer one came meanwhile; deleted again
+        if it was forgotten while being written."""
+        try:
+            self._write(key, listing[0], listing[1])
+        except Exception as e:  # a cache that cannot be written: the listing is fetched again next time
+            log.warning("the listing of %s was not written to the metadata cache: %s", key, e)
+        with self._behind:
+            if self._unstored.get(key) is listing:
+                del self._unstored[key]
+            self._writing = None
+            forgotten = key in self._forgotten
+            self._forgotten.discard(key)
+        if forgotten:
+            self._delete(key)
 
     def _write(self, key: str, entries: list, at: float) -> None:
         """A big listing is pickled straight into a file, without a memo: 100,000 assets never
@@ -198,7 +217,7 @@ class MetaCache:
 
     def store_fact(self, version: str, value) -> None:
         self.remember_facts({version: value})
-        self.persist_facts({version: value})
+        self._write_facts({version: value})
 
     def remember_facts(self, facts: dict) -> None:
         """Known from now on, in this mount (`persist_facts` keeps them for the next)."""
@@ -206,8 +225,13 @@ class MetaCache:
         self._no_fact.difference_update(facts)
 
     def persist_facts(self, facts: dict) -> None:
-        """Written to disk in one transaction (a directory's sizes, learnt together); may
-        run in a worker thread."""
+        """Kept for the next mount (a directory's sizes, learnt together; this mount has them
+        in its listing): written behind, in one transaction, once the mount is quiet."""
+        with self._behind:
+            self._unstored_facts.append((facts, time.monotonic()))
+            self._wake_writer()
+
+    def _write_facts(self, facts: dict) -> None:
         with self._cache.transact():
             for version, value in facts.items():
                 self._cache.set(_fact_key(version), value)
@@ -216,6 +240,7 @@ class MetaCache:
     def clear(self) -> None:
         with self._behind:
             self._unstored.clear()
+            self._unstored_facts.clear()
             if self._writing is not None:
                 self._forgotten.add(self._writing)
         self._cache.clear()

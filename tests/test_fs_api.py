@@ -450,9 +450,10 @@ async def test_sizes_asked_ahead_that_fail_are_asked_again_by_each_files_own_sta
 async def test_sizes_asked_ahead_are_kept_for_the_next_mount_a_moment_later_or_as_it_stops(emulator_w, tmp_path,
                                                                                           monkeypatch):
     """Sizes learnt ahead are in this mount's listing at once; they are written to the disk
-    cache a moment after the batch (not while `ls -l` runs again), and at once if the
-    mount stops first, so the next mount asks no HEAD for them."""
-    monkeypatch.setattr("assetfs.view.sizes.PERSIST_AFTER", 0.3)
+    cache a moment after the batch, once the mount is quiet (not while `ls -l` runs again),
+    and at once if the mount stops first, so the next mount asks no HEAD for them."""
+    monkeypatch.setattr("assetfs.metacache.WRITE_AFTER", 0.3)
+    monkeypatch.setattr("assetfs.metacache.QUIET", 0.1)
     for stop_early in (False, True):
         async with in_process(emulator_w, tmp_path / str(stop_early), accounts=["carhartt"]) as fs:
             org = "carhartt/" + (await fs.listdir("carhartt"))[0]

@@ -90,6 +90,8 @@ def test_facts_are_looked_up_together(tmp_path):
     from assetfs.providers.base import Content
     cache = MetaCache(tmp_path, ttl=60)
     cache.persist_facts({"v1": Content("v1", "http://h/1", 5), "v1100": Content("v1100", "http://h/2", 7)})
+    cache.close()  # written by then
+    cache = MetaCache(tmp_path, ttl=60)
     asked = []
     get = cache._cache.get
     cache._cache.get = lambda key, *a, **k: asked.append(key) or get(key, *a, **k)

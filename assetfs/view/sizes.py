@@ -31,7 +31,6 @@ HEADS_AT_ONCE = 8        # HEADs in flight, each on a keep-alive connection
 READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
 LISTED_PATIENCE = 5.0    # seconds a readdir waits, in all, for sizes asked ahead
 PERSIST_AT_ONCE = 1000   # sizes learnt written to the metadata cache per transaction
-PERSIST_AFTER = 1.0      # seconds after a batch that its sizes are written: not while `ls -l` runs (again)
 
 
 class SizesAhead:
@@ -142,13 +141,8 @@ class SizesAhead:
         finally:
             cancelled = True
             self._answer(c.version for c in batch)  # what was not answered is asked by the file's own stat
-            try:  # this mount has them in its listing: written for the next a moment later, at once if it stops
-                await trio.sleep(PERSIST_AFTER)
-            finally:
-                with trio.CancelScope(shield=True):  # in short transactions: SQLite holds each one's pages in memory
-                    for at in range(0, len(learnt), PERSIST_AT_ONCE):
-                        chunk = {c.version: c for c in learnt[at:at + PERSIST_AT_ONCE]}
-                        await trio.to_thread.run_sync(self.metacache.persist_facts, chunk)
+            for at in range(0, len(learnt), PERSIST_AT_ONCE):  # short transactions: SQLite holds each one's pages
+                self.metacache.persist_facts({c.version: c for c in learnt[at:at + PERSIST_AT_ONCE]})
 
     def _answer(self, versions: Iterable[str]) -> None:
         """The HEADs for these versions are over (their sizes, where they came, are known by now)."""
