@@ -162,7 +162,9 @@ class Mount:
         is a slice of one block (with a one-block window they started half a block in, and
         each answer joined two blocks: a copy of every MiB). Needs root; harmless without."""
         try:
-            st = await trio.to_thread.run_sync(os.stat, self.mountpoint)
+            # A stat of the mountpoint is a request to this mount: a stop that comes first
+            # (pyfuse3 no longer answering) must not wait for it. The unmount ends it.
+            st = await trio.to_thread.run_sync(os.stat, self.mountpoint, abandon_on_cancel=True)
             knob = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
             kilobytes = max(128, READ_AHEAD_BLOCKS * self.options.block_size // 1024)
             await trio.to_thread.run_sync(knob.write_text, str(kilobytes))
