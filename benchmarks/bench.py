@@ -36,6 +36,7 @@ from mounting import MountedFS, is_mounted, unmount  # noqa: E402
 
 ACCOUNT = "carhartt"  # the emulator's Spectrum account: its first organizations get --assets N each
 LISTING_PAGE = 500  # the page size the mount asks Spectrum for
+SEARCH_PAGE = 500   # and Mudstack's search
 # Listings live as long as rclone's (its --dir-cache-time, 5 min): a cold `ls -l` of 100,000
 # files outlives the default 60 s, and the "warm" one would list the directory again.
 LISTING_TTL = "metadata_ttl=5m"
@@ -168,6 +169,20 @@ class Emulator:
                 if len(contents) < LISTING_PAGE:
                     return
 
+    def warm_search(self, account: str, folder: str) -> None:
+        """Ask Mudstack's search for every page of `folder` once (untimed), as the mount will:
+        the emulator keeps each answer until something changes, as it keeps Spectrum's pages."""
+        a = self.config["accounts"][account]
+        with httpx.Client(base_url=a["base_url"], timeout=120) as client:
+            token = client.post("/auth/token", json={k: a[k] for k in ("account_id", "key", "secret")}).json()["token"]
+            headers = {"Authorization": f"Bearer {token}", "x-account-id": a["account_id"]}
+            for workspace in client.get("/workspaces", headers=headers).json()["workspaces"]:
+                for page in range(1, 100000):
+                    found = client.get("/workspaces/assets/search", headers={**headers, "x-workspace-id": workspace["id"]},
+                                       params={"file_location": folder, "page": page, "limit": SEARCH_PAGE}).json()
+                    if len(found["assets"]) < SEARCH_PAGE:
+                        break
+
     def stop(self):
         self.process.terminate()
         self.process.wait(30)
@@ -198,6 +213,20 @@ http {{ access_log off; sendfile on; tcp_nopush on; default_type application/oct
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError("nginx did not start")
+
+    def warm_search(self, account: str, folder: str) -> None:
+        """Ask Mudstack's search for every page of `folder` once (untimed), as the mount will:
+        the emulator keeps each answer until something changes, as it keeps Spectrum's pages."""
+        a = self.config["accounts"][account]
+        with httpx.Client(base_url=a["base_url"], timeout=120) as client:
+            token = client.post("/auth/token", json={k: a[k] for k in ("account_id", "key", "secret")}).json()["token"]
+            headers = {"Authorization": f"Bearer {token}", "x-account-id": a["account_id"]}
+            for workspace in client.get("/workspaces", headers=headers).json()["workspaces"]:
+                for page in range(1, 100000):
+                    found = client.get("/workspaces/assets/search", headers={**headers, "x-workspace-id": workspace["id"]},
+                                       params={"file_location": folder, "page": page, "limit": SEARCH_PAGE}).json()
+                    if len(found["assets"]) < SEARCH_PAGE:
+                        break
 
     def stop(self):
         self.process.terminate()
@@ -325,6 +354,7 @@ class Bench:
         `count` assets), against the same rclone runs: no request per file on either side
         but rclone's HEADs."""
         account = next(n for n, a in emu.config["accounts"].items() if a["provider"] == "mudstack")
+        emu.warm_search(account, "/bulk/")
         ours: dict[str, list[float]] = {"cold": [], "warm": []}
         for _ in range(repeat):
             self.mounts += 1

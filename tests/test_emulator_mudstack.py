@@ -367,6 +367,23 @@ def test_rename_and_move(emu, mud):
     assert mud.call("PATCH", "/workspaces/assets/missing/rename", json={"name": "x"}).status_code == 404
 
 
+def test_a_kept_search_answer_never_outlives_a_change(emu, mud):
+    """Search answers are kept as sent until a request that may change the store: the same
+    search asked again right after an upload, a rename or a removal sees it."""
+    folder = f"/kept-{secrets.token_hex(3)}/"
+
+    def names() -> list[str]:
+        return [a["file_name"] for a in mud.search(file_location=folder, limit=10)["assets"]]
+
+    assert names() == [] and names() == []
+    asset = mud.upload(b"\x89PNG kept", "kept.png", folder)
+    assert names() == ["kept.png"]
+    assert mud.call("PATCH", f"/workspaces/assets/{asset['id']}/rename", json={"name": "renamed"}).status_code == 200
+    assert names() == ["renamed.png"]
+    assert mud.call("DELETE", f"/workspaces/assets/{asset['id']}").status_code == 200
+    assert names() == []
+
+
 def test_folders(emu, mud):
     top = f"/art-{secrets.token_hex(3)}/"
     r = mud.call("POST", "/workspaces/folders", params={"folder": top})
