@@ -214,20 +214,6 @@ http {{ access_log off; sendfile on; tcp_nopush on; default_type application/oct
                 time.sleep(0.05)
         raise RuntimeError("nginx did not start")
 
-    def warm_search(self, account: str, folder: str) -> None:
-        """Ask Mudstack's search for every page of `folder` once (untimed), as the mount will:
-        the emulator keeps each answer until something changes, as it keeps Spectrum's pages."""
-        a = self.config["accounts"][account]
-        with httpx.Client(base_url=a["base_url"], timeout=120) as client:
-            token = client.post("/auth/token", json={k: a[k] for k in ("account_id", "key", "secret")}).json()["token"]
-            headers = {"Authorization": f"Bearer {token}", "x-account-id": a["account_id"]}
-            for workspace in client.get("/workspaces", headers=headers).json()["workspaces"]:
-                for page in range(1, 100000):
-                    found = client.get("/workspaces/assets/search", headers={**headers, "x-workspace-id": workspace["id"]},
-                                       params={"file_location": folder, "page": page, "limit": SEARCH_PAGE}).json()
-                    if len(found["assets"]) < SEARCH_PAGE:
-                        break
-
     def stop(self):
         self.process.terminate()
         self.process.wait(10)
