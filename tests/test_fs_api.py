@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from types import SimpleNamespace
 
 import pyfuse3
@@ -235,6 +236,29 @@ async def test_a_file_removed_or_renamed_within_the_delay_is_uploaded_once_or_ne
         names = names_on_provider(truth)
         assert "gone.txt" not in names and "first.txt" not in names and names.count("final.txt") == 1
         assert await fs.listdir(".assetfs/pending") == []
+
+
+async def test_big_files_never_uploaded_leave_no_checksum_thread_behind(emulator_w, tmp_path):
+    """Big in-order writes are hashed on a thread of their own. A file that is never uploaded
+    (a temporary one, or one removed while open) ends that thread with its spool."""
+    def hashing() -> int:
+        return sum(t.name == "assetfs-md5" and t.is_alive() for t in threading.enumerate())
+
+    async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0") as fs:
+        before = hashing()
+        for name, removed_while_open in (("big.tmp", False), ("scratch.part", False), ("kept.bin", True)):
+            fh = await fs.create(f"{UI}/{name}")
+            await fs.ops.write(fh, 0, os.urandom(1 << 20))
+            assert hashing() == before + 1
+            if removed_while_open:
+                await fs.unlink(f"{UI}/{name}")
+                await fs.ops.release(fh)
+            else:
+                await fs.close(fh)
+                await fs.unlink(f"{UI}/{name}")
+            with trio.fail_after(5):  # the thread ends once it has hashed what it was handed
+                while hashing() > before:
+                    await trio.sleep(0.01)
 
 
 async def test_renaming_an_assets_file_renames_the_asset_and_flags_are_honoured(emulator_w, tmp_path, truth):

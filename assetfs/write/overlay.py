@@ -96,6 +96,12 @@ class LocalFile:
             self._hasher.stop()
             self._hasher = None
 
+    def close(self) -> None:
+        """Its spool is done with (uploaded, removed, given up): so is the checksum being
+        made of it, whose thread would otherwise wait for more bytes as long as the mount runs."""
+        self._stop_hashing()
+        self.spool.close()
+
     def md5_if_known(self) -> str | None:
         if self._hasher is not None and self._hasher.fed == self.spool.size:
             return self._hasher.hexdigest()

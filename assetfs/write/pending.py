@@ -45,6 +45,6 @@ class PendingDirectory:
         for gone in set(self._nodes) - set(nodes):
             local = self._nodes[gone].local
             if local.handles <= 0:
-                local.spool.close()
+                local.close()
         self._nodes = nodes
         return children

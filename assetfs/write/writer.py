@@ -259,7 +259,7 @@ class Writer:
             self._unfollow(local, "closed without a flush")
         if node.local is not local:
             if local.handles <= 0 and not local.read_only:
-                local.spool.close()  # uploaded or removed meanwhile: its spool is done
+                local.close()  # uploaded or removed meanwhile: its spool is done
             return
         if local.writers == 0 and local.dirty and local.record is not None:
             local.dirty = False
@@ -316,7 +316,7 @@ class Writer:
         node.attr_cache = None
         self.spool.discard(local.spool.path)
         if local.handles <= 0:
-            local.spool.close()
+            local.close()
         self._settled.add(node)
 
     async def _show(self, container: Node, asset: Entry, node: Node | None = None, was: Entry | None = None) -> None:
@@ -381,7 +381,7 @@ class Writer:
             del names[node.name]
         node.local = None
         if local.handles <= 0:
-            local.spool.close()
+            local.close()
 
     async def unlink(self, parent: Node, name: str) -> None:
         if (parent.ino, name) in self._gone:  # `rm -r`: its asset went with its other half already
