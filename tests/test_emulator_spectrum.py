@@ -161,6 +161,26 @@ def test_generated_organizations_carry_awkward_names_and_jobs(api):
     assert WEB.get(jpeg["uploadedAssetUri"]).headers["content-type"] == "image/jpeg"
 
 
+def test_a_kept_page_never_outlives_a_change(fresh_emulator):
+    """Pages are kept as sent until an asset changes: the same page asked again right
+    after a rename or a removal shows it."""
+    emu = fresh_emulator()
+    with spectrum_client(emu.account("spectrum")) as api:
+        def names() -> dict[int, str]:
+            r = api.get(listing_path(SEED_ORG), params={"page": 1, "pageSize": 50})
+            assert r.status_code == 200
+            return {a["id"]: a["userFacingFileName"] for a in r.json()["contents"]}
+
+        before = names()
+        assert names() == before and len(before) >= 2
+        renamed, removed = list(before)[:2]
+        emu.control.patch(f"/_emulator/spectrum/organization/{SEED_ORG}/assets/{renamed}",
+                          json={"userFacingFileName": "renamed elsewhere"}).raise_for_status()
+        assert names()[renamed] == "renamed elsewhere"
+        emu.control.delete(f"/_emulator/spectrum/organization/{SEED_ORG}/assets/{removed}").raise_for_status()
+        assert removed not in names()
+
+
 def test_unlisted_organization_is_found_by_id(emu, api):
     assert UNLISTED_ORG not in emu.account("spectrum")["organizations"]
     r = api.get(listing_path(UNLISTED_ORG))

@@ -99,9 +99,9 @@ class SpectrumEmulator(ProviderEmulator):
         self.api_version = seed["apiVersion"]
         self.job_template = copy.deepcopy(seed["contents"][0]["productionJobs"][0])
         self.organizations: dict[str, Organization] = {}
-        # Pages of only generated assets (`--assets N`) never change: kept as sent, so a
-        # 100,000-asset listing is served at the speed of the client reading it.
-        self._generated_pages: dict[tuple, bytes] = {}
+        # Pages kept as sent (while content URLs do not expire) until an asset changes, so a
+        # listing is served at the speed of the client reading it, as a web server sends a file.
+        self._pages: dict[tuple, bytes] = {}
 
         orgs = [
             self._seed_organization(seed["contents"]),
@@ -238,6 +238,7 @@ class SpectrumEmulator(ProviderEmulator):
             asset["userFacingFileName"] = str((await request.json())["userFacingFileName"])
             asset["lastModification"] = _format(now.timestamp())
         org.last_modification = f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond:06d}0+00:00"
+        self._pages.clear()
         return JSONResponse({"lastModification": org.last_modification})
 
     async def list_assets(self, request: Request) -> Response:
@@ -258,14 +259,12 @@ class SpectrumEmulator(ProviderEmulator):
             start, stop = (page - 1) * size, page * size
         base = origin(request) + self.prefix
         key = (org.id, start, stop, base)
-        if key in self._generated_pages:
-            return Response(self._generated_pages[key], media_type="application/json")
-        chosen = self._slice(org, start, stop)
-        if start >= len(org.assets) and self.emu.url_ttl is None and chosen:
-            page = JSONResponse(self._page(org, chosen, request, base))
-            self._generated_pages[key] = page.body
-            return page
-        return JSONResponse(self._page(org, chosen, request, base))
+        if key in self._pages:
+            return Response(self._pages[key], media_type="application/json")
+        page = JSONResponse(self._page(org, self._slice(org, start, stop), request, base))
+        if self.emu.url_ttl is None:
+            self._pages[key] = page.body
+        return page
 
     def _page(self, org: Organization, chosen: list[dict], request: Request, base: str) -> dict:
         return {
