@@ -123,6 +123,28 @@ def test_mudstack_the_folders_search_newest_update_first(emu, tmp_path):
     assert len(set(found)) == 4, found
 
 
+def test_mudstack_a_subfolder_made_or_removed_elsewhere_moves_the_mark(emu):
+    async def villains(p):
+        entries = {e.name: e for e in await p.list_root()}
+        for name in ("Game Art", "characters", "villains"):
+            entry = entries[name]
+            entries = {e.name: e for e in (entry.children or await p.list_dir(entry))}
+        return entry
+
+    folder = run(emu, "studio", villains)
+    made: list[Entry] = []
+
+    async def make(p):
+        made.append(await p.make_container(folder, "sketches"))
+
+    async def remove(p):
+        await p.delete_container(made[0])
+
+    before, with_it, after = marks(emu, "studio", folder, make, remove)
+    assert before != with_it and with_it != after, (before, with_it, after)
+    assert after == before  # as it was: nothing else changed
+
+
 def test_iqmetrix_a_get_of_each_known_asset(emu):
     account = emu.config["accounts"]["stores"]
     logos = Entry("logos", "collection/logos", True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -303,8 +304,10 @@ class Mudstack(Provider):
 
     async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
         """The folder's search, newest update first, one asset: its id and update time with
-        the total. An upload or a delete changes the total, a rename or a new version the
-        newest update (sorting by `updated_at` is inferred: the documents are silent)."""
+        the total; and its subfolders, from the hierarchy. An upload or a delete changes the
+        total, a rename or a new version the newest update (sorting by `updated_at` is
+        inferred: the documents are silent), a folder made or removed elsewhere the
+        subfolders (the search does not see folders)."""
         parsed = _parse_folder_key(directory.key)
         if parsed is None:
             return None
@@ -315,7 +318,9 @@ class Mudstack(Provider):
         if not isinstance(assets, list):
             raise ProviderError(f"Mudstack account {self.account}: the asset search has no assets list")
         newest = assets[0] if assets and isinstance(assets[0], dict) else {}
-        return f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}"
+        below = "\n".join(folder["path"] for folder in await self._subfolders(ws_id, path))
+        return (f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}|"
+                f"{hashlib.sha1(below.encode()).hexdigest()[:16]}")
 
     async def _search_page(self, ws_id: str, filters: dict, page: int) -> tuple[list[dict], int | None, int]:
         body = await self._get("workspaces/assets/search", ws_id, params={**filters, "page": page, "limit": PAGE_SIZE})
