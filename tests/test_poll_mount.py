@@ -1,6 +1,6 @@
 """Changes made on the provider by someone else, seen by a mount without a remount: with
-`poll_interval=2s` and listings trusted for an hour, a rename, an upload and a delete made
-through the emulator's API show in `ls` within poll_interval + 1 s; a reader that has a file
+`poll_interval=2s` and listings trusted for an hour, a rename, an upload, a delete and a new
+folder made through the emulator's API show in `ls` within poll_interval + 1 s; a reader that has a file
 open while its bytes are replaced reads the version it opened to the end, and the next open
 reads the new one. `assetfs refresh` does it at once."""
 
@@ -46,7 +46,7 @@ def upload(mud: MudTruth, ws: str, location: str, name: str, data: bytes) -> dic
                     json={"temp_file_key": signed["key"], "original_file_name": name, "file_location": location})
 
 
-def test_a_rename_an_upload_and_a_delete_elsewhere_show_within_the_poll_interval(fresh_emulator, mount):
+def test_a_rename_an_upload_a_delete_and_a_new_folder_elsewhere_show_within_the_poll_interval(fresh_emulator, mount):
     emu = fresh_emulator()
     m = mount(emu.config, accounts=["studio"], options=OPTIONS)
     mud = MudTruth(emu.account("mudstack"))
@@ -67,6 +67,9 @@ def test_a_rename_an_upload_and_a_delete_elsewhere_show_within_the_poll_interval
     mud.call("DELETE", f"/workspaces/assets/{made['id']}", ws)
     took["delete"] = shows_within(folder, lambda n: "imp.png" not in n, POLL + 1)
     assert (folder / "imp.png").exists() is False
+    mud.call("POST", "/workspaces/folders", ws, params={"folder": location + "sketches/"})
+    took["new folder"] = shows_within(folder, lambda n: "sketches" in n, POLL + 1)
+    assert (folder / "sketches").is_dir()
     print("shown after: " + ", ".join(f"{k} {v:.1f}s" for k, v in took.items()) + f" (poll_interval {POLL:g}s)")
     mud.close()
 
