@@ -57,9 +57,7 @@ class MudstackEmulator(ProviderEmulator):
         # Search answers kept as sent until a request that may change the store: a page of
         # 500 assets is 2 MB of JSON, which a real service sends faster than Python builds
         # it, so the benchmark's listings are served at the speed of the client.
-        self._changes = 0       # bumped as each such request starts and ends
         self._pages: dict[tuple, bytes] = {}
-        self._pages_of = 0      # the value of _changes they were made under
 
     # --- wiring --------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -116,11 +114,11 @@ class MudstackEmulator(ProviderEmulator):
             workspace = self._workspace(request) if scoped else None
             if request.method in ("GET", "HEAD"):
                 return await handler(request, workspace)
-            self._changes += 1  # search answers kept from before this request are not sent during it
+            self._pages.clear()  # search answers kept from before this request are not sent during it
             try:
                 return await handler(request, workspace)
             finally:
-                self._changes += 1  # nor after it (the answer goes out once this returns)
+                self._pages.clear()  # nor after it (the answer goes out once this returns)
         return self._errors(authorized)
 
     # --- auth ----------------------------------------------------------------------
@@ -169,8 +167,6 @@ class MudstackEmulator(ProviderEmulator):
         return JSONResponse([self.account.asset_json(ws.assets[i]) for i in dict.fromkeys(ids) if i in ws.assets])
 
     async def search(self, request: Request, ws: Workspace) -> Response:
-        if self._pages_of != self._changes:
-            self._pages, self._pages_of = {}, self._changes
         key = (ws.id, *sorted(request.query_params.multi_items()))
         if key not in self._pages:
             page = self._search(request, ws)
