@@ -78,10 +78,11 @@ class Poller:
     async def _poll_account(self, account: str, watched: list[tuple[tuple[str, str], Watched]]) -> None:
         provider = self.providers[account]
         watched.sort(key=lambda item: item[1].asked_at)
+        this_round: dict = {}
         for (_, key), w in watched[:self._round_size(provider)]:
             w.asked_at = time.monotonic()
             try:
-                mark = await provider.change_mark(w.entry, w.mark)
+                mark = await provider.change_mark(w.entry, w.mark, this_round)
             except AssetfsError as e:
                 log.debug("%s: %s: no answer to the change question this round: %s", account, key, e)
                 continue

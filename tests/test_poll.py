@@ -145,6 +145,26 @@ def test_mudstack_a_subfolder_made_or_removed_elsewhere_moves_the_mark(emu):
     assert after == before  # as it was: nothing else changed
 
 
+def test_mudstack_one_round_asks_a_workspaces_hierarchy_once(emu):
+    """Three watched folders of one workspace: a search each, and one hierarchy between them."""
+    async def main(p):
+        entries = {e.name: e for e in await p.list_root()}
+        folders = []
+        for name in ("Game Art", "characters", "villains"):
+            folders.append(entries[name])
+            entries = {e.name: e for e in (folders[-1].children or await p.list_dir(folders[-1]))}
+        poller = Poller({"studio": p}, 60, lambda account, key: trio.sleep(0))
+        for folder in folders:
+            poller.listed("studio", folder)
+        await trio.to_thread.run_sync(emu.reset_requests)
+        await poller.poll_once()
+        return folders, await trio.to_thread.run_sync(emu.requests)
+
+    folders, counts = run(emu, "studio", main)
+    assert sum(n for k, n in counts.items() if k.endswith("/folders/hierarchy")) == 1, counts
+    assert sum(n for k, n in counts.items() if k.endswith("/assets/search")) == len(folders), counts
+
+
 def test_iqmetrix_a_get_of_each_known_asset(emu):
     account = emu.config["accounts"]["stores"]
     logos = Entry("logos", "collection/logos", True)
@@ -176,7 +196,7 @@ class Scripted(Provider):
         self.version: dict[str, int] = {}
         self.asked: list[str] = []
 
-    async def change_mark(self, directory, previous):
+    async def change_mark(self, directory, previous, this_round=None):
         self.asked.append(directory.key)
         return None if directory.key == "unpollable" else str(self.version.get(directory.key, 0))
 

@@ -233,7 +233,7 @@ class Apple(Provider):
             raise ProviderError(f"Apple Business Connect {what}: more than {MAX_PAGES} pages")
         return list(items.values())
 
-    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+    async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The newest `updatedDate` among the brand's assets: those updated after the last
         mark (`ql=updatedDate=gt=…`), deleted ones too (`state==DELETED`: listed only when
         asked for). The first mark is the time now."""

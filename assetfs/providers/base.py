@@ -172,11 +172,12 @@ class Provider:
         ID typed as a path, an asset GUID). None when the provider has no such notion."""
         return None
 
-    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+    async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The cheapest honest answer to "did this directory change?": a mark that differs
         from `previous` (the last mark, None at the first question) once anything in it was
         uploaded, renamed or deleted. None: no such question for this directory (it is not
-        polled; its listing lives out metadata_ttl)."""
+        polled; its listing lives out metadata_ttl). `this_round`: shared by the questions
+        of one poll round, for answers several directories need."""
         return None
 
     def head_url(self, content: Content) -> str | None:

@@ -162,7 +162,7 @@ class IQmetrix(Provider):
         return skip_malformed([a for a in assets if a is not None], lambda a: self._asset_entry(a, collection),
                               f"{self.account}/{collection}")
 
-    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+    async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The API cannot list or search: a GET of each of the collection's assets, whose
         name, file and checksum make the mark; a gone one counts as gone. Only for a few:
         a big collection would cost a whole listing per question (it waits out metadata_ttl)."""

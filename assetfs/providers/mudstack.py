@@ -297,17 +297,19 @@ class Mudstack(Provider):
         walk(tree, None)
         return found
 
-    async def _subfolders(self, ws_id: str, path: str) -> list[dict]:
-        """The folders directly under `path`, from the workspace's folder hierarchy."""
-        found = await self._hierarchy(ws_id)
+    async def _subfolders(self, ws_id: str, path: str, known: dict[str, dict] | None = None) -> list[dict]:
+        """The folders directly under `path`, from the workspace's folder hierarchy (`known`:
+        one already asked)."""
+        found = known if known is not None else await self._hierarchy(ws_id)
         return [{**node, "path": p} for p, node in sorted(found.items()) if p != "/" and parent_of(p) == path]
 
-    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+    async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The folder's search, newest update first, one asset: its id and update time with
         the total; and its subfolders, from the hierarchy. An upload or a delete changes the
         total, a rename or a new version the newest update (sorting by `updated_at` is
         inferred: the documents are silent), a folder made or removed elsewhere the
-        subfolders (the search does not see folders)."""
+        subfolders (the search does not see folders). The hierarchy is asked once a round
+        per workspace, however many of its folders are watched."""
         parsed = _parse_folder_key(directory.key)
         if parsed is None:
             return None
@@ -318,7 +320,10 @@ class Mudstack(Provider):
         if not isinstance(assets, list):
             raise ProviderError(f"Mudstack account {self.account}: the asset search has no assets list")
         newest = assets[0] if assets and isinstance(assets[0], dict) else {}
-        below = "\n".join(folder["path"] for folder in await self._subfolders(ws_id, path))
+        this_round = {} if this_round is None else this_round
+        if ws_id not in this_round:
+            this_round[ws_id] = await self._hierarchy(ws_id)
+        below = "\n".join(folder["path"] for folder in await self._subfolders(ws_id, path, this_round[ws_id]))
         return (f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}|"
                 f"{hashlib.sha1(below.encode()).hexdigest()[:16]}")
 

@@ -153,7 +153,7 @@ class Spectrum(Provider):
             raise failed
         return entries
 
-    async def change_mark(self, directory: Entry, previous: str | None) -> str | None:
+    async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The organization listing's top-level `lastModification` (the latest change of any of
         its assets), read from a one-asset page."""
         if not directory.key.startswith("org/"):
