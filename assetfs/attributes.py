@@ -52,8 +52,12 @@ class Attributes:
             attr.st_mode = stat.S_IFREG | (mode & ~self.options.umask)
             attr.st_nlink = 1
         else:
-            writable = refusal(node, self.options) is None and node.entry.inline is None and node.render is None \
+            writable = (
+                refusal(node, self.options) is None
+                and node.entry.inline is None
+                and node.render is None
                 and node.kind != ASSETS
+            )
             if node.is_dir:
                 attr.st_mode = stat.S_IFDIR | ((0o777 if writable else 0o555) & ~self.options.umask)
                 attr.st_nlink = 2

@@ -23,9 +23,18 @@ def _emulator(args: argparse.Namespace) -> int:
         url_ttl=parse_duration(args.signed_url_ttl) if args.signed_url_ttl else None,
         content_base_url=args.content_base_url,
     )
-    emu.faults.update({k: v for k, v in {
-        "latency": args.latency, "fail_status": args.fail_status, "fail_count": args.fail_count,
-        "retry_after": args.retry_after}.items() if v is not None})
+    emu.faults.update(
+        {
+            k: v
+            for k, v in {
+                "latency": args.latency,
+                "fail_status": args.fail_status,
+                "fail_count": args.fail_count,
+                "retry_after": args.retry_after,
+            }.items()
+            if v is not None
+        }
+    )
     for spec in args.rate_limit or []:
         provider, _, rate = spec.partition("=")
         limit, _, window = rate.partition("/")
@@ -99,6 +108,7 @@ def _command(module: str):
         import importlib
 
         return importlib.import_module(f".commands.{module}", __package__).run(args)
+
     return run
 
 
@@ -110,29 +120,45 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
     emu.add_argument("--assets", type=int, default=0, metavar="N", help="add N generated assets per organization")
-    emu.add_argument("--large-file", metavar="SIZE", help="add one asset of SIZE (e.g. 512MiB) per provider, kept on disk")
+    emu.add_argument(
+        "--large-file", metavar="SIZE", help="add one asset of SIZE (e.g. 512MiB) per provider, kept on disk"
+    )
     emu.add_argument("--write-config", metavar="FILE", help="write an assetfs config for this emulator to FILE")
-    emu.add_argument("--data-dir", metavar="DIR", help="where uploads and large files are kept (default: a temporary dir)")
+    emu.add_argument(
+        "--data-dir", metavar="DIR", help="where uploads and large files are kept (default: a temporary dir)"
+    )
     emu.add_argument("--token-ttl", metavar="DURATION", help="lifetime of every issued token (default: as documented)")
-    emu.add_argument("--signed-url-ttl", metavar="DURATION",
-                     help="lifetime of signed content URLs (default: they never expire)")
+    emu.add_argument(
+        "--signed-url-ttl", metavar="DURATION", help="lifetime of signed content URLs (default: they never expire)"
+    )
     emu.add_argument("--latency", type=float, metavar="SECONDS", help="fault: delay every answer")
     emu.add_argument("--fail-status", type=int, metavar="STATUS", help="fault: answer this HTTP status …")
     emu.add_argument("--fail-count", type=int, metavar="N", help="… to the next N requests (-1: always)")
     emu.add_argument("--retry-after", type=int, metavar="SECONDS", help="fault: Retry-After sent with --fail-status")
-    emu.add_argument("--rate-limit", action="append", metavar="PROVIDER=N/WINDOW",
-                     help="switch on a provider's rate limiting, e.g. spectrum=100/60s (repeatable)")
-    emu.add_argument("--content-base-url", metavar="URL",
-                     help="benchmark/test option: link files kept in --data-dir (large files, uploads) as URL/<file>/<name>,"
-                          " for a web server over that dir to serve (the last part is cosmetic)")
+    emu.add_argument(
+        "--rate-limit",
+        action="append",
+        metavar="PROVIDER=N/WINDOW",
+        help="switch on a provider's rate limiting, e.g. spectrum=100/60s (repeatable)",
+    )
+    emu.add_argument(
+        "--content-base-url",
+        metavar="URL",
+        help="benchmark/test option: link files kept in --data-dir (large files, uploads) as URL/<file>/<name>,"
+        " for a web server over that dir to serve (the last part is cosmetic)",
+    )
     emu.add_argument("--quiet", action="store_true", help="print only the base URL")
     emu.set_defaults(func=_emulator)
 
     mount = sub.add_parser("mount", help="mount the configured accounts at MOUNTPOINT")
     mount.add_argument("mountpoint")
     mount.add_argument("--config", metavar="FILE", help="config file (default: ~/.config/assetfs/config.toml)")
-    mount.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (default: return once mounted)")
-    mount.add_argument("-o", action="append", metavar="OPTIONS", help="mount options, e.g. -o ro,uid=1000,metadata_ttl=5m")
+    mount.add_argument(
+        "-f", "--foreground", action="store_true", help="stay in the foreground (default: return once mounted)"
+    )
+    mount.add_argument(
+        "-o", action="append", metavar="OPTIONS", help="mount options, e.g. -o ro,uid=1000,metadata_ttl=5m"
+    )
     mount.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     mount.add_argument("--check-only", action="store_true", help=argparse.SUPPRESS)
     mount.set_defaults(func=_mount)
@@ -150,15 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     umount = sub.add_parser("umount", help="wait for pending uploads, then unmount")
     umount.add_argument("mountpoint")
-    umount.add_argument("--lazy", action="store_true",
-                        help="do not wait; detach now and let the mount go once nothing uses it (fusermount3 -uz)")
-    umount.add_argument("--timeout", default="300", metavar="SECONDS",
-                        help="give up waiting for uploads after this long, without unmounting (default 300)")
+    umount.add_argument(
+        "--lazy",
+        action="store_true",
+        help="do not wait; detach now and let the mount go once nothing uses it (fusermount3 -uz)",
+    )
+    umount.add_argument(
+        "--timeout",
+        default="300",
+        metavar="SECONDS",
+        help="give up waiting for uploads after this long, without unmounting (default 300)",
+    )
     umount.set_defaults(func=_command("umount"))
 
     prefetch = sub.add_parser("prefetch", help="read files through a mount so their bytes are in the block cache")
-    prefetch.add_argument("paths", nargs="+", metavar="PATH",
-                          help="files or directories inside a mount (hidden entries are skipped unless named)")
+    prefetch.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files or directories inside a mount (hidden entries are skipped unless named)",
+    )
     prefetch.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel readers (default 4)")
     prefetch.set_defaults(func=_command("prefetch"))
 
@@ -167,15 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.set_defaults(func=_command("refresh"))
 
     cache_options = argparse.ArgumentParser(add_help=False)
-    cache_options.add_argument("--config", metavar="FILE", help="config file whose cache dir is meant (default: "
-                               "~/.config/assetfs/config.toml)")
+    cache_options.add_argument(
+        "--config", metavar="FILE", help="config file whose cache dir is meant (default: ~/.config/assetfs/config.toml)"
+    )
     cache_options.add_argument("--cache-dir", metavar="DIR", help="this cache dir instead (as -o cache_dir=DIR)")
     cache_options.add_argument("--state-dir", metavar="DIR", help="this state dir instead (as -o state_dir=DIR)")
     cache = sub.add_parser("cache", help="the cache dir: sizes, or empty what can be fetched again")
     cache_sub = cache.add_subparsers(dest="action", required=True)
     cache_sub.add_parser("info", parents=[cache_options], help="size of each part and pending uploads")
-    cache_sub.add_parser("clear", parents=[cache_options],
-                         help="empty metadata/ and blocks/ (written bytes and upload state are kept)")
+    cache_sub.add_parser(
+        "clear", parents=[cache_options], help="empty metadata/ and blocks/ (written bytes and upload state are kept)"
+    )
     cache.set_defaults(func=_command("cache"))
 
     config = sub.add_parser("config", help="the config file")

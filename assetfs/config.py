@@ -10,7 +10,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -50,13 +50,17 @@ class SecretRef(_Strict):
 def _secret(value):
     if isinstance(value, (str, SecretRef)):
         return value
-    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("env", "file", "credential") \
-            and isinstance(next(iter(value.values())), str):
+    if (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in ("env", "file", "credential")
+        and isinstance(next(iter(value.values())), str)
+    ):
         return SecretRef(**value)
     raise ValueError('must be a string, or one of { env = "NAME" }, { file = "PATH" }, { credential = "NAME" }')
 
 
-Secret = Annotated[Union[str, SecretRef], BeforeValidator(_secret)]
+Secret = Annotated[str | SecretRef, BeforeValidator(_secret)]
 
 
 def resolve_secret(value: Secret, key: str) -> str:
@@ -70,8 +74,10 @@ def resolve_secret(value: Secret, key: str) -> str:
     if value.credential is not None:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
-            raise ConfigError(f"{key}: credential {value.credential!r} asked for, but $CREDENTIALS_DIRECTORY is not set "
-                              "(use LoadCredential= in the systemd unit)")
+            raise ConfigError(
+                f"{key}: credential {value.credential!r} asked for, but $CREDENTIALS_DIRECTORY is not set "
+                "(use LoadCredential= in the systemd unit)"
+            )
         return _read_secret_file(Path(directory) / value.credential, key, check_mode=False)
     return _read_secret_file(Path(os.path.expanduser(value.file)), key, check_mode=True)
 
@@ -80,8 +86,9 @@ def _read_secret_file(path: Path, key: str, check_mode: bool) -> str:
     try:
         mode = path.stat().st_mode
         if check_mode and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{key}: {path} is readable by group or others (mode {stat.S_IMODE(mode):o}); "
-                              f"run: chmod 600 {path}")
+            raise ConfigError(
+                f"{key}: {path} is readable by group or others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+            )
         return path.read_text().strip()
     except OSError as e:
         raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
@@ -152,7 +159,7 @@ def _view_name(name: str) -> str:
 
 
 def _view_query(expression: str) -> str:
-    parse_query(expression)   # its error names what is wrong and where
+    parse_query(expression)  # its error names what is wrong and where
     return expression
 
 
@@ -242,7 +249,7 @@ class SharedSettings(_Strict):
         return v
 
 
-Account = Annotated[Union[SpectrumAccount, IQmetrixAccount, AppleAccount, MudstackAccount], Field(discriminator="provider")]
+Account = Annotated[SpectrumAccount | IQmetrixAccount | AppleAccount | MudstackAccount, Field(discriminator="provider")]
 
 
 class Config(_Strict):

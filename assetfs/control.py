@@ -19,14 +19,14 @@ import trio
 log = logging.getLogger("assetfs.control")
 
 SOCKET_NAME = "control.sock"
-MAX_PATH = 100       # a Unix socket's path must fit in 108 bytes
+MAX_PATH = 100  # a Unix socket's path must fit in 108 bytes
 MAX_REQUEST = 1 << 20
 
 
 class ControlSocket:
     def __init__(self, state_dir: Path):
         self.state_dir = state_dir
-        self.path: Path | None = None      # once served
+        self.path: Path | None = None  # once served
         self._private: Path | None = None
 
     async def serve(self, handle: Callable[[dict], Awaitable[dict]]) -> None:

@@ -20,8 +20,13 @@ def run_in_background(argv: list[str], mountpoint: Path, cache_dir: Path) -> int
     read_fd, write_fd = os.pipe()
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "assetfs", *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=(write_fd,), env={**os.environ, READY_FD_ENV: str(write_fd)}, start_new_session=True,
+            [sys.executable, "-m", "assetfs", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_fd,),
+            env={**os.environ, READY_FD_ENV: str(write_fd)},
+            start_new_session=True,
         )
     os.close(write_fd)
     answer = b""

@@ -17,9 +17,22 @@ from .options import MountOptions
 def start_emulator(workdir: Path, *extra: str) -> tuple[subprocess.Popen, str, Path]:
     config_path = workdir / "config.toml"
     process = subprocess.Popen(
-        [sys.executable, "-m", "assetfs", "emulator", "--port", "0", "--quiet", "--data-dir", str(workdir / "emulator"),
-         "--write-config", str(config_path), *extra],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "assetfs",
+            "emulator",
+            "--port",
+            "0",
+            "--quiet",
+            "--data-dir",
+            str(workdir / "emulator"),
+            "--write-config",
+            str(config_path),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     url = process.stdout.readline().strip()
     if not url.startswith("http://"):

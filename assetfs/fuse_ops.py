@@ -74,7 +74,9 @@ def _operation(deadline):
                     return await op(self, *args)
             except Exception as e:
                 raise _translate(self, op.__name__, e) from None
+
         return wrapper
+
     return decorate
 
 
@@ -83,8 +85,13 @@ _guard = _operation(lambda self, args: self.options.timeout)
 # Answered from memory.
 _local = _operation(lambda self, args: None)
 # Uploads (close, fsync): the timeout plus the bytes at a slow link's pace, so a big `cp` is not cut short.
-_upload_guard = _operation(lambda self, args: self.options.timeout + self._handles[args[0]].upload_size() / UPLOAD_RATE_FLOOR
-                           if args[0] in self._handles else self.options.timeout)
+_upload_guard = _operation(
+    lambda self, args: (
+        self.options.timeout + self._handles[args[0]].upload_size() / UPLOAD_RATE_FLOOR
+        if args[0] in self._handles
+        else self.options.timeout
+    )
+)
 # A rename that commits a local file may upload it too (without a write-back delay).
 _rename_guard = _operation(lambda self, args: self.options.timeout + self._renamed_size(*args[:2]) / UPLOAD_RATE_FLOOR)
 
@@ -259,8 +266,12 @@ class Operations(pyfuse3.Operations):
                 self.writer.truncate(node, attr.st_size)
         owner = fields.update_uid or fields.update_gid
         if fields.update_mtime or fields.update_mode or fields.update_atime or owner:
-            self.writer.set_attributes(node, attr.st_mtime_ns / 1e9 if fields.update_mtime else None,
-                                       attr.st_mode if fields.update_mode else None, owner)
+            self.writer.set_attributes(
+                node,
+                attr.st_mtime_ns / 1e9 if fields.update_mtime else None,
+                attr.st_mode if fields.update_mode else None,
+                owner,
+            )
         return await self._attrs(node)
 
     @_guard
@@ -280,8 +291,13 @@ class Operations(pyfuse3.Operations):
 
     @_rename_guard
     async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
-        await self.writer.rename(self.view.inodes.get(parent_inode_old), os.fsdecode(name_old),
-                                 self.view.inodes.get(parent_inode_new), os.fsdecode(name_new), flags)
+        await self.writer.rename(
+            self.view.inodes.get(parent_inode_old),
+            os.fsdecode(name_old),
+            self.view.inodes.get(parent_inode_new),
+            os.fsdecode(name_new),
+            flags,
+        )
 
     @_local
     async def setxattr(self, inode, name, value, ctx):

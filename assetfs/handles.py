@@ -62,7 +62,7 @@ class BytesHandle(Handle):
         return info
 
     async def read(self, offset: int, size: int) -> bytes:
-        return self.data[offset:offset + size]
+        return self.data[offset : offset + size]
 
 
 class RemoteHandle(Handle):

@@ -23,11 +23,11 @@ import diskcache
 log = logging.getLogger(__name__)
 
 STREAMED_LISTING = 1000  # entries from which a listing is pickled through a file
-SPOOL_READ = 1 << 16     # bytes at a time that file is copied into the cache
-WRITE_AFTER = 1.0        # seconds after it was stored that a big listing or facts are written at the soonest,
-QUIET = 0.5              # once the mount has served no request for this long (a big listing's pickle
+SPOOL_READ = 1 << 16  # bytes at a time that file is copied into the cache
+WRITE_AFTER = 1.0  # seconds after it was stored that a big listing or facts are written at the soonest,
+QUIET = 0.5  # once the mount has served no request for this long (a big listing's pickle
 WRITE_AT_THE_LATEST = 30.0  # takes the GIL for a second), and at the latest this long after
-FACTS_AT_ONCE = 500      # versions looked up in one query (SQLite allows 999 parameters in old builds)
+FACTS_AT_ONCE = 500  # versions looked up in one query (SQLite allows 999 parameters in old builds)
 
 
 class MetaCache:
@@ -37,8 +37,13 @@ class MetaCache:
         # A small SQLite page cache and no memory map: what is read often is memoized here,
         # and each worker thread's connection would otherwise keep 32 MiB of pages, plus the
         # mapped database, in the mount's memory.
-        self._cache = diskcache.Cache(str(directory), size_limit=2 << 30, eviction_policy="least-recently-stored",
-                                      sqlite_cache_size=1 << 10, sqlite_mmap_size=0)
+        self._cache = diskcache.Cache(
+            str(directory),
+            size_limit=2 << 30,
+            eviction_policy="least-recently-stored",
+            sqlite_cache_size=1 << 10,
+            sqlite_mmap_size=0,
+        )
         # Facts are true for good and only this mount stores them: once read (or known to be
         # missing) they are answered from memory, not one SQLite query per file of a listing;
         # keyed by the version strings the entries already hold.
@@ -121,8 +126,12 @@ class MetaCache:
                         self._behind.wait()
                         continue
                     stored = self._unstored_facts[0][1] if self._unstored_facts else oldest[1][2]
-                    due = 0.0 if self._closing else min(max(stored + WRITE_AFTER, self.last_request() + QUIET),
-                                                        stored + WRITE_AT_THE_LATEST) - time.monotonic()
+                    due = (
+                        0.0
+                        if self._closing
+                        else min(max(stored + WRITE_AFTER, self.last_request() + QUIET), stored + WRITE_AT_THE_LATEST)
+                        - time.monotonic()
+                    )
                     if due <= 0:
                         break
                     self._behind.wait(due)
@@ -204,11 +213,12 @@ class MetaCache:
         `ls` of 10,000 files). If the query fails, they are asked one by one as before."""
         unknown = [v for v in versions if v not in self._facts and v not in self._no_fact]
         for at in range(0, len(unknown), FACTS_AT_ONCE):
-            chunk = unknown[at:at + FACTS_AT_ONCE]
+            chunk = unknown[at : at + FACTS_AT_ONCE]
             keys = [_fact_key(v) for v in chunk]
             try:  # diskcache keeps a string key as it is (raw), indexed by (key, raw)
-                rows = self._cache._sql(f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(keys))})",
-                                        keys).fetchall()
+                rows = self._cache._sql(
+                    f"SELECT key FROM Cache WHERE raw = 1 AND key IN ({','.join('?' * len(keys))})", keys
+                ).fetchall()
             except (sqlite3.Error, AttributeError) as e:
                 log.debug("facts looked up one by one: %s", e)
                 return

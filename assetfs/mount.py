@@ -62,8 +62,7 @@ class Mount:
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         if options.write_back is None:
             options.write_back = config.cache.write_back
-        self.view = View(self.providers, self.metacache, self.stats, self.status_json,
-                         self.state.given())
+        self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
         self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
@@ -93,8 +92,17 @@ class Mount:
             "control": str(self.control.path) if self.control.path else None,
             "poll_interval": self.poll_interval,
             "inodes": len(self.view.inodes),
-            "pending_uploads": [{"name": r.name, "account": r.account, "state": r.state, "size": r.size,
-                                 "attempts": r.attempts, "error": r.last_error} for r in self.uploader.pending()],
+            "pending_uploads": [
+                {
+                    "name": r.name,
+                    "account": r.account,
+                    "state": r.state,
+                    "size": r.size,
+                    "attempts": r.attempts,
+                    "error": r.last_error,
+                }
+                for r in self.uploader.pending()
+            ],
         }
         return (json.dumps(status, indent=2) + "\n").encode()
 
@@ -205,13 +213,15 @@ class Mount:
         while True:
             counters = self.stats.counters
             pending = len([r for r in self.uploader.pending() if r.state == PENDING])
-            notify(f"STATUS=mounted at {self.mountpoint}: {counters['requests']} requests, "
-                   f"{counters['errors']} errors, {pending} pending uploads")
+            notify(
+                f"STATUS=mounted at {self.mountpoint}: {counters['requests']} requests, "
+                f"{counters['errors']} errors, {pending} pending uploads"
+            )
             await trio.sleep(STATUS_EVERY)
 
 
 READ_AHEAD_BLOCKS = 4  # the kernel's read-ahead window, in blocks
-STOP_WAIT = 600.0      # seconds a stop waits for pending uploads before unmounting anyway
+STOP_WAIT = 600.0  # seconds a stop waits for pending uploads before unmounting anyway
 STATUS_EVERY = 10.0
 
 
@@ -220,8 +230,10 @@ def task_stacks() -> str:
     lines: list[str] = []
 
     def walk(task, depth: int) -> None:
-        frames = [f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{lineno} {f.f_code.co_name}"
-                  for f, lineno in task.iter_await_frames()]
+        frames = [
+            f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{lineno} {f.f_code.co_name}"
+            for f, lineno in task.iter_await_frames()
+        ]
         lines.append("  " * depth + f"{task.name}: " + (" → ".join(frames) or "(running)"))
         for nursery in task.child_nurseries:
             for child in nursery.child_tasks:

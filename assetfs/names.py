@@ -31,8 +31,15 @@ def safe_name(raw: str | None, fallback: str) -> str:
 def _plain(name: str) -> bool:
     """Already safe as it is: printable (no control characters, no lone surrogates), no
     slash or backslash, nothing to strip or normalize, not '.' or '..'."""
-    return (name.isprintable() and "/" not in name and "\\" not in name and name not in ("", ".", "..")
-            and name[0] != " " and name[-1] != " " and unicodedata.is_normalized("NFC", name))
+    return (
+        name.isprintable()
+        and "/" not in name
+        and "\\" not in name
+        and name not in ("", ".", "..")
+        and name[0] != " "
+        and name[-1] != " "
+        and unicodedata.is_normalized("NFC", name)
+    )
 
 
 def _unsafe(c: str) -> bool:
@@ -106,12 +113,38 @@ def _label(ident: str) -> str:
 
 
 # Names that file managers and shells ask for in every directory; they never reach the network.
-PROBE_NAMES = frozenset({
-    ".hidden", ".directory", "desktop.ini", "Desktop.ini", "autorun.inf", "AutoRun.inf", ".git", ".svn", ".hg",
-    ".DS_Store", "._.DS_Store", "Thumbs.db", ".localized", ".metadata_never_index", ".xdg-volume-info",
-    ".Spotlight-V100", ".fseventsd", ".envrc", ".gitignore", "folder.jpg", "Folder.jpg", ".nomedia",
-    ".thumbnails", ".bzr", ".editorconfig", ".python-version", ".tool-versions", "__pycache__",
-})
+PROBE_NAMES = frozenset(
+    {
+        ".hidden",
+        ".directory",
+        "desktop.ini",
+        "Desktop.ini",
+        "autorun.inf",
+        "AutoRun.inf",
+        ".git",
+        ".svn",
+        ".hg",
+        ".DS_Store",
+        "._.DS_Store",
+        "Thumbs.db",
+        ".localized",
+        ".metadata_never_index",
+        ".xdg-volume-info",
+        ".Spotlight-V100",
+        ".fseventsd",
+        ".envrc",
+        ".gitignore",
+        "folder.jpg",
+        "Folder.jpg",
+        ".nomedia",
+        ".thumbnails",
+        ".bzr",
+        ".editorconfig",
+        ".python-version",
+        ".tool-versions",
+        "__pycache__",
+    }
+)
 
 
 def is_probe(name: str) -> bool:

@@ -9,8 +9,23 @@ from .errors import ConfigError
 from .units import parse_duration, parse_interval, parse_size
 
 # Options passed straight to the kernel / libfuse.
-FUSE_PASSTHROUGH = {"allow_other", "allow_root", "default_permissions", "noatime", "nodev", "nosuid", "dev", "suid",
-                    "exec", "noexec", "atime", "relatime", "sync", "async", "dirsync"}
+FUSE_PASSTHROUGH = {
+    "allow_other",
+    "allow_root",
+    "default_permissions",
+    "noatime",
+    "nodev",
+    "nosuid",
+    "dev",
+    "suid",
+    "exec",
+    "noexec",
+    "atime",
+    "relatime",
+    "sync",
+    "async",
+    "dirsync",
+}
 # fstab and systemd noise that means nothing to the mount itself.
 IGNORED = {"_netdev", "auto", "noauto", "nofail", "user", "users", "nouser", "owner", "defaults", "rw", "comment"}
 
@@ -26,8 +41,8 @@ class MountOptions:
     state_dir: str | None = None
     cache_size: int | None = None
     metadata_ttl: float | None = None
-    poll_interval: float | None = None   # None: as the config says
-    poll_off: bool = False               # -o poll_interval=off
+    poll_interval: float | None = None  # None: as the config says
+    poll_off: bool = False  # -o poll_interval=off
     read_ahead: int = 32 << 20
     timeout: float = 30.0
     block_size: int = 1 << 20
@@ -50,9 +65,18 @@ class MountOptions:
 
 
 _PARSERS = {
-    "uid": int, "gid": int, "umask": lambda v: int(v, 8), "cache_dir": str, "state_dir": str, "cache_size": parse_size,
-    "metadata_ttl": parse_duration, "poll_interval": parse_interval, "read_ahead": parse_size,
-    "timeout": parse_duration, "block_size": parse_size, "write_back": parse_duration,
+    "uid": int,
+    "gid": int,
+    "umask": lambda v: int(v, 8),
+    "cache_dir": str,
+    "state_dir": str,
+    "cache_size": parse_size,
+    "metadata_ttl": parse_duration,
+    "poll_interval": parse_interval,
+    "read_ahead": parse_size,
+    "timeout": parse_duration,
+    "block_size": parse_size,
+    "write_back": parse_duration,
 }
 
 

@@ -23,22 +23,23 @@ from .providers.base import Entry, Provider
 
 log = logging.getLogger("assetfs.poll")
 
-SHARE = 0.25          # the part of an account's rate budget one round of polls may use
-WATCH_ROUNDS = 10     # a directory not listed again for this many rounds (and at least…
+SHARE = 0.25  # the part of an account's rate budget one round of polls may use
+WATCH_ROUNDS = 10  # a directory not listed again for this many rounds (and at least…
 WATCH_AT_LEAST = 600.0  # …this many seconds) is no longer polled: nobody is looking at it
 
 
 @dataclass
 class Watched:
     entry: Entry
-    listed_at: float            # time.monotonic() of its last listing
-    mark: str | None = None     # the provider's last answer; None until the first
+    listed_at: float  # time.monotonic() of its last listing
+    mark: str | None = None  # the provider's last answer; None until the first
     asked_at: float = 0.0
 
 
 class Poller:
-    def __init__(self, providers: dict[str, Provider], interval: float,
-                 on_change: Callable[[str, str], Awaitable[None]]):
+    def __init__(
+        self, providers: dict[str, Provider], interval: float, on_change: Callable[[str, str], Awaitable[None]]
+    ):
         self.providers = providers
         self.interval = interval
         self.on_change = on_change
@@ -79,7 +80,7 @@ class Poller:
         provider = self.providers[account]
         watched.sort(key=lambda item: item[1].asked_at)
         this_round: dict = {}
-        for (_, key), w in watched[:self._round_size(provider)]:
+        for (_, key), w in watched[: self._round_size(provider)]:
             w.asked_at = time.monotonic()
             try:
                 mark = await provider.change_mark(w.entry, w.mark, this_round)

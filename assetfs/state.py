@@ -56,8 +56,9 @@ class StateDir:
 
     def memory(self, account: str) -> diskcache.Index:
         """The disk store a provider remembers things in (kept until the account is removed)."""
-        return diskcache.Index.fromcache(diskcache.Cache(str(self.path / MEMORY / _slug(account)),
-                                                         eviction_policy="none"))
+        return diskcache.Index.fromcache(
+            diskcache.Cache(str(self.path / MEMORY / _slug(account)), eviction_policy="none")
+        )
 
     def given(self) -> diskcache.Index:
         """Times and modes given to files written through the mount, by content version: no
@@ -77,7 +78,8 @@ class StateDir:
             raise StateInUse(
                 f"state dir {self.path} is in use by the mount at {holder.get('mountpoint', '?')} "
                 f"(pid {holder.get('pid', '?')}); two mounts must not share one upload journal: "
-                f"unmount it first, or give this mount its own with -o state_dir=DIR or [state] dir") from None
+                f"unmount it first, or give this mount its own with -o state_dir=DIR or [state] dir"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "mountpoint": str(mountpoint)}).encode() + b"\n", 0)
         self._lock_fd = fd
@@ -106,8 +108,13 @@ class StateDir:
                 self._adopt_memory(cache_dir / MEMORY / account, self.path / MEMORY / account)
         for part in found:
             shutil.rmtree(cache_dir / part, ignore_errors=True)
-        log.warning("moved %s from the cache dir %s to the state dir %s (a cache may be deleted at any time; "
-                    "these exist nowhere else)", ", ".join(f"{p}/" for p in found), cache_dir, self.path)
+        log.warning(
+            "moved %s from the cache dir %s to the state dir %s (a cache may be deleted at any time; "
+            "these exist nowhere else)",
+            ", ".join(f"{p}/" for p in found),
+            cache_dir,
+            self.path,
+        )
 
     def _adopt_journal(self, old: Path, old_spool: str, new_spool: str) -> None:
         from .write.journal import Journal  # the journal's own format, whatever it is
@@ -116,7 +123,7 @@ class StateDir:
         try:
             for record in source.all():
                 if record.spool.startswith(old_spool + os.sep):
-                    record.spool = new_spool + record.spool[len(old_spool):]
+                    record.spool = new_spool + record.spool[len(old_spool) :]
                 target.put(record)
         finally:
             source.close()

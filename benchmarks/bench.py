@@ -36,13 +36,14 @@ from mounting import MountedFS, is_mounted, unmount  # noqa: E402
 
 ACCOUNT = "carhartt"  # the emulator's Spectrum account: its first organizations get --assets N each
 LISTING_PAGE = 500  # the page size the mount asks Spectrum for
-SEARCH_PAGE = 500   # and Mudstack's search
+SEARCH_PAGE = 500  # and Mudstack's search
 # Listings live as long as rclone's (its --dir-cache-time, 5 min): a cold `ls -l` of 100,000
 # files outlives the default 60 s, and the "warm" one would list the directory again.
 LISTING_TTL = "metadata_ttl=5m"
 
 
 # -- measuring ------------------------------------------------------------------------------
+
 
 def drop_caches() -> None:
     os.sync()
@@ -72,13 +73,23 @@ def peak_rss_mb(pid: int) -> float:
 def fio(path: Path, rw: str, size: int, runtime: float | None = None, hot: bool = False) -> float:
     """Bytes per second of one fio job at 256 KiB (mountpoint-s3's read workloads); `hot`
     keeps what the page cache holds of the file."""
-    args = ["fio", "--name=bench", f"--filename={path}", f"--rw={rw}", "--bs=256k", "--ioengine=sync",
-            f"--size={size}", "--readonly", "--fallocate=none", f"--invalidate={0 if hot else 1}",
-            "--output-format=json"]
+    args = [
+        "fio",
+        "--name=bench",
+        f"--filename={path}",
+        f"--rw={rw}",
+        "--bs=256k",
+        "--ioengine=sync",
+        f"--size={size}",
+        "--readonly",
+        "--fallocate=none",
+        f"--invalidate={0 if hot else 1}",
+        "--output-format=json",
+    ]
     if runtime:
         args += [f"--runtime={runtime}", "--time_based"]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    return json.loads(out[out.index("{"):])["jobs"][0]["read"]["bw_bytes"]
+    return json.loads(out[out.index("{") :])["jobs"][0]["read"]["bw_bytes"]
 
 
 def first_byte(path: Path) -> float:
@@ -110,8 +121,12 @@ def listed(m: MountedFS, path: Path, flags: str) -> int:
 
 def curl_seconds(url: str) -> tuple[float, float]:
     """(whole transfer, time to first byte) of a GET to /dev/null."""
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{time_starttransfer}", url],
-                         check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total} %{time_starttransfer}", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     return float(out[0]), float(out[1])
 
 
@@ -133,13 +148,28 @@ def free_port() -> int:
 
 # -- the servers and mounts -----------------------------------------------------------------
 
+
 class Emulator:
     def __init__(self, work: Path, assets: int, content_base_url: str, large: str | None = None):
         work.mkdir(parents=True, exist_ok=True)
         config_path = work / "emulator.toml"
-        args = [sys.executable, "-m", "assetfs", "emulator", "--port", "0", "--quiet", "--assets", str(assets),
-                "--data-dir", str(work / "data"), "--write-config", str(config_path),
-                "--content-base-url", content_base_url]
+        args = [
+            sys.executable,
+            "-m",
+            "assetfs",
+            "emulator",
+            "--port",
+            "0",
+            "--quiet",
+            "--assets",
+            str(assets),
+            "--data-dir",
+            str(work / "data"),
+            "--write-config",
+            str(config_path),
+            "--content-base-url",
+            content_base_url,
+        ]
         if large:
             args += ["--large-file", large]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
@@ -164,8 +194,10 @@ class Emulator:
         a = self.account
         with httpx.Client(headers={"SPECTRUM_API_TOKEN": a["token"]}, timeout=120) as client:
             for page in range(1, 100000):
-                contents = client.get(f"{a['base_url']}/api/assets/saved/client/{a['client']}/organization/{org}",
-                                      params={"page": page, "pageSize": LISTING_PAGE}).json()["contents"]
+                contents = client.get(
+                    f"{a['base_url']}/api/assets/saved/client/{a['client']}/organization/{org}",
+                    params={"page": page, "pageSize": LISTING_PAGE},
+                ).json()["contents"]
                 if len(contents) < LISTING_PAGE:
                     return
 
@@ -178,8 +210,11 @@ class Emulator:
             headers = {"Authorization": f"Bearer {token}", "x-account-id": a["account_id"]}
             for workspace in client.get("/workspaces", headers=headers).json()["workspaces"]:
                 for page in range(1, 100000):
-                    found = client.get("/workspaces/assets/search", headers={**headers, "x-workspace-id": workspace["id"]},
-                                       params={"file_location": folder, "page": page, "limit": SEARCH_PAGE}).json()
+                    found = client.get(
+                        "/workspaces/assets/search",
+                        headers={**headers, "x-workspace-id": workspace["id"]},
+                        params={"file_location": folder, "page": page, "limit": SEARCH_PAGE},
+                    ).json()
                     if len(found["assets"]) < SEARCH_PAGE:
                         break
 
@@ -227,9 +262,22 @@ class Rclone:
         self.path = work / "mnt"
         self.path.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
-            ["rclone", "mount", ":http:", str(self.path), "--http-url", url, "--read-only",
-             "--cache-dir", str(work / "cache"), "--vfs-cache-mode", "off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "rclone",
+                "mount",
+                ":http:",
+                str(self.path),
+                "--http-url",
+                url,
+                "--read-only",
+                "--cache-dir",
+                str(work / "cache"),
+                "--vfs-cache-mode",
+                "off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while not is_mounted(self.path):
             if time.monotonic() > deadline:
@@ -244,6 +292,7 @@ class Rclone:
 
 # -- the table ------------------------------------------------------------------------------
 
+
 @dataclass
 class Row:
     what: str
@@ -254,13 +303,24 @@ class Row:
     met: bool | None = None
 
 
-def ratio_row(what: str, ours: float, theirs: float, unit: str, versus: str, higher_is_better: bool,
-              goal: float | None = None) -> Row:
+def ratio_row(
+    what: str, ours: float, theirs: float, unit: str, versus: str, higher_is_better: bool, goal: float | None = None
+) -> Row:
     """A row whose ratio is > 1 when assetfs is faster; `goal` is the target ratio."""
     ratio = ours / theirs if higher_is_better else theirs / ours
-    fmt = (lambda v: f"{v / 1e6:.0f} MB/s") if unit == "rate" else (lambda v: f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s")
-    return Row(what, fmt(ours), f"{versus} {fmt(theirs)}", f"{ratio:.2f}× {versus}",
-               f"≥ {goal}×" if goal is not None else "", None if goal is None else ratio >= goal)
+    fmt = (
+        (lambda v: f"{v / 1e6:.0f} MB/s")
+        if unit == "rate"
+        else (lambda v: f"{v * 1000:.1f} ms" if v < 1 else f"{v:.2f} s")
+    )
+    return Row(
+        what,
+        fmt(ours),
+        f"{versus} {fmt(theirs)}",
+        f"{ratio:.2f}× {versus}",
+        f"≥ {goal}×" if goal is not None else "",
+        None if goal is None else ratio >= goal,
+    )
 
 
 class Bench:
@@ -276,8 +336,14 @@ class Bench:
 
     def mount(self, emu: Emulator, cache: Path | None = None, options: str = "") -> MountedFS:
         self.mounts += 1
-        return MountedFS(self.work / f"m{self.mounts}", emu.config, options=options, accounts=[ACCOUNT],
-                         cache_dir=cache, log_level="WARNING")
+        return MountedFS(
+            self.work / f"m{self.mounts}",
+            emu.config,
+            options=options,
+            accounts=[ACCOUNT],
+            cache_dir=cache,
+            log_level="WARNING",
+        )
 
     def rclone(self) -> Rclone:
         self.mounts += 1
@@ -323,12 +389,31 @@ class Bench:
                     goal = None
                     if flags == "-l" and count == 10000:
                         goal = 2.0 if state == "cold" else 1.0
-                    label = f"`ls {flags}`, {count:,} assets, {state}" + (", sizes by HEAD (Spectrum)" if flags == "-l" else "")
-                    self.rows.append(ratio_row(label + ("" if repeat > 1 else " (1 run)"),
-                                               median(ours[state]), median(theirs[state]), "time", "rclone", False, goal))
+                    label = f"`ls {flags}`, {count:,} assets, {state}" + (
+                        ", sizes by HEAD (Spectrum)" if flags == "-l" else ""
+                    )
+                    self.rows.append(
+                        ratio_row(
+                            label + ("" if repeat > 1 else " (1 run)"),
+                            median(ours[state]),
+                            median(theirs[state]),
+                            "time",
+                            "rclone",
+                            False,
+                            goal,
+                        )
+                    )
                 if count >= 100000:
-                    self.rows.append(Row(f"peak RSS of the mount, `ls {flags}` of {count:,}", f"{rss:.0f} MB", "",
-                                         "", "< 400 MB", rss < 400))
+                    self.rows.append(
+                        Row(
+                            f"peak RSS of the mount, `ls {flags}` of {count:,}",
+                            f"{rss:.0f} MB",
+                            "",
+                            "",
+                            "< 400 MB",
+                            rss < 400,
+                        )
+                    )
                 if flags == "-l" and count == 10000:
                     self._listed_sizes(emu, count, repeat, theirs)
             shutil.rmtree(folder)
@@ -344,8 +429,9 @@ class Bench:
         ours: dict[str, list[float]] = {"cold": [], "warm": []}
         for _ in range(repeat):
             self.mounts += 1
-            m = MountedFS(self.work / f"m{self.mounts}", emu.config, options=LISTING_TTL, accounts=[account],
-                          log_level="WARNING")
+            m = MountedFS(
+                self.work / f"m{self.mounts}", emu.config, options=LISTING_TTL, accounts=[account], log_level="WARNING"
+            )
             try:
                 bulk = next(p / "bulk" for p in (m.path / account).iterdir() if (p / "bulk").is_dir())
                 for state in ("cold", "warm"):
@@ -353,9 +439,17 @@ class Bench:
             finally:
                 m.stop()
         for state in ("cold", "warm"):
-            self.rows.append(ratio_row(f"`ls -l`, {count:,} assets, {state}, sizes in the listing (Mudstack)",
-                                       median(ours[state]), median(theirs[state]), "time", "rclone", False,
-                                       2.0 if state == "cold" else 1.0))
+            self.rows.append(
+                ratio_row(
+                    f"`ls -l`, {count:,} assets, {state}, sizes in the listing (Mudstack)",
+                    median(ours[state]),
+                    median(theirs[state]),
+                    "time",
+                    "rclone",
+                    False,
+                    2.0 if state == "cold" else 1.0,
+                )
+            )
 
     @staticmethod
     def _check_count(lines: int, count: int) -> None:
@@ -431,17 +525,38 @@ class Bench:
 
             big = args.large
             self.rows += [
-                ratio_row(f"sequential read {big}, cold", median(cold), rate(median(curl_total)), "rate", "curl", True, 0.5),
+                ratio_row(
+                    f"sequential read {big}, cold", median(cold), rate(median(curl_total)), "rate", "curl", True, 0.5
+                ),
                 ratio_row(f"sequential read {big}, cold", median(cold), median(r_cold), "rate", "rclone", True),
-                ratio_row(f"sequential read {big}, warm (block cache)", median(warm), median(local_cold), "rate",
-                          "local", True, 0.5),
-                ratio_row(f"sequential read {big}, hot (page cache)", median(hot), median(local_hot), "rate", "local", True),
-                ratio_row(f"random read 256 KiB, {runtime:g} s, warm", random_warm, r_random, "rate", "rclone", True, 3.0),
+                ratio_row(
+                    f"sequential read {big}, warm (block cache)",
+                    median(warm),
+                    median(local_cold),
+                    "rate",
+                    "local",
+                    True,
+                    0.5,
+                ),
+                ratio_row(
+                    f"sequential read {big}, hot (page cache)", median(hot), median(local_hot), "rate", "local", True
+                ),
+                ratio_row(
+                    f"random read 256 KiB, {runtime:g} s, warm", random_warm, r_random, "rate", "rclone", True, 3.0
+                ),
                 ratio_row(f"random read 256 KiB, {runtime:g} s, cold", random_cold, r_random, "rate", "rclone", True),
-                ratio_row(f"random read 256 KiB, {runtime:g} s, warm", random_warm, local_random, "rate", "local", True),
-                ratio_row("time to first byte, 1-byte read, cold", median(ttfb), median(r_ttfb), "time", "rclone", False, 1.0),
-                ratio_row("time to first byte, 1-byte read, cold", median(ttfb), median(curl_first), "time", "curl", False),
-                Row(f"peak RSS of the mount, streaming {big}", f"{max(rss):.0f} MB", "", "", "< 200 MB", max(rss) < 200),
+                ratio_row(
+                    f"random read 256 KiB, {runtime:g} s, warm", random_warm, local_random, "rate", "local", True
+                ),
+                ratio_row(
+                    "time to first byte, 1-byte read, cold", median(ttfb), median(r_ttfb), "time", "rclone", False, 1.0
+                ),
+                ratio_row(
+                    "time to first byte, 1-byte read, cold", median(ttfb), median(curl_first), "time", "curl", False
+                ),
+                Row(
+                    f"peak RSS of the mount, streaming {big}", f"{max(rss):.0f} MB", "", "", "< 200 MB", max(rss) < 200
+                ),
             ]
         finally:
             emu.stop()
@@ -458,28 +573,65 @@ class Bench:
             with open(upload, "wb") as f:
                 for _ in range(parse_size(args.upload) >> 20):
                     f.write(os.urandom(1 << 20))
-            token = httpx.post(f"{iq['auth_url']}/oauth2/token", data={
-                "grant_type": "password", "username": iq["username"], "password": iq["password"],
-                "client_id": iq["client_id"], "client_secret": iq["client_secret"]}).json()["access_token"]
+            token = httpx.post(
+                f"{iq['auth_url']}/oauth2/token",
+                data={
+                    "grant_type": "password",
+                    "username": iq["username"],
+                    "password": iq["password"],
+                    "client_id": iq["client_id"],
+                    "client_secret": iq["client_secret"],
+                },
+            ).json()["access_token"]
             by_curl, by_cp = [], []
             for n in range(args.repeat):
-                by_curl.append(timed(lambda: subprocess.run(
-                    ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}", "-F", f"file=@{upload}",
-                     f"{iq['base_url']}/assets"], check=True)))
+                by_curl.append(
+                    timed(
+                        lambda: subprocess.run(
+                            [
+                                "curl",
+                                "-sS",
+                                "-o",
+                                "/dev/null",
+                                "-H",
+                                f"Authorization: Bearer {token}",
+                                "-F",
+                                f"file=@{upload}",
+                                f"{iq['base_url']}/assets",
+                            ],
+                            check=True,
+                        )
+                    )
+                )
                 self.mounts += 1
                 # write_back=0: cp returns once the provider has the bytes (else it times the spool alone)
-                m = MountedFS(self.work / f"m{self.mounts}", emu.config, options="write_back=0", accounts=[name],
-                              log_level="WARNING")
+                m = MountedFS(
+                    self.work / f"m{self.mounts}",
+                    emu.config,
+                    options="write_back=0",
+                    accounts=[name],
+                    log_level="WARNING",
+                )
                 try:
                     target = m.path / name / collection
                     os.listdir(target)
-                    by_cp.append(timed(lambda: subprocess.run(["cp", str(upload), str(target / f"upload{n}.bin")],
-                                                              check=True)))
+                    by_cp.append(
+                        timed(lambda: subprocess.run(["cp", str(upload), str(target / f"upload{n}.bin")], check=True))
+                    )
                 finally:
                     m.stop()
             size = upload.stat().st_size
-            self.rows.append(ratio_row(f"upload, `cp` of {args.upload}", size / median(by_cp), size / median(by_curl),
-                                       "rate", "curl -F", True, 0.9))
+            self.rows.append(
+                ratio_row(
+                    f"upload, `cp` of {args.upload}",
+                    size / median(by_cp),
+                    size / median(by_curl),
+                    "rate",
+                    "curl -F",
+                    True,
+                    0.9,
+                )
+            )
         finally:
             emu.stop()
 
@@ -488,14 +640,18 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
     def table(self) -> str:
-        lines = ["| measurement | assetfs | compared with | ratio (> 1: assetfs faster) | target | met |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            "| measurement | assetfs | compared with | ratio (> 1: assetfs faster) | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in self.rows:
             met = "" if r.met is None else ("yes" if r.met else "**no**")
             lines.append(f"| {r.what} | {r.ours} | {r.theirs} | {r.ratio} | {r.target} | {met} |")
-        lines.append(f"\n{os.cpu_count()} cores; medians of {self.args.repeat} runs unless noted; "
-                     f"{time.strftime('%Y-%m-%d')}; rclone {_version(['rclone', 'version'])}, "
-                     f"nginx {_version(['nginx', '-v'])}, {_version(['fio', '--version'])}")
+        lines.append(
+            f"\n{os.cpu_count()} cores; medians of {self.args.repeat} runs unless noted; "
+            f"{time.strftime('%Y-%m-%d')}; rclone {_version(['rclone', 'version'])}, "
+            f"nginx {_version(['nginx', '-v'])}, {_version(['fio', '--version'])}"
+        )
         return "\n".join(lines)
 
 
@@ -512,8 +668,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (the 100k listing runs once)")
     parser.add_argument("--runtime", type=float, default=10, help="seconds per random-read fio run")
     parser.add_argument("--upload", default="256MiB", help="size of the uploaded file")
-    parser.add_argument("--only", choices=["listings", "reads", "upload"], action="append",
-                        help="run only these parts (repeatable)")
+    parser.add_argument(
+        "--only", choices=["listings", "reads", "upload"], action="append", help="run only these parts (repeatable)"
+    )
     args = parser.parse_args()
     parts = args.only or ["listings", "reads", "upload"]
     bench = Bench(args)

@@ -20,9 +20,23 @@ class RunningEmulator:
     def __init__(self, tmp: Path, *args: str, port: int = 0):
         self.config_path = tmp / "emulator.toml"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "assetfs", "emulator", "--port", str(port), "--quiet",
-             "--data-dir", str(tmp / "emulator-data"), "--write-config", str(self.config_path), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "assetfs",
+                "emulator",
+                "--port",
+                str(port),
+                "--quiet",
+                "--data-dir",
+                str(tmp / "emulator-data"),
+                "--write-config",
+                str(self.config_path),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line = self.process.stdout.readline().strip()
         if not line.startswith("http://"):
@@ -39,8 +53,17 @@ class RunningEmulator:
         return self.control.post("/_emulator/faults", json=values).raise_for_status().json()
 
     def clear_faults(self) -> None:
-        self.set_faults(latency=0, hang=False, fail_status=0, fail_count=0, retry_after=0,
-                        reset_mid_body=0, truncate_body=0, reset_mid_upload=0, only_prefix="")
+        self.set_faults(
+            latency=0,
+            hang=False,
+            fail_status=0,
+            fail_count=0,
+            retry_after=0,
+            reset_mid_body=0,
+            truncate_body=0,
+            reset_mid_upload=0,
+            only_prefix="",
+        )
 
     def requests(self) -> dict[str, int]:
         return self.control.get("/_emulator/requests").raise_for_status().json()["counts"]
@@ -49,7 +72,9 @@ class RunningEmulator:
         self.control.delete("/_emulator/requests").raise_for_status()
 
     def set_rate_limit(self, provider: str, limit: int, window: float = 60) -> None:
-        self.control.post("/_emulator/rate-limits", json={provider: {"limit": limit, "window": window}}).raise_for_status()
+        self.control.post(
+            "/_emulator/rate-limits", json={provider: {"limit": limit, "window": window}}
+        ).raise_for_status()
 
     def set_tokens(self, **body) -> None:
         self.control.post("/_emulator/tokens", json=body).raise_for_status()

@@ -154,8 +154,11 @@ def errno_of(exc: pyfuse3.FUSEError) -> int:
 @contextlib.asynccontextmanager
 async def in_process(emulator, tmp: Path, accounts: list[str] | None = None, options: str = ""):
     """A Mount of the emulator's accounts, its uploader running, no kernel involved."""
-    doc = {"cache": {"dir": str(tmp / "cache")}, "state": {"dir": str(tmp / "state")},
-           "accounts": dict(emulator.config["accounts"])}
+    doc = {
+        "cache": {"dir": str(tmp / "cache")},
+        "state": {"dir": str(tmp / "state")},
+        "accounts": dict(emulator.config["accounts"]),
+    }
     if accounts is not None:
         doc["accounts"] = {k: v for k, v in doc["accounts"].items() if k in accounts}
     mount = Mount(parse_config(doc), tmp / "mnt", parse_mount_options([options] if options else []))

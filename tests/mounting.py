@@ -31,13 +31,25 @@ def unmount(path: Path) -> None:
 class MountedFS:
     """One running mount; `.path` is the mountpoint, `.log()` what the mount printed."""
 
-    def __init__(self, tmp: Path, config: dict, options: str = "", accounts: list[str] | None = None,
-                 cache_dir: Path | None = None, state_dir: Path | None = None, log_level: str = "INFO"):
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict,
+        options: str = "",
+        accounts: list[str] | None = None,
+        cache_dir: Path | None = None,
+        state_dir: Path | None = None,
+        log_level: str = "INFO",
+    ):
         tmp.mkdir(parents=True, exist_ok=True)
         self.path = tmp / "mnt"
         self.path.mkdir(exist_ok=True)
-        doc = {**config, "cache": dict(config.get("cache", {})), "state": dict(config.get("state", {})),
-               "accounts": dict(config["accounts"])}
+        doc = {
+            **config,
+            "cache": dict(config.get("cache", {})),
+            "state": dict(config.get("state", {})),
+            "accounts": dict(config["accounts"]),
+        }
         if accounts is not None:
             doc["accounts"] = {k: v for k, v in doc["accounts"].items() if k in accounts}
         doc["cache"]["dir"] = str(cache_dir or tmp / "cache")
@@ -48,8 +60,18 @@ class MountedFS:
         self.config_path = tmp / "assetfs.toml"
         self.config_path.write_text(tomli_w.dumps(doc))
         self.log_path = tmp / "mount.log"
-        args = [sys.executable, "-m", "assetfs", "mount", "-f", "--log-level", log_level,
-                "--config", str(self.config_path), str(self.path)]
+        args = [
+            sys.executable,
+            "-m",
+            "assetfs",
+            "mount",
+            "-f",
+            "--log-level",
+            log_level,
+            "--config",
+            str(self.config_path),
+            str(self.path),
+        ]
         if options:
             args += ["-o", options]
         self._log = open(self.log_path, "wb")

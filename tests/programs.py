@@ -13,9 +13,9 @@ import sys
 import tarfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
@@ -23,6 +23,7 @@ CONVERT = shutil.which("convert", path="/usr/bin:/bin")  # ImageMagick's own, no
 
 
 # -- what the programs write -------------------------------------------------------------------
+
 
 def png(seed: int, size=(8, 8)) -> bytes:
     img = Image.new("RGB", size)
@@ -56,15 +57,16 @@ assert all(p.seed.count(b"one") == 1 and b"one" not in p.new + p.other for p in 
 
 # -- the programs ------------------------------------------------------------------------------
 
+
 @dataclass
 class Expect:
     """What the provider must hold after the program, by path relative to the folder."""
 
-    files: dict[str, bytes]                                  # final bytes of every file the program saved
-    replaced: set[str] = field(default_factory=set)         # of those, the seeded asset: a new version of it
-    renamed: dict[str, str] = field(default_factory=dict)   # seeded file → its new name: the same asset
-    dirs: set[str] = field(default_factory=set)             # folders made
-    pixels: set[str] = field(default_factory=set)           # compared as decoded pixels (ImageMagick's own PNG)
+    files: dict[str, bytes]  # final bytes of every file the program saved
+    replaced: set[str] = field(default_factory=set)  # of those, the seeded asset: a new version of it
+    renamed: dict[str, str] = field(default_factory=dict)  # seeded file → its new name: the same asset
+    dirs: set[str] = field(default_factory=set)  # folders made
+    pixels: set[str] = field(default_factory=set)  # compared as decoded pixels (ImageMagick's own PNG)
 
     @property
     def new_assets(self) -> int:
@@ -74,10 +76,10 @@ class Expect:
 @dataclass
 class Ctx:
     case: str
-    folder: Path        # on the mount
-    local: Path         # a local directory with the inputs
+    folder: Path  # on the mount
+    local: Path  # a local directory with the inputs
     p: Payload
-    seed: str = ""      # the name of the asset the program edits, if any
+    seed: str = ""  # the name of the asset the program edits, if any
 
     def name(self, stem: str, ext: str | None = None) -> str:
         """Names carry the case, so that cases sharing one Apple brand never meet (`_`: no case id has one)."""
@@ -120,7 +122,7 @@ Run = Callable[[Ctx], subprocess.CompletedProcess]
 class Program:
     id: str
     make: Callable[[Ctx], tuple[list[str] | Run, Expect]]
-    seed: Callable[[Payload], bytes] | None = None   # the asset it edits, put on the provider first
+    seed: Callable[[Payload], bytes] | None = None  # the asset it edits, put on the provider first
     seed_ext: str | None = None
     only: tuple[str, ...] = ("mudstack", "apple")
 
@@ -131,9 +133,11 @@ PROGRAMS: dict[str, Program] = {}
 def program(*ids: str, seed=None, seed_ext=None, only=("mudstack", "apple")):
     def register(make):
         for pid in ids or (make.__name__.replace("_", "-"),):
-            PROGRAMS[pid] = Program(pid, (lambda c, pid=pid: make(c, pid)) if ids else (lambda c: make(c)),
-                                    seed, seed_ext, only)
+            PROGRAMS[pid] = Program(
+                pid, (lambda c, pid=pid: make(c, pid)) if ids else (lambda c: make(c)), seed, seed_ext, only
+            )
         return make
+
     return register
 
 
@@ -315,18 +319,45 @@ def cp_a(c: Ctx):
 
 @program(seed=lambda p: p.seed)
 def vim(c: Ctx):
-    return ["vim", *(["-b"] if c.p.binary else []), "-Nu", "NONE", "-es", "-c", "%s/one/uno/", "-c", "wq", c.seed], \
-        Expect({c.seed: c.p.edited}, replaced={c.seed})
+    return [
+        "vim",
+        *(["-b"] if c.p.binary else []),
+        "-Nu",
+        "NONE",
+        "-es",
+        "-c",
+        "%s/one/uno/",
+        "-c",
+        "wq",
+        c.seed,
+    ], Expect({c.seed: c.p.edited}, replaced={c.seed})
 
 
 @program(seed=lambda p: p.seed)
 def nano(c: Ctx):
     """nano in a detached tmux: to the end of the file, type a line, ^O Enter to save, ^X."""
+
     def run(c: Ctx) -> subprocess.CompletedProcess:
         server = ["tmux", "-L", f"assetfs-nano-{os.getpid()}"]
         env = {**os.environ, "TERM": "xterm"}
-        subprocess.run([*server, "new-session", "-d", "-x", "100", "-y", "30", "-s", "nano", "-c", str(c.folder),
-                        f"nano -N {c.seed}"], check=True, env=env)
+        subprocess.run(
+            [
+                *server,
+                "new-session",
+                "-d",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "-s",
+                "nano",
+                "-c",
+                str(c.folder),
+                f"nano -N {c.seed}",
+            ],
+            check=True,
+            env=env,
+        )
         try:
             for keys in (["M-/"], ["four"], ["C-o"], ["Enter"], ["C-x"]):
                 time.sleep(0.3)
@@ -335,10 +366,13 @@ def nano(c: Ctx):
                 if subprocess.run([*server, "has-session", "-t", "nano"], capture_output=True).returncode:
                     return subprocess.CompletedProcess(["nano"], 0, "", "")
                 time.sleep(0.1)
-            screen = subprocess.run([*server, "capture-pane", "-p", "-t", "nano"], capture_output=True, text=True).stdout
+            screen = subprocess.run(
+                [*server, "capture-pane", "-p", "-t", "nano"], capture_output=True, text=True
+            ).stdout
             return subprocess.CompletedProcess(["nano"], 1, screen, "nano did not exit")
         finally:
             subprocess.run([*server, "kill-server"], capture_output=True)
+
     return run, Expect({c.seed: c.p.seed + b"four\n"}, replaced={c.seed})
 
 

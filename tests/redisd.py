@@ -41,9 +41,22 @@ class RedisServer:
         if self.password:
             key = self.dir / "redis-key.pem"
             self_signed(self.ca, key)
-            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.ca), "--tls-key-file",
-                     str(key), "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no",
-                     "--requirepass", self.password]
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.ca),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(self.ca),
+                "--tls-auth-clients",
+                "no",
+                "--requirepass",
+                self.password,
+            ]
         else:
             args += ["--port", str(self.port)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -64,8 +77,12 @@ class RedisServer:
 
     def command(self, *args: str) -> str:
         tls = ["--tls", "--cacert", str(self.ca), "--no-auth-warning", "-a", self.password] if self.password else []
-        return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *tls, *args], capture_output=True,
-                              text=True, timeout=10).stdout
+        return subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *tls, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
 
     def hang(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
@@ -96,16 +113,25 @@ def self_signed(cert: Path, key: Path) -> None:
 
     private = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-                   .sign(private, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(private, hashes.SHA256())
+    )
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     key.chmod(0o600)
 
 

@@ -28,13 +28,17 @@ pytestmark = pytest.mark.mount
 
 TIMEOUT = 5.0
 OPTIONS = "timeout=5s"
-MARGIN = 2.0          # a syscall answers within the timeout plus this
+MARGIN = 2.0  # a syscall answers within the timeout plus this
 SPECTRUM_ORG = "7000000000000300418"
 APPLE_BRAND = "9467895078742654934/9467895078742654921"
 WORKSPACE = "Game Art"
 ACCOUNT = {"spectrum": "carhartt", "iqmetrix": "stores", "apple": "apple", "mudstack": "studio"}
-LISTING = {"spectrum": f"carhartt/{SPECTRUM_ORG}", "iqmetrix": "stores/logos", "apple": f"apple/{APPLE_BRAND}",
-           "mudstack": f"studio/{WORKSPACE}"}
+LISTING = {
+    "spectrum": f"carhartt/{SPECTRUM_ORG}",
+    "iqmetrix": "stores/logos",
+    "apple": f"apple/{APPLE_BRAND}",
+    "mudstack": f"studio/{WORKSPACE}",
+}
 # An asset each listing must still show when the others are broken (its first, left intact).
 INTACT = {"spectrum": "team logo.png", "apple": "brand_asset_10101.png", "mudstack": "style-guide.pdf"}
 PROVIDERS = list(ACCOUNT)
@@ -48,8 +52,9 @@ hemu = emulator_fixture("hemu")
 def hostile(hemu):
     def switch(**body) -> None:
         # (json.dumps escapes lone surrogates; httpx's own encoder would refuse them)
-        hemu.control.post("/_emulator/hostile", content=json.dumps(body),
-                          headers={"content-type": "application/json"}).raise_for_status()
+        hemu.control.post(
+            "/_emulator/hostile", content=json.dumps(body), headers={"content-type": "application/json"}
+        ).raise_for_status()
 
     hemu.reset_requests()
     yield switch
@@ -70,6 +75,7 @@ def mounted(hemu, mount):
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """A real tool on the mount; it must answer within the timeout (plus a margin)."""
@@ -141,6 +147,7 @@ def vm_hwm_mb(pid: int) -> float:
 
 # -- hostile and odd names ------------------------------------------------------------------------
 
+
 def test_spectrum_hostile_names_are_made_safe_and_stay_in_their_directory(hemu, hostile, mounted):
     hostile(mode="hostile_names", provider="spectrum")
     m = mounted("spectrum")
@@ -150,14 +157,14 @@ def test_spectrum_hostile_names_are_made_safe_and_stay_in_their_directory(hemu, 
     names = names_by_id(org)
     # Item i of the page carries HOSTILE_NAMES[i]: the seeded ids 9100…9105, then copies 90000000…
     # (each file: the name, then its content's extension)
-    assert names["9100"] == "..\u2215x.png"              # ../x
-    assert names["9101"] == "a\u2215b.jpg"               # a/b
-    assert names["9102"] == "nul\ufffdbyte.png"          # NUL
-    assert names["9103"] == "..jpg"                      # .
-    assert names["9104"] == "...png"                     # ..
-    assert names["9105"] == "9105.png"                   # empty: the id
-    assert names["90000000"] == "90000000.png"           # blank: the id
-    assert names["90000001"] == "\u2215.png"             # /
+    assert names["9100"] == "..\u2215x.png"  # ../x
+    assert names["9101"] == "a\u2215b.jpg"  # a/b
+    assert names["9102"] == "nul\ufffdbyte.png"  # NUL
+    assert names["9103"] == "..jpg"  # .
+    assert names["9104"] == "...png"  # ..
+    assert names["9105"] == "9105.png"  # empty: the id
+    assert names["90000000"] == "90000000.png"  # blank: the id
+    assert names["90000001"] == "\u2215.png"  # /
     assert names["90000004"] == "..\u2215..\u2215..\u2215..\u2215etc\u2215passwd.png"
     long_name = names["90000006"]
     assert len(long_name.encode()) <= 255 and long_name.startswith("xxxx") and long_name.endswith(".png")
@@ -174,9 +181,11 @@ def test_spectrum_hostile_names_are_made_safe_and_stay_in_their_directory(hemu, 
     # Nothing escaped: `x` is only where the API put it, nothing is named passwd, and every
     # entry of the tree resolves inside its own parent.
     found_x = [p for p in find0(m.path) if os.path.basename(p) == "x.png"]
-    orgs = hemu.account("spectrum")["organizations"]   # every organization's page is hostile
-    assert sorted(found_x) == sorted([str(m.path / "carhartt" / o / "x.png") for o in orgs] +
-                                     [str(m.path / "carhartt" / o / ".assets" / "x.png") for o in orgs])
+    orgs = hemu.account("spectrum")["organizations"]  # every organization's page is hostile
+    assert sorted(found_x) == sorted(
+        [str(m.path / "carhartt" / o / "x.png") for o in orgs]
+        + [str(m.path / "carhartt" / o / ".assets" / "x.png") for o in orgs]
+    )
     assert not [p for p in find0(m.path) if os.path.basename(p) in ("passwd", "passwd.png")]
     assert assert_safe_tree(org) >= 3 * 21
     # Each is a working asset: stat, its directory, its file's bytes.
@@ -204,7 +213,7 @@ def test_hostile_names_of_other_providers_are_safe(hemu, hostile, mounted, provi
         assert len(names) == len(set(names))
         total += len(names)
         total += assert_safe_tree(root)
-        for name in names:   # every asset opens: stat, its directory, its xattrs
+        for name in names:  # every asset opens: stat, its directory, its xattrs
             run("stat", str(root / name))
     assert total >= (9 if provider == "iqmetrix" else 22)
     everything = find0(m.path / ACCOUNT[provider])
@@ -212,7 +221,9 @@ def test_hostile_names_of_other_providers_are_safe(hemu, hostile, mounted, provi
     # `x` (and `../x` beside it) stay in the directories the API put them in: never at the
     # mount's or the account's top, and every entry resolves inside its own parent.
     xs = [p for p in everything if os.path.splitext(os.path.basename(p))[0] == "x"]
-    assert (xs or provider == "iqmetrix") and all(os.path.dirname(p) not in (str(m.path), str(m.path / ACCOUNT[provider])) for p in xs), xs
+    assert (xs or provider == "iqmetrix") and all(
+        os.path.dirname(p) not in (str(m.path), str(m.path / ACCOUNT[provider])) for p in xs
+    ), xs
     assert assert_safe_tree(m.path / ACCOUNT[provider]) == len(everything) - 1
     assert_alive(m)
 
@@ -244,11 +255,14 @@ def test_thousands_of_duplicate_names_get_unique_stable_names(hemu, hostile, mou
     listed = run("ls", "-f", str(top)).stdout.decode().split("\n")
     assets = [n for n in listed if n.startswith("same")]
     assert len(assets) == size == len(set(assets))
-    assert "same.png" not in assets   # every duplicate is told apart by its id
+    assert "same.png" not in assets  # every duplicate is told apart by its id
     # The same asset keeps its name: listed again after the cache is gone (a new mount), the same names.
     again = mounted(provider)
-    relisted = [n for n in run("ls", "-f", str(again.path / LISTING[provider])).stdout.decode().split("\n")
-                if n.startswith("same")]
+    relisted = [
+        n
+        for n in run("ls", "-f", str(again.path / LISTING[provider])).stdout.decode().split("\n")
+        if n.startswith("same")
+    ]
     assert sorted(relisted) == sorted(assets)
     assert_alive(m)
 
@@ -267,6 +281,7 @@ def test_thousands_of_assets_with_one_id_and_one_name(hemu, hostile, mounted):
 
 # -- malformed, wrong-typed and incomplete answers --------------------------------------------------
 
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_malformed_json_answers_eio_with_a_log_line_then_recovers(hemu, hostile, mounted, provider):
     m = mounted(provider)
@@ -277,7 +292,7 @@ def test_malformed_json_answers_eio_with_a_log_line_then_recovers(hemu, hostile,
     assert "malformed JSON" in m.log()
     assert_alive(m)
     hostile(mode="")
-    assert os.listdir(top)   # nothing bad was cached: the next listing works
+    assert os.listdir(top)  # nothing bad was cached: the next listing works
 
 
 @pytest.mark.parametrize("provider", ["spectrum", "apple", "mudstack"])
@@ -287,7 +302,7 @@ def test_wrong_types_skip_the_bad_assets_and_show_the_rest(hemu, hostile, mounte
     top = m.path / LISTING[provider]
     run("ls", "-la", str(top))
     assert INTACT[provider] in os.listdir(top)
-    for p in find0(top):   # every entry answers stat (or a clean EIO/ENOENT) in time
+    for p in find0(top):  # every entry answers stat (or a clean EIO/ENOENT) in time
         code, seconds = timed_errno(os.stat, p)
         assert code in (None, errno.EIO, errno.ENOENT) and seconds < TIMEOUT + MARGIN, (p, code)
     assert_safe_tree(top)
@@ -298,8 +313,8 @@ def test_iqmetrix_wrong_types_show_the_asset_under_its_id(hemu, hostile, mounted
     hostile(mode="wrong_types", provider="iqmetrix")
     m = mounted("iqmetrix")
     top = m.path / "stores" / "logos"
-    names = os.listdir(top / ".assets")   # no content to show as a file: only its details
-    assert "732130d2-b673-461c-812b-f2b614d6076e" in names    # name 42 is not a name: the id is
+    names = os.listdir(top / ".assets")  # no content to show as a file: only its details
+    assert "732130d2-b673-461c-812b-f2b614d6076e" in names  # name 42 is not a name: the id is
     assert_safe_tree(top)
     for p in find0(top):
         code, seconds = timed_errno(os.stat, p)
@@ -318,7 +333,7 @@ def test_a_listing_of_the_wrong_type_answers_eio_with_a_log_line(hemu, hostile, 
     except OSError as e:
         code = e.errno
     assert time.monotonic() - started < TIMEOUT + MARGIN
-    if provider == "iqmetrix":   # one request per asset: each bad answer leaves its asset out
+    if provider == "iqmetrix":  # one request per asset: each bad answer leaves its asset out
         assert code is None and names == [".assets"] and "not an asset object; it is left out" in m.log()
     else:
         assert code == errno.EIO and "WARNING" in m.log() and " list" in m.log(), m.log()[-2000:]
@@ -332,11 +347,11 @@ def test_missing_fields_never_crash_and_the_rest_is_listed(hemu, hostile, mounte
     top = m.path / LISTING[provider]
     run("ls", "-la", str(top))
     names = os.listdir(top)
-    if provider == "apple":   # every image's metadata lost its type (and file name): no extension
+    if provider == "apple":  # every image's metadata lost its type (and file name): no extension
         assert "brand_asset_10101" in names
     elif provider in INTACT:
         assert INTACT[provider] in names
-    else:   # iQmetrix: named by id, no content file but asset.json: only under .assets/
+    else:  # iQmetrix: named by id, no content file but asset.json: only under .assets/
         assert names == [".assets"] and len(os.listdir(top / ".assets")) == 4
     for p in find0(top):
         code, seconds = timed_errno(os.stat, p)
@@ -346,6 +361,7 @@ def test_missing_fields_never_crash_and_the_rest_is_listed(hemu, hostile, mounte
 
 
 # -- enormous pages and cursors that loop ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("provider,size", [("spectrum", 50_000), ("mudstack", 20_000)])
 def test_an_enormous_page_lists_or_fails_cleanly_and_the_mount_stays_responsive(hemu, hostile, mounted, provider, size):
@@ -361,7 +377,7 @@ def test_an_enormous_page_lists_or_fails_cleanly_and_the_mount_stays_responsive(
     slowest = 0.0
     while ls.poll() is None and time.monotonic() - started < 60:
         asked = time.monotonic()
-        (m.path / ".assetfs" / "status.json").read_bytes()   # answered from memory
+        (m.path / ".assetfs" / "status.json").read_bytes()  # answered from memory
         slowest = max(slowest, time.monotonic() - asked)
         time.sleep(0.1)
     _, err = ls.communicate(timeout=30)
@@ -371,9 +387,11 @@ def test_an_enormous_page_lists_or_fails_cleanly_and_the_mount_stays_responsive(
     listing.close()
     count = len([n for n in out.decode().split("\n") if n.startswith("huge ")])
     rss = vm_hwm_mb(m.process.pid)
-    print(f"{provider}: {size} assets in one page: ls rc={ls.returncode} {count} listed in {seconds:.1f}s, "
-          f"status.json meanwhile within {slowest:.2f}s, peak RSS {rss:.0f} MB")
-    if ls.returncode == 0:   # the page's own assets keep their names, the copies are "huge NNNNNN"
+    print(
+        f"{provider}: {size} assets in one page: ls rc={ls.returncode} {count} listed in {seconds:.1f}s, "
+        f"status.json meanwhile within {slowest:.2f}s, peak RSS {rss:.0f} MB"
+    )
+    if ls.returncode == 0:  # the page's own assets keep their names, the copies are "huge NNNNNN"
         assert size - 10 < count < size
     else:
         assert b"Input/output error" in err
@@ -425,6 +443,7 @@ def test_spectrum_pages_that_never_end_stop_within_the_timeout(hemu, hostile, mo
 
 # -- redirects to other hosts ----------------------------------------------------------------------
 
+
 class _Recorder(BaseHTTPRequestHandler):
     """Another host: records what reaches it and answers 200 with a little JSON."""
 
@@ -469,13 +488,16 @@ def assert_no_credentials(seen: list[dict], *secrets: str) -> None:
             assert secret not in blob, request
 
 
-@pytest.mark.parametrize("provider,fragment,what", [
-    ("spectrum", "/cdn/", "content"),
-    ("spectrum", "/organization/", "listing"),
-    ("apple", "/brands/9467895078742654921/assets", "listing"),
-    ("mudstack", "/workspaces/assets/search", "listing"),
-    ("iqmetrix", "/iqmetrix/images/", "content"),
-])
+@pytest.mark.parametrize(
+    "provider,fragment,what",
+    [
+        ("spectrum", "/cdn/", "content"),
+        ("spectrum", "/organization/", "listing"),
+        ("apple", "/brands/9467895078742654921/assets", "listing"),
+        ("mudstack", "/workspaces/assets/search", "listing"),
+        ("iqmetrix", "/iqmetrix/images/", "content"),
+    ],
+)
 def test_redirects_to_another_host_never_carry_credentials(hemu, hostile, mounted, elsewhere, provider, fragment, what):
     target, seen = elsewhere
     m = mounted(provider)
@@ -489,23 +511,34 @@ def test_redirects_to_another_host_never_carry_credentials(hemu, hostile, mounte
         code, seconds = timed_errno(os.listdir, top)
     assert seconds < TIMEOUT + MARGIN and code in (None, errno.EIO, errno.ENOENT)
     assert seen, "the redirect was not followed at all"
-    print(f"{provider} {what} redirected elsewhere: errno {code}; the other host got "
-          f"{[(r['method'], r['path'].split('?')[0][:50], sorted(r['headers'])) for r in seen]}")
+    print(
+        f"{provider} {what} redirected elsewhere: errno {code}; the other host got "
+        f"{[(r['method'], r['path'].split('?')[0][:50], sorted(r['headers'])) for r in seen]}"
+    )
     account = hemu.account(provider)
-    assert_no_credentials(seen, *[str(account[k]) for k in ("token", "key", "secret", "client_secret", "password",
-                                                             "account_id") if k in account])
+    assert_no_credentials(
+        seen,
+        *[
+            str(account[k])
+            for k in ("token", "key", "secret", "client_secret", "password", "account_id")
+            if k in account
+        ],
+    )
     hostile(mode="")
     assert_alive(m)
 
 
-@pytest.mark.parametrize("provider,fragment", [("iqmetrix", "/oauth2/token"), ("apple", "/oauth2/token"),
-                                               ("mudstack", "/auth/token")])
-def test_a_token_service_redirecting_elsewhere_gets_no_credentials(hemu, hostile, mounted, elsewhere, provider, fragment):
+@pytest.mark.parametrize(
+    "provider,fragment", [("iqmetrix", "/oauth2/token"), ("apple", "/oauth2/token"), ("mudstack", "/auth/token")]
+)
+def test_a_token_service_redirecting_elsewhere_gets_no_credentials(
+    hemu, hostile, mounted, elsewhere, provider, fragment
+):
     target, seen = elsewhere
     hostile(mode="redirect_elsewhere", target=target, path_contains=fragment, status=307)
     m = mounted(provider)
     code, seconds = timed_errno(os.listdir, m.path / LISTING[provider])
     assert code in (errno.EIO, errno.EACCES) and seconds < TIMEOUT + MARGIN
-    assert not seen, seen   # a 307 would resend the password or secret: never followed
+    assert not seen, seen  # a 307 would resend the password or secret: never followed
     hostile(mode="")
     assert_alive(m)

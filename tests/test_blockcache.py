@@ -120,8 +120,9 @@ def test_a_data_file_shorter_than_its_bitmap_says_is_read_not_mapped(tmp_path):
 
 def resident_bytes(path) -> int:
     """How much of a file the page cache holds (util-linux's fincore)."""
-    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)], check=True, capture_output=True, text=True
+    ).stdout
     return int(out.strip() or 0)
 
 

@@ -23,8 +23,14 @@ ENV = {**os.environ, "COLUMNS": "200"}  # rich tables wrap at 80 columns when no
 
 
 def assetfs(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assetfs", *map(str, args)], check=False, capture_output=True,
-                          text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "assetfs", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 def status(m) -> dict:
@@ -104,9 +110,24 @@ def test_status_shows_counters_that_move_and_json_is_the_raw_file(emu, mount):
     done = assetfs("status", m.path)
     assert done.returncode == 0, done.stderr
     table = done.stdout
-    for label in ("uptime", "requests", "errors", "timeouts", "metadata hits / misses", "metadata hit ratio",
-                  "block hits / misses", "block hit ratio", "block cache size", "bytes read", "bytes downloaded",
-                  "bytes uploaded", "pending uploads: none", "carhartt (spectrum)", "cache dir", "state dir"):
+    for label in (
+        "uptime",
+        "requests",
+        "errors",
+        "timeouts",
+        "metadata hits / misses",
+        "metadata hit ratio",
+        "block hits / misses",
+        "block hit ratio",
+        "block cache size",
+        "bytes read",
+        "bytes downloaded",
+        "bytes uploaded",
+        "pending uploads: none",
+        "carhartt (spectrum)",
+        "cache dir",
+        "state dir",
+    ):
         assert label in table, label
     now = counters(m)  # reading status.json makes no request and reads no content
     assert re.search(rf"requests\s+│ {now['requests']:,}\s", table)
@@ -124,14 +145,16 @@ def test_status_shows_counters_that_move_and_json_is_the_raw_file(emu, mount):
 
 def test_status_and_umount_refuse_what_is_not_an_assetfs_mount(emu, mount, tmp_path):
     m = mount(emu.config, accounts=["carhartt"])
-    for args, message in [(("status", tmp_path), "not an assetfs mount (nothing is mounted there)"),
-                          (("status", "/proc"), "not an assetfs mount (it is a proc mount)"),
-                          (("status", tmp_path / "nope"), "no such directory"),
-                          (("status", m.path / "carhartt"), "is inside the assetfs mount"),
-                          (("umount", tmp_path), "not an assetfs mount"),
-                          (("prefetch", tmp_path), "not inside an assetfs mount"),
-                          (("prefetch", m.path / "carhartt" / "nope"), "no such file or directory"),
-                          (("prefetch", m.path, "--jobs", "0"), "--jobs 0: must be at least 1")]:
+    for args, message in [
+        (("status", tmp_path), "not an assetfs mount (nothing is mounted there)"),
+        (("status", "/proc"), "not an assetfs mount (it is a proc mount)"),
+        (("status", tmp_path / "nope"), "no such directory"),
+        (("status", m.path / "carhartt"), "is inside the assetfs mount"),
+        (("umount", tmp_path), "not an assetfs mount"),
+        (("prefetch", tmp_path), "not inside an assetfs mount"),
+        (("prefetch", m.path / "carhartt" / "nope"), "no such file or directory"),
+        (("prefetch", m.path, "--jobs", "0"), "--jobs 0: must be at least 1"),
+    ]:
         done = assetfs(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.startswith("assetfs: ") and message in done.stderr, (args, done.stderr)
@@ -202,8 +225,13 @@ def test_umount_waits_for_a_pending_upload_then_unmounts(fresh_emulator, mount):
     assert "1 upload still pending" in done.stderr and "resume at the next mount" in done.stderr, done.stderr
     assert is_mounted(m.path)
 
-    umount = subprocess.Popen([sys.executable, "-m", "assetfs", "umount", str(m.path), "--timeout", "90"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    umount = subprocess.Popen(
+        [sys.executable, "-m", "assetfs", "umount", str(m.path), "--timeout", "90"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         time.sleep(1)
         assert umount.poll() is None, "umount did not wait for the upload"

@@ -25,7 +25,7 @@ def problem(data: dict) -> str:
 
 def test_a_full_config_with_every_provider_parses(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('''
+    path.write_text("""
 [cache]
 dir = "~/somewhere"
 max_size = "5GiB"
@@ -64,7 +64,7 @@ account_id = "a"
 key = "k"
 secret = "s"
 workspaces = ["Game Art"]
-''')
+""")
     config = load_config(path)
     assert config.cache.max_size == 5 << 30 and config.cache.metadata_ttl == 300
     assert config.cache.path == os.path.expanduser("~/somewhere") or str(config.cache.path).endswith("somewhere")
@@ -78,7 +78,9 @@ def test_each_mistake_is_one_line_naming_its_key():
     assert "accounts.acme.client:" in text
     assert "cache.max_size:" in text
     assert "accounts.acme.provider" in problem({"accounts": {"acme": {**SPECTRUM, "provider": "dropbox"}}})
-    assert "accounts.acme.token: missing" in problem({"accounts": {"acme": {k: v for k, v in SPECTRUM.items() if k != "token"}}})
+    assert "accounts.acme.token: missing" in problem(
+        {"accounts": {"acme": {k: v for k, v in SPECTRUM.items() if k != "token"}}}
+    )
     assert "accounts: missing" in problem({})
 
 
@@ -124,12 +126,19 @@ def test_an_unreadable_or_absent_file_is_a_clear_error(tmp_path):
 
 
 def test_mount_options():
-    o = parse_mount_options(["ro,uid=1000,gid=100,umask=027,allow_other", "cache_size=1GiB,metadata_ttl=5m,timeout=10s,read_ahead=8MiB"])
+    o = parse_mount_options(
+        ["ro,uid=1000,gid=100,umask=027,allow_other", "cache_size=1GiB,metadata_ttl=5m,timeout=10s,read_ahead=8MiB"]
+    )
     assert (o.ro, o.uid, o.gid, o.umask, o.allow_other) == (True, 1000, 100, 0o027, True)
     assert (o.cache_size, o.metadata_ttl, o.timeout, o.read_ahead) == (1 << 30, 300, 10, 8 << 20)
     assert {"fsname=assetfs", "subtype=assetfs", "ro", "allow_other"} <= o.kernel_options()
     assert parse_mount_options(["_netdev,nofail,noauto,x-systemd.automount,user,defaults"]).ro is False
-    for bad, says in (("colour=blue", "colour"), ("uid", "needs a value"), ("timeout=0", "more than 0"), ("uid=abc", "uid")):
+    for bad, says in (
+        ("colour=blue", "colour"),
+        ("uid", "needs a value"),
+        ("timeout=0", "more than 0"),
+        ("uid=abc", "uid"),
+    ):
         with pytest.raises(ConfigError, match=says):
             parse_mount_options([bad])
 

@@ -12,16 +12,27 @@ import uuid
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import seed_json
+from PIL import Image
 
 ORG, BRAND = "9467895078742654934", "9467895078742654921"
 SECOND_ORG = "9467895078742655101"
 DOC_QUERY = "createdDate=gt=2024-09-30T00:00:00Z"
 ERROR_KEYS = {"code": str, "message": str, "context": dict, "details": dict}
-METADATA_KEYS = {"orgId", "id", "createdDate", "updatedDate", "state", "filename", "width", "height",
-                 "fileSize", "contentType", "cdnUrl", "cdnTemplateUrl"}
+METADATA_KEYS = {
+    "orgId",
+    "id",
+    "createdDate",
+    "updatedDate",
+    "state",
+    "filename",
+    "width",
+    "height",
+    "fileSize",
+    "contentType",
+    "cdnUrl",
+    "cdnTemplateUrl",
+}
 
 
 class Apple:
@@ -34,8 +45,13 @@ class Apple:
         self.token = self.get_token().json()["access_token"]
 
     def get_token(self, **override) -> httpx.Response:
-        body = {"client_id": self.cfg["client_id"], "client_secret": self.cfg["client_secret"],
-                "grant_type": "client_credentials", "scope": "business", **override}
+        body = {
+            "client_id": self.cfg["client_id"],
+            "client_secret": self.cfg["client_secret"],
+            "grant_type": "client_credentials",
+            "scope": "business",
+            **override,
+        }
         return self.http.post("/api/v1/oauth2/token", json=body)
 
     def call(self, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
@@ -123,9 +139,14 @@ def test_token_refuses_bad_credentials_and_grants(apple):
 
 
 def test_every_route_needs_a_valid_token(apple):
-    for method, path in [("GET", "/me"), ("GET", f"/orgs/{ORG}/brands"), ("GET", f"/orgs/{ORG}/brands/{BRAND}/assets"),
-                         ("GET", f"/orgs/{ORG}/assets/9467895078742654944"), ("DELETE", f"/orgs/{ORG}/assets/9467895078742654944"),
-                         ("GET", f"/orgs/{ORG}/images/1e863dc0-0980-11f0-9cd2-0242ac120002/metadata")]:
+    for method, path in [
+        ("GET", "/me"),
+        ("GET", f"/orgs/{ORG}/brands"),
+        ("GET", f"/orgs/{ORG}/brands/{BRAND}/assets"),
+        ("GET", f"/orgs/{ORG}/assets/9467895078742654944"),
+        ("DELETE", f"/orgs/{ORG}/assets/9467895078742654944"),
+        ("GET", f"/orgs/{ORG}/images/1e863dc0-0980-11f0-9cd2-0242ac120002/metadata"),
+    ]:
         r = apple.http.request(method, "/api/v1" + path)
         assert assert_error(r, 401)["code"] == "UNAUTHORIZED"
         assert "Bearer" in r.headers["www-authenticate"]
@@ -192,7 +213,9 @@ def test_documented_query_answers_the_seed_page(apple):
     after = body["pagination"]["cursors"]["after"]
     assert body["pagination"]["next"] == f"/apple/api/v1/orgs/{ORG}/brands/{BRAND}/assets?limit=2&after={after}"
     # the next link (a path, as in the seed) carries the query in its cursor
-    following = apple.http.get(apple.origin + body["pagination"]["next"], headers={"Authorization": f"Bearer {apple.token}"})
+    following = apple.http.get(
+        apple.origin + body["pagination"]["next"], headers={"Authorization": f"Bearer {apple.token}"}
+    )
     assert following.status_code == 200
     second = following.json()["data"]
     assert len(second) == 2 and not {a["id"] for a in second} & {a["id"] for a in seed["data"]}
@@ -231,22 +254,32 @@ def test_deleted_assets_show_only_when_asked_by_state(apple):
     assert everything == default | {a["id"] for a in deleted} and not default & {a["id"] for a in deleted}
 
 
-@pytest.mark.parametrize("ql, check", [
-    ("id==9467895078742654944", lambda a: a["id"] == "9467895078742654944"),
-    ("id!=9467895078742654944", lambda a: a["id"] != "9467895078742654944"),
-    ("id=gt=9467895078742654900", lambda a: int(a["id"]) > 9467895078742654900),
-    ("state==SUBMITTED", lambda a: a["state"] == "SUBMITTED"),
-    ("brandAssetDetails.intent==COVER_PHOTO", lambda a: a["brandAssetDetails"]["intent"] == "COVER_PHOTO"),
-    ("brandAssetDetails.partnersAssetId==brand_asset_20202", lambda a: a["brandAssetDetails"].get("partnersAssetId") == "brand_asset_20202"),
-    ("brandAssetDetails.imageId==1e863dc0-0980-11f0-9cd2-0242ac120002",
-     lambda a: a["brandAssetDetails"]["imageId"] == "1e863dc0-0980-11f0-9cd2-0242ac120002"),
-    ("createdDate=lt=2026-11-01T17:22:19Z", lambda a: a["createdDate"] < "2026-11-01T17:22:19.00Z"),
-    ("createdDate=le=2026-11-01T17:22:19Z", lambda a: a["createdDate"] <= "2026-11-01T17:22:19.00Z"),
-    ("createdDate=ge=2026-11-01T17:22:19.00Z", lambda a: a["createdDate"] >= "2026-11-01T17:22:19.00Z"),
-    ("updatedDate=gt=2026-11-01T18:22:19+01:00", lambda a: a["updatedDate"] > "2026-11-01T17:22:19.00Z"),
-    ("createdDate=gt=2024-09-30T00:00:00Z;brandAssetDetails.intent!=GALLERY",
-     lambda a: a["brandAssetDetails"]["intent"] != "GALLERY"),
-])
+@pytest.mark.parametrize(
+    "ql, check",
+    [
+        ("id==9467895078742654944", lambda a: a["id"] == "9467895078742654944"),
+        ("id!=9467895078742654944", lambda a: a["id"] != "9467895078742654944"),
+        ("id=gt=9467895078742654900", lambda a: int(a["id"]) > 9467895078742654900),
+        ("state==SUBMITTED", lambda a: a["state"] == "SUBMITTED"),
+        ("brandAssetDetails.intent==COVER_PHOTO", lambda a: a["brandAssetDetails"]["intent"] == "COVER_PHOTO"),
+        (
+            "brandAssetDetails.partnersAssetId==brand_asset_20202",
+            lambda a: a["brandAssetDetails"].get("partnersAssetId") == "brand_asset_20202",
+        ),
+        (
+            "brandAssetDetails.imageId==1e863dc0-0980-11f0-9cd2-0242ac120002",
+            lambda a: a["brandAssetDetails"]["imageId"] == "1e863dc0-0980-11f0-9cd2-0242ac120002",
+        ),
+        ("createdDate=lt=2026-11-01T17:22:19Z", lambda a: a["createdDate"] < "2026-11-01T17:22:19.00Z"),
+        ("createdDate=le=2026-11-01T17:22:19Z", lambda a: a["createdDate"] <= "2026-11-01T17:22:19.00Z"),
+        ("createdDate=ge=2026-11-01T17:22:19.00Z", lambda a: a["createdDate"] >= "2026-11-01T17:22:19.00Z"),
+        ("updatedDate=gt=2026-11-01T18:22:19+01:00", lambda a: a["updatedDate"] > "2026-11-01T17:22:19.00Z"),
+        (
+            "createdDate=gt=2024-09-30T00:00:00Z;brandAssetDetails.intent!=GALLERY",
+            lambda a: a["brandAssetDetails"]["intent"] != "GALLERY",
+        ),
+    ],
+)
 def test_ql_filters(apple, ql, check):
     everything = apple.walk("state!=DELETED")
     expected = [a["id"] for a in everything if check(a)]
@@ -254,8 +287,18 @@ def test_ql_filters(apple, ql, check):
     assert [a["id"] for a in apple.walk(ql, limit=4)] == expected
 
 
-@pytest.mark.parametrize("ql", ["nonsense", "color==red", "id~=1", "createdDate=gt=yesterday",
-                                "brandAssetDetails.intent=gt=GALLERY", "id==1;", "state=="])
+@pytest.mark.parametrize(
+    "ql",
+    [
+        "nonsense",
+        "color==red",
+        "id~=1",
+        "createdDate=gt=yesterday",
+        "brandAssetDetails.intent=gt=GALLERY",
+        "id==1;",
+        "state==",
+    ],
+)
 def test_invalid_ql_is_400(apple, ql):
     body = assert_error(apple.assets(ql), 400)
     assert body["context"]["ql"] == ql
@@ -269,11 +312,11 @@ def test_invalid_limit_is_400(apple):
 def test_cursors_are_stable_and_bound_to_their_query(apple):
     first = apple.assets(DOC_QUERY, limit=2).json()["pagination"]["cursors"]["after"]
     assert apple.assets(DOC_QUERY, limit=2).json()["pagination"]["cursors"]["after"] == first
-    assert apple.assets(DOC_QUERY, limit=3, after=first).status_code == 200       # same query, other page size
-    assert apple.assets(DOC_QUERY, after=first).status_code == 200                # ql repeated: fine
-    assert_error(apple.assets("state==PUBLISHED", after=first), 400)              # another query
+    assert apple.assets(DOC_QUERY, limit=3, after=first).status_code == 200  # same query, other page size
+    assert apple.assets(DOC_QUERY, after=first).status_code == 200  # ql repeated: fine
+    assert_error(apple.assets("state==PUBLISHED", after=first), 400)  # another query
     assert_error(apple.assets(DOC_QUERY, after=first, brand="9467895078742654922"), 400)
-    assert_error(apple.assets(after="6t78a61d9b495109"), 400)                     # the seed's: not ours
+    assert_error(apple.assets(after="6t78a61d9b495109"), 400)  # the seed's: not ours
 
 
 # ---- one asset --------------------------------------------------------------------------------
@@ -285,7 +328,7 @@ def test_get_asset_returns_its_etag(apple):
     assert r.status_code == 200 and r.json() == seed
     assert r.headers["etag"] == f'"{seed["etag"]}"'
     assert assert_error(apple.call("GET", f"/orgs/{ORG}/assets/1"), 404)["context"] == {"assetId": "1"}
-    assert_error(apple.call("GET", f"/orgs/{SECOND_ORG}/assets/{seed['id']}"), 404)   # another org's asset
+    assert_error(apple.call("GET", f"/orgs/{SECOND_ORG}/assets/{seed['id']}"), 404)  # another org's asset
 
 
 def test_unknown_paths_and_methods_answer_in_the_error_shape(apple):
@@ -362,8 +405,12 @@ def test_upload_create_update_delete_round_trip(fresh_emulator):
     content = httpx.get(image["cdnUrl"])
     assert hashlib.md5(content.content).hexdigest() == hashlib.md5(data).hexdigest()
 
-    details = {"imageId": image["id"], "partnersAssetId": "logo_new", "intent": "PLACECARD_LOGO",
-               "altTexts": [{"text": "A new logo", "locale": "en"}]}
+    details = {
+        "imageId": image["id"],
+        "partnersAssetId": "logo_new",
+        "intent": "PLACECARD_LOGO",
+        "altTexts": [{"text": "A new logo", "locale": "en"}],
+    }
     r = apple.call("POST", f"/orgs/{ORG}/brands/{BRAND}/assets", json={"brandAssetDetails": details})
     assert r.status_code == 201, r.text
     asset = r.json()
@@ -375,17 +422,21 @@ def test_upload_create_update_delete_round_trip(fresh_emulator):
 
     path = f"/orgs/{ORG}/assets/{asset['id']}"
     changed = {**details, "altTexts": [{"text": "Ein neues Logo", "locale": "de"}]}
-    assert_error(apple.call("PUT", path, json={"brandAssetDetails": changed}), 412)                      # no If-Match
+    assert_error(apple.call("PUT", path, json={"brandAssetDetails": changed}), 412)  # no If-Match
     assert_error(apple.call("PUT", path, json={"brandAssetDetails": changed}, headers={"If-Match": '"stale"'}), 412)
     time.sleep(0.02)
-    r = apple.call("PUT", path, json={**asset, "brandAssetDetails": changed}, headers={"If-Match": f'"{asset["etag"]}"'})
+    r = apple.call(
+        "PUT", path, json={**asset, "brandAssetDetails": changed}, headers={"If-Match": f'"{asset["etag"]}"'}
+    )
     assert r.status_code == 200, r.text
     updated = r.json()
     assert updated["brandAssetDetails"] == changed and updated["etag"] != asset["etag"]
     assert updated["updatedDate"] > asset["updatedDate"] and updated["createdDate"] == asset["createdDate"]
     assert r.headers["etag"] == f'"{updated["etag"]}"'
-    assert_error(apple.call("PUT", path, json={"brandAssetDetails": details}, headers={"If-Match": f'"{asset["etag"]}"'}), 412)
-    r = apple.call("PUT", path, json={"brandAssetDetails": details}, headers={"If-Match": updated["etag"]})   # unquoted
+    assert_error(
+        apple.call("PUT", path, json={"brandAssetDetails": details}, headers={"If-Match": f'"{asset["etag"]}"'}), 412
+    )
+    r = apple.call("PUT", path, json={"brandAssetDetails": details}, headers={"If-Match": updated["etag"]})  # unquoted
     assert r.status_code == 200 and r.json()["brandAssetDetails"] == details
 
     assert apple.call("DELETE", path).status_code == 204
@@ -400,16 +451,24 @@ def test_upload_create_update_delete_round_trip(fresh_emulator):
 def test_create_validates_the_details(apple):
     path = f"/orgs/{ORG}/brands/{BRAND}/assets"
     image = "1e863dc0-0980-11f0-9cd2-0242ac120002"
-    for details, field in [({"imageId": image, "intent": "BANNER"}, "intent"),
-                           ({"imageId": "not-an-image", "intent": "GALLERY"}, "imageId"),
-                           ({"imageId": image, "intent": "GALLERY", "altTexts": "hello"}, "altTexts"),
-                           ({"imageId": image, "intent": "GALLERY", "partnersAssetId": 7}, "partnersAssetId")]:
+    for details, field in [
+        ({"imageId": image, "intent": "BANNER"}, "intent"),
+        ({"imageId": "not-an-image", "intent": "GALLERY"}, "imageId"),
+        ({"imageId": image, "intent": "GALLERY", "altTexts": "hello"}, "altTexts"),
+        ({"imageId": image, "intent": "GALLERY", "partnersAssetId": 7}, "partnersAssetId"),
+    ]:
         body = assert_error(apple.call("POST", path, json={"brandAssetDetails": details}), 400)
         assert field in body["context"]
     assert_error(apple.call("POST", path, json={}), 400)
     assert_error(apple.call("POST", path, content=b"[1, 2]"), 400)
-    assert_error(apple.call("POST", f"/orgs/{SECOND_ORG}/brands/9467895078742655111/assets",
-                            json={"brandAssetDetails": {"imageId": image, "intent": "GALLERY"}}), 400)   # another org's image
+    assert_error(
+        apple.call(
+            "POST",
+            f"/orgs/{SECOND_ORG}/brands/9467895078742655111/assets",
+            json={"brandAssetDetails": {"imageId": image, "intent": "GALLERY"}},
+        ),
+        400,
+    )  # another org's image
 
 
 # ---- rate limiting, scale -----------------------------------------------------------------------
@@ -433,7 +492,7 @@ def test_extra_assets_and_large_file(fresh_emulator):
     assets = apple.walk(limit=100)
     assert len(assets) >= 10_000 and len({a["id"] for a in assets}) == len(assets)
     names = {a["brandAssetDetails"].get("partnersAssetId") for a in assets}
-    assert {"asset_00000", "asset_10005"} <= names   # stable names: the same on every run
+    assert {"asset_00000", "asset_10005"} <= names  # stable names: the same on every run
     other_brand = "9467895078742654922"
     [last] = apple.walk("brandAssetDetails.partnersAssetId==asset_10002", brand=other_brand)
     assert apple.metadata(last["brandAssetDetails"]["imageId"])["fileSize"] > 0
@@ -442,7 +501,7 @@ def test_extra_assets_and_large_file(fresh_emulator):
     assert meta["fileSize"] == 3 * 1024 * 1024
     tail = httpx.get(meta["cdnUrl"], headers={"Range": "bytes=-100"})
     assert tail.status_code == 206 and len(tail.content) == 100
-    assert len(apple.walk(org=SECOND_ORG, brand="9467895078742655111")) < 100   # --assets adds to the first org only
+    assert len(apple.walk(org=SECOND_ORG, brand="9467895078742655111")) < 100  # --assets adds to the first org only
 
 
 def test_ten_thousand_assets_are_built():

@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import seed_json
+from PIL import Image
 
 SEED = seed_json("iqmetrix_asset.json")
 SEED_ID = SEED["id"]
@@ -33,8 +32,13 @@ def _close_web():
 
 
 def credentials(account: dict, **override) -> dict:
-    form = {"grant_type": "password", "username": account["username"], "password": account["password"],
-            "client_id": account["client_id"], "client_secret": account["client_secret"]}
+    form = {
+        "grant_type": "password",
+        "username": account["username"],
+        "password": account["password"],
+        "client_id": account["client_id"],
+        "client_secret": account["client_secret"],
+    }
     return {**form, **override}
 
 
@@ -43,14 +47,22 @@ def get_token(account: dict, **override) -> httpx.Response:
 
 
 def refresh(account: dict, refresh_token: str) -> httpx.Response:
-    return WEB.post(account["auth_url"] + "/oauth2/token", data={
-        "grant_type": "refresh_token", "refresh_token": refresh_token,
-        "client_id": account["client_id"], "client_secret": account["client_secret"]})
+    return WEB.post(
+        account["auth_url"] + "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+        },
+    )
 
 
 def client(account: dict) -> httpx.Client:
     token = get_token(account).json()["access_token"]
-    return httpx.Client(base_url=account["base_url"], headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=TLS)
+    return httpx.Client(
+        base_url=account["base_url"], headers={"Authorization": f"Bearer {token}"}, timeout=30, verify=TLS
+    )
 
 
 @pytest.fixture
@@ -79,13 +91,16 @@ def test_password_grant_answers_the_documented_token(account):
     assert body["access_token"] != body["refresh_token"]
 
 
-@pytest.mark.parametrize("override, error", [
-    ({"password": "wrong"}, "invalid_grant"),
-    ({"username": "nobody@example.com"}, "invalid_grant"),
-    ({"client_secret": "wrong"}, "invalid_client"),
-    ({"client_id": "someone-else"}, "invalid_client"),
-    ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
-])
+@pytest.mark.parametrize(
+    "override, error",
+    [
+        ({"password": "wrong"}, "invalid_grant"),
+        ({"username": "nobody@example.com"}, "invalid_grant"),
+        ({"client_secret": "wrong"}, "invalid_client"),
+        ({"client_id": "someone-else"}, "invalid_client"),
+        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+    ],
+)
 def test_token_errors(account, override, error):
     r = get_token(account, **override)
     assert r.status_code == 400
@@ -132,7 +147,12 @@ def test_a_token_is_required(account):
             r = WEB.get(account["base_url"] + path, headers=headers)
             assert r.status_code == 401
             assert r.headers["www-authenticate"] == "Bearer"
-        assert WEB.post(account["base_url"] + "/assets", headers=headers, files={"file": ("a.png", png_bytes())}).status_code == 401
+        assert (
+            WEB.post(
+                account["base_url"] + "/assets", headers=headers, files={"file": ("a.png", png_bytes())}
+            ).status_code
+            == 401
+        )
 
 
 def test_seed_asset_matches_the_documented_example(api):
@@ -157,7 +177,11 @@ def test_v1_prefix_is_accepted(api):
 
 
 def test_unknown_asset_is_404(api):
-    for path in ("/assets/00000000-0000-0000-0000-000000000000", "/images/00000000-0000-0000-0000-000000000000", "/assets/not-a-guid"):
+    for path in (
+        "/assets/00000000-0000-0000-0000-000000000000",
+        "/images/00000000-0000-0000-0000-000000000000",
+        "/assets/not-a-guid",
+    ):
         r = api.get(path)
         assert r.status_code == 404
         assert r.text == NOT_FOUND

@@ -11,9 +11,9 @@ import time
 
 import httpx
 import pytest
+from conftest import seed_json
 
 from assetfs.emulator.mudstack_store import uid
-from conftest import seed_json
 
 NULLABLE = {"commit_parent_id", "locked_by_user_id", "status_id"}
 EXTRA_FIELDS = {"created_at", "updated_at"}  # inferred additions to the documented asset and version
@@ -62,8 +62,11 @@ class Mud:
         ticket = r.json()
         put = httpx.put(ticket["signed_url"], content=data, headers={"content-type": "application/octet-stream"})
         assert put.status_code == 200 and put.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
-        r = self.call("POST", "/workspaces/assets/upload/assets",
-                      json={"temp_file_key": ticket["key"], "original_file_name": file_name, "file_location": location})
+        r = self.call(
+            "POST",
+            "/workspaces/assets/upload/assets",
+            json={"temp_file_key": ticket["key"], "original_file_name": file_name, "file_location": location},
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -102,6 +105,7 @@ def jwt_claims(token: str) -> dict:
 
 
 # --- auth and headers -----------------------------------------------------------------
+
 
 def test_config_section_has_plain_credentials(emu):
     cfg = emu.account("mudstack")
@@ -187,6 +191,7 @@ def test_rate_limit_answers_429(emu, mud):
 
 # --- assets -------------------------------------------------------------------------------
 
+
 def test_get_by_ids_has_the_documented_shape(emu, mud):
     knight = mud.find("knight.png")
     r = mud.call("GET", "/workspaces/assets/getByIds", params={"ids": knight["id"]})
@@ -208,7 +213,9 @@ def test_get_by_ids_comma_separated_and_repeated(emu, mud):
     ids = [a["id"] for a in mud.search(file_location="/environments/")["assets"]]
     assert len(ids) == 2
     comma = mud.call("GET", "/workspaces/assets/getByIds", params={"ids": ",".join(ids)})
-    repeated = mud.call("GET", "/workspaces/assets/getByIds", params=[("ids", ids[0]), ("ids", ids[1]), ("ids", "unknown")])
+    repeated = mud.call(
+        "GET", "/workspaces/assets/getByIds", params=[("ids", ids[0]), ("ids", ids[1]), ("ids", "unknown")]
+    )
     assert [a["id"] for a in comma.json()] == [a["id"] for a in repeated.json()] == ids
     assert mud.call("GET", "/workspaces/assets/getByIds").status_code == 400
     # Another workspace's asset is not found through this one.
@@ -232,12 +239,18 @@ def test_search_by_folder_query_library_status(emu, mud):
     assert names(file_location="/characters/heroes/") == ["archer.png", "knight.png"]
     assert names(file_location="characters") == ["concept-sheet.pdf"]  # normalized to /characters/
     assert names(file_location="/characters/", includeSubfolders="true") == [
-        "archer.png", "concept-sheet.pdf", "dragon.jpg", "knight.png"]
+        "archer.png",
+        "concept-sheet.pdf",
+        "dragon.jpg",
+        "knight.png",
+    ]
     assert names(file_location="/") == ["style-guide.pdf"]
     assert names(query="FOREST") == ["forest.jpg"]
     assert names(library="Environments") == ["castle.png", "forest.jpg"]
     assert names(status="approved") == ["knight.png"]
-    marketing = mud.call("GET", "/workspaces/assets/search", ws=mud.workspaces["Marketing"], params={"file_location": "/"})
+    marketing = mud.call(
+        "GET", "/workspaces/assets/search", ws=mud.workspaces["Marketing"], params={"file_location": "/"}
+    )
     assert [a["file_name"] for a in marketing.json()["assets"]] == ["brand-guidelines.pdf"]
 
 
@@ -289,6 +302,7 @@ def test_each_version_has_its_own_bytes(emu, mud):
 
 # --- uploads, versions, trash, folders ----------------------------------------------------
 
+
 def test_upload_round_trip(emu, mud):
     data = secrets.token_bytes(300_000)
     folder = f"/uploads-{secrets.token_hex(3)}/deep/"
@@ -306,12 +320,18 @@ def test_upload_round_trip(emu, mud):
 def test_upload_url_is_signed_and_single_use(emu, mud):
     ticket = mud.call("POST", "/workspaces/assets/upload", json={"name": "a.png"}).json()
     assert httpx.put(ticket["signed_url"].replace("sig=", "sig=x"), content=b"x").status_code == 403
-    unfinished = mud.call("POST", "/workspaces/assets/upload/assets",
-                          json={"temp_file_key": ticket["key"], "original_file_name": "a.png", "file_location": "/"})
+    unfinished = mud.call(
+        "POST",
+        "/workspaces/assets/upload/assets",
+        json={"temp_file_key": ticket["key"], "original_file_name": "a.png", "file_location": "/"},
+    )
     assert unfinished.status_code == 400
     assert httpx.put(ticket["signed_url"], content=b"png?").status_code == 200
-    done = mud.call("POST", "/workspaces/assets/upload/assets",
-                    json={"temp_file_key": ticket["key"], "original_file_name": "a.png", "file_location": "/"})
+    done = mud.call(
+        "POST",
+        "/workspaces/assets/upload/assets",
+        json={"temp_file_key": ticket["key"], "original_file_name": "a.png", "file_location": "/"},
+    )
     assert done.status_code == 201
     assert httpx.put(ticket["signed_url"], content=b"again").status_code == 404
     assert mud.call("DELETE", f"/workspaces/assets/{done.json()['id']}").status_code == 200
@@ -320,7 +340,9 @@ def test_upload_url_is_signed_and_single_use(emu, mud):
 def test_new_version_multipart(emu, mud):
     first, second = b"first version" * 1000, secrets.token_bytes(200_000)
     asset = mud.upload(first, "notes.txt", f"/versions-{secrets.token_hex(3)}/")
-    r = mud.call("POST", f"/workspaces/assets/{asset['id']}/versions", files={"file": ("notes.txt", second, "text/plain")})
+    r = mud.call(
+        "POST", f"/workspaces/assets/{asset['id']}/versions", files={"file": ("notes.txt", second, "text/plain")}
+    )
     assert r.status_code == 201, r.text
     v = r.json()
     assert v["version_number"] == 2 and v["commit_parent_id"] == asset["current_version_id"]
@@ -328,7 +350,9 @@ def test_new_version_multipart(emu, mud):
     now = mud.call("GET", f"/workspaces/assets/{asset['id']}").json()
     assert now["current_version_id"] == v["id"] and len(now["versions"]) == 2
     assert mud.fetch(f"/workspaces/assets/{asset['id']}/download").content == second
-    assert mud.fetch(f"/workspaces/assets/{asset['id']}/versions/{asset['current_version_id']}/download").content == first
+    assert (
+        mud.fetch(f"/workspaces/assets/{asset['id']}/versions/{asset['current_version_id']}/download").content == first
+    )
     assert mud.call("POST", f"/workspaces/assets/{asset['id']}/versions", data={"x": "1"}).status_code == 400
 
 
@@ -409,6 +433,7 @@ def test_folders(emu, mud):
 
 # --- generated data ---------------------------------------------------------------------
 
+
 def test_bulk_assets_and_large_file(fresh_emulator):
     started = time.monotonic()
     emulator = fresh_emulator("--assets", "10000", "--large-file", "3MiB")
@@ -422,8 +447,12 @@ def test_bulk_assets_and_large_file(fresh_emulator):
             page += 1
         assert len(set(ids)) == 10_000 and ids[0] == uid(mud.ws, "bulk", "0")
         assert names[:4] == ["bulk-00000.png", "bulk-00001.jpg", "bulk-00002.pdf", "bulk-00003.png"]
-        marketing = mud.call("GET", "/workspaces/assets/search", ws=mud.workspaces["Marketing"],
-                             params={"file_location": "/bulk/", "limit": 1})
+        marketing = mud.call(
+            "GET",
+            "/workspaces/assets/search",
+            ws=mud.workspaces["Marketing"],
+            params={"file_location": "/bulk/", "limit": 1},
+        )
         assert marketing.json()["total"] == 10_000
         sample = mud.find("bulk-00002.pdf", file_location="/bulk/")
         data = mud.fetch(f"/workspaces/assets/{sample['id']}/download").content
@@ -433,6 +462,8 @@ def test_bulk_assets_and_large_file(fresh_emulator):
         assert large["currentVersion"]["size"] == 3 * 1024 * 1024
         tail = mud.fetch(f"/workspaces/assets/{large['id']}/download", headers={"Range": "bytes=-1000"})
         assert tail.status_code == 206 and len(tail.content) == 1000
-        assert tail.headers["content-range"] == f"bytes {3 * 1024 * 1024 - 1000}-{3 * 1024 * 1024 - 1}/{3 * 1024 * 1024}"
+        assert (
+            tail.headers["content-range"] == f"bytes {3 * 1024 * 1024 - 1000}-{3 * 1024 * 1024 - 1}/{3 * 1024 * 1024}"
+        )
     finally:
         mud.http.close()

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import seed_json
+from PIL import Image
 
 SEED = seed_json("spectrum_assets.json")
 SEED_ORG = "7000000000000300322"
@@ -33,7 +32,9 @@ def _close_web():
 
 
 def spectrum_client(account: dict) -> httpx.Client:
-    return httpx.Client(base_url=account["base_url"], headers={"SPECTRUM_API_TOKEN": account["token"]}, timeout=60, verify=TLS)
+    return httpx.Client(
+        base_url=account["base_url"], headers={"SPECTRUM_API_TOKEN": account["token"]}, timeout=60, verify=TLS
+    )
 
 
 def listing_path(org: str, client: str = "carhartt") -> str:
@@ -166,6 +167,7 @@ def test_a_kept_page_never_outlives_a_change(fresh_emulator):
     after a rename or a removal shows it."""
     emu = fresh_emulator()
     with spectrum_client(emu.account("spectrum")) as api:
+
         def names() -> dict[int, str]:
             r = api.get(listing_path(SEED_ORG), params={"page": 1, "pageSize": 50})
             assert r.status_code == 200
@@ -174,8 +176,10 @@ def test_a_kept_page_never_outlives_a_change(fresh_emulator):
         before = names()
         assert names() == before and len(before) >= 2
         renamed, removed = list(before)[:2]
-        emu.control.patch(f"/_emulator/spectrum/organization/{SEED_ORG}/assets/{renamed}",
-                          json={"userFacingFileName": "renamed elsewhere"}).raise_for_status()
+        emu.control.patch(
+            f"/_emulator/spectrum/organization/{SEED_ORG}/assets/{renamed}",
+            json={"userFacingFileName": "renamed elsewhere"},
+        ).raise_for_status()
         assert names()[renamed] == "renamed elsewhere"
         emu.control.delete(f"/_emulator/spectrum/organization/{SEED_ORG}/assets/{removed}").raise_for_status()
         assert removed not in names()

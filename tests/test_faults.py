@@ -28,8 +28,8 @@ from truth import download, spectrum_assets
 pytestmark = [pytest.mark.mount, pytest.mark.serial]
 
 TIMEOUT = 5.0
-MARGIN = 3.0    # FUSE round trips, retries' last sleep, and a busy 2-core machine
-OPTIONS = f"timeout={TIMEOUT:g}s,metadata_ttl=1s"   # a short TTL so that listings go back to the provider
+MARGIN = 3.0  # FUSE round trips, retries' last sleep, and a busy 2-core machine
+OPTIONS = f"timeout={TIMEOUT:g}s,metadata_ttl=1s"  # a short TTL so that listings go back to the provider
 SEED_ORG, TEAM_ORG = "7000000000000300322", "7000000000000300418"
 
 
@@ -195,8 +195,8 @@ def test_the_first_read_after_a_stopped_provider_resumes_has_the_right_bytes(fre
     try:
         eio(read, view.cold_file)
         time.sleep(0.5)
-        eio(read, view.cold_file, limit=1.0)   # known down: failed fast (one short question)
-        time.sleep(0.5)   # the provider comes back a while after the last question, as it would
+        eio(read, view.cold_file, limit=1.0)  # known down: failed fast (one short question)
+        time.sleep(0.5)  # the provider comes back a while after the last question, as it would
     finally:
         emu.process.send_signal(signal.SIGCONT)
     started = time.monotonic()
@@ -288,8 +288,11 @@ def test_a_body_cut_short_is_retried_and_never_cached(fresh_emulator, mount, fau
 
 
 def _cdn_url(emu, org: str, name: str, ext: str) -> str:
-    [asset] = [a for a in spectrum_assets(emu.account("spectrum"), org)
-               if a["userFacingFileName"] == name and a["uploadedAssetUri"].split("?")[0].endswith(ext)]
+    [asset] = [
+        a
+        for a in spectrum_assets(emu.account("spectrum"), org)
+        if a["userFacingFileName"] == name and a["uploadedAssetUri"].split("?")[0].endswith(ext)
+    ]
     return asset["uploadedAssetUri"]
 
 
@@ -356,7 +359,7 @@ def test_tokens_expiring_and_revoked_mid_read_are_renewed(fresh_emulator, mount)
     time.sleep(1.1)
     assert md5(quick(read, bulk / names[half])) == truth[names[half]]  # with a long-lived token
     emu.set_tokens(revoke_all=True)  # refused from now on: a 401, a new token, the read goes on
-    for name in names[half + 1:]:
+    for name in names[half + 1 :]:
         assert md5(quick(read, bulk / name)) == truth[name]
     counts = emu.requests()
     images = sum(n for k, n in counts.items() if k.startswith("GET /iqmetrix/images/"))
@@ -394,10 +397,13 @@ def test_a_token_revoked_mid_upload_is_renewed_and_the_upload_lands(fresh_emulat
 URL_TTL = 3.0
 
 
-@pytest.mark.parametrize("account, large, small", [
-    ("studio", "Game Art/large.bin", "Game Art/characters"),       # URLs from the download route
-    ("carhartt", f"{TEAM_ORG}/large.bin", f"{SEED_ORG}"),          # URLs that come with the listing
-])
+@pytest.mark.parametrize(
+    "account, large, small",
+    [
+        ("studio", "Game Art/large.bin", "Game Art/characters"),  # URLs from the download route
+        ("carhartt", f"{TEAM_ORG}/large.bin", f"{SEED_ORG}"),  # URLs that come with the listing
+    ],
+)
 def test_signed_urls_that_expire_are_renewed_mid_read_and_after_caching(fresh_emulator, mount, account, large, small):
     """Content URLs that live 3 s: a 24 MiB file read half, then the rest after its URL
     expired; a file whose URL was resolved (and cached) earlier, read after it expired."""
@@ -452,25 +458,36 @@ def test_rate_limit_is_a_config_key_with_provider_defaults():
     from assetfs.errors import ConfigError
 
     def account(provider: str, **extra) -> dict:
-        base = {"spectrum": {"client": "c", "token": "t"}, "apple": {"client_id": "i", "client_secret": "s"},
-                "mudstack": {"account_id": "a", "key": "k", "secret": "s"}}[provider]
+        base = {
+            "spectrum": {"client": "c", "token": "t"},
+            "apple": {"client_id": "i", "client_secret": "s"},
+            "mudstack": {"account_id": "a", "key": "k", "secret": "s"},
+        }[provider]
         return {"provider": provider, "base_url": "https://api.example", **base, **extra}
 
-    accounts = parse_config({"accounts": {"s": account("spectrum"), "a": account("apple"), "m": account("mudstack"),
-                                          "off": account("spectrum", rate_limit="off"),
-                                          "own": account("mudstack", rate_limit="600/5m")}}).accounts
-    assert accounts["s"].rate_limit == (90, 60.0)     # Spectrum: under 100 requests per 60 s
-    assert accounts["a"].rate_limit == (15, 1.0)      # Apple: 15 requests per second
-    assert accounts["m"].rate_limit is None           # not documented: none
+    accounts = parse_config(
+        {
+            "accounts": {
+                "s": account("spectrum"),
+                "a": account("apple"),
+                "m": account("mudstack"),
+                "off": account("spectrum", rate_limit="off"),
+                "own": account("mudstack", rate_limit="600/5m"),
+            }
+        }
+    ).accounts
+    assert accounts["s"].rate_limit == (90, 60.0)  # Spectrum: under 100 requests per 60 s
+    assert accounts["a"].rate_limit == (15, 1.0)  # Apple: 15 requests per second
+    assert accounts["m"].rate_limit is None  # not documented: none
     assert accounts["off"].rate_limit is None
     assert accounts["own"].rate_limit == (600, 300.0)
     with pytest.raises(ConfigError, match=r"accounts.s.rate_limit: .*not a rate: 'fast'"):
         parse_config({"accounts": {"s": account("spectrum", rate_limit="fast")}})
 
 
-STORM_LIMIT, STORM_WINDOW = 200, 2.0   # the emulator's iQmetrix limit: 100 requests/s
-STORM_BUDGET = "160/2s"                # the account's rate_limit, a fifth under it: a loaded machine delays
-                                       # some sends, and they then reach the provider closer together
+STORM_LIMIT, STORM_WINDOW = 200, 2.0  # the emulator's iQmetrix limit: 100 requests/s
+STORM_BUDGET = "160/2s"  # the account's rate_limit, a fifth under it: a loaded machine delays
+# some sends, and they then reach the provider closer together
 
 
 def test_a_file_manager_storm_stays_under_the_rate_limit(fresh_emulator, mount):
@@ -483,8 +500,11 @@ def test_a_file_manager_storm_stays_under_the_rate_limit(fresh_emulator, mount):
     account = emu.account("iqmetrix")
     truth = {a["name"]: a["md5Checksum"] for a in iq_assets(account, account["collections"]["bulk"])}
     emu.set_rate_limit("iqmetrix", STORM_LIMIT, STORM_WINDOW)
-    config = {"accounts": {"stores": {**account, "collections": {"bulk": account["collections"]["bulk"]},
-                                      "rate_limit": STORM_BUDGET}}}
+    config = {
+        "accounts": {
+            "stores": {**account, "collections": {"bulk": account["collections"]["bulk"]}, "rate_limit": STORM_BUDGET}
+        }
+    }
     m = mount(config, options="timeout=30s")
     bulk = m.path / "stores" / "bulk"
     emu.reset_requests()
@@ -508,6 +528,8 @@ def test_a_file_manager_storm_stays_under_the_rate_limit(fresh_emulator, mount):
     status = json.loads((m.path / ".assetfs" / "status.json").read_text())
     assert status["counters"].get("errors", 0) == 0, status["counters"]
     rate = 2000 / took
-    print(f"storm: listed 1000 in {listed:.1f}s, read 1000 x 64 KiB in {took - listed:.1f}s, "
-          f"{took:.1f}s in all, {rate:.0f} API requests/s (budget {STORM_BUDGET}, limit {STORM_LIMIT}/{STORM_WINDOW:g}s); "
-          f"requests {sum(counts.values())}")
+    print(
+        f"storm: listed 1000 in {listed:.1f}s, read 1000 x 64 KiB in {took - listed:.1f}s, "
+        f"{took:.1f}s in all, {rate:.0f} API requests/s (budget {STORM_BUDGET}, limit {STORM_LIMIT}/{STORM_WINDOW:g}s); "
+        f"requests {sum(counts.values())}"
+    )

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageChops
-
-from assetfs.emulator.samples import _picture
 from conftest import RunningEmulator
 from emulator_log import writes_sent
 from mounting import MountedFS
 from pending import status, wait_for_uploads
+from PIL import Image, ImageChops
 from test_mount_apple import AppleTruth
 from test_mount_mudstack import MudTruth
 from truth import download, md5
+
+from assetfs.emulator.samples import _picture
 
 pytestmark = pytest.mark.mount
 
@@ -56,8 +56,12 @@ def put_asset(truth: MudTruth, ws: str, location: str, name: str, data: bytes) -
     """Mudstack's three-step upload, straight to the API."""
     up = truth.call("POST", "/workspaces/assets/upload/", ws, json={"name": name})
     httpx.put(up["signed_url"], content=data, timeout=60).raise_for_status()
-    truth.call("POST", "/workspaces/assets/upload/assets", ws,
-               json={"temp_file_key": up["key"], "original_file_name": name, "file_location": location})
+    truth.call(
+        "POST",
+        "/workspaces/assets/upload/assets",
+        ws,
+        json={"temp_file_key": up["key"], "original_file_name": name, "file_location": location},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +90,18 @@ def run(*args, **kwargs) -> subprocess.CompletedProcess:
 
 # -- pcmanfm -------------------------------------------------------------------------------------
 
+
 class Display:
     """Xvfb on a display number it picks itself."""
 
     def __init__(self):
         read, write = os.pipe()
-        self.process = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1100x760x24", "-nolisten", "tcp"],
-                                        pass_fds=[write], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write), "-screen", "0", "1100x760x24", "-nolisten", "tcp"],
+            pass_fds=[write],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(write)
         with os.fdopen(read) as f:
             self.name = ":" + f.readline().strip()
@@ -126,20 +135,30 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
     config.mkdir(parents=True)
     (config / "pcmanfm.conf").write_text("[ui]\nwin_width=1080\nwin_height=740\nview_mode=thumbnail\nshow_hidden=0\n")
     cache = home / ".cache" / "thumbnails" / "normal"
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
-           "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"), "NO_AT_BRIDGE": "1"}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "NO_AT_BRIDGE": "1",
+    }
     before = status(m.path)["counters"]
     emu.reset_requests()
 
     display = Display()
-    fm = subprocess.Popen(["pcmanfm", "--no-desktop", str(folder)], env={**env, "DISPLAY": display.name},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    fm = subprocess.Popen(
+        ["pcmanfm", "--no-desktop", str(folder)],
+        env={**env, "DISPLAY": display.name},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wanted = {thumbnail_name(f): f for f in files}
         deadline = time.monotonic() + 120
         while not set(wanted) <= {p.name for p in cache.glob("*.png")} and time.monotonic() < deadline:
             time.sleep(0.5)
-        time.sleep(1)   # let the window draw the last thumbnail
+        time.sleep(1)  # let the window draw the last thumbnail
         shot = tmp_path / "pcmanfm.png"
         display.screenshot(shot)
         if os.environ.get("ASSETFS_SCREENSHOT"):
@@ -156,7 +175,7 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
     assert made == sorted(wanted), f"one thumbnail per photo, named by its URI's md5; screenshot: {shot}"
     for name in wanted:
         with Image.open(cache / name) as thumb:
-            assert max(thumb.size) == 128   # normal/: 128 px
+            assert max(thumb.size) == 128  # normal/: 128 px
 
     # each photo was read from the provider, and nothing failed
     after = status(m.path)["counters"]
@@ -165,13 +184,16 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
         assert after.get(counter, 0) == before.get(counter, 0), counter
     fetched = [path for path in emu.requests() if path.startswith("GET /cdn/")]
     for asset in listed:
-        assert any(path.startswith(f"GET /cdn/{asset['currentVersion']['key']}") for path in fetched), asset["file_name"]
+        assert any(path.startswith(f"GET /cdn/{asset['currentVersion']['key']}") for path in fetched), asset[
+            "file_name"
+        ]
     assert " ERROR " not in m.log()
-    with Image.open(shot) as screen:   # the window, with the photos' thumbnails drawn in it
+    with Image.open(shot) as screen:  # the window, with the photos' thumbnails drawn in it
         assert screen.size[0] > 600 and len(screen.convert("RGB").getcolors(1 << 20)) > 1000
 
 
 # -- GIO ---------------------------------------------------------------------------------------
+
 
 def test_gio_lists_and_describes_the_assets_as_files(world):
     _, m, truth = world
@@ -200,6 +222,7 @@ def test_gio_copy_into_a_mudstack_folder_makes_one_asset(world, tmp_path):
 
 
 # -- find, du, tar: one file per asset -----------------------------------------------------------
+
 
 def apple_contents(emu) -> list[dict]:
     """Image metadata of every asset of the organization, brand by brand, from the API."""
@@ -243,16 +266,23 @@ def test_tar_of_an_organization_holds_every_asset_once(world, tmp_path):
     archive = tmp_path / "org.tar"
     run("tar", "cf", str(archive), "-C", str(m.path / "apple"), APPLE_ORG)
     with tarfile.open(archive) as tar:
-        got = Counter(md5(tar.extractfile(member).read()) for member in tar.getmembers()
-                      if member.isfile() and outside_assets(member.name))
+        got = Counter(
+            md5(tar.extractfile(member).read())
+            for member in tar.getmembers()
+            if member.isfile() and outside_assets(member.name)
+        )
     assert got == Counter(md5(download(i["cdnUrl"])) for i in apple_contents(emu))
 
 
 # -- rsync and cp -r -------------------------------------------------------------------------------
 
+
 def tree_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".assets" not in p.relative_to(root).parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".assets" not in p.relative_to(root).parts
+    }
 
 
 def transferred(result: subprocess.CompletedProcess) -> list[str]:
@@ -289,8 +319,12 @@ def test_rsync_from_the_mount_to_local_to_a_new_mudstack_folder_and_again_transf
 def test_cp_r_of_a_local_tree_makes_the_same_folders_and_files(world, tmp_path):
     _, m, truth = world
     kit = tmp_path / "kit"
-    for rel, data in {"logo.png": photo(8)[:5000], "sub/notes.txt": b"notes\n",
-                      "sub/deeper/sheet.pdf": b"%PDF-1.4\n%%EOF\n", "sub/deeper/more.txt": b"more\n"}.items():
+    for rel, data in {
+        "logo.png": photo(8)[:5000],
+        "sub/notes.txt": b"notes\n",
+        "sub/deeper/sheet.pdf": b"%PDF-1.4\n%%EOF\n",
+        "sub/deeper/more.txt": b"more\n",
+    }.items():
         (kit / rel).parent.mkdir(parents=True, exist_ok=True)
         (kit / rel).write_bytes(data)
     workspace = m.path / "studio" / "Marketing"

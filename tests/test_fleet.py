@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.mount, pytest.mark.serial]
 
 MOUNTS = 6
 FILES = 300
-LIMIT, WINDOW = 100, 2.0     # the emulator's Mudstack limit
-BUDGET = "70/2s"             # the account's rate_limit: under it, with room for the hosts' jitter
+LIMIT, WINDOW = 100, 2.0  # the emulator's Mudstack limit
+BUDGET = "70/2s"  # the account's rate_limit: under it, with room for the hosts' jitter
 TIMEOUT = 10.0
 ORG = "7000000000000300322"
 WORKSPACE = "Game Art"
@@ -58,8 +58,10 @@ def fleet(tmp_path):
             config["shared"] = {"redis": redis_url}
         first = len(started)
         with ThreadPoolExecutor(MOUNTS) as pool:
-            futures = [pool.submit(MountedFS, tmp_path / f"m{first + i}", config, options=f"timeout={TIMEOUT:g}s")
-                       for i in range(MOUNTS)]
+            futures = [
+                pool.submit(MountedFS, tmp_path / f"m{first + i}", config, options=f"timeout={TIMEOUT:g}s")
+                for i in range(MOUNTS)
+            ]
         started.extend(f.result() for f in futures if f.exception() is None)
         for f in futures:
             f.result()  # the first failure, if any
@@ -121,8 +123,12 @@ def bulk(fresh_emulator):
     emu = fresh_emulator("--assets", str(FILES))
     elsewhere(emu.process)
     mud = MudTruth(emu.account("mudstack"))
-    found = mud.call("GET", "/workspaces/assets/search", mud.workspaces()[WORKSPACE],
-                     params={"file_location": "/bulk/", "limit": 1000})["assets"]
+    found = mud.call(
+        "GET",
+        "/workspaces/assets/search",
+        mud.workspaces()[WORKSPACE],
+        params={"file_location": "/bulk/", "limit": 1000},
+    )["assets"]
     mud.close()
     assert all(a["currentVersion"]["size"] <= 64 << 10 for a in found)  # the first 64 KiB are the whole file
     return emu, {a["file_name"]: a["currentVersion"]["checksum"] for a in found}
@@ -147,10 +153,12 @@ def test_six_mounts_sharing_redis_stay_under_the_limit_alone_they_do_not(bulk, f
     alone = fleet(emu, None, "mudstack", rate_limit=BUDGET, workspaces=[WORKSPACE])
     started = time.monotonic()
     _, failed_alone = storm(alone, truth, files=FILES // 5)  # enough to show the refusals
-    print(f"\nsix mounts x {FILES} files, limit {LIMIT}/{WINDOW:g}s, budget {BUDGET}: shared {requests} requests "
-          f"in {took:.1f}s, slowest read {slowest:.1f}s, refused {refused_shared}, failed reads {failed}; "
-          f"alone refused {refused(emu)} of {sum(emu.requests().values())}, failed reads {failed_alone} "
-          f"in {time.monotonic() - started:.1f}s")
+    print(
+        f"\nsix mounts x {FILES} files, limit {LIMIT}/{WINDOW:g}s, budget {BUDGET}: shared {requests} requests "
+        f"in {took:.1f}s, slowest read {slowest:.1f}s, refused {refused_shared}, failed reads {failed}; "
+        f"alone refused {refused(emu)} of {sum(emu.requests().values())}, failed reads {failed_alone} "
+        f"in {time.monotonic() - started:.1f}s"
+    )
     assert refused_shared == 0 and failed == 0
     assert refused(emu) > 0
 
@@ -164,10 +172,12 @@ def test_six_mounts_opening_one_cold_organization_list_it_once(fresh_emulator, f
     with ThreadPoolExecutor(MOUNTS) as pool:
         listings = list(pool.map(lambda m: sorted(set(os.listdir(m.path / "acct" / ORG)) - {".assets"}), mounts))
     pages = {k: n for k, n in emu.requests().items() if k.endswith(f"/organization/{ORG}")}
-    print(f"\nsix mounts list a cold {assets}-asset organization at once: {sum(pages.values())} page requests "
-          f"(one walk: {assets // 500 + 1})")
+    print(
+        f"\nsix mounts list a cold {assets}-asset organization at once: {sum(pages.values())} page requests "
+        f"(one walk: {assets // 500 + 1})"
+    )
     assert all(len(listing) == assets for listing in listings) and all(x == listings[0] for x in listings)
-    assert sum(pages.values()) == assets // 500 + 1   # one walk of 500-asset pages, not six
+    assert sum(pages.values()) == assets // 500 + 1  # one walk of 500-asset pages, not six
     status = [json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"] for m in mounts]
     # two listings (the account's top level, the organization), each fetched by one mount, taken by five
     assert sum(s.get("listings_shared", 0) for s in status) == 2
@@ -193,7 +203,11 @@ def test_redis_hung_mid_storm_mounts_go_on_alone_then_rejoin(bulk, fleet, redis_
     time.sleep(2)  # the probes' next ping
     for m in mounts:  # one line per outage (a loaded machine may add a short one), each one ended
         lines = [line for line in m.log().splitlines() if "does not answer" in line or "answers again" in line]
-        assert lines and all(("does not answer" in a, "answers again" in b) == (True, True)
-                             for a, b in zip(lines[::2], lines[1::2])) and len(lines) % 2 == 0, lines
-    print(f"\nRedis hung for 4s mid-storm: slowest read {slowest:.1f}s, failed reads {failed}, "
-          f"refused {refused(emu)}")
+        assert (
+            lines
+            and all(
+                ("does not answer" in a, "answers again" in b) == (True, True) for a, b in zip(lines[::2], lines[1::2])
+            )
+            and len(lines) % 2 == 0
+        ), lines
+    print(f"\nRedis hung for 4s mid-storm: slowest read {slowest:.1f}s, failed reads {failed}, refused {refused(emu)}")

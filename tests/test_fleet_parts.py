@@ -34,6 +34,7 @@ def grants_per_window(times: list[float], window: float) -> int:
 def test_the_budget_is_shared_by_mounts_and_never_exceeded(redis_server):
     """Two mounts (two links, two budgets) of one account ask 30 slots at once of a
     10-per-0.5 s budget: no 0.5 s ever holds more than 10, so it takes at least 1 s."""
+
     async def main():
         budgets = [SharedBudget(RedisLink(redis_server.url), NS, 10, 0.5) for _ in range(2)]
         granted: list[float] = []
@@ -50,10 +51,12 @@ def test_the_budget_is_shared_by_mounts_and_never_exceeded(redis_server):
 
     started, granted, budgets = trio.run(main)
     assert len(granted) == 30 and max(granted) - started >= 1.0 - 0.02
-    slots = [int(x) / 1000 for x in redis_server.command("zrange", NS + "budget", "0", "-1", "withscores").split()[1::2]]
+    slots = [
+        int(x) / 1000 for x in redis_server.command("zrange", NS + "budget", "0", "-1", "withscores").split()[1::2]
+    ]
     assert len(slots) == 30
     assert grants_per_window(slots, 0.5) <= 10 and grants_per_window(slots, 0.05) <= 1  # and a tenth per tenth
-    assert all(b.mounts == 2 for b in budgets)            # each has seen the other
+    assert all(b.mounts == 2 for b in budgets)  # each has seen the other
     keys = redis_server.command("keys", "*").split()
     assert keys and all(k.startswith("assetfs:{") for k in keys)
     assert all(int(redis_server.command("pttl", k)) > 0 for k in keys)  # everything expires
@@ -63,7 +66,7 @@ def test_a_pause_told_by_one_mount_holds_every_mount(redis_server):
     async def main():
         a, b = (SharedBudget(RedisLink(redis_server.url), NS, 100, 1.0) for _ in range(2))
         await a.acquire()
-        a.pause(0.6)        # a 429 with Retry-After: 0.6, seen by a
+        a.pause(0.6)  # a 429 with Retry-After: 0.6, seen by a
         await trio.sleep(0.05)
         started = trio.current_time()
         await b.acquire()
@@ -82,7 +85,7 @@ def test_redis_trouble_falls_back_to_local_pacing_within_a_second_then_rejoins(r
         budgets = [SharedBudget(link, NS, 40, 1.0), SharedBudget(RedisLink(redis_server.url), NS, 40, 1.0)]
         if trouble == "hung":
             for b in (budgets[1], budgets[0]):
-                await b.acquire()   # the first sees the other: the fallback takes half the budget
+                await b.acquire()  # the first sees the other: the fallback takes half the budget
             redis_server.hang()
         slowest = 0.0
         for _ in range(10):
@@ -117,14 +120,18 @@ def test_without_redis_each_mount_takes_its_share_of_the_budget():
         await share.acquire()
         return trio.current_time() - now
 
-    assert 0.05 <= trio.run(main) < 0.3   # the first slot frees 1 s after it was used
+    assert 0.05 <= trio.run(main) < 0.3  # the first slot frees 1 s after it was used
 
 
 def test_shared_config_takes_a_url_and_a_password_from_any_credential_form(monkeypatch):
     account = {"provider": "spectrum", "base_url": "https://api.example", "client": "c", "token": "t"}
     monkeypatch.setenv("REDIS_PASSWORD", "s3cret-pw")
-    config = parse_config({"accounts": {"a": account},
-                           "shared": {"redis": "rediss://redis.example:6380/0", "password": {"env": "REDIS_PASSWORD"}}})
+    config = parse_config(
+        {
+            "accounts": {"a": account},
+            "shared": {"redis": "rediss://redis.example:6380/0", "password": {"env": "REDIS_PASSWORD"}},
+        }
+    )
     assert config.shared.redis == "rediss://redis.example:6380/0"
     assert parse_config({"accounts": {"a": account}}).shared is None
     with pytest.raises(ConfigError, match="shared.redis: .*redis://"):
@@ -137,10 +144,18 @@ def test_shared_config_takes_a_url_and_a_password_from_any_credential_form(monke
 def sample() -> list[Entry]:
     signed = "https://cdn.example/blob/1/logo.png?exp=99&sig=deadbeefcafe"
     return [
-        Entry("logo", "asset/1", True, 5.0, xattrs={"user.assetfs.id": "1"}, kind="asset", children=[
-            Entry("logo.png", "asset/1/content", False, 5.0, content=Content("v1", signed, 10, "ab", "image/png")),
-            Entry("asset.json", "asset/1/asset.json", False, inline=b'{"name": "Secret Project X"}\n'),
-        ]),
+        Entry(
+            "logo",
+            "asset/1",
+            True,
+            5.0,
+            xattrs={"user.assetfs.id": "1"},
+            kind="asset",
+            children=[
+                Entry("logo.png", "asset/1/content", False, 5.0, content=Content("v1", signed, 10, "ab", "image/png")),
+                Entry("asset.json", "asset/1/asset.json", False, inline=b'{"name": "Secret Project X"}\n'),
+            ],
+        ),
         Entry("model.fbx", "asset/2", False, content=MudstackContent("v2", None, 7, workspace_id="w", asset_id="2")),
     ]
 
@@ -150,8 +165,8 @@ def test_listings_are_sealed_in_redis_and_open_only_with_the_accounts_key():
     blob = codec.seal(sample(), key, where)
     assert b"sig=" not in blob and b"Secret Project" not in blob and b"logo" not in blob
     assert codec.unseal(blob, key, where) == sample()
-    assert codec.unseal(blob, codec.listing_key(["token-2"], NS), where) is None   # other credentials
-    assert codec.unseal(blob, key, NS + "list:y") is None                          # moved to another key
+    assert codec.unseal(blob, codec.listing_key(["token-2"], NS), where) is None  # other credentials
+    assert codec.unseal(blob, key, NS + "list:y") is None  # moved to another key
 
 
 def test_one_of_many_mounts_lists_and_the_others_take_its_result(redis_server):
@@ -208,15 +223,15 @@ def test_what_a_mount_sent_alone_counts_when_it_rejoins(redis_server):
         link = RedisLink(redis_server.url)
         budget = SharedBudget(link, NS, 4, 2.0)
         redis_server.hang()
-        for _ in range(4):          # the first falls back (0.5 s), then alone: its whole share
+        for _ in range(4):  # the first falls back (0.5 s), then alone: its whole share
             await budget.acquire()
         alone = trio.current_time()
         redis_server.resume()
         with trio.fail_after(3):
             while not link.up:
                 await trio.sleep(0.05)
-        await trio.sleep(0.1)       # its record reaches Redis
-        await budget.acquire()      # through Redis: the window is full of what it sent alone
+        await trio.sleep(0.1)  # its record reaches Redis
+        await budget.acquire()  # through Redis: the window is full of what it sent alone
         return trio.current_time() - alone
 
     assert trio.run(main) >= 1.9
@@ -235,8 +250,12 @@ def test_rediss_with_a_password_from_a_file_and_the_password_never_logged(tmp_pa
         def budget_with(password: str) -> SharedBudget:
             (tmp_path / "pw").write_text(password + "\n")
             (tmp_path / "pw").chmod(0o600)
-            config = parse_config({"accounts": {"a": account},
-                                   "shared": {"redis": server.url, "password": {"file": str(tmp_path / "pw")}}})
+            config = parse_config(
+                {
+                    "accounts": {"a": account},
+                    "shared": {"redis": server.url, "password": {"file": str(tmp_path / "pw")}},
+                }
+            )
             return SharedBudget(connect(config), NS, 10, 1.0)
 
         async def main():
@@ -246,7 +265,7 @@ def test_rediss_with_a_password_from_a_file_and_the_password_never_logged(tmp_pa
             return good.link.up, bad.link.up
 
         assert trio.run(main) == (True, False)
-        assert server.command("zcard", NS + "budget").strip() == "1"   # the good one's slot
+        assert server.command("zcard", NS + "budget").strip() == "1"  # the good one's slot
     finally:
         server.stop()
     text = "\n".join(r.getMessage() for r in caplog.records)

@@ -53,24 +53,39 @@ async def fails(errno_: int, call) -> None:
 
 # -- layout: pure rules ---------------------------------------------------------------------
 
+
 def _asset(ident: str, name: str, file: str | None) -> Entry:
     children = [Entry("asset.json", f"asset/{ident}/asset.json", False, inline=b"{}")]
     if file is not None:
-        children.insert(0, Entry(file, f"asset/{ident}/content", False, content=Content(f"v:{ident}"), kind=CONTENT,
-                                 xattrs={"user.assetfs.mime": "image/png"}))
+        children.insert(
+            0,
+            Entry(
+                file,
+                f"asset/{ident}/content",
+                False,
+                content=Content(f"v:{ident}"),
+                kind=CONTENT,
+                xattrs={"user.assetfs.mime": "image/png"},
+            ),
+        )
     return Entry(name, f"asset/{ident}", True, children=children, xattrs={"user.assetfs.id": ident}, kind=ASSET)
 
 
 async def test_layout_names_files_by_their_content_and_keeps_them_unique_across_files_and_folders():
-    entries = [_asset("a1", "logo", "logo.png"), Entry("logo.png", "folder/logo.png", True, kind=CONTAINER),
-               _asset("a2", "logo", "logo.png"), _asset("a3", "dot", ".assets"), _asset("a4", "bare", None)]
+    entries = [
+        _asset("a1", "logo", "logo.png"),
+        Entry("logo.png", "folder/logo.png", True, kind=CONTAINER),
+        _asset("a2", "logo", "logo.png"),
+        _asset("a3", "dot", ".assets"),
+        _asset("a4", "bare", None),
+    ]
     placed = list(place(entries))
     names = [p.name for p in placed]
     assert len(set(names)) == len(names)
     assert names[:3] == ["logo (a1).png", "logo (logo.png).png", "logo (a2).png"]  # marked with their ids
     assert names[3] == "\uff0eassets"  # the real .assets is the hidden directory
-    assert placed[4].file is None and placed[4].name == "bare"       # no content: only under .assets/
-    assert placed[0].file.xattrs == {"user.assetfs.mime": "image/png"}   # the asset's are added when shown
+    assert placed[4].file is None and placed[4].name == "bare"  # no content: only under .assets/
+    assert placed[0].file.xattrs == {"user.assetfs.mime": "image/png"}  # the asset's are added when shown
     # the same assets in another order keep their names
     again = {p.entry.key: p.name for p in place(list(reversed(entries)))}
     assert again == {p.entry.key: p.name for p in placed}
@@ -84,6 +99,7 @@ async def test_layout_names_stay_safe():
 
 
 # -- the tree ------------------------------------------------------------------------------
+
 
 async def test_containers_show_files_subfolders_and_hidden_asset_directories(emulator_w, tmp_path):
     async with in_process(emulator_w, tmp_path) as fs:
@@ -110,7 +126,7 @@ async def test_named_organizations_and_ids_typed_as_paths(emulator_w, tmp_path):
         orgs = await fs.listdir("apple")
         assert "Café Aurora LLC" in orgs  # the legal name /me gives
         brands = await fs.listdir("apple/Café Aurora LLC")
-        assert "Café Aurora" in brands    # the brand's display name
+        assert "Café Aurora" in brands  # the brand's display name
         assert await fs.ino(f"apple/{org_id}") == await fs.ino("apple/Café Aurora LLC")
         assert await fs.getxattr("apple/Café Aurora LLC", "user.assetfs.id") == org_id.encode()
         files = await fs.listdir("apple/Café Aurora LLC/Café Aurora")
@@ -122,11 +138,18 @@ async def test_spectrum_organizations_named_in_the_config(emulator_w, tmp_path):
     first, second = spectrum["organizations"][:2]
     spectrum["organizations"] = {"Main store": first}
     from fsapi import FS
+
     from assetfs.config import parse_config
     from assetfs.mount import Mount
     from assetfs.options import MountOptions
-    config = parse_config({"cache": {"dir": str(tmp_path / "c")}, "state": {"dir": str(tmp_path / "s")},
-                           "accounts": {"carhartt": spectrum}})
+
+    config = parse_config(
+        {
+            "cache": {"dir": str(tmp_path / "c")},
+            "state": {"dir": str(tmp_path / "s")},
+            "accounts": {"carhartt": spectrum},
+        }
+    )
     mount = Mount(config, tmp_path / "mnt", MountOptions())
     fs = FS(mount)
     try:
@@ -138,6 +161,7 @@ async def test_spectrum_organizations_named_in_the_config(emulator_w, tmp_path):
 
 
 # -- xattrs ----------------------------------------------------------------------------------
+
 
 async def test_xattrs_user_namespace_only_answered_from_memory(emulator_w, tmp_path):
     async with in_process(emulator_w, tmp_path, accounts=["studio"]) as fs:
@@ -159,6 +183,7 @@ async def test_xattrs_user_namespace_only_answered_from_memory(emulator_w, tmp_p
 
 
 # -- writing ---------------------------------------------------------------------------------
+
 
 async def test_a_new_file_is_uploaded_after_the_delay_and_shows_as_the_assets_file(emulator_w, tmp_path, truth):
     async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=2") as fs:
@@ -200,11 +225,11 @@ async def test_dup_flush_then_more_writes_are_one_upload_with_every_byte(emulato
     async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
         uploads = fs.mount.stats.counters["uploads"]
         fh = await fs.create(f"{UI}/g1.txt")
-        await fs.ops.flush(fh)                      # the shell's close() after dup2: nothing new yet
-        await fs.ops.write(fh, 0, b"hello\n")       # written through the duplicate: accepted
+        await fs.ops.flush(fh)  # the shell's close() after dup2: nothing new yet
+        await fs.ops.write(fh, 0, b"hello\n")  # written through the duplicate: accepted
         await fs.ops.flush(fh)
-        await fs.ops.flush(fh)                      # a flush with nothing new
-        await fs.ops.write(fh, 6, b"world\n")       # written after a flush: dirty again
+        await fs.ops.flush(fh)  # a flush with nothing new
+        await fs.ops.write(fh, 6, b"world\n")  # written after a flush: dirty again
         await fs.close(fh)
         await fs.drain()
         assert fs.mount.stats.counters["uploads"] == uploads + 1
@@ -217,8 +242,8 @@ async def test_without_write_back_close_uploads_and_later_writes_are_a_new_versi
         fh = await fs.create(f"{UI}/now.txt")
         await fs.ops.write(fh, 0, b"first")
         await fs.ops.flush(fh)
-        assert "now.txt" in names_on_provider(truth)   # close() returned once the provider had it
-        await fs.ops.flush(fh)                         # nothing new: nothing uploaded
+        assert "now.txt" in names_on_provider(truth)  # close() returned once the provider had it
+        await fs.ops.flush(fh)  # nothing new: nothing uploaded
         await fs.ops.write(fh, 5, b"+more")
         await fs.close(fh)
         [asset] = [a for a in truth.assets(workspace(truth), "/ui/") if a["file_name"] == "now.txt"]
@@ -241,6 +266,7 @@ async def test_a_file_removed_or_renamed_within_the_delay_is_uploaded_once_or_ne
 async def test_big_files_never_uploaded_leave_no_checksum_thread_behind(emulator_w, tmp_path):
     """Big in-order writes are hashed on a thread of their own. A file that is never uploaded
     (a temporary one, or one removed while open) ends that thread with its spool."""
+
     def hashing() -> int:
         return sum(t.name == "assetfs-md5" and t.is_alive() for t in threading.enumerate())
 
@@ -271,9 +297,9 @@ async def test_renaming_an_assets_file_renames_the_asset_and_flags_are_honoured(
         assert "c.txt" in listing and "a.txt" not in listing and listing.count("c.txt") == 1
         assert await fs.ino(f"{UI}/c.txt") == ino
         assert "c.txt" in names_on_provider(truth) and "a.txt" not in names_on_provider(truth)
-        await fails(errno.EEXIST, fs.rename(f"{UI}/c.txt", f"{UI}/b.txt", 1))   # RENAME_NOREPLACE
-        await fails(errno.EINVAL, fs.rename(f"{UI}/c.txt", f"{UI}/b.txt", 2))   # RENAME_EXCHANGE
-        await fs.rename(f"{UI}/c.txt", "studio/Game Art/c.txt")                 # into another folder
+        await fails(errno.EEXIST, fs.rename(f"{UI}/c.txt", f"{UI}/b.txt", 1))  # RENAME_NOREPLACE
+        await fails(errno.EINVAL, fs.rename(f"{UI}/c.txt", f"{UI}/b.txt", 2))  # RENAME_EXCHANGE
+        await fs.rename(f"{UI}/c.txt", "studio/Game Art/c.txt")  # into another folder
         assert "c.txt" in await fs.listdir("studio/Game Art")
         assert "c.txt" in names_on_provider(truth, "/")
 
@@ -284,7 +310,7 @@ async def test_directories_refuse_what_posix_and_the_api_refuse(emulator_w, tmp_
         await fs.write_file(f"{UI}/full/x.txt", b"x")
         await fs.mkdir(f"{UI}/empty")
         await fails(errno.ENOTEMPTY, fs.rename(f"{UI}/empty", f"{UI}/full"))
-        await fails(errno.EPERM, fs.rename(f"{UI}/empty", f"{UI}/moved"))       # no folder move in the API
+        await fails(errno.EPERM, fs.rename(f"{UI}/empty", f"{UI}/moved"))  # no folder move in the API
         await fails(errno.ENOTEMPTY, fs.rmdir(f"{UI}/full"))
         await fails(errno.EEXIST, fs.mkdir(f"{UI}/full"))
         await fs.unlink(f"{UI}/full/x.txt")
@@ -335,9 +361,9 @@ async def test_refusals_of_providers_that_cannot(emulator_w, tmp_path):
         await fs.ops.write(fh, 0, b"x")
         await fs.close(fh)
         await fails(errno.EPERM, fs.rename(f"{logos}/sedXYZ", f"{logos}/{existing}"))  # iQmetrix cannot replace
-        await fs.unlink(f"{logos}/sedXYZ")                                             # sed removes its temporary
+        await fs.unlink(f"{logos}/sedXYZ")  # sed removes its temporary
         await fs.drain()
-        assert fs.mount.stats.counters["uploads"] == 0                                  # nothing reached the provider
+        assert fs.mount.stats.counters["uploads"] == 0  # nothing reached the provider
         org = "carhartt/" + (await fs.listdir("carhartt"))[0]
         await fails(errno.EROFS, fs.create(f"{org}/new.png"))
         name = (await fs.listdir(org))[0]
@@ -350,12 +376,12 @@ async def test_an_open_for_writing_without_truncation_copies_the_file_at_its_fir
         await fs.write_file(f"{UI}/cow.txt", b"0123456789")
         await fs.drain()
         uploads = fs.mount.stats.counters["uploads"]
-        fh = await fs.open(f"{UI}/cow.txt", os.O_RDWR)      # r+b, nothing written: nothing sent
+        fh = await fs.open(f"{UI}/cow.txt", os.O_RDWR)  # r+b, nothing written: nothing sent
         assert await fs.ops.read(fh, 0, 4) == b"0123"
         await fs.close(fh)
         await fs.drain()
         assert fs.mount.stats.counters["uploads"] == uploads
-        fh = await fs.open(f"{UI}/cow.txt", os.O_WRONLY)    # a write in the middle: the rest is kept
+        fh = await fs.open(f"{UI}/cow.txt", os.O_WRONLY)  # a write in the middle: the rest is kept
         await fs.ops.write(fh, 3, b"xyz")
         await fs.close(fh)
         await fs.drain()
@@ -369,7 +395,7 @@ async def test_fsync_uploads_at_once_and_a_pending_copy_removed_gives_the_file_u
         fh = await fs.create(f"{UI}/synced.txt")
         await fs.ops.write(fh, 0, b"synced")
         await fs.ops.fsync(fh, False)
-        assert "synced.txt" in names_on_provider(truth)           # no waiting for the delay
+        assert "synced.txt" in names_on_provider(truth)  # no waiting for the delay
         await fs.close(fh)
         await fs.write_file(f"{UI}/abandoned.txt", b"never")
         [copy] = await fs.listdir(".assetfs/pending")
@@ -383,8 +409,8 @@ async def test_rm_r_of_a_folder_removes_its_files_its_assets_directory_then_itse
     async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=0") as fs:
         await fs.mkdir(f"{UI}/gone")
         await fs.write_file(f"{UI}/gone/a.txt", b"a")
-        await fs.rmdir(f"{UI}/gone/.assets/a.txt")           # `rm -r` may reach .assets/ first: the asset goes
-        await fs.unlink(f"{UI}/gone/a.txt")                   # ... and its file after it, quietly
+        await fs.rmdir(f"{UI}/gone/.assets/a.txt")  # `rm -r` may reach .assets/ first: the asset goes
+        await fs.unlink(f"{UI}/gone/a.txt")  # ... and its file after it, quietly
         await fs.rmdir(f"{UI}/gone/.assets")
         await fs.rmdir(f"{UI}/gone")
         assert "gone" not in await fs.listdir(UI)
@@ -395,6 +421,7 @@ async def test_an_apple_image_replaced_through_a_rename_shows_once(emulator_w, t
     import io
 
     from PIL import Image
+
     brand = "apple/Café Aurora LLC/Aurora Roasters"
     out = io.BytesIO()
     Image.new("RGB", (8, 8), (1, 2, 3)).save(out, "PNG")
@@ -406,7 +433,7 @@ async def test_an_apple_image_replaced_through_a_rename_shows_once(emulator_w, t
         await fs.close(fh)
         await fs.rename(f"{brand}/tmpsave", f"{brand}/{target}")
         await fs.drain()
-        assert sorted(await fs.listdir(brand)) == sorted(before)   # one entry, in place of the old image
+        assert sorted(await fs.listdir(brand)) == sorted(before)  # one entry, in place of the old image
         assert await fs.read_file(f"{brand}/{target}") == out.getvalue()
 
 
@@ -420,12 +447,29 @@ async def test_a_pending_upload_journaled_by_the_old_layout_resumes(emulator_w, 
     spool.mkdir(parents=True, mode=0o700)
     (spool / "old").write_bytes(b"%PDF new bytes")
     journal = Journal(tmp_path / "cache" / "journal")
-    target = Entry(asset["name"], f"asset/{asset['id']}", True, kind=ASSET,
-                   xattrs={"user.assetfs.workspace": ws, "user.assetfs.id": asset["id"]})
+    target = Entry(
+        asset["name"],
+        f"asset/{asset['id']}",
+        True,
+        kind=ASSET,
+        xattrs={"user.assetfs.workspace": ws, "user.assetfs.id": asset["id"]},
+    )
     import hashlib
-    journal.put(PendingUpload("studio", REPLACE, target, f"studio:asset/{asset['id']}", "style-guide.pdf",
-                              str(spool / "old"), state="pending", size=14, md5=hashlib.md5(b"%PDF new bytes").hexdigest(),
-                              mime="application/pdf"))
+
+    journal.put(
+        PendingUpload(
+            "studio",
+            REPLACE,
+            target,
+            f"studio:asset/{asset['id']}",
+            "style-guide.pdf",
+            str(spool / "old"),
+            state="pending",
+            size=14,
+            md5=hashlib.md5(b"%PDF new bytes").hexdigest(),
+            mime="application/pdf",
+        )
+    )
     journal.close()
     async with in_process(emulator_w, tmp_path, accounts=["studio"]) as fs:
         await fs.drain()
@@ -443,11 +487,16 @@ def _times(mode: int = 0o644) -> pyfuse3.EntryAttributes:
 
 def _fields(**wanted):
     """What the kernel asks setattr to change (pyfuse3.SetattrFields cannot be made in Python)."""
-    return SimpleNamespace(**{f"update_{name}": wanted.get(name, False)
-                              for name in ("atime", "mtime", "ctime", "mode", "uid", "gid", "size")})
+    return SimpleNamespace(
+        **{
+            f"update_{name}": wanted.get(name, False)
+            for name in ("atime", "mtime", "ctime", "mode", "uid", "gid", "size")
+        }
+    )
 
 
 # -- sizes asked ahead ----------------------------------------------------------------------
+
 
 async def test_sizes_asked_ahead_that_fail_are_asked_again_by_each_files_own_stat(emulator_w, tmp_path):
     """Spectrum publishes no sizes. Stats of a directory just read ask its sizes ahead; the
@@ -458,21 +507,22 @@ async def test_sizes_asked_ahead_that_fail_are_asked_again_by_each_files_own_sta
         first, *files = [n for n in await fs.listdir(org) if n != ".assets"]
         assert len(files) >= 2
         emulator_w.reset_requests()
-        sizes = {first: (await fs.stat(f"{org}/{first}")).st_size}   # the first stat asks for its own
+        sizes = {first: (await fs.stat(f"{org}/{first}")).st_size}  # the first stat asks for its own
         emulator_w.set_faults(fail_status=503, fail_count=1, only_prefix="/cdn/")
         try:
             sizes.update({name: (await fs.stat(f"{org}/{name}")).st_size for name in files})
         finally:
             emulator_w.clear_faults()
         heads = sum(n for k, n in emulator_w.requests().items() if k.startswith("HEAD "))
-        assert fs.mount.stats.counters["sizes_ahead"] == len(files) - 1   # the second stat's on, one failed
-        assert heads == 1 + len(files) + 1                                 # the failed one, asked again
+        assert fs.mount.stats.counters["sizes_ahead"] == len(files) - 1  # the second stat's on, one failed
+        assert heads == 1 + len(files) + 1  # the failed one, asked again
         for name in [first, *files]:
             assert sizes[name] == len(await fs.read_file(f"{org}/{name}")) > 0
 
 
-async def test_sizes_asked_ahead_are_kept_for_the_next_mount_a_moment_later_or_as_it_stops(emulator_w, tmp_path,
-                                                                                          monkeypatch):
+async def test_sizes_asked_ahead_are_kept_for_the_next_mount_a_moment_later_or_as_it_stops(
+    emulator_w, tmp_path, monkeypatch
+):
     """Sizes learnt ahead are in this mount's listing at once; they are written to the disk
     cache a moment after the batch, once the mount is quiet (not while `ls -l` runs again),
     and at once if the mount stops first, so the next mount asks no HEAD for them."""
@@ -483,15 +533,18 @@ async def test_sizes_asked_ahead_are_kept_for_the_next_mount_a_moment_later_or_a
             org = "carhartt/" + (await fs.listdir("carhartt"))[0]
             files = [n for n in await fs.listdir(org) if n != ".assets"]
             for name in files[:2]:
-                await fs.stat(f"{org}/{name}")   # the second asks the others' sizes ahead
-            versions = [node.entry.content.version for name, node in fs.view.root.children["carhartt"].children[
-                org.split("/")[1]].children.items() if name in files[2:]]
+                await fs.stat(f"{org}/{name}")  # the second asks the others' sizes ahead
+            versions = [
+                node.entry.content.version
+                for name, node in fs.view.root.children["carhartt"].children[org.split("/")[1]].children.items()
+                if name in files[2:]
+            ]
             with trio.fail_after(5):
                 while fs.mount.stats.counters.get("sizes_ahead", 0) < len(files) - 1:
                     await trio.sleep(0.01)
             stored = fs.view.metacache._cache.get
             if not stop_early:
-                assert stored(f"fact:content:{versions[0]}") is None   # not yet: a moment later
+                assert stored(f"fact:content:{versions[0]}") is None  # not yet: a moment later
                 await trio.sleep(0.6)
                 assert all(stored(f"fact:content:{v}") is not None for v in versions)
         if stop_early:
@@ -499,20 +552,21 @@ async def test_sizes_asked_ahead_are_kept_for_the_next_mount_a_moment_later_or_a
             assert all(cache.fact(v) is not None for v in versions)
             cache.close()
 
+
 async def test_a_readdir_waits_for_sizes_asked_ahead_only_so_long(emulator_w, tmp_path, monkeypatch):
     """A readdir after the sizes were asked ahead waits for them, so the listing carries them;
     when the HEADs are slow it waits only so long in all, and the files not sized by then
     are listed without a size (the kernel asks for it with a getattr)."""
     monkeypatch.setattr("assetfs.fuse_ops.LISTED_PATIENCE", 0.3)
-    monkeypatch.setattr("assetfs.view.sizes.HEADS_AT_ONCE", 1)   # one slow HEAD after another
+    monkeypatch.setattr("assetfs.view.sizes.HEADS_AT_ONCE", 1)  # one slow HEAD after another
     async with in_process(emulator_w, tmp_path, accounts=["carhartt"]) as fs:
         org = "carhartt/" + (await fs.listdir("carhartt"))[0]
         first, second, *rest = [n for n in await fs.listdir(org) if n != ".assets"]
         fh = await fs.ops.opendir(await fs.ino(org), None)
         emulator_w.set_faults(latency=0.5, only_prefix="/cdn/")
         try:
-            await fs.stat(f"{org}/{first}")    # its own HEAD
-            await fs.stat(f"{org}/{second}")   # …and the others' asked ahead: slow
+            await fs.stat(f"{org}/{first}")  # its own HEAD
+            await fs.stat(f"{org}/{second}")  # …and the others' asked ahead: slow
             listed = {}
             original = pyfuse3.readdir_reply
 
@@ -528,7 +582,7 @@ async def test_a_readdir_waits_for_sizes_asked_ahead_only_so_long(emulator_w, tm
             emulator_w.clear_faults()
             await fs.ops.releasedir(fh)
         unsized = [n for n in rest if listed[n].attr_timeout == 0]
-        assert unsized                                   # not waited for past the patience
+        assert unsized  # not waited for past the patience
         assert listed[first].st_size > 0 and listed[first].attr_timeout > 0
-        for name in rest:                                # each is sized once its HEAD is in
+        for name in rest:  # each is sized once its HEAD is in
             assert (await fs.stat(f"{org}/{name}")).st_size == len(await fs.read_file(f"{org}/{name}"))

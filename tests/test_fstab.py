@@ -19,8 +19,15 @@ HELPER = str(Path(sys.executable).parent / "mount.assetfs")
 @pytest.fixture
 def fstab(emu, tmp_path):
     config = tmp_path / "assets.toml"
-    config.write_text(tomli_w.dumps({"cache": {"dir": str(tmp_path / "cache")}, "state": {"dir": str(tmp_path / "state")},
-                                     "accounts": {"carhartt": emu.account("spectrum")}}))
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "cache": {"dir": str(tmp_path / "cache")},
+                "state": {"dir": str(tmp_path / "state")},
+                "accounts": {"carhartt": emu.account("spectrum")},
+            }
+        )
+    )
     target = tmp_path / "assets"
     target.mkdir()
     yield config, target
@@ -33,8 +40,12 @@ def helper(*args: str) -> subprocess.CompletedProcess:
 
 def test_fstab_options_are_understood_or_ignored_and_it_returns_once_mounted(fstab):
     config, target = fstab
-    done = helper(str(config), str(target), "-o",
-                  "_netdev,nofail,noauto,user,x-systemd.automount,x-systemd.idle-timeout=60,ro,uid=1234,gid=4321,allow_other")
+    done = helper(
+        str(config),
+        str(target),
+        "-o",
+        "_netdev,nofail,noauto,user,x-systemd.automount,x-systemd.idle-timeout=60,ro,uid=1234,gid=4321,allow_other",
+    )
     assert done.returncode == 0, done.stderr
     assert is_mounted(target)
     org = target / "carhartt" / "7000000000000300322"

@@ -62,8 +62,14 @@ def server():
     s.stop()
 
 
-def ask(urls, headers=lambda url: ["User-Agent: test"], at_once=4, timeout=5.0, before=lambda url: None,
-        stopped=lambda: False):
+def ask(
+    urls,
+    headers=lambda url: ["User-Agent: test"],
+    at_once=4,
+    timeout=5.0,
+    before=lambda url: None,
+    stopped=lambda: False,
+):
     answers: dict[str, int | None] = {}
 
     def answer(ended):
@@ -80,16 +86,22 @@ def test_each_size_once_over_a_few_kept_connections(server):
     sent = []
     answers = ask(urls, before=sent.append)
     assert answers == {f"k{n}": n for n in range(300)}
-    assert sorted(p for p, _ in server.seen) == sorted(f"/f{n}" for n in range(300))   # each once
-    assert sent == [url for _, url in urls]                                                # in order, each paced
-    assert server.connections <= 4                                                          # kept alive, at most at_once
+    assert sorted(p for p, _ in server.seen) == sorted(f"/f{n}" for n in range(300))  # each once
+    assert sent == [url for _, url in urls]  # in order, each paced
+    assert server.connections <= 4  # kept alive, at most at_once
 
 
 def test_answers_other_than_a_plain_200_are_no_size_and_redirects_are_not_followed(server):
-    answers = ask([("a", f"{server.url}/missing"), ("b", f"{server.url}/broken"), ("c", f"{server.url}/moved"),
-                   ("d", f"{server.url}/f5")])
+    answers = ask(
+        [
+            ("a", f"{server.url}/missing"),
+            ("b", f"{server.url}/broken"),
+            ("c", f"{server.url}/moved"),
+            ("d", f"{server.url}/f5"),
+        ]
+    )
     assert answers == {"a": None, "b": None, "c": None, "d": 5}
-    assert "/f7" not in [p for p, _ in server.seen]   # the file's own stat follows it, under the full policy
+    assert "/f7" not in [p for p, _ in server.seen]  # the file's own stat follows it, under the full policy
 
 
 def test_header_lines_are_the_ones_given_for_each_url(server):
@@ -103,15 +115,20 @@ def test_header_lines_are_the_ones_given_for_each_url(server):
 def test_a_host_that_does_not_answer_ends_the_batch_with_every_request_answered():
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]   # bound, not listening: connections are refused
+        port = closed.getsockname()[1]  # bound, not listening: connections are refused
         answers: dict = {}
         with pytest.raises(Unreachable) as e:
-            head_sizes([(f"k{n}", f"http://127.0.0.1:{port}/f{n}") for n in range(20)], headers=lambda url: [],
-                       at_once=4, timeout=5.0, before=lambda url: None,
-                       answer=lambda ended: answers.update(ended))
+            head_sizes(
+                [(f"k{n}", f"http://127.0.0.1:{port}/f{n}") for n in range(20)],
+                headers=lambda url: [],
+                at_once=4,
+                timeout=5.0,
+                before=lambda url: None,
+                answer=lambda ended: answers.update(ended),
+            )
     assert e.value.url.startswith(f"http://127.0.0.1:{port}/")
     assert answers and all(size is None for size in answers.values())
-    assert len(answers) <= 4   # nothing more was sent once the host did not answer
+    assert len(answers) <= 4  # nothing more was sent once the host did not answer
 
 
 def test_a_host_that_accepts_and_never_answers_is_given_up_at_the_timeout():
@@ -122,14 +139,24 @@ def test_a_host_that_accepts_and_never_answers_is_given_up_at_the_timeout():
         started = time.monotonic()
         answers: dict = {}
         with pytest.raises(Unreachable):
-            head_sizes([("k", f"http://127.0.0.1:{port}/f1")], headers=lambda url: [], at_once=2, timeout=0.5,
-                       before=lambda url: None, answer=lambda ended: answers.update(ended))
+            head_sizes(
+                [("k", f"http://127.0.0.1:{port}/f1")],
+                headers=lambda url: [],
+                at_once=2,
+                timeout=0.5,
+                before=lambda url: None,
+                answer=lambda ended: answers.update(ended),
+            )
         assert time.monotonic() - started < 3
         assert answers == {"k": None}
 
 
 def test_stopping_sends_nothing_more(server):
     sent = []
-    ask([(f"k{n}", f"{server.url}/f{n}") for n in range(100)], at_once=2, before=sent.append,
-        stopped=lambda: len(sent) >= 10)
+    ask(
+        [(f"k{n}", f"{server.url}/f{n}") for n in range(100)],
+        at_once=2,
+        before=sent.append,
+        stopped=lambda: len(sent) >= 10,
+    )
     assert len(server.seen) == 10

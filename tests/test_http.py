@@ -5,6 +5,7 @@ request's own short question."""
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 import pytest
 import trio
@@ -31,13 +32,13 @@ def test_a_host_that_does_not_answer_is_failed_fast_while_probes_fail(monkeypatc
         http = ProviderHTTP(base, timeout=30, retries=1)
         with pytest.raises(Unreachable):
             await http.request("GET", "first")
-        for _ in range(4):   # probes are refused too: every request meanwhile fails at once
+        for _ in range(4):  # probes are refused too: every request meanwhile fails at once
             started = time.monotonic()
             with pytest.raises(Unavailable, match="did not answer moments ago"):
                 await http.request("GET", "again")
             assert time.monotonic() - started < 0.1
             await trio.sleep(0.25)
-        assert http._probing   # still probing
+        assert http._probing  # still probing
         await http.aclose()
 
     trio.run(main)
@@ -47,15 +48,17 @@ def test_a_held_down_host_that_answers_a_probe_is_trusted_again(emu, monkeypatch
     monkeypatch.setattr(http_module, "PROBE_EVERY", 0.3)
     emu.reset_requests()
     account = emu.account("spectrum")
-    url = f"{account['base_url']}/api/assets/saved/client/{account['client']}/organization/{account['organizations'][0]}"
+    url = (
+        f"{account['base_url']}/api/assets/saved/client/{account['client']}/organization/{account['organizations'][0]}"
+    )
     recovered = []
 
     async def main():
         http = ProviderHTTP(account["base_url"], timeout=30, retries=1)
         http.subscribe_recovery(lambda: recovered.append(True))
-        http.note_unreachable(url, "ConnectTimeout")   # as if it had just timed out
-        await trio.sleep(0.5)                         # no request meanwhile: the background probe asks
-        assert recovered == [True]                    # a probe was answered: the outage is over
+        http.note_unreachable(url, "ConnectTimeout")  # as if it had just timed out
+        await trio.sleep(0.5)  # no request meanwhile: the background probe asks
+        assert recovered == [True]  # a probe was answered: the outage is over
         answer = await http.json("GET", url, headers={"SPECTRUM_API_TOKEN": account["token"]})
         assert answer["contents"]
         await http.aclose()
@@ -65,13 +68,15 @@ def test_a_held_down_host_that_answers_a_probe_is_trusted_again(emu, monkeypatch
 
 
 def spectrum_org_url(account: dict) -> str:
-    return f"{account['base_url']}/api/assets/saved/client/{account['client']}/organization/{account['organizations'][0]}"
+    return (
+        f"{account['base_url']}/api/assets/saved/client/{account['client']}/organization/{account['organizations'][0]}"
+    )
 
 
 def test_the_first_request_after_a_host_answers_again_asks_it_at_once(emu, monkeypatch):
     """No waiting for the background probe: a request meeting a host held down asks it
     (one short HEAD), and goes on when it answers."""
-    monkeypatch.setattr(http_module, "PROBE_EVERY", 60.0)   # the background probe never comes in time
+    monkeypatch.setattr(http_module, "PROBE_EVERY", 60.0)  # the background probe never comes in time
     account = emu.account("spectrum")
     url = spectrum_org_url(account)
     emu.reset_requests()
@@ -80,7 +85,7 @@ def test_the_first_request_after_a_host_answers_again_asks_it_at_once(emu, monke
     async def main():
         http = ProviderHTTP(account["base_url"], timeout=30, retries=1)
         http.subscribe_recovery(lambda: recovered.append(True))
-        http.note_unreachable(url, "ReadTimeout")      # as if it had just timed out
+        http.note_unreachable(url, "ReadTimeout")  # as if it had just timed out
         started = time.monotonic()
         answer = await http.json("GET", url, headers={"SPECTRUM_API_TOKEN": account["token"]})
         assert answer["contents"] and time.monotonic() - started < 1.0
@@ -96,7 +101,7 @@ def test_a_host_still_not_answering_is_asked_once_for_all_and_calls_fail_fast(em
     monkeypatch.setattr(http_module, "PROBE_EVERY", 60.0)
     account = emu.account("spectrum")
     url = spectrum_org_url(account)
-    emu.set_faults(latency=3, only_prefix="/spectrum/")   # slower than a question waits
+    emu.set_faults(latency=3, only_prefix="/spectrum/")  # slower than a question waits
     emu.reset_requests()
     failed: list[float] = []
 
@@ -110,10 +115,10 @@ def test_a_host_still_not_answering_is_asked_once_for_all_and_calls_fail_fast(em
                 await http.request("GET", url)
             failed.append(time.monotonic() - started)
 
-        async with trio.open_nursery() as nursery:   # a burst of syscalls: one question
+        async with trio.open_nursery() as nursery:  # a burst of syscalls: one question
             for _ in range(8):
                 nursery.start_soon(call)
-        await call()                                  # right after it: no new question, at once
+        await call()  # right after it: no new question, at once
         assert failed[-1] < 0.1
         await http.aclose()
 
@@ -121,25 +126,26 @@ def test_a_host_still_not_answering_is_asked_once_for_all_and_calls_fail_fast(em
         trio.run(main)
     finally:
         emu.clear_faults()
-    assert len(failed) == 9 and max(failed) < http_module.ASK_TIMEOUT + 1.0, failed   # not the 30 s timeout
+    assert len(failed) == 9 and max(failed) < http_module.ASK_TIMEOUT + 1.0, failed  # not the 30 s timeout
     assert [k for k in emu.requests() if k.startswith("HEAD ")] and sum(
-        n for k, n in emu.requests().items() if k.startswith("HEAD ")) == 1, emu.requests()
+        n for k, n in emu.requests().items() if k.startswith("HEAD ")
+    ) == 1, emu.requests()
 
 
 # -- one policy for every request ---------------------------------------------------------
 
 
 def test_retry_after_in_seconds_or_as_an_http_date():
+    from datetime import datetime, timedelta
     from email.utils import format_datetime
-    from datetime import datetime, timedelta, timezone
 
     import httpx
 
     from assetfs.providers.http import retry_after
 
     assert retry_after(httpx.Response(429, headers={"Retry-After": "7"})) == 7.0
-    assert retry_after(httpx.Response(429, headers={"X-RateLimit-ResetSeconds": "1.5"})) == 1.5   # iQmetrix
-    date = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert retry_after(httpx.Response(429, headers={"X-RateLimit-ResetSeconds": "1.5"})) == 1.5  # iQmetrix
+    date = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 28 <= retry_after(httpx.Response(503, headers={"Retry-After": date})) <= 30
     assert retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
 
@@ -185,8 +191,11 @@ def test_a_request_that_must_not_happen_twice_is_retried_only_when_refused_untak
     async def main():
         try:
             credentials = {k: emu.account("mudstack")[k] for k in ("account_id", "key", "secret")}
-            return (await provider.http.request("POST", url, auth=False, retry=http_module.NOT_TAKEN,
-                                                expect=(200, 201), json=credentials)).status_code
+            return (
+                await provider.http.request(
+                    "POST", url, auth=False, retry=http_module.NOT_TAKEN, expect=(200, 201), json=credentials
+                )
+            ).status_code
         except http_module.ProviderError as e:
             return e
         finally:

@@ -24,8 +24,8 @@ from assetfs.providers.base import asset_json
 pytestmark = [pytest.mark.mount, pytest.mark.serial]
 TIMEOUT = 30.0  # the default: under load the point is "no error", not speed
 READERS = 32
-READ_FOR = 20.0          # seconds the parallel readers run
-RSS_LIMIT = 250 << 20    # the README's streaming target is 200 MB; listings of 10,000 assets come on top
+READ_FOR = 20.0  # seconds the parallel readers run
+RSS_LIMIT = 250 << 20  # the README's streaming target is 200 MB; listings of 10,000 assets come on top
 
 
 def md5(data: bytes) -> str:
@@ -35,8 +35,10 @@ def md5(data: bytes) -> str:
 def expected_md5s(assets: list[dict]) -> dict[str, str]:
     """The md5 of every asset's upload, fetched from the emulator (not through the mount)."""
     with httpx.Client(timeout=30) as client:
+
         def one(asset):
             return str(asset["id"]), md5(client.get(asset["uploadedAssetUri"]).raise_for_status().content)
+
         with ThreadPoolExecutor(8) as pool:
             return dict(pool.map(one, assets))
 
@@ -104,9 +106,11 @@ def test_32_parallel_readers_over_1000_assets(fresh_emulator, mount):
     rss = peak_rss(m.process.pid)
     requests = emu.requests()
     gets = sum(n for k, n in requests.items() if k.startswith("GET"))
-    print(f"\nLOAD 32 readers x {READ_FOR:.0f}s over {len(files)} assets: {sum(reads)} whole-file reads, "
-          f"{len(seen)} distinct, slowest read {max(slowest) * 1000:.0f} ms, {gets} GETs at the emulator, "
-          f"peak RSS {rss / 2**20:.0f} MiB")
+    print(
+        f"\nLOAD 32 readers x {READ_FOR:.0f}s over {len(files)} assets: {sum(reads)} whole-file reads, "
+        f"{len(seen)} distinct, slowest read {max(slowest) * 1000:.0f} ms, {gets} GETs at the emulator, "
+        f"peak RSS {rss / 2**20:.0f} MiB"
+    )
     assert errors == []
     assert seen == set(files)  # every asset was read, and every read was right
     assert max(slowest) < TIMEOUT + 1
@@ -128,8 +132,14 @@ def test_find_xargs_md5sum_over_10000_assets(fresh_emulator, mount):
     m = mount(emu.config, options=f"timeout={TIMEOUT:.0f}s", accounts=["carhartt"])
     org = m.path / "carhartt" / org_id
     started = time.monotonic()
-    run = subprocess.run(f"find '{org}' -type f -print0 | xargs -0 -P 4 md5sum", shell=True, capture_output=True,
-                         text=True, check=False, timeout=300)
+    run = subprocess.run(
+        f"find '{org}' -type f -print0 | xargs -0 -P 4 md5sum",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     elapsed = time.monotonic() - started
     rss = peak_rss(m.process.pid)
     assert run.returncode == 0 and run.stderr == "", run.stderr[-2000:]
@@ -157,8 +167,10 @@ def test_find_xargs_md5sum_over_10000_assets(fresh_emulator, mount):
                 if by_dir[asset_dir / "production" / job["reference"]].get(name) != md5(download(output["uri"])):
                     wrong.append(f"{asset_dir.name}/production/{job['reference']}/{name}")
     assert outputs > 0 and len(sums) == 2 * len(assets) + outputs  # nothing else was found
-    print(f"\nLOAD find | xargs md5sum over {len(assets)} assets: {len(sums)} files in {elapsed:.1f} s "
-          f"({len(sums) / elapsed:.0f} files/s), peak RSS {rss / 2**20:.0f} MiB; truth fetched in {fetched:.1f} s")
+    print(
+        f"\nLOAD find | xargs md5sum over {len(assets)} assets: {len(sums)} files in {elapsed:.1f} s "
+        f"({len(sums) / elapsed:.0f} files/s), peak RSS {rss / 2**20:.0f} MiB; truth fetched in {fetched:.1f} s"
+    )
     assert wrong == []
     assert rss < RSS_LIMIT
     assert "Traceback" not in m.log()

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from truth import download, md5
 
 from assetfs.providers.base import parse_time
-from truth import download, md5
 
 pytestmark = pytest.mark.mount
 ORG, BRAND = "9467895078742654934", "9467895078742654921"
@@ -37,8 +37,12 @@ class AppleTruth:
         self.sign_in()
 
     def sign_in(self) -> None:
-        body = {"client_id": self.account["client_id"], "client_secret": self.account["client_secret"],
-                "grant_type": "client_credentials", "scope": "business"}
+        body = {
+            "client_id": self.account["client_id"],
+            "client_secret": self.account["client_secret"],
+            "grant_type": "client_credentials",
+            "scope": "business",
+        }
         token = self.http.post("/oauth2/token", json=body).raise_for_status().json()["access_token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
 
@@ -206,7 +210,7 @@ def test_xattrs_of_the_asset_file_and_its_directory(apple):
     assert (xattr(image, "width"), xattr(image, "height")) == ("1024", "1024")
     attrs = run("getfattr", "-d", str(image))
     assert 'user.assetfs.intent="PLACECARD_LOGO"' in attrs and 'user.assetfs.id="9467895078742654944"' in attrs
-    with Image.open(image) as img:   # a real image, readable through the mount
+    with Image.open(image) as img:  # a real image, readable through the mount
         assert img.size == (1024, 1024)
 
 
@@ -215,10 +219,14 @@ def test_ls_find_du_cp(apple, tmp_path):
     brand = root / SECOND_ORG / SECOND_BRAND
     listing = run("ls", "-laR", str(brand))
     assert "asset.json" in listing
-    found = sorted(p.rsplit("/", 1)[1] for p in run("find", str(brand), "-type", "f", "(", "-name", "*.png", "-o",
-                                                    "-name", "*.jpg", ")").split())
-    expected = sorted(file_name(a, truth.image(SECOND_ORG, a["brandAssetDetails"]["imageId"]))
-                      for a in truth.assets(SECOND_ORG, SECOND_BRAND))
+    found = sorted(
+        p.rsplit("/", 1)[1]
+        for p in run("find", str(brand), "-type", "f", "(", "-name", "*.png", "-o", "-name", "*.jpg", ")").split()
+    )
+    expected = sorted(
+        file_name(a, truth.image(SECOND_ORG, a["brandAssetDetails"]["imageId"]))
+        for a in truth.assets(SECOND_ORG, SECOND_BRAND)
+    )
     assert found == expected
     assert int(run("du", "-sk", "--apparent-size", str(brand)).split()[0]) > 0
     run("cp", "-r", str(brand), str(tmp_path / "copy"))
@@ -270,7 +278,7 @@ def test_a_listing_of_many_pages_is_walked_to_the_end(fresh_emulator, mount):
         e.reset_requests()
         names = os.listdir(m.path / "apple" / "Café Aurora LLC" / "Café Aurora")  # by name: no ID lookups
         assert len(names) == len(set(names)) == len(assets) + 1
-        assert count(e, f"/brands/{BRAND}/assets") == -(-len(assets) // 100)   # one request per page of 100
+        assert count(e, f"/brands/{BRAND}/assets") == -(-len(assets) // 100)  # one request per page of 100
         newest = assets[-1]
         image = truth.image(ORG, newest["brandAssetDetails"]["imageId"])
         assert file_name(newest, image) in names
@@ -283,24 +291,24 @@ def test_tokens_are_renewed_before_expiry_and_after_a_401(fresh_emulator, mount)
     e = fresh_emulator("--token-ttl", "2s")
     truth = AppleTruth(e.account("apple"))
     try:
-        wanted = []   # (path in the brand, bytes), known before the mount asks for anything
+        wanted = []  # (path in the brand, bytes), known before the mount asks for anything
         for asset in truth.assets(ORG, BRAND)[:3]:
             image = truth.image(ORG, asset["brandAssetDetails"]["imageId"])
             wanted.append((file_name(asset, image), download(image["cdnUrl"])))
         assert len(wanted) == 3
-        e.reset_requests()   # from here on, only the mount asks for tokens
+        e.reset_requests()  # from here on, only the mount asks for tokens
         m = mount(e.config, accounts=["apple"])
         brand = m.path / "apple" / ORG / BRAND
         assert (brand / wanted[0][0]).read_bytes() == wanted[0][1]
-        time.sleep(3)                                   # the mount's token has expired
+        time.sleep(3)  # the mount's token has expired
         assert (brand / wanted[1][0]).read_bytes() == wanted[1][1]
-        assert 2 <= count(e, "/oauth2/token", "POST") <= 3   # renewed, not fetched per request
+        assert 2 <= count(e, "/oauth2/token", "POST") <= 3  # renewed, not fetched per request
         e.set_tokens(ttl=3600)
-        e.set_tokens(revoke_all=True)                   # a 401 on a token the mount thinks is good
+        e.set_tokens(revoke_all=True)  # a 401 on a token the mount thinks is good
         before = count(e, "/oauth2/token", "POST")
-        assert len(os.listdir(m.path / "apple" / ORG / OTHER_BRAND)) > 1   # a page, then images' metadata at once
+        assert len(os.listdir(m.path / "apple" / ORG / OTHER_BRAND)) > 1  # a page, then images' metadata at once
         assert (brand / wanted[2][0]).read_bytes() == wanted[2][1]
-        assert count(e, "/oauth2/token", "POST") == before + 1   # one new token for the requests refused
+        assert count(e, "/oauth2/token", "POST") == before + 1  # one new token for the requests refused
         assert "refused" not in m.log()
     finally:
         truth.close()
@@ -311,9 +319,14 @@ def test_duplicate_and_hostile_names_are_unique_and_safe(fresh_emulator, mount):
     truth = AppleTruth(e.account("apple"))
     try:
         made = {}
-        for label, filename, partners_id in [("dup1", "asset.json", "dup"), ("dup2", "photo", "dup"),
-                                             ("slash", "a.png", "a/b"), ("dots", "b.png", ".."),
-                                             ("long", "c.png", "x" * 300), ("none", "d.png", None)]:
+        for label, filename, partners_id in [
+            ("dup1", "asset.json", "dup"),
+            ("dup2", "photo", "dup"),
+            ("slash", "a.png", "a/b"),
+            ("dots", "b.png", ".."),
+            ("long", "c.png", "x" * 300),
+            ("none", "d.png", None),
+        ]:
             image = truth.upload(SECOND_ORG, filename, png(color=(len(label) * 20, 10, 10)))
             made[label] = (truth.create(SECOND_ORG, SECOND_BRAND, image["id"], partners_id), image)
         m = mount(e.config, accounts=["apple"])

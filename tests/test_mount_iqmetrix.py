@@ -23,10 +23,20 @@ MISSING_ID = "00000000-0000-4000-8000-000000000000"
 
 # -- the truth, straight from the emulated API ------------------------------------------------
 
+
 def token(account: dict) -> str:
-    form = {"grant_type": "password", "username": account["username"], "password": account["password"],
-            "client_id": account["client_id"], "client_secret": account["client_secret"]}
-    return httpx.post(account["auth_url"] + "/oauth2/token", data=form, timeout=30).raise_for_status().json()["access_token"]
+    form = {
+        "grant_type": "password",
+        "username": account["username"],
+        "password": account["password"],
+        "client_id": account["client_id"],
+        "client_secret": account["client_secret"],
+    }
+    return (
+        httpx.post(account["auth_url"] + "/oauth2/token", data=form, timeout=30)
+        .raise_for_status()
+        .json()["access_token"]
+    )
 
 
 def api(account: dict) -> httpx.Client:
@@ -74,6 +84,7 @@ def iq(emu, mount):
 
 
 # -- the tree, the bytes, the metadata ----------------------------------------------------------
+
 
 def test_collections_hold_asset_files_named_by_the_asset_name(iq):
     m, root, account = iq
@@ -153,6 +164,7 @@ def test_xattrs_and_everyday_tools(iq, tmp_path):
 
 # -- collections: missing ids, GUIDs typed as paths, many assets ----------------------------------
 
+
 def test_an_id_that_answers_404_is_left_out_with_a_warning(emu, mount):
     m = mount(config_with(emu, logos=[SEED_ID, MISSING_ID]))
     assert os.listdir(m.path / "stores" / "logos") == ["iqmetrix.jpg", ".assets"]
@@ -200,8 +212,17 @@ def test_hostile_and_duplicate_names_are_safe_unique_and_stable(fresh_emulator, 
     emu = fresh_emulator()
     account = emu.account("iqmetrix")
     png = download(iq_assets(account, [account["collections"]["logos"][1]])[0]["href"])
-    wanted = ["../escape.png", ".", "..", "x" * 300 + ".png", "same.png", "same.png", "asset.json",
-              "tab\there.png", "no-extension"]
+    wanted = [
+        "../escape.png",
+        ".",
+        "..",
+        "x" * 300 + ".png",
+        "same.png",
+        "same.png",
+        "asset.json",
+        "tab\there.png",
+        "no-extension",
+    ]
     made = upload(account, [(name, png, "image/png") for name in wanted])
     ids = [a["id"] for a in made]
     config = config_with(emu, odd=ids)
@@ -225,6 +246,7 @@ def test_hostile_and_duplicate_names_are_safe_unique_and_stable(fresh_emulator, 
 
 
 # -- tokens -----------------------------------------------------------------------------------
+
 
 def test_the_token_is_refreshed_during_a_mount(fresh_emulator, mount):
     emu = fresh_emulator("--token-ttl", "2s")
@@ -275,8 +297,10 @@ class FakeTokenService:
         self.grants.append(form["grant_type"])
         if form["grant_type"] == "refresh_token" and self.refuse_refresh:
             return httpx.Response(400, json={"error": "invalid_grant"})
-        return httpx.Response(200, json={"access_token": f"t{len(self.grants)}", "expires_in": 43199,
-                                         "refresh_token": f"r{len(self.grants)}"})
+        return httpx.Response(
+            200,
+            json={"access_token": f"t{len(self.grants)}", "expires_in": 43199, "refresh_token": f"r{len(self.grants)}"},
+        )
 
 
 def auth_with(service: FakeTokenService):
@@ -320,7 +344,7 @@ def test_a_401_renews_the_token_once_for_all_the_requests_that_used_it():
             await auth.headers(http)  # this task sent the current token …
             await sent_before.wait()
             await trio.sleep(delay)
-            auth.invalidate()         # … and got a 401 for it, maybe after another task renewed it
+            auth.invalidate()  # … and got a 401 for it, maybe after another task renewed it
             return (await auth.headers(http))["Authorization"]
 
         first = await auth.headers(http)

@@ -22,6 +22,7 @@ ACCOUNT = "studio"
 
 # -- the truth, straight from the emulator's API ---------------------------------------------
 
+
 class MudTruth:
     """A plain httpx client of the Mudstack API, to compare the mount with."""
 
@@ -58,8 +59,9 @@ class MudTruth:
     def assets(self, ws: str, location: str) -> list[dict]:
         out, page = [], 1
         while True:
-            body = self.call("GET", "/workspaces/assets/search", ws,
-                             params={"file_location": location, "page": page, "limit": 1000})
+            body = self.call(
+                "GET", "/workspaces/assets/search", ws, params={"file_location": location, "page": page, "limit": 1000}
+            )
             out += body["assets"]
             if page * body["limit"] >= body["total"]:
                 return out
@@ -76,8 +78,11 @@ class MudTruth:
 
 def children_of(path: str, folders: list[str]) -> list[str]:
     """Names of the folders directly under `path`."""
-    return [f.rstrip("/").rsplit("/", 1)[1] for f in folders
-            if f != path and f.startswith(path) and "/" not in f[len(path):].rstrip("/")]
+    return [
+        f.rstrip("/").rsplit("/", 1)[1]
+        for f in folders
+        if f != path and f.startswith(path) and "/" not in f[len(path) :].rstrip("/")
+    ]
 
 
 def xattr(path: Path, name: str) -> str:
@@ -106,7 +111,11 @@ def every_asset(truth: MudTruth):
     for ws_name, ws in truth.workspaces().items():
         for folder in truth.folders(ws):
             for asset in truth.assets(ws, folder):
-                yield ws, Path(ws_name, *folder.strip("/").split("/") if folder != "/" else ()) / asset["file_name"], asset
+                yield (
+                    ws,
+                    Path(ws_name, *folder.strip("/").split("/") if folder != "/" else ()) / asset["file_name"],
+                    asset,
+                )
 
 
 def details(file: Path) -> Path:
@@ -115,6 +124,7 @@ def details(file: Path) -> Path:
 
 
 # -- the tree --------------------------------------------------------------------------------
+
 
 def test_tree_is_workspaces_then_folders_then_asset_files(studio, truth):
     m, root = studio
@@ -169,7 +179,7 @@ def test_every_file_and_version_has_the_providers_bytes_and_size(studio, truth):
 
 def test_asset_json_is_the_providers_object(studio, truth):
     m, root = studio
-    for ws, rel, asset in every_asset(truth):
+    for _ws, rel, asset in every_asset(truth):
         assert json.loads((details(root / rel) / "asset.json").read_text()) == asset
 
 
@@ -196,14 +206,34 @@ def test_xattrs_and_tools(studio, truth, tmp_path):
     attrs = run("getfattr", "-d", str(heroes / "knight.png"))
     assert f'user.assetfs.id="{asset["id"]}"' in attrs and 'user.assetfs.state="active"' in attrs
     pngs = [a for _, _, a in every_asset(truth) if a["file_name"].endswith(".png") and a["workspace_id"] == ws]
-    found = run("find", str(root / "Game Art"), "-name", "*.png", "-path", "*/versions/*",
-                "-not", "-path", "*/.trash/*").splitlines()
+    found = run(
+        "find", str(root / "Game Art"), "-name", "*.png", "-path", "*/versions/*", "-not", "-path", "*/.trash/*"
+    ).splitlines()
     assert len(found) == sum(len(a["versions"]) for a in pngs)
-    files = run("find", str(root / "Game Art"), "-name", ".assets", "-prune", "-o", "-name", ".trash", "-prune",
-                "-o", "-type", "f", "-name", "*.png", "-print").splitlines()
+    files = run(
+        "find",
+        str(root / "Game Art"),
+        "-name",
+        ".assets",
+        "-prune",
+        "-o",
+        "-name",
+        ".trash",
+        "-prune",
+        "-o",
+        "-type",
+        "f",
+        "-name",
+        "*.png",
+        "-print",
+    ).splitlines()
     assert len(files) == len(pngs)  # each asset once
-    sums = [line.split()[0] for line in
-            run("md5sum", str(heroes / "knight.png"), str(knight / "versions" / "v1" / "knight.png")).splitlines()]
+    sums = [
+        line.split()[0]
+        for line in run(
+            "md5sum", str(heroes / "knight.png"), str(knight / "versions" / "v1" / "knight.png")
+        ).splitlines()
+    ]
     assert sums == [current["checksum"], v1["checksum"]]
     copy = tmp_path / "copy"
     run("cp", "-r", str(root / "Marketing"), str(copy))
@@ -221,6 +251,7 @@ def test_workspaces_from_the_config_by_name_or_id(emu, mount, truth):
 
 
 # -- paging, tokens --------------------------------------------------------------------------
+
 
 def test_a_folder_of_1200_assets_is_listed_completely(fresh_emulator, mount):
     e = fresh_emulator("--assets", "1200")
@@ -267,6 +298,7 @@ def test_bad_credentials_give_eacces_with_a_clear_log(emu, mount):
 
 # -- names -----------------------------------------------------------------------------------
 
+
 def test_duplicate_and_hostile_names_are_unique_safe_and_stable(fresh_emulator, mount, tmp_path):
     e = fresh_emulator()
     t = MudTruth(e.account("mudstack"))
@@ -274,14 +306,15 @@ def test_duplicate_and_hostile_names_are_unique_safe_and_stable(fresh_emulator, 
         ws = t.workspaces()["Game Art"]
         heroes = {a["name"]: a for a in t.assets(ws, "/characters/heroes/")}
         t.rename(ws, heroes["knight"]["id"], "hero")
-        t.rename(ws, heroes["archer"]["id"], "hero")                  # two assets named alike
+        t.rename(ws, heroes["archer"]["id"], "hero")  # two assets named alike
         chars = {a["name"]: a for a in t.assets(ws, "/characters/")}
-        t.rename(ws, chars["concept-sheet"]["id"], "villains")       # an asset named as a sibling folder
+        t.rename(ws, chars["concept-sheet"]["id"], "villains")  # an asset named as a sibling folder
         env = {a["name"]: a for a in t.assets(ws, "/environments/")}
-        t.rename(ws, env["forest"]["id"], "back\\slash\x01bell")      # control character and backslash
-        t.rename(ws, env["castle"]["id"], "x" * 300)                  # longer than a name may be
-        expected_ids = {a["id"] for f in ("/characters/heroes/", "/characters/", "/environments/")
-                        for a in t.assets(ws, f)}
+        t.rename(ws, env["forest"]["id"], "back\\slash\x01bell")  # control character and backslash
+        t.rename(ws, env["castle"]["id"], "x" * 300)  # longer than a name may be
+        expected_ids = {
+            a["id"] for f in ("/characters/heroes/", "/characters/", "/environments/") for a in t.assets(ws, f)
+        }
 
         def names(m) -> dict[str, list[str]]:
             game = m.path / ACCOUNT / "Game Art"
@@ -290,7 +323,7 @@ def test_duplicate_and_hostile_names_are_unique_safe_and_stable(fresh_emulator, 
         m1 = mount(e.config, accounts=[ACCOUNT])
         first = names(m1)
         game = m1.path / ACCOUNT / "Game Art"
-        for d, listing in first.items():
+        for listing in first.values():
             assert len(listing) == len(set(listing))
             for name in listing:
                 assert len(name.encode()) <= 255 and "/" not in name and not any(ord(c) < 32 for c in name)
@@ -325,12 +358,13 @@ def test_duplicate_and_hostile_names_are_unique_safe_and_stable(fresh_emulator, 
 
 # -- a versions directory listed on demand ---------------------------------------------------
 
+
 def test_versions_listed_on_demand_when_the_asset_object_has_none(emu, truth):
     """An asset object without versions[] gets a versions directory that lists
     `GET …/{asset_id}/versions` when opened (no mount: the provider against the emulator)."""
     from assetfs.config import parse_config
-    from assetfs.providers.registry import build_provider
     from assetfs.providers import mudstack
+    from assetfs.providers.registry import build_provider
     from assetfs.stats import Stats
 
     ws = truth.workspaces()["Game Art"]

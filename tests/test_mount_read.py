@@ -50,7 +50,7 @@ def test_reads_at_any_offset_and_size_return_the_providers_bytes(large_file, off
     path, expected = large_file
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert os.pread(fd, size, offset) == expected[offset:offset + size]
+        assert os.pread(fd, size, offset) == expected[offset : offset + size]
     finally:
         os.close(fd)
 
@@ -119,7 +119,9 @@ def test_a_warm_remount_lists_without_network(emu, mount, tmp_path):
     first.stop()
     emu.reset_requests()
     second = mount(emu.config, accounts=["carhartt"], cache_dir=cache)
-    listing = subprocess.run(["ls", "-lR", str(second.path / "carhartt")], check=True, capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["ls", "-lR", str(second.path / "carhartt")], check=True, capture_output=True, text=True
+    ).stdout
     assert "white mba used.png" in listing
     assert _listing_requests(emu) == 0
     assert emu.requests() == {}  # sizes came from the cache too (one HEAD per version, kept for good)
@@ -161,8 +163,8 @@ def test_noxattr_answers_enosys_once_and_ls_l_asks_no_more(emu, mount):
         assert "white MBA.png" in listing
     with pytest.raises(OSError) as off:
         os.getxattr(files[0], "user.assetfs.id")
-    assert off.value.errno == errno.EOPNOTSUPP   # the kernel's word for the ENOSYS it was given
+    assert off.value.errno == errno.EOPNOTSUPP  # the kernel's word for the ENOSYS it was given
     assert subprocess.run(["getfattr", "-d", str(files[0])], capture_output=True).returncode != 0
     counters = json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"]
     assert counters.get("fuse_getxattr", 0) <= 1 and counters.get("fuse_listxattr", 0) <= 1, counters
-    assert md5(files[0].read_bytes())   # reads are untouched
+    assert md5(files[0].read_bytes())  # reads are untouched

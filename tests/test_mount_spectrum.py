@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from truth import download, md5, spectrum_assets
 
 from assetfs.fuse_ops import UNSIZED_PER_READDIR
-from truth import download, md5, spectrum_assets
 
 pytestmark = pytest.mark.mount
 SEED_ORG = "7000000000000300322"
@@ -35,8 +35,10 @@ def test_tree_shows_the_seed_assets_with_their_production_outputs(spectrum):
     m, root, account = spectrum
     org = root / SEED_ORG
     names = sorted(os.listdir(org))
-    files = sorted(a["userFacingFileName"] + os.path.splitext(a["uploadedAssetUri"].split("?")[0])[1]
-                   for a in spectrum_assets(account, SEED_ORG))
+    files = sorted(
+        a["userFacingFileName"] + os.path.splitext(a["uploadedAssetUri"].split("?")[0])[1]
+        for a in spectrum_assets(account, SEED_ORG)
+    )
     assert names == sorted(files + [".assets"])
     assert sorted(os.listdir(org / ".assets")) == files
     used = org / ".assets" / "white mba used.png"
@@ -120,7 +122,6 @@ def test_spectrum_is_read_only(spectrum):
     assert e.value.errno in (errno.EROFS, errno.EACCES)
 
 
-
 def test_ls_l_asks_a_directorys_sizes_ahead_each_once(fresh_emulator, mount):
     """Spectrum publishes no sizes: each file's takes a HEAD. A directory read and then
     stat'ed file by file (`ls -l`) has its sizes asked ahead, several at once, each once;
@@ -136,17 +137,17 @@ def test_ls_l_asks_a_directorys_sizes_ahead_each_once(fresh_emulator, mount):
         return sum(n for k, n in emu.requests().items() if k.startswith("HEAD "))
 
     emu.reset_requests()
-    assert len(os.listdir(directory)) == len(assets) + 1      # `ls -f`: names only
+    assert len(os.listdir(directory)) == len(assets) + 1  # `ls -f`: names only
     assert heads() == 0
     one = next(n for n in os.listdir(directory) if n != ".assets")
-    assert (directory / one).stat().st_size > 0               # a walk to one file: its own HEAD only
+    assert (directory / one).stat().st_size > 0  # a walk to one file: its own HEAD only
     assert heads() == 1
 
     listing = run("ls", "-l", "--time-style=+", str(directory)).splitlines()
-    assert len(listing) == len(assets) + 1                    # "total", then one line per file
-    assert heads() == len(assets)                             # every other file once, none twice
+    assert len(listing) == len(assets) + 1  # "total", then one line per file
+    assert heads() == len(assets)  # every other file once, none twice
     counters = json.loads((m.path / ".assetfs" / "status.json").read_text())["counters"]
-    assert counters["sizes_ahead"] == len(assets) - 2         # all but the walk's and the first stat's
+    assert counters["sizes_ahead"] == len(assets) - 2  # all but the walk's and the first stat's
     # The readdirs after the batch began carried the sizes: a getattr only for the files of the first.
     assert counters["fuse_getattr"] <= UNSIZED_PER_READDIR + 8 < len(assets)
     sizes = {line.split(maxsplit=5)[5]: int(line.split()[4]) for line in listing[1:]}
@@ -155,4 +156,4 @@ def test_ls_l_asks_a_directorys_sizes_ahead_each_once(fresh_emulator, mount):
         assert sizes[name] == len(download(by_name[name]["uploadedAssetUri"]))
     before = emu.requests()
     run("ls", "-l", str(directory))
-    assert emu.requests() == before                           # sizes are known for good
+    assert emu.requests() == before  # sizes are known for good

@@ -59,10 +59,10 @@ def test_a_file_is_uploaded_while_it_is_written_and_arrives_right(emu_m, tmp_pat
     data = os.urandom(6 * MIB + 7)
     with open(m.path / "stores" / "logos" / "slow.bin", "wb", buffering=0) as f:
         f.write(data[:MIB])
-        wait_for(lambda: posts(emu), 10)      # the upload began before the close…
+        wait_for(lambda: posts(emu), 10)  # the upload began before the close…
         assert names_used(emu, "iqmetrix") == []  # …and made nothing yet
         for offset in range(MIB, len(data), MIB):
-            f.write(data[offset:offset + MIB])
+            f.write(data[offset : offset + MIB])
     one_asset(emu, "slow.bin", data)
     assert posts(emu) == 1
 
@@ -79,7 +79,7 @@ def test_a_file_is_uploaded_while_it_is_written_and_arrives_right(emu_m, tmp_pat
 def test_a_broken_stream_falls_back_with_every_byte_and_one_asset(emu_m, breaks):
     emu, m = emu_m
     data = bytearray(os.urandom(4 * MIB))
-    name = f"fallback-{breaks.split()[1]}.bin"   # a new asset each (iQmetrix cannot replace one)
+    name = f"fallback-{breaks.split()[1]}.bin"  # a new asset each (iQmetrix cannot replace one)
     with open(m.path / "stores" / "logos" / name, "wb", buffering=0) as f:
         f.write(data[:MIB])
         wait_for(lambda: posts(emu), 10)
@@ -89,9 +89,9 @@ def test_a_broken_stream_falls_back_with_every_byte_and_one_asset(emu_m, breaks)
         else:
             emu.set_faults(reset_mid_upload=1, only_prefix="/iqmetrix/assets")
         for offset in range(MIB, len(data), MIB // 4):
-            f.write(data[offset:offset + MIB // 4])
+            f.write(data[offset : offset + MIB // 4])
     one_asset(emu, name, bytes(data))
-    assert posts(emu) == 2                # the stream cut before its end, then the spool's upload
+    assert posts(emu) == 2  # the stream cut before its end, then the spool's upload
     assert emu.set_faults()["reset_mid_upload"] == 0
 
 
@@ -116,7 +116,7 @@ def test_kill_9_mid_stream_keeps_the_bytes_and_makes_no_asset(world, tmp_path):
     try:
         pending = again.path / ".assetfs" / "pending"
         [kept] = wait_for(lambda: [p for p in pending.iterdir() if p.name.endswith("killed.bin")], 10)
-        assert kept.read_bytes() == data      # nothing lost: kept for the user, as any file cut mid-write
+        assert kept.read_bytes() == data  # nothing lost: kept for the user, as any file cut mid-write
         assert names_used(emu, "iqmetrix") == []  # the cut stream made nothing
     finally:
         again.stop()

@@ -35,8 +35,11 @@ def md5(data: bytes) -> str:
 
 def uploads(emu) -> int:
     """Upload requests the emulator has seen, of every provider."""
-    return sum(n for k, n in emu.requests().items()
-               if k.startswith("POST") and ("upload" in k or k.endswith("/assets") or "/versions" in k))
+    return sum(
+        n
+        for k, n in emu.requests().items()
+        if k.startswith("POST") and ("upload" in k or k.endswith("/assets") or "/versions" in k)
+    )
 
 
 def wait_for(condition, seconds: float = 30.0):
@@ -71,7 +74,9 @@ def test_cp_uploads_to_apple_iqmetrix_and_mudstack_with_identical_md5(writable, 
     subprocess.run(["cp", str(source), str(mudstack_folder(m))], check=True)
 
     apple = AppleTruth(emu.account("apple"))
-    [asset] = [a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "logo"]
+    [asset] = [
+        a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "logo"
+    ]
     image = apple.image(APPLE_ORG, asset["brandAssetDetails"]["imageId"])
     assert md5(httpx.get(image["cdnUrl"]).content) == md5(data)
     assert os.listdir(brand).count("logo.png") == 1 and (brand / "logo.png").read_bytes() == data
@@ -196,7 +201,12 @@ def test_kill_9_with_an_upload_pending_then_remount_completes_it(fresh_emulator,
     apple = AppleTruth(emu.account("apple"))
 
     def uploaded():
-        return [a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "survivor"]
+        return [
+            a
+            for a in apple.assets(APPLE_ORG, APPLE_BRAND)
+            if a["brandAssetDetails"].get("partnersAssetId") == "survivor"
+        ]
+
     [asset] = wait_for(uploaded, 40)
     image = apple.image(APPLE_ORG, asset["brandAssetDetails"]["imageId"])
     assert md5(httpx.get(image["cdnUrl"]).content) == md5(data)
@@ -260,5 +270,7 @@ def test_an_apple_intent_set_as_an_xattr_before_close_is_used(writable):
         os.setxattr(brand / ".assets" / "cover.png" / "asset.json", "user.other", b"x")
     assert e.value.errno == errno.EPERM
     apple = AppleTruth(emu.account("apple"))
-    [asset] = [a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "cover"]
+    [asset] = [
+        a for a in apple.assets(APPLE_ORG, APPLE_BRAND) if a["brandAssetDetails"].get("partnersAssetId") == "cover"
+    ]
     assert asset["brandAssetDetails"]["intent"] == "COVER_PHOTO"

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 import trio
+import trio.lowlevel
+from conftest import emulator_fixture
+from test_mount_write import png
 
 from assetfs.config import parse_config
 from assetfs.poller import Poller
 from assetfs.providers.base import Entry, Provider, Upload
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
-from conftest import emulator_fixture
-from test_mount_write import png
 
 SEED_ORG = "7000000000000300322"
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654922"
@@ -26,19 +26,23 @@ emu = emulator_fixture("emu")  # this module's own: these tests change its data
 
 def run(emu, account: str, fn):
     """fn(provider) under trio, with a provider for one account of the emulator's config."""
+
     async def main():
-        provider = build_provider(account, parse_config({"accounts": {account: emu.config["accounts"][account]}}),
-                                  Stats(), 30)
+        provider = build_provider(
+            account, parse_config({"accounts": {account: emu.config["accounts"][account]}}), Stats(), 30
+        )
         try:
             return await fn(provider)
         finally:
             await provider.close()
+
     return trio.run(main)
 
 
 def marks(emu, account: str, directory: Entry, *changes):
     """The directory's change mark before, then after each change (a function run between
     two questions), each question asked twice: the second asks since the first."""
+
     async def main(provider):
         found, mark = [], await provider.change_mark(directory, None)
         for change in (None, *changes):
@@ -49,6 +53,7 @@ def marks(emu, account: str, directory: Entry, *changes):
             assert again == mark, "nothing changed between two questions, yet the answer moved"
             found.append(mark)
         return found
+
     return run(emu, account, main)
 
 
@@ -61,19 +66,25 @@ def spool(tmp_path, name: str, data: bytes) -> Upload:
 def control(emu, method: str, path: str, **body):
     """A change made elsewhere, through the emulator's test-only routes (as a coroutine, to
     run between two questions)."""
+
     async def change(provider):
         response = await trio.to_thread.run_sync(
-            lambda: emu.control.request(method, f"/_emulator{path}", json=body or None))
+            lambda: emu.control.request(method, f"/_emulator{path}", json=body or None)
+        )
         response.raise_for_status()
+
     return change
 
 
 def test_spectrum_the_organizations_last_modification(emu):
     org = Entry(SEED_ORG, f"org/{SEED_ORG}", True)
     [before, renamed, removed] = marks(
-        emu, "carhartt", org,
+        emu,
+        "carhartt",
+        org,
         control(emu, "PATCH", f"/spectrum/organization/{SEED_ORG}/assets/1234", userFacingFileName="renamed elsewhere"),
-        control(emu, "DELETE", f"/spectrum/organization/{SEED_ORG}/assets/1234"))
+        control(emu, "DELETE", f"/spectrum/organization/{SEED_ORG}/assets/1234"),
+    )
     assert len({before, renamed, removed}) == 3
 
 
@@ -83,7 +94,7 @@ def test_apple_assets_updated_or_deleted_since_the_last_mark(emu, tmp_path):
 
     # Apple's dates count hundredths of a second (the seed's form): each change comes a few later.
     async def upload(p):
-        await trio.sleep(0.03)   # the first mark is the time now: the upload comes after it
+        await trio.sleep(0.03)  # the first mark is the time now: the upload comes after it
         made.append(await p.create_asset(brand, spool(tmp_path, "from-elsewhere.png", png((1, 2, 3)))))
 
     async def delete(p):
@@ -91,7 +102,7 @@ def test_apple_assets_updated_or_deleted_since_the_last_mark(emu, tmp_path):
         await p.delete_asset(made[0])
 
     [before, uploaded, deleted] = marks(emu, "apple", brand, upload, delete)
-    assert before < uploaded < deleted   # ISO instants: the newest updatedDate moved on each time
+    assert before < uploaded < deleted  # ISO instants: the newest updatedDate moved on each time
 
 
 def test_mudstack_the_folders_search_newest_update_first(emu, tmp_path):
@@ -147,13 +158,14 @@ def test_mudstack_a_subfolder_made_or_removed_elsewhere_moves_the_mark(emu):
 
 def test_mudstack_one_round_asks_a_workspaces_hierarchy_once(emu):
     """Three watched folders of one workspace: a search each, and one hierarchy between them."""
+
     async def main(p):
         entries = {e.name: e for e in await p.list_root()}
         folders = []
         for name in ("Game Art", "characters", "villains"):
             folders.append(entries[name])
             entries = {e.name: e for e in (folders[-1].children or await p.list_dir(folders[-1]))}
-        poller = Poller({"studio": p}, 60, lambda account, key: trio.sleep(0))
+        poller = Poller({"studio": p}, 60, lambda account, key: trio.lowlevel.checkpoint())  # noqa: ASYNC105 (awaited by the poller)
         for folder in folders:
             poller.listed("studio", folder)
         await trio.to_thread.run_sync(emu.reset_requests)
@@ -170,9 +182,12 @@ def test_iqmetrix_a_get_of_each_known_asset(emu):
     logos = Entry("logos", "collection/logos", True)
     first, second = account["collections"]["logos"][:2]
     [before, renamed, removed] = marks(
-        emu, "stores", logos,
+        emu,
+        "stores",
+        logos,
         control(emu, "PATCH", f"/iqmetrix/assets/{first}", name="renamed.jpg"),
-        control(emu, "DELETE", f"/iqmetrix/assets/{second}"))
+        control(emu, "DELETE", f"/iqmetrix/assets/{second}"),
+    )
     assert len({before, renamed, removed}) == 3
 
 
@@ -215,14 +230,14 @@ def test_the_poller_reports_changed_directories_and_asks_only_recent_ones():
             for key in ("a", "b", "unpollable"):
                 poller.listed("acct", Entry(key, key, True))
             await trio.sleep(0.1)
-            assert provider.asked == []        # no question before the first round
+            assert provider.asked == []  # no question before the first round
             await trio.sleep(0.2)
             assert sorted(provider.asked) == ["a", "b", "unpollable"] and not changed
-            provider.version["a"] = 1          # changed elsewhere
+            provider.version["a"] = 1  # changed elsewhere
             await trio.sleep(0.3)
             assert changed == [("acct", "a")]
-            assert sorted(poller.watching("acct")) == ["a", "b"]   # no question fits: dropped
-            poller.watch_for = 0.0             # nobody listed them again: no longer polled
+            assert sorted(poller.watching("acct")) == ["a", "b"]  # no question fits: dropped
+            poller.watch_for = 0.0  # nobody listed them again: no longer polled
             await trio.sleep(0.3)
             asked = len(provider.asked)
             await trio.sleep(0.3)
@@ -233,7 +248,7 @@ def test_the_poller_reports_changed_directories_and_asks_only_recent_ones():
 
 
 def test_one_round_asks_at_most_a_quarter_of_the_rate_budget():
-    provider = Scripted(rate_limit=(40, 1.0))   # 40/s: a 0.5 s round may ask 5
+    provider = Scripted(rate_limit=(40, 1.0))  # 40/s: a 0.5 s round may ask 5
 
     async def on_change(account, key):
         pass
@@ -246,7 +261,7 @@ def test_one_round_asks_at_most_a_quarter_of_the_rate_budget():
         assert len(provider.asked) == 5
         await poller.poll_once()
         await poller.poll_once()
-        assert sorted(set(provider.asked), key=int) == [str(n) for n in range(12)]   # the least recently asked first
+        assert sorted(set(provider.asked), key=int) == [str(n) for n in range(12)]  # the least recently asked first
         await provider.close()
 
     trio.run(main)

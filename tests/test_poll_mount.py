@@ -42,8 +42,12 @@ def upload(mud: MudTruth, ws: str, location: str, name: str, data: bytes) -> dic
     """The API's three steps: a signed URL, the bytes to it, the asset."""
     signed = mud.call("POST", "/workspaces/assets/upload/", ws, json={"name": name})
     httpx.put(signed["signed_url"], content=data, timeout=30).raise_for_status()
-    return mud.call("POST", "/workspaces/assets/upload/assets", ws,
-                    json={"temp_file_key": signed["key"], "original_file_name": name, "file_location": location})
+    return mud.call(
+        "POST",
+        "/workspaces/assets/upload/assets",
+        ws,
+        json={"temp_file_key": signed["key"], "original_file_name": name, "file_location": location},
+    )
 
 
 def test_a_rename_an_upload_a_delete_and_a_new_folder_elsewhere_show_within_the_poll_interval(fresh_emulator, mount):
@@ -56,12 +60,13 @@ def test_a_rename_an_upload_a_delete_and_a_new_folder_elsewhere_show_within_the_
     [dragon] = [a for a in mud.assets(ws, location) if a["file_name"].startswith("dragon")]
     names = os.listdir(folder)
     assert dragon["file_name"] in names
-    time.sleep(POLL + 0.5)                  # polled once unchanged: the next answer is compared with it
+    time.sleep(POLL + 0.5)  # polled once unchanged: the next answer is compared with it
     took = {}
 
     mud.rename(ws, dragon["id"], "wyrm")
-    took["rename"] = shows_within(folder, lambda n: dragon["file_name"] not in n and any(x.startswith("wyrm") for x in n),
-                                  POLL + 1)
+    took["rename"] = shows_within(
+        folder, lambda n: dragon["file_name"] not in n and any(x.startswith("wyrm") for x in n), POLL + 1
+    )
     made = upload(mud, ws, location, "imp.png", b"\x89PNG made elsewhere")
     took["upload"] = shows_within(folder, lambda n: "imp.png" in n, POLL + 1)
     mud.call("DELETE", f"/workspaces/assets/{made['id']}", ws)
@@ -85,17 +90,21 @@ def test_an_open_reader_keeps_its_version_and_the_next_open_reads_the_new_one(fr
     new = os.urandom(3 << 20)
     with open(path, "rb", buffering=0) as f:
         head = f.read(1 << 20)
-        time.sleep(POLL + 0.5)              # polled once unchanged: the next answer is compared with it
-        mud.call("POST", f"/workspaces/assets/{large['id']}/versions", ws,
-                 files={"file": ("large.bin", new, "application/octet-stream")})
+        time.sleep(POLL + 0.5)  # polled once unchanged: the next answer is compared with it
+        mud.call(
+            "POST",
+            f"/workspaces/assets/{large['id']}/versions",
+            ws,
+            files={"file": ("large.bin", new, "application/octet-stream")},
+        )
         started = time.monotonic()
-        while os.stat(path).st_size != len(new):   # the mount sees the new version
+        while os.stat(path).st_size != len(new):  # the mount sees the new version
             assert time.monotonic() - started < POLL + 1, "the new version did not show in time"
             time.sleep(0.1)
         rest = b""
         while chunk := f.read(1 << 20):
             rest += chunk
-    assert len(head + rest) == len(old) and md5(head + rest) == md5(old)   # the version it opened, whole
+    assert len(head + rest) == len(old) and md5(head + rest) == md5(old)  # the version it opened, whole
     assert md5(path.read_bytes()) == md5(new)
     mud.close()
 
@@ -109,11 +118,12 @@ def test_assetfs_refresh_shows_a_change_at_once(fresh_emulator, mount):
     assert "imp.png" not in os.listdir(folder)
     upload(mud, ws, "/characters/villains/", "imp.png", b"\x89PNG made elsewhere")
     time.sleep(0.5)
-    assert "imp.png" not in os.listdir(folder)   # no polling, the listing trusted for an hour
+    assert "imp.png" not in os.listdir(folder)  # no polling, the listing trusted for an hour
     done = subprocess.run([sys.executable, "-m", "assetfs", "refresh", str(folder)], capture_output=True, text=True)
     assert done.returncode == 0 and "refreshed" in done.stdout, done.stderr
     assert "imp.png" in os.listdir(folder)
-    wrong = subprocess.run([sys.executable, "-m", "assetfs", "refresh", str(folder / "imp.png")],
-                           capture_output=True, text=True)
+    wrong = subprocess.run(
+        [sys.executable, "-m", "assetfs", "refresh", str(folder / "imp.png")], capture_output=True, text=True
+    )
     assert wrong.returncode == 2 and "not a directory" in wrong.stderr
     mud.close()

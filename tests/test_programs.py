@@ -24,12 +24,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import RunningEmulator
 from emulator_log import clear_names, names_used, writes_sent
 from mounting import MountedFS
 from pending import wait_for_uploads
+from PIL import Image
 from programs import CONVERT, IMAGE, PROGRAMS, SAFE_SAVE, TEXT, Ctx, Payload, Program, output, run_program, told
 from test_mount_apple import AppleTruth
 from test_mount_iqmetrix import api as iq_api
@@ -43,11 +42,12 @@ WORKSPACE, AREA = "Game Art", "/programs/"
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
 SPECTRUM_ORG = "7000000000000300322"
 IQ_COLLECTION, IQ_FILE = "logos", "iqmetrix.jpg"
-APPLE_KEPT = "kept_s.png"   # an Apple asset no case changes
-APPLE_GONE = "gone_s.png"   # one that rm deletes
+APPLE_KEPT = "kept_s.png"  # an Apple asset no case changes
+APPLE_GONE = "gone_s.png"  # one that rm deletes
 
 
 # -- the providers, seen through their own APIs ------------------------------------------------
+
 
 class Mudstack:
     """Each case in its own folder under /programs/ of one workspace."""
@@ -78,8 +78,12 @@ class Mudstack:
             return
         up = self.truth.call("POST", "/workspaces/assets/upload/", self.ws, json={"name": name})
         httpx.put(up["signed_url"], content=data, timeout=30).raise_for_status()
-        self.truth.call("POST", "/workspaces/assets/upload/assets", self.ws,
-                        json={"temp_file_key": up["key"], "original_file_name": name, "file_location": self.location(case)})
+        self.truth.call(
+            "POST",
+            "/workspaces/assets/upload/assets",
+            self.ws,
+            json={"temp_file_key": up["key"], "original_file_name": name, "file_location": self.location(case)},
+        )
 
     def snapshot(self, case: str) -> tuple[int, dict[str, dict]]:
         """(assets in the case's folder, those assets by path)."""
@@ -89,13 +93,17 @@ class Mudstack:
     def assets(self, case: str) -> dict[str, dict]:
         """path below the case's folder → asset, subfolders included."""
         loc = self.location(case)
-        found = self.truth.call("GET", "/workspaces/assets/search", self.ws,
-                                params={"file_location": loc, "includeSubfolders": "true", "limit": 1000})["assets"]
-        return {a["file_location"][len(loc):] + a["file_name"]: a for a in found}
+        found = self.truth.call(
+            "GET",
+            "/workspaces/assets/search",
+            self.ws,
+            params={"file_location": loc, "includeSubfolders": "true", "limit": 1000},
+        )["assets"]
+        return {a["file_location"][len(loc) :] + a["file_name"]: a for a in found}
 
     def folders(self, case: str) -> set[str]:
         loc = self.location(case)
-        return {f[len(loc):].rstrip("/") for f in self.truth.folders(self.ws) if f.startswith(loc) and f != loc}
+        return {f[len(loc) :].rstrip("/") for f in self.truth.folders(self.ws) if f.startswith(loc) and f != loc}
 
     def content(self, asset: dict) -> bytes:
         return self.truth.download(self.ws, asset["id"])
@@ -104,7 +112,7 @@ class Mudstack:
         return asset["currentVersion"]["version_number"]
 
     def next_version(self, before, after) -> bool:
-        return after == before + 1   # exactly one new version, not one per write or close
+        return after == before + 1  # exactly one new version, not one per write or close
 
 
 class Apple:
@@ -161,6 +169,7 @@ def seed_name(prog: Program, case: str, payload: Payload) -> str:
 
 # -- one emulator, one mount ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The emulator with every case's folder and seed in place, then one mount of it."""
@@ -204,6 +213,7 @@ def local(tmp_path) -> Path:
 
 # -- Mudstack and Apple: each save is one asset under its final name ------------------------------
 
+
 @pytest.mark.parametrize("side_name,pid", CASES, ids=[f"{s}:{p}" for s, p in CASES])
 def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, side_name, pid):
     emu, m, sides = world
@@ -226,7 +236,7 @@ def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, si
             assert pixels(got) == pixels(data)
         else:
             assert got == data, f"{rel}: the provider holds {got[:80]!r}…, not {data[:80]!r}…"
-    for rel in expect.replaced:   # the same asset, one version more
+    for rel in expect.replaced:  # the same asset, one version more
         assert after[rel]["id"] == before[rel]["id"]
         assert side.next_version(side.version(before[rel]), side.version(after[rel]))
     for old, new in expect.renamed.items():  # the same asset under its new name
@@ -240,7 +250,7 @@ def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, si
     assert len(writes) == len(expect.files) - len(expect.renamed), f"one upload per saved file: {writes}"
 
     shown = {n for n in os.listdir(c.folder) if n != ".assets"}
-    if side_name == "apple":   # a brand shared by every case: this case's names and hidden leftovers
+    if side_name == "apple":  # a brand shared by every case: this case's names and hidden leftovers
         shown = {n for n in shown if n.startswith(f"{pid}_") or n.startswith(".")}
     top = {Path(rel).parts[0] for rel in [*expect.files, *expect.dirs]}
     untouched = {c.seed} if c.seed and c.seed not in expect.renamed else set()
@@ -276,7 +286,7 @@ def test_a_new_file_in_an_iqmetrix_collection_is_one_asset_and_no_temporary_name
 
 # -- refusals: nothing reaches iQmetrix (no replace, rename, delete) or Spectrum (read-only) --------
 
-IQ_REFUSED = {   # programs that replace, rename or delete the collection's existing file
+IQ_REFUSED = {  # programs that replace, rename or delete the collection's existing file
     "echo-onto": ["bash", "-c", f"echo -n x > {IQ_FILE}"],
     "cp-onto": ["sh", "-c", f"cp /etc/hostname {IQ_FILE}"],
     "dd-onto": ["dd", "if=/etc/hostname", f"of={IQ_FILE}", "status=none"],
@@ -312,8 +322,25 @@ def test_iqmetrix_refuses_replace_rename_and_delete_and_sends_nothing(world, wha
     assert {n for n in os.listdir(collection) if n.startswith(".") and n != ".assets"} == set(), "no leftovers"
 
 
-SPECTRUM_REFUSED = ["bash-echo", "dash-append", "python-dup", "dd", "cp", "cp-onto-a-file", "install", "sed-i", "perl-pi",
-                    "mkstemp-replace", "rsync", "gio-save", "tar-x", "unzip", "cp-a", "vim", "mv-a-new-file"]
+SPECTRUM_REFUSED = [
+    "bash-echo",
+    "dash-append",
+    "python-dup",
+    "dd",
+    "cp",
+    "cp-onto-a-file",
+    "install",
+    "sed-i",
+    "perl-pi",
+    "mkstemp-replace",
+    "rsync",
+    "gio-save",
+    "tar-x",
+    "unzip",
+    "cp-a",
+    "vim",
+    "mv-a-new-file",
+]
 
 
 @pytest.mark.parametrize("pid", SPECTRUM_REFUSED)
@@ -374,7 +401,7 @@ def test_rename_noreplace_answers_eexist_and_renames_otherwise_without_a_warning
     with pytest.raises(FileExistsError):
         renameat2(folder / "draft.txt", folder / "kept.txt", RENAME_NOREPLACE)
     renameat2(folder / "draft.txt", folder / "final.txt", RENAME_NOREPLACE)
-    subprocess.run(["mv", "-n", "final.txt", "kept.txt"], cwd=folder, check=True)   # -n: keeps both
+    subprocess.run(["mv", "-n", "final.txt", "kept.txt"], cwd=folder, check=True)  # -n: keeps both
     wait_for_uploads(m.path)
 
     after = mud.assets("checks")
@@ -417,10 +444,14 @@ def test_rm_of_an_assets_file_deletes_the_asset(world):
     mud, apple = sides["mudstack"], sides["apple"]
     trashed = mud.assets("checks")["gone.txt"]
     [doomed] = [a for a in apple.listed() if a["brandAssetDetails"].get("partnersAssetId") == Path(APPLE_GONE).stem]
-    subprocess.run(["rm", str(mud_checks(m) / "gone.txt"), str(m.path / "apple" / APPLE_ORG / APPLE_BRAND / APPLE_GONE)],
-                   check=True)
+    subprocess.run(
+        ["rm", str(mud_checks(m) / "gone.txt"), str(m.path / "apple" / APPLE_ORG / APPLE_BRAND / APPLE_GONE)],
+        check=True,
+    )
     assert "gone.txt" not in mud.assets("checks")
-    in_trash = mud.truth.call("GET", "/workspaces/assets/search", mud.ws, params={"trashed": "true", "limit": 1000})["assets"]
+    in_trash = mud.truth.call("GET", "/workspaces/assets/search", mud.ws, params={"trashed": "true", "limit": 1000})[
+        "assets"
+    ]
     assert trashed["id"] in {a["id"] for a in in_trash}
     assert apple.truth.asset(APPLE_ORG, doomed["id"])["state"] == "DELETED"
     assert names_used(emu) == []
@@ -449,7 +480,7 @@ def test_fsync_returns_once_the_provider_has_the_bytes(world):
         f.write(b"synced\n")
         f.flush()
         os.fsync(f.fileno())
-        assert mud.content(mud.assets("checks")["synced.txt"]) == b"synced\n"   # no waiting: fsync did
+        assert mud.content(mud.assets("checks")["synced.txt"]) == b"synced\n"  # no waiting: fsync did
     wait_for_uploads(m.path)
     assert [n["event"] for n in names_used(emu, "mudstack") if n["event"] != "upload"] == ["create"]
 
@@ -461,11 +492,11 @@ def test_modes_and_times_on_folders_and_new_files_are_accepted_and_ignored(world
     os.utime(folder, (1_600_000_000, 1_600_000_000))
     with open(folder / "moded.txt", "wb") as f:
         f.write(b"moded\n")
-        os.fchmod(f.fileno(), 0o600)            # a file being written
+        os.fchmod(f.fileno(), 0o600)  # a file being written
         os.utime(f.fileno(), (1_600_000_000, 1_600_000_000))
-    os.chmod(folder / "moded.txt", 0o640)       # a file waiting for its upload
+    os.chmod(folder / "moded.txt", 0o640)  # a file waiting for its upload
     wait_for_uploads(m.path)
-    os.utime(folder / "moded.txt", (1_600_000_000, 1_600_000_000))   # a file just uploaded
+    os.utime(folder / "moded.txt", (1_600_000_000, 1_600_000_000))  # a file just uploaded
     os.chmod(folder / "moded.txt", 0o644)
     wait_for_uploads(m.path)
     assert mud.content(mud.assets("checks")["moded.txt"]) == b"moded\n"

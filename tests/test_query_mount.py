@@ -10,11 +10,10 @@ import hashlib
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
-
 from mounting import MountedFS
 from truth import spectrum_assets
 
@@ -52,7 +51,7 @@ def md5(path) -> str:
 
 def when(text: str) -> datetime:
     found = datetime.fromisoformat(text)
-    return found if found.tzinfo else found.replace(tzinfo=timezone.utc)
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 def check_query(home, expression: str, expected_ids: set[str]):
@@ -67,31 +66,52 @@ def check_query(home, expression: str, expected_ids: set[str]):
         same = [(a, os.getxattr(found / name, a)) for a in os.listxattr(found / name)]
         assert same == [(a, os.getxattr(home / name, a)) for a in os.listxattr(home / name)]
         assert md5(found / name) == md5(home / name)
-        assert (found / ".assets" / name / "asset.json").read_bytes() == (home / ".assets" / name / "asset.json").read_bytes()
+        assert (found / ".assets" / name / "asset.json").read_bytes() == (
+            home / ".assets" / name / "asset.json"
+        ).read_bytes()
     return found
 
 
 # ---- per provider: what the emulator's data says --------------------------------------------------
 
+
 def test_spectrum_query(fs, emulator):
     assets = spectrum_assets(emulator.config["accounts"]["carhartt"], SPECTRUM_ORG)
     middle = sorted(a["createdDate"] for a in assets)[len(assets) // 2]
     home = fs.path / "carhartt" / SPECTRUM_ORG
-    check_query(home, "active==true;productionJobs.status==*",
-                {str(a["id"]) for a in assets if a["active"] and a.get("productionJobs")})
-    check_query(home, f"createdDate=lt={middle}", {str(a["id"]) for a in assets if when(a["createdDate"]) < when(middle)})
+    check_query(
+        home,
+        "active==true;productionJobs.status==*",
+        {str(a["id"]) for a in assets if a["active"] and a.get("productionJobs")},
+    )
+    check_query(
+        home, f"createdDate=lt={middle}", {str(a["id"]) for a in assets if when(a["createdDate"]) < when(middle)}
+    )
     shown = subprocess.run(["ls", f"{home}/@live/"], capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0 and set(shown.stdout.split("\n")) - {""} == files(home / ".query" / "active==true")
 
 
 def test_iqmetrix_query(fs, emulator):
     account = emulator.config["accounts"]["stores"]
-    token = httpx.post(account["auth_url"] + "/oauth2/token", data={
-        "grant_type": "password", "username": account["username"], "password": account["password"],
-        "client_id": account["client_id"], "client_secret": account["client_secret"]}).raise_for_status().json()
+    token = (
+        httpx.post(
+            account["auth_url"] + "/oauth2/token",
+            data={
+                "grant_type": "password",
+                "username": account["username"],
+                "password": account["password"],
+                "client_id": account["client_id"],
+                "client_secret": account["client_secret"],
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     for collection, guids in account["collections"].items():
-        assets = [httpx.get(f"{account['base_url']}/assets/{g}", headers=headers).raise_for_status().json() for g in guids]
+        assets = [
+            httpx.get(f"{account['base_url']}/assets/{g}", headers=headers).raise_for_status().json() for g in guids
+        ]
         wanted = {a["id"] for a in assets if a["mimeType"].startswith("image/")}
         if wanted:
             check_query(fs.path / "stores" / collection, "mimeType==image%2F*", wanted)
@@ -100,11 +120,21 @@ def test_iqmetrix_query(fs, emulator):
 def apple_assets(emulator, **params) -> list[dict]:
     account = emulator.config["accounts"]["apple"]
     with httpx.Client(base_url=account["base_url"] + "/api/v1") as c:
-        token = c.post("/oauth2/token", json={"client_id": account["client_id"], "client_secret": account["client_secret"],
-                                              "grant_type": "client_credentials", "scope": "business"}).json()
+        token = c.post(
+            "/oauth2/token",
+            json={
+                "client_id": account["client_id"],
+                "client_secret": account["client_secret"],
+                "grant_type": "client_credentials",
+                "scope": "business",
+            },
+        ).json()
         c.headers["Authorization"] = f"Bearer {token['access_token']}"
-        return c.get(f"/orgs/{APPLE_ORG}/brands/{APPLE_BRAND}/assets",
-                     params={"limit": 100, **params}).raise_for_status().json()["data"]
+        return (
+            c.get(f"/orgs/{APPLE_ORG}/brands/{APPLE_BRAND}/assets", params={"limit": 100, **params})
+            .raise_for_status()
+            .json()["data"]
+        )
 
 
 def test_apple_query_and_view(fs, emulator):
@@ -112,18 +142,26 @@ def test_apple_query_and_view(fs, emulator):
     brand = fs.path / "apple" / APPLE_ORG / APPLE_BRAND
     covers = {a["id"] for a in assets if a["brandAssetDetails"]["intent"] == "COVER_PHOTO"}
     found = check_query(brand, COVERS, covers)
-    assert files(brand / "@covers") == files(found)                 # the saved view lists the same files
+    assert files(brand / "@covers") == files(found)  # the saved view lists the same files
     assert ids_of(brand / "@covers") == ids_of(found)
     assert {"@covers", "@recent"} <= set(os.listdir(brand))
     assert ".query" not in os.listdir(brand) and os.path.isdir(brand / ".query")  # opens when named, not walked
     assert os.listdir(brand / ".query") == []
     assert files(brand / "@recent") == files(brand)
-    assert not [n for n in os.listdir(fs.path / "apple" / APPLE_ORG) if n.startswith(("@", ".query"))]  # brands, not assets
+    assert not [
+        n for n in os.listdir(fs.path / "apple" / APPLE_ORG) if n.startswith(("@", ".query"))
+    ]  # brands, not assets
     deleted = {a["id"] for a in apple_assets(emulator, ql="state==DELETED")}
     assert deleted and set(ids_of(brand / ".query" / "state==DELETED").values()) == deleted  # no home, still shown
-    check_query(brand, "state==PUBLISHED;name==asset_*",
-                {a["id"] for a in assets if a["state"] == "PUBLISHED"
-                 and a["brandAssetDetails"].get("partnersAssetId", "").startswith("asset_")})
+    check_query(
+        brand,
+        "state==PUBLISHED;name==asset_*",
+        {
+            a["id"]
+            for a in assets
+            if a["state"] == "PUBLISHED" and a["brandAssetDetails"].get("partnersAssetId", "").startswith("asset_")
+        },
+    )
 
 
 def test_mudstack_query_and_view(fs, emulator):
@@ -132,17 +170,21 @@ def test_mudstack_query_and_view(fs, emulator):
     knight = {i for n, i in home_ids.items() if "knight" in n.lower()}
     check_query(heroes, "KNIGHT", knight)
     assert files(heroes / "@heroes") == files(heroes / ".query" / "library==Characters")
-    assert "@covers" not in os.listdir(heroes)     # a view whose fields Mudstack lacks does not apply
+    assert "@covers" not in os.listdir(heroes)  # a view whose fields Mudstack lacks does not apply
     assert not os.path.exists(heroes / "@covers")
 
 
 # ---- failures: fast, local, read-only ----------------------------------------------------------------
 
-@pytest.mark.parametrize("expression, logged", [
-    ("x=y", "unknown operator = at character 2"),
-    ("brandAssetDetails.intnet==COVER_PHOTO", "did you mean brandAssetDetails.intent"),
-    ("createdDate=gt=monday", "'monday' is not a date"),
-])
+
+@pytest.mark.parametrize(
+    "expression, logged",
+    [
+        ("x=y", "unknown operator = at character 2"),
+        ("brandAssetDetails.intnet==COVER_PHOTO", "did you mean brandAssetDetails.intent"),
+        ("createdDate=gt=monday", "'monday' is not a date"),
+    ],
+)
 def test_a_bad_expression_fails_at_once_without_a_request(fs, emulator, expression, logged):
     brand = fs.path / "apple" / APPLE_ORG / APPLE_BRAND
     os.listdir(brand)
@@ -169,9 +211,14 @@ def test_query_directories_are_read_only(fs):
     heroes = fs.path / "studio" / "Game Art" / "characters" / "heroes"
     found = heroes / ".query" / "KNIGHT"
     name = sorted(files(found))[0]
-    for attempt in (lambda: open(found / "new.png", "wb"), lambda: os.unlink(found / name),
-                    lambda: os.mkdir(heroes / ".query" / "x=y"), lambda: open(found / name, "r+b"),
-                    lambda: os.rename(found / name, heroes / "moved.png"), lambda: open(heroes / "@heroes" / "x", "wb")):
+    for attempt in (
+        lambda: open(found / "new.png", "wb"),
+        lambda: os.unlink(found / name),
+        lambda: os.mkdir(heroes / ".query" / "x=y"),
+        lambda: open(found / name, "r+b"),
+        lambda: os.rename(found / name, heroes / "moved.png"),
+        lambda: open(heroes / "@heroes" / "x", "wb"),
+    ):
         with pytest.raises(OSError) as e:
             attempt()
         assert e.value.errno == errno.EROFS
@@ -182,7 +229,9 @@ def test_views_open_with_ls_and_find(fs):
     brand = fs.path / "apple" / APPLE_ORG / APPLE_BRAND
     shown = subprocess.run(["ls", f"{brand}/@covers/"], capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0 and set(shown.stdout.split("\n")) - {""} == files(brand / "@covers")
-    found = subprocess.run(["find", f"{brand}/@covers/", "-name", "asset.json"], capture_output=True, text=True, timeout=30)
+    found = subprocess.run(
+        ["find", f"{brand}/@covers/", "-name", "asset.json"], capture_output=True, text=True, timeout=30
+    )
     assert found.returncode == 0 and len(found.stdout.split()) == len(files(brand / "@covers"))
     workspace = fs.path / "studio" / "Game Art"
     assert subprocess.run(["ls", "-la", f"{workspace}/@heroes/"], capture_output=True, timeout=30).returncode == 0

@@ -4,18 +4,18 @@ answers equals what the emulator's own data says should match, computed here fro
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 import trio
+from truth import spectrum_assets
 
 from assetfs.config import parse_config
 from assetfs.providers.base import CONTAINER, Entry
 from assetfs.providers.registry import build_provider
 from assetfs.query import QueryError, parse
 from assetfs.stats import Stats
-from truth import spectrum_assets
 
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
 SPECTRUM_ORG = "7000000000000300418"
@@ -23,7 +23,7 @@ SPECTRUM_ORG = "7000000000000300418"
 
 def when(text: str) -> datetime:
     found = datetime.fromisoformat(text)
-    return found if found.tzinfo else found.replace(tzinfo=timezone.utc)
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 class Spy:
@@ -65,6 +65,7 @@ def median(values: list[str]) -> str:
 
 # ---- Spectrum: everything on the listing --------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def spectrum(emulator):
     return spectrum_assets(emulator.config["accounts"]["carhartt"], SPECTRUM_ORG)
@@ -89,7 +90,11 @@ SPECTRUM_CASES = [
 
 @pytest.mark.parametrize("expression, expected", SPECTRUM_CASES, ids=[c[0] for c in SPECTRUM_CASES])
 def test_spectrum_queries_match_the_data(emulator, spectrum, expression, expected):
-    mid = median([a["createdDate"] for a in spectrum]) if "{mid}" in expression else str(median([str(a["id"]) for a in spectrum]))
+    mid = (
+        median([a["createdDate"] for a in spectrum])
+        if "{mid}" in expression
+        else str(median([str(a["id"]) for a in spectrum]))
+    )
     text = expression.replace("{mid}", mid).replace("{mid_id}", mid)
     org = Entry(SPECTRUM_ORG, f"org/{SPECTRUM_ORG}", True, kind=CONTAINER)
     want = {str(a["id"]) for a in spectrum if expected(a, mid)}
@@ -99,15 +104,29 @@ def test_spectrum_queries_match_the_data(emulator, spectrum, expression, expecte
 
 # ---- iQmetrix: everything on the listing --------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def iqmetrix(emulator):
     account = emulator.config["accounts"]["stores"]
-    token = httpx.post(account["auth_url"] + "/oauth2/token", data={
-        "grant_type": "password", "username": account["username"], "password": account["password"],
-        "client_id": account["client_id"], "client_secret": account["client_secret"]}).raise_for_status().json()
+    token = (
+        httpx.post(
+            account["auth_url"] + "/oauth2/token",
+            data={
+                "grant_type": "password",
+                "username": account["username"],
+                "password": account["password"],
+                "client_id": account["client_id"],
+                "client_secret": account["client_secret"],
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
     with httpx.Client(base_url=account["base_url"], headers={"Authorization": f"Bearer {token['access_token']}"}) as c:
-        return {name: [c.get(f"/assets/{i}").raise_for_status().json() for i in guids]
-                for name, guids in account["collections"].items()}
+        return {
+            name: [c.get(f"/assets/{i}").raise_for_status().json() for i in guids]
+            for name, guids in account["collections"].items()
+        }
 
 
 IQMETRIX_CASES = [
@@ -131,18 +150,32 @@ def test_iqmetrix_queries_match_the_data(emulator, iqmetrix, expression, expecte
 
 # ---- Apple: ql where it can ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def apple(emulator):
     """Every asset of the brand, DELETED ones too (the API shows those to a state filter)."""
     account = emulator.config["accounts"]["apple"]
     with httpx.Client(base_url=account["base_url"] + "/api/v1") as c:
-        token = c.post("/oauth2/token", json={"client_id": account["client_id"], "client_secret": account["client_secret"],
-                                              "grant_type": "client_credentials", "scope": "business"}).json()
+        token = c.post(
+            "/oauth2/token",
+            json={
+                "client_id": account["client_id"],
+                "client_secret": account["client_secret"],
+                "grant_type": "client_credentials",
+                "scope": "business",
+            },
+        ).json()
         c.headers["Authorization"] = f"Bearer {token['access_token']}"
         found = []
         for ql in ("", "state==DELETED"):
-            found += c.get(f"/orgs/{APPLE_ORG}/brands/{APPLE_BRAND}/assets",
-                           params={"limit": 100, **({"ql": ql} if ql else {})}).raise_for_status().json()["data"]
+            found += (
+                c.get(
+                    f"/orgs/{APPLE_ORG}/brands/{APPLE_BRAND}/assets",
+                    params={"limit": 100, **({"ql": ql} if ql else {})},
+                )
+                .raise_for_status()
+                .json()["data"]
+            )
         return found
 
 
@@ -158,14 +191,26 @@ APPLE_CASES = [
     ("brandAssetDetails.intent==COVER_PHOTO", True, lambda a, m: listed(a) and details(a)["intent"] == "COVER_PHOTO"),
     ("state==PUBLISHED", True, lambda a, m: a["state"] == "PUBLISHED"),
     ("state==DELETED", True, lambda a, m: a["state"] == "DELETED"),
-    ("createdDate=gt={mid};brandAssetDetails.intent!=GALLERY", True,
-     lambda a, m: listed(a) and when(a["createdDate"]) > when(m) and details(a)["intent"] != "GALLERY"),
-    ("brandAssetDetails.intent==COVER_PHOTO,brandAssetDetails.intent==PLACECARD_LOGO", True,
-     lambda a, m: listed(a) and details(a)["intent"] in ("COVER_PHOTO", "PLACECARD_LOGO")),
-    ("state==PUBLISHED;brandAssetDetails.partnersAssetId==asset_*", True,
-     lambda a, m: a["state"] == "PUBLISHED" and details(a).get("partnersAssetId", "").startswith("asset_")),
-    ("brandAssetDetails.altTexts.text==gallery*", False,
-     lambda a, m: listed(a) and any(t["text"].startswith("gallery") for t in details(a).get("altTexts", []))),
+    (
+        "createdDate=gt={mid};brandAssetDetails.intent!=GALLERY",
+        True,
+        lambda a, m: listed(a) and when(a["createdDate"]) > when(m) and details(a)["intent"] != "GALLERY",
+    ),
+    (
+        "brandAssetDetails.intent==COVER_PHOTO,brandAssetDetails.intent==PLACECARD_LOGO",
+        True,
+        lambda a, m: listed(a) and details(a)["intent"] in ("COVER_PHOTO", "PLACECARD_LOGO"),
+    ),
+    (
+        "state==PUBLISHED;brandAssetDetails.partnersAssetId==asset_*",
+        True,
+        lambda a, m: a["state"] == "PUBLISHED" and details(a).get("partnersAssetId", "").startswith("asset_"),
+    ),
+    (
+        "brandAssetDetails.altTexts.text==gallery*",
+        False,
+        lambda a, m: listed(a) and any(t["text"].startswith("gallery") for t in details(a).get("altTexts", [])),
+    ),
 ]
 
 
@@ -188,7 +233,7 @@ def test_apple_sends_a_day_as_a_range(emulator, apple):
     spies: list[Spy] = []
     found = run_query(emulator, "apple", brand, f"createdDate=={day}", spies)
     assert ids(found) == {a["id"] for a in apple if listed(a) and a["createdDate"].startswith(day)} != set()
-    next_day = datetime.fromtimestamp(when(day).timestamp() + 86400, timezone.utc).date().isoformat()
+    next_day = datetime.fromtimestamp(when(day).timestamp() + 86400, UTC).date().isoformat()
     assert spies[0].sent[0][1]["ql"] == f"createdDate=ge={day}T00:00:00Z;createdDate=lt={next_day}T00:00:00Z"
 
 
@@ -200,6 +245,7 @@ def test_apple_queries_apply_to_brands_only(emulator):
 
 # ---- Mudstack: its search route where it can ----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mudstack(emulator):
     account = emulator.config["accounts"]["studio"]
@@ -209,28 +255,44 @@ def mudstack(emulator):
         headers = {"Authorization": f"Bearer {token}", "x-account-id": account["account_id"]}
         workspaces = c.get("/workspaces", headers=headers).json()["workspaces"]
         ws = next(w["id"] for w in workspaces if w["name"] == "Game Art")
-        found = c.get("/workspaces/assets/search", headers={**headers, "x-workspace-id": ws},
-                      params={"includeSubfolders": "true", "file_location": "/", "limit": 1000}).json()["assets"]
+        found = c.get(
+            "/workspaces/assets/search",
+            headers={**headers, "x-workspace-id": ws},
+            params={"includeSubfolders": "true", "file_location": "/", "limit": 1000},
+        ).json()["assets"]
     return ws, [a for a in found if not a["file_location"].startswith("/bulk/")]
 
 
 def statuses(a: dict) -> set[str]:
     named = a.get("assetStatus") or {}
-    return {s.lower() for s in (named.get("name"), named.get("id")) if s} | \
-        {r["review"]["status"].lower() for r in a.get("reviewRequests") or []}
+    return {s.lower() for s in (named.get("name"), named.get("id")) if s} | {
+        r["review"]["status"].lower() for r in a.get("reviewRequests") or []
+    }
 
 
 MUDSTACK_CASES = [
     ("knight", {"query": "knight"}, lambda a: "knight" in (a["name"] + " " + a["file_name"]).lower()),
     ("text==PNG", {"query": "PNG"}, lambda a: "png" in (a["name"] + " " + a["file_name"]).lower()),
-    ("library==characters", {"library": "characters"},
-     lambda a: any(lib["name"].lower() == "characters" for lib in a["libraries"])),
+    (
+        "library==characters",
+        {"library": "characters"},
+        lambda a: any(lib["name"].lower() == "characters" for lib in a["libraries"]),
+    ),
     ("status==Approved", {"status": "Approved"}, lambda a: "approved" in statuses(a)),
-    ("library==characters;text==a", {"library": "characters", "query": "a"},
-     lambda a: any(lib["name"].lower() == "characters" for lib in a["libraries"]) and "a" in (a["name"] + a["file_name"]).lower()),
-    ("currentVersion.version_number=ge=2", {},
-     lambda a: a["currentVersion"]["version_number"] >= 2),
-    ("tags.name==hero,file_name==*.pdf", {}, lambda a: any(t["name"] == "hero" for t in a["tags"]) or a["file_name"].endswith(".pdf")),
+    (
+        "library==characters;text==a",
+        {"library": "characters", "query": "a"},
+        lambda a: (
+            any(lib["name"].lower() == "characters" for lib in a["libraries"])
+            and "a" in (a["name"] + a["file_name"]).lower()
+        ),
+    ),
+    ("currentVersion.version_number=ge=2", {}, lambda a: a["currentVersion"]["version_number"] >= 2),
+    (
+        "tags.name==hero,file_name==*.pdf",
+        {},
+        lambda a: any(t["name"] == "hero" for t in a["tags"]) or a["file_name"].endswith(".pdf"),
+    ),
 ]
 
 
@@ -251,14 +313,22 @@ def test_mudstack_queries_match_the_data(emulator, mudstack, expression, params,
 
 # ---- errors come before any request ---------------------------------------------------------------
 
-@pytest.mark.parametrize("account, key, expression, message", [
-    ("apple", f"org/{APPLE_ORG}/brand/{APPLE_BRAND}", "brandAssetDetails.intnet==COVER_PHOTO",
-     "did you mean brandAssetDetails.intent"),
-    ("apple", f"org/{APPLE_ORG}/brand/{APPLE_BRAND}", "createdDate=gt=last week", "is not a date"),
-    ("carhartt", f"org/{SPECTRUM_ORG}", "name=gt=a", "=gt= does not apply to text"),
-    ("studio", "ws/x", "library=lt=3", "does not apply to text"),
-    ("stores", "collection/logos", "size==3", "unknown field 'size'"),
-])
+
+@pytest.mark.parametrize(
+    "account, key, expression, message",
+    [
+        (
+            "apple",
+            f"org/{APPLE_ORG}/brand/{APPLE_BRAND}",
+            "brandAssetDetails.intnet==COVER_PHOTO",
+            "did you mean brandAssetDetails.intent",
+        ),
+        ("apple", f"org/{APPLE_ORG}/brand/{APPLE_BRAND}", "createdDate=gt=last week", "is not a date"),
+        ("carhartt", f"org/{SPECTRUM_ORG}", "name=gt=a", "=gt= does not apply to text"),
+        ("studio", "ws/x", "library=lt=3", "does not apply to text"),
+        ("stores", "collection/logos", "size==3", "unknown field 'size'"),
+    ],
+)
 def test_bad_queries_fail_before_any_request(emulator, account, key, expression, message):
     spies: list[Spy] = []
     with pytest.raises(QueryError, match=message):

@@ -37,6 +37,7 @@ def read_all(content: Content, cache: BlockCache, step: int = 4096) -> bytes:
                 offset += len(chunk)
             await http.aclose()
             return b"".join(out)
+
     try:
         return trio.run(main)
     except ExceptionGroup as group:  # the nursery wraps what the read raised
@@ -92,15 +93,15 @@ class _Stalling(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (the stdlib's name)
         data = self.server.data
         first, last = (int(n) for n in self.headers["Range"].removeprefix("bytes=").split("-"))
-        body = data[first:last + 1]
+        body = data[first : last + 1]
         self.send_response(206)
         self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body[:self.server.head])
+        self.wfile.write(body[: self.server.head])
         self.wfile.flush()
         self.server.go.wait(30)
-        self.wfile.write(body[self.server.head:])
+        self.wfile.write(body[self.server.head :])
 
     def log_message(self, *args):
         pass
@@ -176,7 +177,7 @@ def test_a_sequential_reader_fetches_each_block_once_in_runs_of_half_its_window(
 def test_a_far_seek_fetches_only_the_block_read_and_the_next(forty_blocks, tmp_path):
     cache = BlockCache(tmp_path / "blocks", 0, block_size=1024, memory_blocks=16)
     data, stats = read_blocks(forty_blocks, cache, [0, 1, 2, 30], max_ahead=8)
-    assert data == forty_blocks.data[:3 * 1024] + forty_blocks.data[30 * 1024:31 * 1024]
+    assert data == forty_blocks.data[: 3 * 1024] + forty_blocks.data[30 * 1024 : 31 * 1024]
     fetched_before_the_seek = stats.counters["block_misses"] - 2
     assert fetched_before_the_seek <= 3 + 8  # the blocks read and at most a window ahead
 

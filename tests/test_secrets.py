@@ -16,8 +16,10 @@ def test_a_debug_log_holds_no_secret(fresh_emulator, mount, tmp_path):
     emu = fresh_emulator("--token-ttl", "3s")
     m = mount(emu.config, log_level="DEBUG")
     subprocess.run(["ls", "-lR", str(m.path)], capture_output=True, timeout=120)
-    for path in (m.path / "carhartt" / "7000000000000300322" / "white MBA.png",
-                 m.path / "stores" / "logos" / "iqmetrix.jpg"):
+    for path in (
+        m.path / "carhartt" / "7000000000000300322" / "white MBA.png",
+        m.path / "stores" / "logos" / "iqmetrix.jpg",
+    ):
         path.read_bytes()
     (m.path / "studio" / "Game Art" / "characters" / "leak-check.png").write_bytes(b"\x89PNG not really")
     subprocess.run(["sleep", "4"])  # tokens expire and are fetched again
@@ -27,8 +29,12 @@ def test_a_debug_log_holds_no_secret(fresh_emulator, mount, tmp_path):
     m.stop()
     log = m.log()
     assert "DEBUG" in log and "uploaded" in log  # the log did see the work
-    secrets = [v for account in emu.config["accounts"].values() for k, v in account.items()
-               if k in CREDENTIAL_FIELDS and isinstance(v, str)]
+    secrets = [
+        v
+        for account in emu.config["accounts"].values()
+        for k, v in account.items()
+        if k in CREDENTIAL_FIELDS and isinstance(v, str)
+    ]
     issued = emu.control.get("/_emulator/tokens").json()["issued"]
     assert secrets and issued
     for secret in secrets + issued:

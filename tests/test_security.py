@@ -57,13 +57,20 @@ def cache_modes(tmp_path_factory) -> dict[str, int]:
     finally:
         m.stop()
         emu.stop()
-    return {str(path.relative_to(tmp)): stat.S_IMODE(path.stat().st_mode)
-            for path in (cache, *(cache / d for d in CACHE_DIRS), state, *(state / d for d in STATE_DIRS))
-            if path.is_dir()}
+    return {
+        str(path.relative_to(tmp)): stat.S_IMODE(path.stat().st_mode)
+        for path in (cache, *(cache / d for d in CACHE_DIRS), state, *(state / d for d in STATE_DIRS))
+        if path.is_dir()
+    }
 
 
 def test_the_cache_spool_and_journal_are_0700_even_under_umask_000(cache_modes):
-    assert set(cache_modes) == {"cache", *(f"cache/{d}" for d in CACHE_DIRS), "state", *(f"state/{d}" for d in STATE_DIRS)}
+    assert set(cache_modes) == {
+        "cache",
+        *(f"cache/{d}" for d in CACHE_DIRS),
+        "state",
+        *(f"state/{d}" for d in STATE_DIRS),
+    }
     assert {d: oct(mode) for d, mode in cache_modes.items() if mode != 0o700 and d != "state/memory"} == {}
 
 
@@ -83,7 +90,9 @@ def test_nothing_in_the_cache_is_readable_by_another_user(fresh_emulator, mount,
         files = [p for top in ("cache", "cache.state") for p in (world / top).rglob("*") if p.is_file()]
         assert {"metadata", "blocks", "journal", "memory"} <= {p.relative_to(world).parts[1] for p in files}
         for path in files[:50]:
-            denied = subprocess.run([*NOBODY, "cat", str(path)], capture_output=True, text=True, check=False, timeout=10)
+            denied = subprocess.run(
+                [*NOBODY, "cat", str(path)], capture_output=True, text=True, check=False, timeout=10
+            )
             assert denied.returncode != 0 and "Permission denied" in denied.stderr, path
     finally:
         shutil.rmtree(world)
@@ -116,11 +125,23 @@ def test_another_user_sees_the_mount_only_with_allow_other(fresh_emulator, allow
         assert own.returncode == 0 and "carhartt" in own.stdout
         emu.reset_requests()
         listing = subprocess.run([*NOBODY, "ls", str(m.path)], capture_output=True, text=True, check=False, timeout=10)
-        reading = subprocess.run([*NOBODY, "cat", str(m.path / SPECTRUM_FILE)], capture_output=True, check=False, timeout=10)
-        su = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c", f"ls '{m.path}/carhartt'"],
-                            capture_output=True, text=True, check=False, timeout=10)
-        writing = subprocess.run([*NOBODY, "sh", "-c", f"echo x > '{m.path / MUDSTACK_FOLDER}/by-nobody.png'"],
-                                 capture_output=True, text=True, check=False, timeout=10)
+        reading = subprocess.run(
+            [*NOBODY, "cat", str(m.path / SPECTRUM_FILE)], capture_output=True, check=False, timeout=10
+        )
+        su = subprocess.run(
+            ["su", "nobody", "-s", "/bin/sh", "-c", f"ls '{m.path}/carhartt'"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        writing = subprocess.run(
+            [*NOBODY, "sh", "-c", f"echo x > '{m.path / MUDSTACK_FOLDER}/by-nobody.png'"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
         if allow_other:
             assert listing.returncode == 0 and "carhartt" in listing.stdout.split()
             assert reading.returncode == 0 and reading.stdout == (m.path / SPECTRUM_FILE).read_bytes()
@@ -131,8 +152,7 @@ def test_another_user_sees_the_mount_only_with_allow_other(fresh_emulator, allow
             assert su.returncode != 0 and "Permission denied" in su.stderr
         # either way another user cannot write: default_permissions and the owner's modes
         assert writing.returncode != 0 and "Permission denied" in writing.stderr
-        assert not any(k.split()[0] in ("POST", "PUT", "PATCH", "DELETE") and "token" not in k
-                       for k in emu.requests())
+        assert not any(k.split()[0] in ("POST", "PUT", "PATCH", "DELETE") and "token" not in k for k in emu.requests())
     finally:
         _remove(m, cache)
 
@@ -146,12 +166,18 @@ def test_no_credential_or_token_is_ever_written_to_the_cache(fresh_emulator, mou
     exercise(m)
     m.wait_for_uploads()
     time.sleep(3.5)
-    subprocess.run(["ls", "-lR", str(m.path / "apple"), str(m.path / "studio")], capture_output=True, check=False, timeout=60)
+    subprocess.run(
+        ["ls", "-lR", str(m.path / "apple"), str(m.path / "studio")], capture_output=True, check=False, timeout=60
+    )
     (m.path / MUDSTACK_FOLDER / "after-refresh.png").write_bytes(b"\x89PNG more private bytes")
     m.wait_for_uploads()
     m.stop()
-    secrets = [v for account in emu.config["accounts"].values() for k, v in account.items()
-               if k in CREDENTIAL_FIELDS and isinstance(v, str)]
+    secrets = [
+        v
+        for account in emu.config["accounts"].values()
+        for k, v in account.items()
+        if k in CREDENTIAL_FIELDS and isinstance(v, str)
+    ]
     issued = emu.control.get("/_emulator/tokens").json()["issued"]
     assert len(secrets) == 10 and len(issued) >= 5  # three token providers (+ a refresh token), and again after expiry
     files = [p for p in (*cache.rglob("*"), *m.state_dir.rglob("*")) if p.is_file()]

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.mount
 
 
 def assetfs(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assetfs", *map(str, args)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "assetfs", *map(str, args)], capture_output=True, text=True, timeout=60
+    )
 
 
 def write_into_a_collection(m, name: str) -> bytes:
@@ -31,10 +33,13 @@ def write_into_a_collection(m, name: str) -> bytes:
 
 
 def test_cache_clear_and_rm_rf_of_the_cache_after_kill_9_lose_no_upload_and_no_collection_member(
-        fresh_emulator, mount, tmp_path):
+    fresh_emulator, mount, tmp_path
+):
     emu = fresh_emulator()
     cache, state = tmp_path / "cache", tmp_path / "state"
-    m = mount(emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0")
+    m = mount(
+        emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0"
+    )
     write_into_a_collection(m, "member.png")
     data = os.urandom(100_000)
     fail_an_upload(emu, m, "pending.bin", data)
@@ -43,7 +48,9 @@ def test_cache_clear_and_rm_rf_of_the_cache_after_kill_9_lose_no_upload_and_no_c
     m.stop()
     cleared = assetfs("cache", "clear", "--config", m.config_path)
     assert cleared.returncode == 0 and "kept the state dir" in cleared.stdout, cleared.stderr
-    m = mount(emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0")
+    m = mount(
+        emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0"
+    )
     assert "member.png" in os.listdir(m.path / "stores" / "logos")
     assert [p["name"] for p in assetfs_status(m)["pending_uploads"]] == ["pending.bin"]
 
@@ -53,7 +60,9 @@ def test_cache_clear_and_rm_rf_of_the_cache_after_kill_9_lose_no_upload_and_no_c
     m.stop()
     shutil.rmtree(cache)
     emu.clear_faults()
-    m = mount(emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0")
+    m = mount(
+        emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0"
+    )
     assert "member.png" in os.listdir(m.path / "stores" / "logos")
     assert wait_for(lambda: uploaded_to_mudstack(emu, "pending.bin"), 40) == [data]
     assert not list((state / "spool").iterdir())  # uploaded: its spool file is gone
@@ -70,7 +79,9 @@ def test_state_an_old_version_kept_in_the_cache_dir_is_moved_over(fresh_emulator
     a state dir moves them there (one log line), and the upload and the member survive."""
     emu = fresh_emulator()
     cache = tmp_path / "cache"
-    old = mount(emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=cache, options="timeout=5s,write_back=0")
+    old = mount(
+        emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=cache, options="timeout=5s,write_back=0"
+    )
     write_into_a_collection(old, "old-member.png")
     data = os.urandom(50_000)
     fail_an_upload(emu, old, "old-pending.bin", data)
@@ -78,7 +89,9 @@ def test_state_an_old_version_kept_in_the_cache_dir_is_moved_over(fresh_emulator
     assert {"spool", "journal", "memory"} <= set(os.listdir(cache))
 
     state = tmp_path / "state"
-    m = mount(emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0")
+    m = mount(
+        emu.config, accounts=["stores", "studio"], cache_dir=cache, state_dir=state, options="timeout=5s,write_back=0"
+    )
     assert "moved spool/, journal/, memory/ from the cache dir" in m.log(), m.log()
     assert not {"spool", "journal", "memory"} & set(os.listdir(cache))
     assert "old-member.png" in os.listdir(m.path / "stores" / "logos")

@@ -26,11 +26,34 @@ MOUNT_UNITS = ["mnt-assets.mount", "mnt-assets.automount"]
 INSTALLED_ASSETFS = "/usr/local/bin/assetfs"
 # Settings that give a unit's processes a mount namespace of their own: a FUSE mount made
 # inside it would be invisible to the rest of the system.
-NAMESPACING = ["PrivateMounts", "PrivateTmp", "PrivateDevices", "ProtectSystem", "ProtectHome", "ReadOnlyPaths",
-               "ReadWritePaths", "InaccessiblePaths", "ExecPaths", "NoExecPaths", "TemporaryFileSystem",
-               "BindPaths", "BindReadOnlyPaths", "RootDirectory", "RootImage", "ProtectKernelTunables",
-               "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectProc", "ProcSubset",
-               "MountAPIVFS", "DynamicUser", "PrivateUsers", "MountFlags", "LogNamespace"]
+NAMESPACING = [
+    "PrivateMounts",
+    "PrivateTmp",
+    "PrivateDevices",
+    "ProtectSystem",
+    "ProtectHome",
+    "ReadOnlyPaths",
+    "ReadWritePaths",
+    "InaccessiblePaths",
+    "ExecPaths",
+    "NoExecPaths",
+    "TemporaryFileSystem",
+    "BindPaths",
+    "BindReadOnlyPaths",
+    "RootDirectory",
+    "RootImage",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectProc",
+    "ProcSubset",
+    "MountAPIVFS",
+    "DynamicUser",
+    "PrivateUsers",
+    "MountFlags",
+    "LogNamespace",
+]
 
 
 def unit_settings(path: Path) -> dict[str, dict[str, list[str]]]:
@@ -58,13 +81,19 @@ def verify(unit_dir: Path, name: str) -> None:
     if not analyze:
         pytest.skip("systemd-analyze is not installed")
     env = {**os.environ, "SYSTEMD_LOG_LEVEL": "info", "SYSTEMD_LOG_COLOR": "0", "SYSTEMD_PAGER": ""}
-    result = subprocess.run([analyze, "verify", "--man=no", f"./{name}"], cwd=unit_dir, env=env,
-                            check=False, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", f"./{name}"],
+        cwd=unit_dir,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # systemd-analyze also loads the host's units and may grumble about them; only what it
     # says about ours counts. A template is verified as an instance (assetfs@i.service).
     stem = name.split("@")[0] + "@" if "@" in name else name
-    ours = [line for line in (result.stdout + result.stderr).splitlines()
-            if stem in line or str(unit_dir) in line]
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if stem in line or str(unit_dir) in line]
     assert result.returncode == 0, f"systemd-analyze verify {name} failed:\n{result.stderr}"
     assert not ours, f"systemd-analyze verify {name} complained:\n" + "\n".join(ours)
 
@@ -100,7 +129,7 @@ def test_service_is_notify_and_stops_gracefully():
     assert service["TimeoutStopSec"] == ["15min"]
     assert service["Restart"] == ["on-failure"]
     assert service["CacheDirectory"] == ["assetfs/%i"]
-    assert service["StateDirectory"] == ["assetfs/%i"]   # never cleaned with the cache
+    assert service["StateDirectory"] == ["assetfs/%i"]  # never cleaned with the cache
     assert service["DeviceAllow"] == ["/dev/fuse rw"]
     assert "CAP_SYS_ADMIN" in service["CapabilityBoundingSet"][-1]
 
@@ -183,7 +212,7 @@ class NotifyListener:
         pid = None
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                pid = struct.unpack("iII", payload[:struct.calcsize("iII")])[0]
+                pid = struct.unpack("iII", payload[: struct.calcsize("iII")])[0]
         fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
         self.received.append((pid, fields))
         return pid, fields
@@ -199,8 +228,9 @@ class NotifyListener:
                 while (message := self.receive(0.05)) is not None:
                     if key in message[1]:
                         return message
-                raise AssertionError(f"the mount exited ({process.returncode}) without sending {key}; "
-                                     f"received {self.received}")
+                raise AssertionError(
+                    f"the mount exited ({process.returncode}) without sending {key}; received {self.received}"
+                )
         raise AssertionError(f"no {key} within {limit} s; received {self.received}")
 
     def close(self) -> None:
@@ -214,8 +244,10 @@ class NotifyListener:
 def test_notify_ready_status_stopping(emu, tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    doc = {"cache": dict(emu.config.get("cache", {})),
-           "accounts": {k: v for k, v in emu.config["accounts"].items() if k == "carhartt"}}
+    doc = {
+        "cache": dict(emu.config.get("cache", {})),
+        "accounts": {k: v for k, v in emu.config["accounts"].items() if k == "carhartt"},
+    }
     doc["cache"]["dir"] = str(tmp_path / "cache")
     doc["state"] = {"dir": str(tmp_path / "state")}
     config = tmp_path / "assetfs.toml"
@@ -227,7 +259,9 @@ def test_notify_ready_status_stopping(emu, tmp_path):
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "assetfs", "mount", "-f", "--config", str(config), str(mnt)],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NOTIFY_SOCKET": str(listener.path)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "NOTIFY_SOCKET": str(listener.path)},
             )
             pid, ready = listener.wait_for("READY", process, 30)
             assert ready["READY"] == "1"

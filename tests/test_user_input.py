@@ -83,8 +83,11 @@ OPERATIONS = {
     "hard link into the container": (lambda c, a, f: os.link(f, c / "hard.png"), errno.EPERM, errno.EPERM),
     "symlink": (lambda c, a, f: os.symlink("/etc/passwd", c / "sym.png"), errno.EPERM, errno.EPERM),
     "mkfifo": (lambda c, a, f: os.mkfifo(c / "fifo"), errno.EPERM, errno.EPERM),
-    "mknod (device file)": (lambda c, a, f: os.mknod(c / "null", 0o600 | 0o020000, os.makedev(1, 3)),
-                            errno.EPERM, errno.EPERM),
+    "mknod (device file)": (
+        lambda c, a, f: os.mknod(c / "null", 0o600 | 0o020000, os.makedev(1, 3)),
+        errno.EPERM,
+        errno.EPERM,
+    ),
     "chmod of the file": (lambda c, a, f: os.chmod(f, 0o600), errno.EROFS, errno.EPERM),
     "chown of the file": (lambda c, a, f: os.chown(f, 65534, 65534), errno.EROFS, errno.EPERM),
     "touch of the file": (lambda c, a, f: os.utime(f, (1_000_000, 1_000_000)), errno.EROFS, errno.EPERM),
@@ -93,25 +96,49 @@ OPERATIONS = {
     "chmod of the asset directory": (lambda c, a, f: os.chmod(a, 0o700), errno.EROFS, None),
     "chown of the asset directory": (lambda c, a, f: os.chown(a, 65534, 65534), errno.EROFS, None),
     "touch of the asset directory": (lambda c, a, f: os.utime(a, (1_000_000, 1_000_000)), errno.EROFS, None),
-    "setfattr user.assetfs.intent on the file": (lambda c, a, f: os.setxattr(f, "user.assetfs.intent", b"GALLERY"),
-                                                 errno.EROFS, errno.EPERM),
-    "setfattr user.assetfs.id on the asset": (lambda c, a, f: os.setxattr(a, "user.assetfs.id", b"1"),
-                                              errno.EROFS, errno.EPERM),
-    "setfattr user.comment (not ours)": (lambda c, a, f: os.setxattr(f, "user.comment", b"x"),
-                                         errno.EROFS, errno.EPERM),
+    "setfattr user.assetfs.intent on the file": (
+        lambda c, a, f: os.setxattr(f, "user.assetfs.intent", b"GALLERY"),
+        errno.EROFS,
+        errno.EPERM,
+    ),
+    "setfattr user.assetfs.id on the asset": (
+        lambda c, a, f: os.setxattr(a, "user.assetfs.id", b"1"),
+        errno.EROFS,
+        errno.EPERM,
+    ),
+    "setfattr user.comment (not ours)": (
+        lambda c, a, f: os.setxattr(f, "user.comment", b"x"),
+        errno.EROFS,
+        errno.EPERM,
+    ),
     # no namespace but user. exists here: EOPNOTSUPP, which cp -a and rsync -X pass over
-    "setfattr security.evil (not ours)": (lambda c, a, f: os.setxattr(f, "security.evil", b"x"),
-                                          errno.EROFS, errno.EOPNOTSUPP),
-    "setfattr trusted.evil on the asset directory": (lambda c, a, f: os.setxattr(a, "trusted.evil", b"x"),
-                                                     errno.EROFS, errno.EOPNOTSUPP),
+    "setfattr security.evil (not ours)": (
+        lambda c, a, f: os.setxattr(f, "security.evil", b"x"),
+        errno.EROFS,
+        errno.EOPNOTSUPP,
+    ),
+    "setfattr trusted.evil on the asset directory": (
+        lambda c, a, f: os.setxattr(a, "trusted.evil", b"x"),
+        errno.EROFS,
+        errno.EOPNOTSUPP,
+    ),
     "write asset.json": (lambda c, a, f: os.open(a / "asset.json", os.O_WRONLY | os.O_TRUNC), errno.EROFS, errno.EPERM),
-    "create a 256-byte name": (lambda c, a, f: os.open(c / f"{LONG}", os.O_WRONLY | os.O_CREAT, 0o644),
-                               errno.ENAMETOOLONG, errno.ENAMETOOLONG),
-    "create a 256-byte name.png": (lambda c, a, f: os.open(c / f"{'x' * 252}.png", os.O_WRONLY | os.O_CREAT, 0o644),
-                                   errno.ENAMETOOLONG, errno.ENAMETOOLONG),
+    "create a 256-byte name": (
+        lambda c, a, f: os.open(c / f"{LONG}", os.O_WRONLY | os.O_CREAT, 0o644),
+        errno.ENAMETOOLONG,
+        errno.ENAMETOOLONG,
+    ),
+    "create a 256-byte name.png": (
+        lambda c, a, f: os.open(c / f"{'x' * 252}.png", os.O_WRONLY | os.O_CREAT, 0o644),
+        errno.ENAMETOOLONG,
+        errno.ENAMETOOLONG,
+    ),
     "mkdir of a 256-byte name": (lambda c, a, f: os.mkdir(c / LONG), errno.ENAMETOOLONG, errno.ENAMETOOLONG),
-    "rename the asset to a 256-byte name": (lambda c, a, f: os.rename(a, c / LONG),
-                                            errno.ENAMETOOLONG, errno.ENAMETOOLONG),
+    "rename the asset to a 256-byte name": (
+        lambda c, a, f: os.rename(a, c / LONG),
+        errno.ENAMETOOLONG,
+        errno.ENAMETOOLONG,
+    ),
     "stat of a 256-byte name": (lambda c, a, f: os.stat(c / LONG), errno.ENAMETOOLONG, errno.ENAMETOOLONG),
 }
 # Known gaps, fixed outside the files of this test (fuse_ops.py / tree.py); strict, so they
@@ -122,8 +149,11 @@ KNOWN: dict = {}  # (provider, operation) → why it is still wrong; empty: ever
 def _cases():
     for provider in PLACES:
         for operation in OPERATIONS:
-            marks = [pytest.mark.xfail(strict=True, reason=KNOWN[provider, operation])] \
-                if (provider, operation) in KNOWN else []
+            marks = (
+                [pytest.mark.xfail(strict=True, reason=KNOWN[provider, operation])]
+                if (provider, operation) in KNOWN
+                else []
+            )
             yield pytest.param(provider, operation, id=f"{provider}: {operation}", marks=marks)
 
 
@@ -140,13 +170,18 @@ def test_a_refused_operation_answers_the_tables_errno_and_writes_nothing(world, 
     emu.reset_requests()
     answer, seconds = errno_of(lambda: call(container, asset, file))
     assert seconds < TIMEOUT + 1
-    assert answer == expected, f"{operation}: {errno.errorcode.get(answer, answer)}, " \
-                               f"expected {errno.errorcode.get(expected, expected)}"
+    assert answer == expected, (
+        f"{operation}: {errno.errorcode.get(answer, answer)}, expected {errno.errorcode.get(expected, expected)}"
+    )
     assert writes(emu) == {}, "the provider saw a write"
     assert sorted(os.listdir(container)) == names_before
     after = asset.stat()
-    assert (after.st_mode, after.st_uid, after.st_gid, after.st_mtime_ns) == \
-        (stat_before.st_mode, stat_before.st_uid, stat_before.st_gid, stat_before.st_mtime_ns)
+    assert (after.st_mode, after.st_uid, after.st_gid, after.st_mtime_ns) == (
+        stat_before.st_mode,
+        stat_before.st_uid,
+        stat_before.st_gid,
+        stat_before.st_mtime_ns,
+    )
     assert file.read_bytes() == originals[provider]  # nothing half-replaced either
     assert writes(emu) == {}
 
@@ -187,10 +222,18 @@ def test_read_only_places_refuse_writes(world):
         (lambda: os.rmdir(m.path / ".assetfs" / "pending"), errno.EPERM),
         (lambda: os.rename(m.path / "studio", m.path / "studio2"), errno.EPERM),
         # a new (non-temporary) file inside an asset directory: new files go in containers
-        (lambda: os.open(m.path / PLACES["mudstack"][0] / ".assets" / "concept-sheet.pdf" / "extra.png",
-                         os.O_WRONLY | os.O_CREAT, 0o644), errno.EPERM),
-        (lambda: os.open(m.path / PLACES["mudstack"][0] / ".assets" / "extra.png",
-                         os.O_WRONLY | os.O_CREAT, 0o644), errno.EPERM),
+        (
+            lambda: os.open(
+                m.path / PLACES["mudstack"][0] / ".assets" / "concept-sheet.pdf" / "extra.png",
+                os.O_WRONLY | os.O_CREAT,
+                0o644,
+            ),
+            errno.EPERM,
+        ),
+        (
+            lambda: os.open(m.path / PLACES["mudstack"][0] / ".assets" / "extra.png", os.O_WRONLY | os.O_CREAT, 0o644),
+            errno.EPERM,
+        ),
         (lambda: os.open(spectrum_asset / "production" / "new.DST", os.O_WRONLY | os.O_CREAT, 0o644), errno.EROFS),
         (lambda: os.unlink(spectrum_asset / "production" / "CCG60521324002" / "CCG60521324002R1.DST"), errno.EROFS),
         (lambda: os.mkdir(m.path / PLACES["spectrum"][0] / "folder"), errno.EROFS),
@@ -216,7 +259,9 @@ def test_cp_a_with_foreign_xattrs_copies_quietly(world, tmp_path):
     source.write_bytes(b"%PDF-1.4 tagged\n")
     os.setxattr(source, "user.comment", b"from a hostile user")
     target = m.path / PLACES["mudstack"][0]
-    done = subprocess.run(["cp", "-a", str(source), str(target)], capture_output=True, text=True, check=False, timeout=30)
+    done = subprocess.run(
+        ["cp", "-a", str(source), str(target)], capture_output=True, text=True, check=False, timeout=30
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert (target / "tagged.pdf").read_bytes() == source.read_bytes()
     with pytest.raises(OSError) as missing:

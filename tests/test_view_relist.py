@@ -15,7 +15,6 @@ from fsapi import in_process
 from assetfs.metacache import STREAMED_LISTING, MetaCache
 from assetfs.providers.base import Entry
 
-
 ASSETS = 3000
 TTL = 1.0
 
@@ -30,8 +29,10 @@ async def test_relist_keeps_unchanged_entries_and_inodes_and_shows_changes(fresh
         details = {c.entry.key: c.ino for c in directory.children[".assets"].children.values()}
         assert len(files) >= ASSETS
         renamed, deleted, *unchanged = files  # the first assets are the seeded ones, which can change
-        emu.control.patch(f"/_emulator/spectrum/organization/{org}/assets/{_id(renamed)}",
-                          json={"userFacingFileName": "renamed on the provider"}).raise_for_status()
+        emu.control.patch(
+            f"/_emulator/spectrum/organization/{org}/assets/{_id(renamed)}",
+            json={"userFacingFileName": "renamed on the provider"},
+        ).raise_for_status()
         emu.control.delete(f"/_emulator/spectrum/organization/{org}/assets/{_id(deleted)}").raise_for_status()
         read_back = []
         listing = fs.view.metacache.listing
@@ -88,6 +89,7 @@ async def test_a_cold_listing_asks_sqlite_for_no_fact_file_by_file(fresh_emulato
 
 def test_facts_are_looked_up_together(tmp_path):
     from assetfs.providers.base import Content
+
     cache = MetaCache(tmp_path, ttl=60)
     cache.persist_facts({"v1": Content("v1", "http://h/1", 5), "v1100": Content("v1100", "http://h/2", 7)})
     cache.close()  # written by then
@@ -99,6 +101,7 @@ def test_facts_are_looked_up_together(tmp_path):
     assert cache.fact("v2") is None and cache.fact("v1199") is None and asked == []
     assert cache.fact("v1").size == 5 and cache.fact("v1100").size == 7 and len(asked) == 2
     cache.close()
+
 
 @asynccontextmanager
 async def _listed(fresh_emulator, tmp_path):
@@ -120,8 +123,11 @@ def _directory(fs, path: str):
 
 def _files(directory) -> dict[str, tuple[int, object, object]]:
     """The directory's asset files by asset key: (inode, asset entry, file entry)."""
-    return {c.asset.key: (c.ino, c.asset, c.entry) for c in directory.children.values()
-            if c.asset is not None and not c.is_dir}
+    return {
+        c.asset.key: (c.ino, c.asset, c.entry)
+        for c in directory.children.values()
+        if c.asset is not None and not c.is_dir
+    }
 
 
 def _id(key: str) -> str:

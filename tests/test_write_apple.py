@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from conftest import emulator_fixture
 from PIL import Image
+from truth import download, md5
 
 from assetfs.config import parse_config
 from assetfs.errors import InvalidArgument, NotFound, NotPermitted, ProviderError, errno_of
@@ -21,8 +23,6 @@ from assetfs.providers import apple
 from assetfs.providers.base import ASSET, CONTAINER, CONTENT, Entry, Upload
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
-from conftest import emulator_fixture
-from truth import download, md5
 
 ACCOUNT = "apple"
 ORG, BRAND = "9467895078742654934", "9467895078742654922"
@@ -37,8 +37,12 @@ def truth(emu):
     """A direct client of the emulated API (not through the provider)."""
     account = emu.account("apple")
     client = httpx.Client(base_url=account["base_url"] + "/api/v1", timeout=30)
-    body = {"client_id": account["client_id"], "client_secret": account["client_secret"],
-            "grant_type": "client_credentials", "scope": "business"}
+    body = {
+        "client_id": account["client_id"],
+        "client_secret": account["client_secret"],
+        "grant_type": "client_credentials",
+        "scope": "business",
+    }
     token = client.post("/oauth2/token", json=body).raise_for_status().json()["access_token"]
     client.headers["Authorization"] = f"Bearer {token}"
     yield client
@@ -87,7 +91,13 @@ def brand_entry(org=ORG, brand=BRAND) -> Entry:
 def listed(truth, org=ORG, brand=BRAND) -> list[dict]:
     out, after = [], None
     while True:
-        body = truth.get(f"/orgs/{org}/brands/{brand}/assets", params={"limit": 100, **({"after": after} if after else {})}).raise_for_status().json()
+        body = (
+            truth.get(
+                f"/orgs/{org}/brands/{brand}/assets", params={"limit": 100, **({"after": after} if after else {})}
+            )
+            .raise_for_status()
+            .json()
+        )
         out += body["data"]
         after = body["pagination"].get("cursors", {}).get("after")
         if not after:
@@ -117,8 +127,8 @@ def test_entries_carry_their_kinds(emu):
         return supported, org, brands, assets, await p.list_dir(assets[0])
 
     supported, org, brands, assets, files = with_provider(emu, walk)
-    assert supported == {"create", "replace", "delete"}   # no folders, no renames
-    assert org.kind == ""          # an organization holds brands, not assets
+    assert supported == {"create", "replace", "delete"}  # no folders, no renames
+    assert org.kind == ""  # an organization holds brands, not assets
     assert brands and all(b.kind == CONTAINER for b in brands)
     assert assets and all(a.kind == ASSET for a in assets)
     kinds = {f.name: f.kind for f in files}
@@ -145,8 +155,12 @@ def test_a_new_file_in_a_brand_becomes_an_image_and_an_asset(emu, truth, tmp_pat
     # the API has it: partnersAssetId from the name, the default intent, no alt texts, these bytes
     asset, image, content = stored_bytes(truth, ORG, asset_id)
     assert asset["brandId"] == BRAND and asset["state"] == "SUBMITTED"
-    assert asset["brandAssetDetails"] == {"imageId": image["id"], "partnersAssetId": "storefront-night",
-                                          "intent": "GALLERY", "altTexts": []}
+    assert asset["brandAssetDetails"] == {
+        "imageId": image["id"],
+        "partnersAssetId": "storefront-night",
+        "intent": "GALLERY",
+        "altTexts": [],
+    }
     assert md5(content) == upload.md5 and image["fileSize"] == len(data)
     assert image["filename"] == "storefront-night.png" and image["contentType"] == "image/png"
     # listed exactly as returned, and its directory holds the image under its file name
@@ -162,9 +176,13 @@ def test_the_intent_xattr_picks_the_intent_else_the_account_default(emu, truth, 
 
     entry = with_provider(emu, lambda p: p.create_asset(brand_entry(SECOND_ORG, SECOND_BRAND), cover))
     asset = truth.get(f"/orgs/{SECOND_ORG}/assets/{entry.xattrs['user.assetfs.id']}").json()
-    assert asset["brandAssetDetails"]["intent"] == "COVER_PHOTO" and entry.xattrs["user.assetfs.intent"] == "COVER_PHOTO"
+    assert (
+        asset["brandAssetDetails"]["intent"] == "COVER_PHOTO" and entry.xattrs["user.assetfs.intent"] == "COVER_PHOTO"
+    )
 
-    entry = with_provider(emu, lambda p: p.create_asset(brand_entry(SECOND_ORG, SECOND_BRAND), plain), default_intent="PLACECARD_LOGO")
+    entry = with_provider(
+        emu, lambda p: p.create_asset(brand_entry(SECOND_ORG, SECOND_BRAND), plain), default_intent="PLACECARD_LOGO"
+    )
     asset = truth.get(f"/orgs/{SECOND_ORG}/assets/{entry.xattrs['user.assetfs.id']}").json()
     assert asset["brandAssetDetails"]["intent"] == "PLACECARD_LOGO"
     assert asset["brandAssetDetails"]["partnersAssetId"] == "logo"
@@ -187,13 +205,13 @@ def test_an_organization_directory_is_not_a_place_for_files(emu, tmp_path):
 
 
 def test_images_over_15_mb_are_refused_clearly(emu, truth, tmp_path, monkeypatch):
-    data = png(7) + b"\0" * (15 * 1024 * 1024 + 1)   # a PNG head, 15 MB and a byte more
+    data = png(7) + b"\0" * (15 * 1024 * 1024 + 1)  # a PNG head, 15 MB and a byte more
     upload = spool(tmp_path, "huge.png", data)
     before, sent = len(listed(truth)), uploads(emu)
-    with pytest.raises(ProviderError, match="more than the 15 MB"):   # refused before sending
+    with pytest.raises(ProviderError, match="more than the 15 MB"):  # refused before sending
         with_provider(emu, lambda p: p.create_asset(brand_entry(), upload))
     assert uploads(emu) == sent
-    monkeypatch.setattr(apple, "MAX_IMAGE_BYTES", 10 ** 9)           # the API's own 413, streamed to it
+    monkeypatch.setattr(apple, "MAX_IMAGE_BYTES", 10**9)  # the API's own 413, streamed to it
     with pytest.raises(ProviderError, match=r"too large .*HTTP 413") as caught:
         with_provider(emu, lambda p: p.create_asset(brand_entry(), upload))
     assert errno_of(caught.value) == errno.EIO
@@ -218,8 +236,11 @@ def test_writing_an_assets_image_puts_a_new_image_in_it_under_if_match(emu, trut
     # somebody adds an alt text through the API: the replacement keeps it
     asset = truth.get(f"/orgs/{ORG}/assets/{asset_id}").json()
     details = {**asset["brandAssetDetails"], "altTexts": [{"text": "The menu board", "locale": "en-US"}]}
-    truth.put(f"/orgs/{ORG}/assets/{asset_id}", json={"brandAssetDetails": details},
-              headers={"If-Match": f'"{asset["etag"]}"'}).raise_for_status()
+    truth.put(
+        f"/orgs/{ORG}/assets/{asset_id}",
+        json={"brandAssetDetails": details},
+        headers={"If-Match": f'"{asset["etag"]}"'},
+    ).raise_for_status()
     old = truth.get(f"/orgs/{ORG}/assets/{asset_id}").json()
 
     async def replace(p):
@@ -230,8 +251,9 @@ def test_writing_an_assets_image_puts_a_new_image_in_it_under_if_match(emu, trut
     now, image, content = stored_bytes(truth, ORG, asset_id)
     assert md5(content) == second.md5 != first.md5
     assert now["etag"] != old["etag"] and now["brandAssetDetails"]["imageId"] != old["brandAssetDetails"]["imageId"]
-    assert {k: v for k, v in now["brandAssetDetails"].items() if k != "imageId"} == \
-           {k: v for k, v in old["brandAssetDetails"].items() if k != "imageId"}
+    assert {k: v for k, v in now["brandAssetDetails"].items() if k != "imageId"} == {
+        k: v for k, v in old["brandAssetDetails"].items() if k != "imageId"
+    }
     assert updated.kind == ASSET and updated.name == "menu"
     assert updated.xattrs["user.assetfs.image_id"] == image["id"] and updated.xattrs["user.assetfs.etag"] == now["etag"]
     assert [e for e in brand_listing if e.xattrs.get("user.assetfs.id") == asset_id] == [updated]
@@ -249,10 +271,13 @@ def test_an_asset_changed_in_between_is_not_overwritten(emu, truth, tmp_path):
         read = p._read_asset
 
         async def read_then_someone_writes(org, aid):
-            asset, etag = await read(org, aid)   # the provider's read …
+            asset, etag = await read(org, aid)  # the provider's read …
             details = {**asset["brandAssetDetails"], "altTexts": theirs}
-            truth.put(f"/orgs/{org}/assets/{aid}", json={"brandAssetDetails": details},   # … another writer's update
-                      headers={"If-Match": f'"{etag}"'}).raise_for_status()
+            truth.put(
+                f"/orgs/{org}/assets/{aid}",
+                json={"brandAssetDetails": details},  # … another writer's update
+                headers={"If-Match": f'"{etag}"'},
+            ).raise_for_status()
             p._read_asset = read
             return asset, etag
 
@@ -282,7 +307,7 @@ def test_deleting_an_asset_directory_deletes_the_asset(emu, truth, tmp_path):
 
     async def delete(p):
         await p.delete_asset(entry)
-        await p.delete_asset(entry)   # already deleted (a retry whose first answer was lost): fine
+        await p.delete_asset(entry)  # already deleted (a retry whose first answer was lost): fine
         return await p.list_dir(brand_entry())
 
     brand_listing = with_provider(emu, delete)

@@ -28,6 +28,7 @@ SEED_ID = "732130d2-b673-461c-812b-f2b614d6076e"
 
 # -- helpers ------------------------------------------------------------------------------------
 
+
 def provider(emu, memory: dict | None = None):
     config = parse_config({"accounts": {ACCOUNT: emu.account("iqmetrix")}})
     p = build_provider(ACCOUNT, config, Stats(), 30)
@@ -39,11 +40,21 @@ def provider(emu, memory: dict | None = None):
 def api(emu) -> httpx.Client:
     """A client of the emulated API itself, signed in."""
     account = emu.account("iqmetrix")
-    form = {"grant_type": "password", "username": account["username"], "password": account["password"],
-            "client_id": account["client_id"], "client_secret": account["client_secret"]}
-    token = httpx.post(account["auth_url"] + "/oauth2/token", data=form, timeout=30).raise_for_status().json()["access_token"]
-    return httpx.Client(base_url=account["base_url"], headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                        follow_redirects=True)
+    form = {
+        "grant_type": "password",
+        "username": account["username"],
+        "password": account["password"],
+        "client_id": account["client_id"],
+        "client_secret": account["client_secret"],
+    }
+    token = (
+        httpx.post(account["auth_url"] + "/oauth2/token", data=form, timeout=30)
+        .raise_for_status()
+        .json()["access_token"]
+    )
+    return httpx.Client(
+        base_url=account["base_url"], headers={"Authorization": f"Bearer {token}"}, timeout=30, follow_redirects=True
+    )
 
 
 def api_asset(emu, asset_id: str) -> dict:
@@ -76,11 +87,13 @@ def collection(p, name: str) -> Entry:
 
 def run(p, fn, *args):
     """Call one provider coroutine under trio and close the provider's client after."""
+
     async def main():
         try:
             return await fn(*args)
         finally:
             await p.close()
+
     return trio.run(main)
 
 
@@ -89,6 +102,7 @@ def ids_of(entries: list[Entry]) -> list[str]:
 
 
 # -- creating an asset ----------------------------------------------------------------------------
+
 
 def test_new_file_in_a_collection_becomes_an_asset_listed_at_once(emu, tmp_path):
     data = png_bytes((200, 30, 90))
@@ -120,9 +134,9 @@ def test_new_file_in_a_collection_becomes_an_asset_listed_at_once(emu, tmp_path)
     content, meta = created.children
     assert content.kind == CONTENT and content.name == "new-logo.png"
     assert content.content.md5 == md5(data) and content.content.mime == "image/png"
-    assert fetch(emu, content.content.url) == data   # /images/{id} → 303 → the stored file
+    assert fetch(emu, content.content.url) == data  # /images/{id} → 303 → the stored file
     assert meta.name == "asset.json" and meta.kind == ""
-    assert b'"success"' not in meta.inline          # the asset object as GET /assets/{id} gives it
+    assert b'"success"' not in meta.inline  # the asset object as GET /assets/{id} gives it
 
     # The collection remembers it and lists it after the configured assets, built the same way.
     assert memory == {"collection:logos": [asset_id]}
@@ -130,8 +144,9 @@ def test_new_file_in_a_collection_becomes_an_asset_listed_at_once(emu, tmp_path)
     assert ids_of(listed) == [*configured, asset_id]
     again = listed[-1]
     assert (again.name, again.kind, again.xattrs) == (created.name, created.kind, created.xattrs)
-    assert [(c.name, c.key, c.kind, c.content, c.inline) for c in again.children] == \
-           [(c.name, c.key, c.kind, c.content, c.inline) for c in created.children]
+    assert [(c.name, c.key, c.kind, c.content, c.inline) for c in again.children] == [
+        (c.name, c.key, c.kind, c.content, c.inline) for c in created.children
+    ]
 
 
 def test_a_remembered_asset_survives_a_remount(emu, tmp_path):
@@ -160,6 +175,7 @@ def test_a_remembered_asset_survives_a_remount(emu, tmp_path):
 def test_memory_is_assigned_whole_and_keeps_ids_once(emu, tmp_path):
     class Store(dict):
         """Records assignments, as a disk store saves on assignment only."""
+
         assigned: list
 
         def __setitem__(self, key, value):
@@ -185,11 +201,10 @@ def test_memory_is_assigned_whole_and_keeps_ids_once(emu, tmp_path):
     a, before, b, listed = trio.run(main)
     a_id, b_id = a.key.removeprefix("asset/"), b.key.removeprefix("asset/")
     assert memory.assigned == [("collection:media", [a_id]), ("collection:media", [a_id, b_id])]
-    assert before == [a_id]   # the list handed out earlier was not changed in place
+    assert before == [a_id]  # the list handed out earlier was not changed in place
     # A remembered GUID that is also configured (or remembered twice) is listed once.
     memory["collection:media"] = [a_id, b_id, a_id.upper(), SEED_ID]
-    config = parse_config({"accounts": {ACCOUNT: {**emu.account("iqmetrix"),
-                                                   "collections": {"media": [SEED_ID]}}}})
+    config = parse_config({"accounts": {ACCOUNT: {**emu.account("iqmetrix"), "collections": {"media": [SEED_ID]}}}})
     p2 = build_provider(ACCOUNT, config, Stats(), 30)
     p2.memory = memory
     assert ids_of(run(p2, p2.list_dir, collection(p2, "media"))) == [SEED_ID, a_id, b_id]
@@ -218,6 +233,7 @@ def test_one_post_with_one_file_part(emu, tmp_path):
 
 # -- failures and refusals ------------------------------------------------------------------------
 
+
 def test_an_md5_mismatch_is_an_error_and_nothing_is_remembered(emu, tmp_path):
     data = png_bytes((0, 255, 0))
     wrong = md5(data + b"not what was written")
@@ -240,7 +256,7 @@ def test_a_failed_upload_is_not_retried_blindly(emu, tmp_path):
     logos = collection(p, "logos")
     with pytest.raises(ProviderError, match="HTTP 500"):
         run(p, p.create_asset, logos, spool(tmp_path, "y.png", png_bytes((1, 1, 1)), "image/png"))
-    assert emu.requests().get("POST /iqmetrix/assets") == 1   # a retry could make a second asset
+    assert emu.requests().get("POST /iqmetrix/assets") == 1  # a retry could make a second asset
     assert memory == {}
 
 
@@ -249,11 +265,11 @@ def test_a_rate_limited_upload_waits_and_goes_through_once(fresh_emulator, tmp_p
     p = provider(emu, {})
     logos = collection(p, "logos")
     emu.set_rate_limit("iqmetrix", 1, window=2)
-    api_asset(emu, SEED_ID)           # takes the one request the window allows
+    api_asset(emu, SEED_ID)  # takes the one request the window allows
     emu.reset_requests()
     data = png_bytes((7, 77, 177))
     created = run(p, p.create_asset, logos, spool(tmp_path, "later.png", data, "image/png"))
-    assert emu.requests().get("POST /iqmetrix/assets") == 2   # one 429, one 201
+    assert emu.requests().get("POST /iqmetrix/assets") == 2  # one 429, one 201
     emu.set_rate_limit("iqmetrix", 0)
     assert api_asset(emu, created.key.removeprefix("asset/"))["md5Checksum"] == md5(data)
 
@@ -289,6 +305,7 @@ def test_files_go_only_in_a_configured_collection(emu, tmp_path):
 
 # -- kinds on the read path -----------------------------------------------------------------------
 
+
 def test_entries_carry_their_kinds(emu):
     p = provider(emu, {})
     roots = trio.run(p.list_root)
@@ -296,8 +313,9 @@ def test_entries_carry_their_kinds(emu):
 
     async def main():
         try:
-            return await p.list_dir(next(e for e in roots if e.name == "media")), \
-                   await p.lookup(next(e for e in roots if e.name == "logos"), SEED_ID)
+            return await p.list_dir(next(e for e in roots if e.name == "media")), await p.lookup(
+                next(e for e in roots if e.name == "logos"), SEED_ID
+            )
         finally:
             await p.close()
 

@@ -25,8 +25,10 @@ ACCOUNT = "studio"
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def run(e, fn):
     """fn(provider) under trio with a provider for the emulator's Mudstack account."""
+
     async def main():
         config = parse_config({"accounts": {ACCOUNT: e.account("mudstack")}})
         provider = build_provider(ACCOUNT, config, Stats(), 30)
@@ -34,6 +36,7 @@ def run(e, fn):
             return await fn(provider)
         finally:
             await provider.close()
+
     return trio.run(main)
 
 
@@ -78,6 +81,7 @@ def studio(fresh_emulator):
 
 # -- kinds -----------------------------------------------------------------------------------
 
+
 def test_every_entry_has_its_kind_and_each_workspace_a_trash_view(emu):
     async def main(p):
         root = await p.list_root()
@@ -102,6 +106,7 @@ def test_every_entry_has_its_kind_and_each_workspace_a_trash_view(emu):
 
 # -- new assets ------------------------------------------------------------------------------
 
+
 def test_a_new_file_is_uploaded_in_three_steps_without_credentials_to_the_signed_url(studio, tmp_path):
     e, t = studio
     data = os.urandom(3 * 1024 * 1024 + 17)  # several chunks of the streamed PUT
@@ -111,6 +116,7 @@ def test_a_new_file_is_uploaded_in_three_steps_without_credentials_to_the_signed
     async def main(p):
         async def record(request):
             sent.append(request)
+
         p.http.client.event_hooks = {"request": [record], "response": []}
         heroes = await at(p, "Game Art", "characters", "heroes")
         created = await p.create_asset(heroes, upload)
@@ -127,8 +133,11 @@ def test_a_new_file_is_uploaded_in_three_steps_without_credentials_to_the_signed
     # the entry is the one the listing builds
     assert created.name == "paladin" and created.kind == ASSET and created.key == f"asset/{asset['id']}"
     same = listed["paladin"]
-    assert (same.key, same.xattrs, [c.name for c in same.children]) == \
-           (created.key, created.xattrs, [c.name for c in created.children])
+    assert (same.key, same.xattrs, [c.name for c in same.children]) == (
+        created.key,
+        created.xattrs,
+        [c.name for c in created.children],
+    )
     content = next(c for c in created.children if c.kind == CONTENT)
     assert content.name == "paladin.png" and content.size == len(data) and content.content.md5 == md5(data)
     assert created.xattrs["user.assetfs.file_location"] == "/characters/heroes/"
@@ -143,8 +152,9 @@ def test_a_new_file_is_uploaded_in_three_steps_without_credentials_to_the_signed
     assert put.headers["content-length"] == str(len(data)) and "transfer-encoding" not in put.headers
     assert put.headers["content-type"] == "image/png"
     api = [r for r in sent if r.method == "POST" and "/workspaces/" in r.url.path]
-    assert api and all(r.headers["authorization"].startswith("Bearer ") and r.headers["x-workspace-id"] == ws
-                       for r in api)
+    assert api and all(
+        r.headers["authorization"].startswith("Bearer ") and r.headers["x-workspace-id"] == ws for r in api
+    )
 
 
 def test_a_new_file_in_a_workspace_root_and_a_retried_signed_put(studio, tmp_path):
@@ -179,6 +189,7 @@ def test_a_checksum_mismatch_is_an_error_and_the_wrong_asset_goes_to_the_trash(s
         async def drop_etag(response):
             if response.request.method == "PUT":
                 del response.headers["etag"]
+
         p.http.client.event_hooks = {"request": [], "response": [drop_etag]}
         with pytest.raises(ProviderError, match="the provider stored different bytes") as at_asset:
             await p.create_asset(environments, upload)
@@ -188,10 +199,13 @@ def test_a_checksum_mismatch_is_an_error_and_the_wrong_asset_goes_to_the_trash(s
     assert "moved to the trash" in str(at_asset) and errno_of(at_asset) == errno_of(at_put) == errno.EIO
     ws = t.workspaces()["Game Art"]
     assert "broken" not in by_name(t.assets(ws, "/environments/"))
-    assert [a["currentVersion"]["checksum"] for a in trashed(t, ws) if a["name"] == "broken"] == [md5(b"the real bytes")]
+    assert [a["currentVersion"]["checksum"] for a in trashed(t, ws) if a["name"] == "broken"] == [
+        md5(b"the real bytes")
+    ]
 
 
 # -- new versions ----------------------------------------------------------------------------
+
 
 def test_writing_an_assets_file_adds_a_version_shown_as_current_and_in_versions(studio, tmp_path):
     e, t = studio
@@ -226,6 +240,7 @@ def test_writing_an_assets_file_adds_a_version_shown_as_current_and_in_versions(
 
 
 # -- delete, trash, restore ------------------------------------------------------------------
+
 
 def test_delete_goes_to_the_trash_view_and_a_move_out_of_it_restores(studio):
     e, t = studio
@@ -288,6 +303,7 @@ def test_the_trash_view_lists_every_page(fresh_emulator):
 
 # -- renames and moves -----------------------------------------------------------------------
 
+
 def test_rename_move_and_both_within_a_workspace_and_not_across(studio):
     e, t = studio
 
@@ -295,13 +311,13 @@ def test_rename_move_and_both_within_a_workspace_and_not_across(studio):
         villains = await at(p, "Game Art", "characters", "villains")
         heroes = await at(p, "Game Art", "characters", "heroes")
         dragon = (await children(p, villains))["dragon"]
-        renamed = await p.move_asset(dragon, villains, "wyrm")               # rename only
-        moved = await p.move_asset(renamed, heroes, "wyrm")                   # move only
-        both = await p.move_asset(moved, await at(p, "Game Art"), "drake")    # both
+        renamed = await p.move_asset(dragon, villains, "wyrm")  # rename only
+        moved = await p.move_asset(renamed, heroes, "wyrm")  # move only
+        both = await p.move_asset(moved, await at(p, "Game Art"), "drake")  # both
         listed = await children(p, await at(p, "Game Art"))
         with pytest.raises(NotPermitted, match="moving between workspaces is not an API operation"):
             await p.move_asset(both, await at(p, "Marketing"), "drake")
-        gone = await p.move_asset(both, listed[".trash"], "drake")            # into the trash view
+        gone = await p.move_asset(both, listed[".trash"], "drake")  # into the trash view
         return renamed, moved, both, listed, gone
 
     renamed, moved, both, listed, gone = run(e, main)
@@ -317,6 +333,7 @@ def test_rename_move_and_both_within_a_workspace_and_not_across(studio):
 
 
 # -- folders ---------------------------------------------------------------------------------
+
 
 def test_folders_are_made_and_removed_and_a_full_one_is_refused(studio, tmp_path):
     e, t = studio
@@ -352,6 +369,7 @@ def test_folders_are_made_and_removed_and_a_full_one_is_refused(studio, tmp_path
 
 
 # -- refusals --------------------------------------------------------------------------------
+
 
 def test_what_the_api_cannot_do_is_refused_with_a_reason(emu, tmp_path):
     upload = spool(tmp_path, "x.png", b"x")

@@ -11,6 +11,7 @@ import os
 
 import pytest
 import trio
+import trio.lowlevel
 from conftest import emulator_fixture
 from emulator_log import clear_names, names_used
 from fsapi import in_process
@@ -69,6 +70,7 @@ def live_of(fs, fh: int):
 
 # -- the stream itself ----------------------------------------------------------------------------
 
+
 async def test_chunks_follow_the_spool_and_end_at_the_close(tmp_path):
     spool = Spool(tmp_path).new()
     live = LiveUpload(spool, Upload(spool.path, "a.bin", 0, "", "application/octet-stream"))
@@ -84,8 +86,8 @@ async def test_chunks_follow_the_spool_and_end_at_the_close(tmp_path):
             data = bytes([offset // MIB]) * (MIB // 2)
             spool.write(offset, data)
             assert live.grow(offset, data, len(data))
-            await trio.sleep(0)
-        assert not live.grow(5 * MIB, b"x", 1)              # not where the last write ended
+            await trio.lowlevel.checkpoint()
+        assert not live.grow(5 * MIB, b"x", 1)  # not where the last write ended
         assert live.finish(3 * MIB, "the md5", {})
     assert b"".join(got) == spool.read(0, 3 * MIB) and live.ended
     assert (live.upload.size, live.upload.md5) == (3 * MIB, "the md5")
@@ -96,7 +98,7 @@ async def test_a_stream_that_did_not_carry_the_files_bytes_is_given_up(tmp_path)
     live = LiveUpload(spool, Upload(spool.path, "a.bin", 0, "", "application/octet-stream"))
     spool.write(0, b"abc")
     live.grow(0, b"abc", 3)
-    assert not live.finish(4, "x", {})               # four bytes in the file, three streamed
+    assert not live.finish(4, "x", {})  # four bytes in the file, three streamed
     assert not live.live and "streamed" in live.reason and not live.ended
     with pytest.raises(StreamCancelled):
         async for _ in live.chunks():
@@ -105,17 +107,18 @@ async def test_a_stream_that_did_not_carry_the_files_bytes_is_given_up(tmp_path)
 
 # -- in-process, against the emulator ----------------------------------------------------------------
 
+
 async def test_a_new_file_is_uploaded_while_it_is_written(emu, tmp_path):
     data = os.urandom(5 * MIB + 123)
     async with in_process(emu, tmp_path, accounts=["stores"], options="write_back=0") as fs:
         fh = await fs.create(f"{LOGOS}/streamed.bin")
         await fs.ops.write(fh, 0, data[:MIB])
-        await stream_started(emu)                    # the request began before the close
-        assert names_used(emu, "iqmetrix") == []     # …and made nothing yet
+        await stream_started(emu)  # the request began before the close
+        assert names_used(emu, "iqmetrix") == []  # …and made nothing yet
         for offset in range(MIB, len(data), MIB):
-            await fs.ops.write(fh, offset, data[offset:offset + MIB])
+            await fs.ops.write(fh, offset, data[offset : offset + MIB])
         await fs.close(fh)
-        assert not fs.mount.uploader.pending()       # close() returned once the provider had it
+        assert not fs.mount.uploader.pending()  # close() returned once the provider had it
         assert await fs.read_file(f"{LOGOS}/streamed.bin") == data
     one_asset(emu, "streamed.bin", data)
     assert posts(emu) == 1
@@ -127,18 +130,18 @@ async def test_breaking_the_pattern_gives_the_stream_up_and_the_close_uploads_on
     name = "after.bin" if breaks == "rename" else "broken.bin"
     async with in_process(emu, tmp_path, accounts=["stores"], options="write_back=0") as fs:
         fh = await fs.create(f"{LOGOS}/broken.bin")
-        await fs.ops.write(fh, 0, bytes(data[:2 * MIB]))
+        await fs.ops.write(fh, 0, bytes(data[: 2 * MIB]))
         await stream_started(emu)
         live = live_of(fs, fh)
         if breaks == "write elsewhere":
-            await fs.ops.write(fh, MIB, b"x" * 10)   # over bytes already sent
-            data[MIB:MIB + 10] = b"x" * 10
+            await fs.ops.write(fh, MIB, b"x" * 10)  # over bytes already sent
+            data[MIB : MIB + 10] = b"x" * 10
         elif breaks == "truncate":
             ino = await fs.ino(f"{LOGOS}/broken.bin")
             attr = await fs.ops.getattr(ino, None)
             attr.st_size = MIB
             await fs.ops.setattr(ino, attr, _Fields(update_size=True), fh, None)
-            del data[MIB:2 * MIB]
+            del data[MIB : 2 * MIB]
         else:
             await fs.rename(f"{LOGOS}/broken.bin", f"{LOGOS}/after.bin")
         assert not live.live
@@ -146,7 +149,7 @@ async def test_breaking_the_pattern_gives_the_stream_up_and_the_close_uploads_on
         await fs.close(fh)
         assert not fs.mount.uploader.pending()
     one_asset(emu, name, bytes(data))
-    assert posts(emu) == 2    # the stream, cut before its end, and the upload from the spool
+    assert posts(emu) == 2  # the stream, cut before its end, and the upload from the spool
 
 
 async def test_a_file_removed_while_streaming_makes_no_asset(emu, tmp_path):
@@ -173,8 +176,8 @@ async def test_a_failed_stream_falls_back_with_every_byte_and_one_asset(emu, tmp
         if fault == "cut mid-body":
             emu.set_faults(reset_mid_upload=1, only_prefix="/iqmetrix/assets")
         for offset in range(MIB, len(data), MIB):
-            await fs.ops.write(fh, offset, data[offset:offset + MIB])
-            await trio.sleep(0.05)                   # a slow writer: the stream is cut while it writes
+            await fs.ops.write(fh, offset, data[offset : offset + MIB])
+            await trio.sleep(0.05)  # a slow writer: the stream is cut while it writes
         await fs.close(fh)
         assert not fs.mount.uploader.pending()
     assert emu.set_faults()["reset_mid_upload"] == 0 and emu.set_faults()["fail_count"] == 0  # the fault was met
@@ -187,12 +190,12 @@ async def test_an_o_trunc_rewrite_of_a_mudstack_file_streams_its_new_version(emu
     ws = truth.workspaces()["Game Art"]
     data = os.urandom(3 * MIB)
     async with in_process(emu, tmp_path, accounts=["studio"], options="write_back=0") as fs:
-        await fs.write_file(f"{UI}/rewritten.bin", b"first")   # a new asset: a signed PUT, not streamed
+        await fs.write_file(f"{UI}/rewritten.bin", b"first")  # a new asset: a signed PUT, not streamed
         fh = await fs.open(f"{UI}/rewritten.bin", os.O_WRONLY | os.O_TRUNC)
         await fs.ops.write(fh, 0, data[:MIB])
         await stream_started(emu, "POST /versions")
         for offset in range(MIB, len(data), MIB):
-            await fs.ops.write(fh, offset, data[offset:offset + MIB])
+            await fs.ops.write(fh, offset, data[offset : offset + MIB])
         await fs.close(fh)
     [asset] = [a for a in truth.assets(ws, "/ui/") if a["file_name"] == "rewritten.bin"]
     assert len(asset["versions"]) == 2
@@ -205,7 +208,7 @@ async def test_no_stream_with_a_write_back_delay_or_for_a_temporary_name(emu, tm
     async with in_process(emu, tmp_path, accounts=["stores"], options="write_back=0.2") as fs:
         fh = await fs.create(f"{LOGOS}/later.bin")
         await fs.ops.write(fh, 0, b"x" * 100)
-        assert live_of(fs, fh) is None               # a temp name may still be renamed or removed
+        assert live_of(fs, fh) is None  # a temp name may still be renamed or removed
         await fs.close(fh)
     async with in_process(emu, tmp_path / "b", accounts=["stores"], options="write_back=0") as fs:
         fh = await fs.create(f"{LOGOS}/.partial.bin")

@@ -14,7 +14,11 @@ def spectrum_assets(account: dict, org: str) -> list[dict]:
     out, page = [], 1
     with httpx.Client(timeout=30) as client:
         while True:
-            contents = client.get(url, params={"page": page, "pageSize": 1000}, headers=headers).raise_for_status().json()["contents"]
+            contents = (
+                client.get(url, params={"page": page, "pageSize": 1000}, headers=headers)
+                .raise_for_status()
+                .json()["contents"]
+            )
             out += contents
             if len(contents) < 1000:
                 return out

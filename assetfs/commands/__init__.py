@@ -125,8 +125,9 @@ def read_status(mountpoint: Path) -> tuple[str, dict]:
     try:
         text = answers.get(timeout=STATUS_WAIT)
     except queue.Empty:
-        raise NoAnswer(f"{path}: the mount did not answer within {STATUS_WAIT:g}s (its process is stopped or stuck)",
-                       code=1) from None
+        raise NoAnswer(
+            f"{path}: the mount did not answer within {STATUS_WAIT:g}s (its process is stopped or stuck)", code=1
+        ) from None
     if isinstance(text, OSError):
         raise CommandError(f"{path}: cannot read it: {text.strerror or text}", code=1)
     try:

@@ -168,8 +168,11 @@ def clear(cache: Path, state: Path, console: Console) -> int:
                 db.close()
             _compact(path / "cache.db")
         _say(console, f"cleared {name}/: {removed:,} entries, {human_size(before)} → {human_size(disk_usage(path))}")
-    _say(console, f"kept the state dir {state} (bytes written but not yet uploaded, the upload journal, "
-                  f"what providers remember): never cleared")
+    _say(
+        console,
+        f"kept the state dir {state} (bytes written but not yet uploaded, the upload journal, "
+        f"what providers remember): never cleared",
+    )
     states = journal_states(state)
     if states:
         _say(console, f"pending uploads in the journal: {_describe(states)}")

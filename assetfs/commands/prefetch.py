@@ -156,8 +156,14 @@ def run(args: argparse.Namespace) -> int:
         paths.append(os.path.abspath(path))
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True), _Speed(),
-               TextColumn("{task.fields[files]}"), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        _Speed(),
+        TextColumn("{task.fields[files]}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         run_ = Prefetch(args.jobs, progress, err)
         for path in paths:
@@ -165,12 +171,15 @@ def run(args: argparse.Namespace) -> int:
         run_.wait()
     elapsed = time.monotonic() - started
     rate = f", {human_size(run_.bytes_read / elapsed)}/s" if elapsed > 0 and run_.bytes_read else ""
-    out.print(f"prefetched {run_.files_read:,} file{'s' if run_.files_read != 1 else ''}, "
-              f"{human_size(run_.bytes_read)} ({run_.bytes_read:,} bytes) in {human_duration(elapsed)}{rate}",
-              highlight=False)
+    out.print(
+        f"prefetched {run_.files_read:,} file{'s' if run_.files_read != 1 else ''}, "
+        f"{human_size(run_.bytes_read)} ({run_.bytes_read:,} bytes) in {human_duration(elapsed)}{rate}",
+        highlight=False,
+    )
     if run_.errors:
-        err.print(f"assetfs: {len(run_.errors)} path{'s' if len(run_.errors) != 1 else ''} could not be read "
-                  "(see above)", highlight=False)
+        err.print(
+            f"assetfs: {len(run_.errors)} path{'s' if len(run_.errors) != 1 else ''} could not be read (see above)",
+            highlight=False,
+        )
         return 1
     return 0
-

@@ -90,7 +90,12 @@ def pending_table(pending: list[dict]) -> Table | Text:
     for column in ("name", "account", "state", "size", "attempts", "last error"):
         table.add_column(column, overflow="fold")
     for p in pending:
-        table.add_row(Text(str(p.get("name", ""))), Text(str(p.get("account", ""))),
-                      Text(str(p.get("state", "")), style="red" if p.get("state") != "pending" else "yellow"),
-                      human_size(p.get("size")), str(p.get("attempts", 0)), Text(str(p.get("error") or "")))
+        table.add_row(
+            Text(str(p.get("name", ""))),
+            Text(str(p.get("account", ""))),
+            Text(str(p.get("state", "")), style="red" if p.get("state") != "pending" else "yellow"),
+            human_size(p.get("size")),
+            str(p.get("attempts", 0)),
+            Text(str(p.get("error") or "")),
+        )
     return table

@@ -21,8 +21,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from ..units import parse_duration
 from . import CommandError, NoAnswer, assetfs_mountpoint, human_size, is_mounted, read_status
 
-POLL = 0.5          # seconds between two looks at status.json
-EXIT_WAIT = 10.0    # seconds to let the mount's process finish after the unmount
+POLL = 0.5  # seconds between two looks at status.json
+EXIT_WAIT = 10.0  # seconds to let the mount's process finish after the unmount
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
             _, status = read_status(mountpoint)
         except NoAnswer as e:
             # A plain unmount would find the mount busy with our own unanswered read.
-            err.print(f"assetfs: {escape(str(e))}; unmounting lazily (uploads not done are kept in the "
-                      "journal and resume at the next mount)", highlight=False)
+            err.print(
+                f"assetfs: {escape(str(e))}; unmounting lazily (uploads not done are kept in the "
+                "journal and resume at the next mount)",
+                highlight=False,
+            )
             status, lazy = None, True
         except CommandError as e:
             # A mount whose process died answers ENOTCONN: nothing to wait for, but it still needs unmounting.
@@ -57,12 +60,16 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(
                     f"{mountpoint}: {count} upload{'s' if count != 1 else ''} still pending after {timeout:g}s; "
                     "not unmounted (they are kept and resume at the next mount; unmount anyway with --lazy "
-                    "or fusermount3 -u)", code=1)
+                    "or fusermount3 -u)",
+                    code=1,
+                )
     _unmount(mountpoint, lazy)
     if pid and not lazy:
         _wait_for_exit(int(pid))
-    out.print(f"unmounted {escape(str(mountpoint))}" + (" (lazily: it goes once nothing uses it)" if lazy else ""),
-              highlight=False)
+    out.print(
+        f"unmounted {escape(str(mountpoint))}" + (" (lazily: it goes once nothing uses it)" if lazy else ""),
+        highlight=False,
+    )
     return 0
 
 
@@ -74,11 +81,17 @@ def _report_kept(console: Console, status: dict) -> None:
     kept = [p for p in status.get("pending_uploads") or [] if p.get("state") != "pending"]
     if not kept:
         return
-    console.print(f"{len(kept)} upload{'s' if len(kept) != 1 else ''} kept for you, not waited for "
-                  "(see .assetfs/pending/ at the next mount):", highlight=False)
+    console.print(
+        f"{len(kept)} upload{'s' if len(kept) != 1 else ''} kept for you, not waited for "
+        "(see .assetfs/pending/ at the next mount):",
+        highlight=False,
+    )
     for p in kept:
-        console.print(f"  {escape(str(p.get('name')))} ({escape(str(p.get('account')))}): {escape(str(p.get('state')))}"
-                      + (f" — {escape(str(p['error']))}" if p.get("error") else ""), highlight=False)
+        console.print(
+            f"  {escape(str(p.get('name')))} ({escape(str(p.get('account')))}): {escape(str(p.get('state')))}"
+            + (f" — {escape(str(p['error']))}" if p.get("error") else ""),
+            highlight=False,
+        )
 
 
 def _wait_for_uploads(mountpoint, status: dict, timeout: float, console: Console) -> list[dict]:
@@ -88,17 +101,29 @@ def _wait_for_uploads(mountpoint, status: dict, timeout: float, console: Console
         return []
     deadline = time.monotonic() + timeout
     total_count, total_bytes = len(due), sum(int(p.get("size") or 0) for p in due)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[uploads]}"),
-                  DownloadColumn(binary_units=True), TimeElapsedColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[uploads]}"),
+        DownloadColumn(binary_units=True),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
         task = progress.add_task("waiting for uploads", total=total_bytes or 1, uploads="")
         while due:
             left_bytes = sum(int(p.get("size") or 0) for p in due)
             total_count, total_bytes = max(total_count, len(due)), max(total_bytes, left_bytes)
             last_error = next((p.get("error") for p in due if p.get("error")), "")
             description = "waiting for uploads" + (f" (last error: {last_error[:60]})" if last_error else "")
-            progress.update(task, total=total_bytes or 1, completed=total_bytes - left_bytes, description=description,
-                            uploads=f"{total_count - len(due)}/{total_count} uploads")
+            progress.update(
+                task,
+                total=total_bytes or 1,
+                completed=total_bytes - left_bytes,
+                description=description,
+                uploads=f"{total_count - len(due)}/{total_count} uploads",
+            )
             if time.monotonic() >= deadline:
                 break
             time.sleep(POLL)
@@ -106,20 +131,27 @@ def _wait_for_uploads(mountpoint, status: dict, timeout: float, console: Console
                 _, status = read_status(mountpoint)
             except CommandError:
                 if not is_mounted(mountpoint):
-                    raise CommandError(f"{mountpoint}: unmounted by someone else while waiting; "
-                                       f"{len(due)} upload(s) kept for the next mount", code=1) from None
+                    raise CommandError(
+                        f"{mountpoint}: unmounted by someone else while waiting; "
+                        f"{len(due)} upload(s) kept for the next mount",
+                        code=1,
+                    ) from None
                 raise
             due = _due(status)
         else:
             progress.update(task, completed=total_bytes or 1, uploads=f"{total_count}/{total_count} uploads")
     if due:
         for p in due:
-            console.print(f"  still pending: {escape(str(p.get('name')))} ({escape(str(p.get('account')))}, "
-                          f"{human_size(p.get('size'))}, {p.get('attempts', 0)} tries)"
-                          + (f" — {escape(str(p['error']))}" if p.get("error") else ""), highlight=False)
+            console.print(
+                f"  still pending: {escape(str(p.get('name')))} ({escape(str(p.get('account')))}, "
+                f"{human_size(p.get('size'))}, {p.get('attempts', 0)} tries)"
+                + (f" — {escape(str(p['error']))}" if p.get("error") else ""),
+                highlight=False,
+            )
     else:
-        console.print(f"{total_count} upload{'s' if total_count != 1 else ''} done "
-                      f"({human_size(total_bytes)})", highlight=False)
+        console.print(
+            f"{total_count} upload{'s' if total_count != 1 else ''} done ({human_size(total_bytes)})", highlight=False
+        )
     return due
 
 

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import os
 import time
-
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -31,8 +30,8 @@ SAMPLE_EPOCH = 1730000000.0
 class Emulator:
     """State shared by the provider modules: tokens, files, faults, rate limits, request log."""
 
-    extra_assets: int = 0          # deterministic assets added per organization (--assets N)
-    large_file_size: int = 0       # bytes of one large asset per provider (0: none)
+    extra_assets: int = 0  # deterministic assets added per organization (--assets N)
+    large_file_size: int = 0  # bytes of one large asset per provider (0: none)
     tokens: TokenIssuer = field(default_factory=TokenIssuer)
     blobs: BlobStore = field(default_factory=BlobStore)
     faults: Faults = field(default_factory=Faults)
@@ -42,7 +41,7 @@ class Emulator:
     request_log: list[tuple[str, str]] = field(default_factory=list)
     names: list[dict] = field(default_factory=list)  # test-only: every name a write gave the provider
     hostile: Hostile = field(default_factory=Hostile)  # test-only: see hostile.py
-    url_ttl: float | None = None   # lifetime of signed content URLs (None: they never expire)
+    url_ttl: float | None = None  # lifetime of signed content URLs (None: they never expire)
     # Benchmark/test only: link files kept on disk as <this URL>/<file in the data dir>/<name>,
     # so a plain web server over that dir (nginx, dropping the cosmetic last part) serves them.
     content_base_url: str | None = None
@@ -176,7 +175,9 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
         routes.append(Mount(provider.prefix, routes=provider.routes()))
         routes.extend(provider.extra_mounts())
     app = Starlette(routes=routes)
-    app.add_middleware(HostileMiddleware, hostile=emu.hostile)  # innermost: faults and the request log see what was asked
+    app.add_middleware(
+        HostileMiddleware, hostile=emu.hostile
+    )  # innermost: faults and the request log see what was asked
     app.add_middleware(FaultMiddleware, faults=emu.faults)
     app.add_middleware(_RequestRecorder, emu=emu)
     return app
@@ -205,5 +206,3 @@ class _RequestRecorder:
         if scope["type"] == "http" and not scope["path"].startswith("/_emulator/"):
             self.emu.record(scope["method"], scope["path"])
         await self.app(scope, receive, send)
-
-

@@ -17,7 +17,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -33,17 +33,17 @@ from .app import origin
 from .provider import ProviderEmulator
 from .tokens import bearer
 
-ORG, BRAND = "9467895078742654934", "9467895078742654921"   # the documentation's example
+ORG, BRAND = "9467895078742654934", "9467895078742654921"  # the documentation's example
 CLIENT_ID, CLIENT_SECRET = "assetfs-demo-apple", "apple-demo-secret"
 TOKEN_TTL = 3600
 MAX_UPLOAD = 15 * 1024 * 1024
 INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100          # inferred: the docs give no default or maximum page size
-IMAGE_STATE = "AVAILABLE"                   # inferred: the docs do not list image states
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100  # inferred: the docs give no default or maximum page size
+IMAGE_STATE = "AVAILABLE"  # inferred: the docs do not list image states
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Generated assets are dated after the seed's own (late 2026), so that the documented example
 # query (createdDate=gt=2024-09-30…, limit=2) answers the seed's page first; fixed, so stable.
-GENERATED_FROM = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc).timestamp()
+GENERATED_FROM = datetime(2026, 11, 2, 9, 0, tzinfo=UTC).timestamp()
 SEED_PAGE = Path(__file__).parent / "seeds" / "apple_assets_page.json"
 
 # (orgId, legalName, [(brandId, displayName)]): the first organization is the one `me` belongs to.
@@ -52,8 +52,14 @@ ORGANIZATIONS = [
     ("9467895078742655101", "Northwind Bakery Ltd", [("9467895078742655111", "Northwind Bakery")]),
 ]
 # Extra sample assets of the example brand: (state, has a partnersAssetId).
-EXAMPLE_BRAND_EXTRAS = [("PUBLISHED", True), ("PROCESSING", False), ("DELETED", True), ("REJECTED", True),
-                        ("PUBLISHED", True), ("PUBLISHED", True)]
+EXAMPLE_BRAND_EXTRAS = [
+    ("PUBLISHED", True),
+    ("PROCESSING", False),
+    ("DELETED", True),
+    ("REJECTED", True),
+    ("PUBLISHED", True),
+    ("PUBLISHED", True),
+]
 
 
 def _sample(intent: str) -> samples.Sample:
@@ -93,7 +99,7 @@ class ApiError(Exception):
 class Image:
     org_id: str
     id: str
-    key: str          # blob key
+    key: str  # blob key
     filename: str
     width: int
     height: int
@@ -102,9 +108,9 @@ class Image:
 
 @dataclass(slots=True)
 class Asset:
-    data: dict        # the JSON the API returns
-    key: tuple        # (createdDate, id): the listing order, fixed for the asset's life; the dates
-                      # all have the seed's fixed-width form, so they sort as text
+    data: dict  # the JSON the API returns
+    key: tuple  # (createdDate, id): the listing order, fixed for the asset's life; the dates
+    # all have the seed's fixed-width form, so they sort as text
 
 
 @dataclass
@@ -114,8 +120,10 @@ class Org:
     brands: dict[str, dict] = field(default_factory=dict)
     assets: dict[str, Asset] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
-    lazy_images: dict[str, tuple] = field(default_factory=dict)   # generated images not yet asked for: _add_image's arguments
-    listing: dict[str, list[Asset]] = field(default_factory=dict)   # brandId → assets in order
+    lazy_images: dict[str, tuple] = field(
+        default_factory=dict
+    )  # generated images not yet asked for: _add_image's arguments
+    listing: dict[str, list[Asset]] = field(default_factory=dict)  # brandId → assets in order
 
 
 class AppleEmulator(ProviderEmulator):
@@ -138,8 +146,14 @@ class AppleEmulator(ProviderEmulator):
             org = self.orgs[org_id] = Org(org_id, legal_name)
             for brand_id, display_name in brands:
                 # inferred: the brand object's fields (the docs show none).
-                org.brands[brand_id] = {"id": brand_id, "orgId": org_id, "displayName": display_name,
-                                        "state": "PUBLISHED", "createdDate": stamp(GENERATED_FROM), "updatedDate": stamp(GENERATED_FROM)}
+                org.brands[brand_id] = {
+                    "id": brand_id,
+                    "orgId": org_id,
+                    "displayName": display_name,
+                    "state": "PUBLISHED",
+                    "createdDate": stamp(GENERATED_FROM),
+                    "updatedDate": stamp(GENERATED_FROM),
+                }
                 org.listing[brand_id] = []
                 self._generate_brand(org, brand_id, next(brand_numbers), first_org=org_id == ORG)
         if self.emu.large_file_size > 0:
@@ -150,19 +164,30 @@ class AppleEmulator(ProviderEmulator):
             for data in json.loads(SEED_PAGE.read_text())["data"]:
                 details = data["brandAssetDetails"]
                 sample, mtime = _sample(details["intent"]), apple_ql.parse_date(data["createdDate"]).timestamp()
-                self._add_image(org, details["imageId"], sample, details["partnersAssetId"] + sample.extension, data["createdDate"], mtime)
+                self._add_image(
+                    org,
+                    details["imageId"],
+                    sample,
+                    details["partnersAssetId"] + sample.extension,
+                    data["createdDate"],
+                    mtime,
+                )
                 self._add_asset(org, data)
             specials = EXAMPLE_BRAND_EXTRAS
         else:
             specials = [("PUBLISHED", True)] * 3
-        extra = self.emu.extra_assets if first_org else 0   # --assets N: N more in each brand of the first org
+        extra = self.emu.extra_assets if first_org else 0  # --assets N: N more in each brand of the first org
         base = 9_467_895_100_000_000_000 + number * 100_000_000
         kinds = [(intent, _sample(intent), intent.lower()) for intent in INTENTS]
         for i in range(len(specials) + extra):
             state, named = specials[i] if i < len(specials) else ("PUBLISHED", True)
-            self._generate_asset(org, brand_id, str(base + i), i, state, f"asset_{i:05d}" if named else None, kinds[i % 3])
+            self._generate_asset(
+                org, brand_id, str(base + i), i, state, f"asset_{i:05d}" if named else None, kinds[i % 3]
+            )
 
-    def _generate_asset(self, org: Org, brand_id: str, asset_id: str, i: int, state: str, partners_id: str | None, kind: tuple) -> None:
+    def _generate_asset(
+        self, org: Org, brand_id: str, asset_id: str, i: int, state: str, partners_id: str | None, kind: tuple
+    ) -> None:
         """One deterministic asset with its own image; cheap, as --assets makes 10,000s of them."""
         intent, sample, label = kind
         h = hashlib.sha1(asset_id.encode()).hexdigest()
@@ -170,13 +195,27 @@ class AppleEmulator(ProviderEmulator):
         created = stamp(mtime)
         image_id = f"{h[:8]}-{h[8:12]}-11f0-9cd2-0242ac120002"
         org.lazy_images[image_id] = (sample, f"{partners_id or asset_id}{sample.extension}", created, mtime, asset_id)
-        details = {"imageId": image_id, "partnersAssetId": partners_id, "intent": intent,
-                   "altTexts": [{"text": f"{label} {i}", "locale": "en"}]}
+        details = {
+            "imageId": image_id,
+            "partnersAssetId": partners_id,
+            "intent": intent,
+            "altTexts": [{"text": f"{label} {i}", "locale": "en"}],
+        }
         if partners_id is None:
             del details["partnersAssetId"]
-        self._add_asset(org, {"orgId": org.id, "brandId": brand_id, "id": asset_id, "createdDate": created,
-                              "updatedDate": created, "state": state, "etag": f"{h[12:20]}-{h[20:24]}-11ec-{h[24:28]}-{h[28:40]}",
-                              "brandAssetDetails": details})
+        self._add_asset(
+            org,
+            {
+                "orgId": org.id,
+                "brandId": brand_id,
+                "id": asset_id,
+                "createdDate": created,
+                "updatedDate": created,
+                "state": state,
+                "etag": f"{h[12:20]}-{h[20:24]}-11ec-{h[24:28]}-{h[28:40]}",
+                "brandAssetDetails": details,
+            },
+        )
 
     def _add_large(self, org: Org, brand_id: str) -> None:
         """One big file for streaming tests (inferred: not an image Apple would accept)."""
@@ -184,14 +223,39 @@ class AppleEmulator(ProviderEmulator):
         created = stamp(GENERATED_FROM)
         image_id = "1a46e000-0000-11f0-9cd2-0242ac120002"
         org.images[image_id] = Image(org.id, image_id, blob.key, "large.bin", 0, 0, created)
-        self._add_asset(org, {"orgId": org.id, "brandId": brand_id, "id": "9467895100999999999", "createdDate": created,
-                              "updatedDate": created, "state": "PUBLISHED", "etag": "1a46e000-0000-11ec-9cd2-0242ac120002",
-                              "brandAssetDetails": {"imageId": image_id, "partnersAssetId": "large", "intent": "GALLERY", "altTexts": []}})
+        self._add_asset(
+            org,
+            {
+                "orgId": org.id,
+                "brandId": brand_id,
+                "id": "9467895100999999999",
+                "createdDate": created,
+                "updatedDate": created,
+                "state": "PUBLISHED",
+                "etag": "1a46e000-0000-11ec-9cd2-0242ac120002",
+                "brandAssetDetails": {
+                    "imageId": image_id,
+                    "partnersAssetId": "large",
+                    "intent": "GALLERY",
+                    "altTexts": [],
+                },
+            },
+        )
 
-    def _add_image(self, org: Org, image_id: str, sample: samples.Sample, filename: str, created: str, mtime: float,
-                   tag: str | None = None) -> None:
+    def _add_image(
+        self,
+        org: Org,
+        image_id: str,
+        sample: samples.Sample,
+        filename: str,
+        created: str,
+        mtime: float,
+        tag: str | None = None,
+    ) -> None:
         key = f"apple/{org.id}/{image_id}"
-        self.emu.blobs.add_generated(key, sample.size, sample.content_type, partial(sample.build, tag or image_id), mtime)
+        self.emu.blobs.add_generated(
+            key, sample.size, sample.content_type, partial(sample.build, tag or image_id), mtime
+        )
         org.images[image_id] = Image(org.id, image_id, key, filename, sample.width, sample.height, created)
 
     def _image(self, org: Org, image_id: str) -> Image | None:
@@ -219,7 +283,11 @@ class AppleEmulator(ProviderEmulator):
             f"{v1}/me": {"GET": self.me},
             f"{v1}/orgs/{{orgId}}/brands": {"GET": self.list_brands},
             f"{v1}/orgs/{{orgId}}/brands/{{brandId}}/assets": {"GET": self.list_assets, "POST": self.create_asset},
-            f"{v1}/orgs/{{orgId}}/assets/{{assetId}}": {"GET": self.get_asset, "PUT": self.update_asset, "DELETE": self.delete_asset},
+            f"{v1}/orgs/{{orgId}}/assets/{{assetId}}": {
+                "GET": self.get_asset,
+                "PUT": self.update_asset,
+                "DELETE": self.delete_asset,
+            },
             f"{v1}/orgs/{{orgId}}/images/upload": {"POST": self.upload_image},
             f"{v1}/orgs/{{orgId}}/images/{{imageId}}/metadata": {"GET": self.image_metadata},
         }
@@ -234,12 +302,22 @@ class AppleEmulator(ProviderEmulator):
                 wait = self.emu.rate_limit(self.name).hit()
                 if wait is not None:
                     # inferred: 429 is not in Apple's status list; the usual answer, with Retry-After.
-                    raise ApiError(429, "RATE_LIMIT_EXCEEDED", "Too many requests.", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                    raise ApiError(
+                        429,
+                        "RATE_LIMIT_EXCEEDED",
+                        "Too many requests.",
+                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
                 handler = methods.get(request.method) or (methods.get("GET") if request.method == "HEAD" else None)
                 if handler is None:
                     if not methods:
                         raise ApiError(404, "NOT_FOUND", f"No resource at {request.url.path}.")
-                    raise ApiError(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed here.", headers={"Allow": ", ".join(methods)})
+                    raise ApiError(
+                        405,
+                        "METHOD_NOT_ALLOWED",
+                        f"{request.method} is not allowed here.",
+                        headers={"Allow": ", ".join(methods)},
+                    )
                 if handler != self.token:
                     self._authorize(request)
                 response = await handler(request)
@@ -252,8 +330,12 @@ class AppleEmulator(ProviderEmulator):
 
     def _authorize(self, request: Request) -> None:
         if self.emu.tokens.check(self.name, bearer(request.headers.get("authorization"))) is None:
-            raise ApiError(401, "UNAUTHORIZED", "The access token is missing, invalid or expired.",
-                           headers={"WWW-Authenticate": 'Bearer realm="business"'})  # inferred header
+            raise ApiError(
+                401,
+                "UNAUTHORIZED",
+                "The access token is missing, invalid or expired.",
+                headers={"WWW-Authenticate": 'Bearer realm="business"'},
+            )  # inferred header
 
     def _org(self, request: Request) -> Org:
         org = self.orgs.get(request.path_params["orgId"])
@@ -279,17 +361,29 @@ class AppleEmulator(ProviderEmulator):
     async def token(self, request: Request) -> Response:
         body = await _body(request, form_ok=True)  # inferred: a form-encoded body is accepted too
         if body.get("grant_type") != "client_credentials" or body.get("scope") != "business":
-            raise ApiError(400, "INVALID_REQUEST", 'grant_type must be "client_credentials" and scope "business".',
-                           {"grant_type": body.get("grant_type"), "scope": body.get("scope")})
+            raise ApiError(
+                400,
+                "INVALID_REQUEST",
+                'grant_type must be "client_credentials" and scope "business".',
+                {"grant_type": body.get("grant_type"), "scope": body.get("scope")},
+            )
         if body.get("client_id") != CLIENT_ID or body.get("client_secret") != CLIENT_SECRET:
             raise ApiError(401, "UNAUTHORIZED", "Invalid client credentials.", {"client_id": body.get("client_id")})
         token, _ = self.emu.tokens.issue(self.name, CLIENT_ID, TOKEN_TTL)
-        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": self.emu.tokens.lifetime(TOKEN_TTL)})
+        return JSONResponse(
+            {"access_token": token, "token_type": "Bearer", "expires_in": self.emu.tokens.lifetime(TOKEN_TTL)}
+        )
 
     async def me(self, request: Request) -> Response:
         org = self.orgs[ORG]
         # inferred: the fields of `user`.
-        user = {"id": "9467895078742650001", "email": "partner@example.com", "firstName": "Demo", "lastName": "Partner", "roles": ["ADMIN"]}
+        user = {
+            "id": "9467895078742650001",
+            "email": "partner@example.com",
+            "firstName": "Demo",
+            "lastName": "Partner",
+            "roles": ["ADMIN"],
+        }
         return JSONResponse({"user": user, "orgDetails": {"orgId": org.id, "legalName": org.legal_name}})
 
     async def list_brands(self, request: Request) -> Response:
@@ -308,7 +402,12 @@ class AppleEmulator(ProviderEmulator):
             # refused with another organization, brand or ql.
             query, position = self._cursors.get(params["after"], (None, None))
             if query is None or query[:2] != (org.id, brand_id) or ("ql" in params and ql != query[2]):
-                raise ApiError(400, "INVALID_PARAMETER", "The cursor is unknown or belongs to another query.", {"after": params["after"]})
+                raise ApiError(
+                    400,
+                    "INVALID_PARAMETER",
+                    "The cursor is unknown or belongs to another query.",
+                    {"after": params["after"]},
+                )
             ql = query[2]
         try:
             clauses = apple_ql.parse(ql)
@@ -318,8 +417,10 @@ class AppleEmulator(ProviderEmulator):
         pagination = {}
         if more:
             cursor = self._cursor((org.id, brand_id, ql), page[-1].key)
-            pagination = {"cursors": {"after": cursor},
-                          "next": f"{self.prefix}/api/v1/orgs/{org.id}/brands/{brand_id}/assets?limit={limit}&after={cursor}"}
+            pagination = {
+                "cursors": {"after": cursor},
+                "next": f"{self.prefix}/api/v1/orgs/{org.id}/brands/{brand_id}/assets?limit={limit}&after={cursor}",
+            }
         # inferred: `total` counts this page's assets; it is the only reading under which the
         # documented example (a full page of 2, total 2, and a `next`) is consistent.
         return JSONResponse({"data": [a.data for a in page], "pagination": pagination, "total": len(page)})
@@ -331,7 +432,7 @@ class AppleEmulator(ProviderEmulator):
         return cursor
 
     async def get_asset(self, request: Request) -> Response:
-        _, asset = self._asset(request)   # inferred: a DELETED asset still answers, in state DELETED
+        _, asset = self._asset(request)  # inferred: a DELETED asset still answers, in state DELETED
         return _asset_response(asset)
 
     async def create_asset(self, request: Request) -> Response:
@@ -339,8 +440,19 @@ class AppleEmulator(ProviderEmulator):
         details = _details(org, await _body(request), self._image)
         now, asset_id = stamp(time.time()), str(next(self._new_ids))
         self.emu.name_used(self.name, "create", str(details.get("partnersAssetId", "")), brand_id)
-        asset = self._add_asset(org, {"orgId": org.id, "brandId": brand_id, "id": asset_id, "createdDate": now, "updatedDate": now,
-                                      "state": "SUBMITTED", "etag": str(uuid.uuid4()), "brandAssetDetails": details})
+        asset = self._add_asset(
+            org,
+            {
+                "orgId": org.id,
+                "brandId": brand_id,
+                "id": asset_id,
+                "createdDate": now,
+                "updatedDate": now,
+                "state": "SUBMITTED",
+                "etag": str(uuid.uuid4()),
+                "brandAssetDetails": details,
+            },
+        )
         location = f"{origin(request)}{self.prefix}/api/v1/orgs/{org.id}/assets/{asset_id}"  # inferred: absolute
         return _asset_response(asset, 201, {"location": location})
 
@@ -350,14 +462,19 @@ class AppleEmulator(ProviderEmulator):
         if if_match is None:  # inferred: 412 (428 is not among Apple's statuses)
             raise ApiError(412, "PRECONDITION_FAILED", "If-Match with the asset's etag is required.", {"etag": None})
         if if_match.strip() != "*" and if_match.strip().removeprefix("W/").strip('"') != asset.data["etag"]:
-            raise ApiError(412, "PRECONDITION_FAILED", "The asset has changed: its etag does not match.", {"etag": if_match})
+            raise ApiError(
+                412, "PRECONDITION_FAILED", "The asset has changed: its etag does not match.", {"etag": if_match}
+            )
         if asset.data["state"] == "DELETED":  # inferred: deletion is final (no undelete)
-            raise ApiError(400, "BRAND_ASSET_DELETED", "A deleted asset cannot be updated.", {"assetId": asset.data["id"]})
+            raise ApiError(
+                400, "BRAND_ASSET_DELETED", "A deleted asset cannot be updated.", {"assetId": asset.data["id"]}
+            )
         details = _details(org, await _body(request), self._image)
         self.emu.name_used(self.name, "update", str(details.get("partnersAssetId", "")), asset.data["brandId"])
         # inferred: an update goes back to review (SUBMITTED); other top-level body fields are ignored.
-        asset.data.update(brandAssetDetails=details, etag=str(uuid.uuid4()), state="SUBMITTED",
-                          updatedDate=stamp(time.time()))
+        asset.data.update(
+            brandAssetDetails=details, etag=str(uuid.uuid4()), state="SUBMITTED", updatedDate=stamp(time.time())
+        )
         return _asset_response(asset)
 
     async def delete_asset(self, request: Request) -> Response:
@@ -386,7 +503,9 @@ class AppleEmulator(ProviderEmulator):
             image_id = str(uuid.uuid1(node=0x0242AC120002))
             key = f"apple/{org.id}/{image_id}"
             await run_in_threadpool(self.emu.blobs.add_stream, key, upload.file, content_type)
-            filename = Path(upload.filename or "").name or image_id + extension   # inferred: without a name, id + extension
+            filename = (
+                Path(upload.filename or "").name or image_id + extension
+            )  # inferred: without a name, id + extension
             self.emu.name_used(self.name, "image", upload.filename or "")
         image = org.images[image_id] = Image(org.id, image_id, key, filename, width, height, stamp(time.time()))
         return JSONResponse(self._image_json(request, image), status_code=201)
@@ -401,21 +520,43 @@ class AppleEmulator(ProviderEmulator):
     def _image_json(self, request: Request, image: Image) -> dict:
         blob = self.emu.blobs.get(image.key)
         url = self.emu.cdn_url(request, image.key, image.filename)
-        return {"orgId": image.org_id, "id": image.id, "createdDate": image.created, "updatedDate": image.created,
-                "state": IMAGE_STATE, "filename": image.filename, "width": image.width, "height": image.height,
-                "fileSize": blob.size, "contentType": blob.content_type, "cdnUrl": url,
-                # inferred: the template's placeholders; the signature covers the path only, so a filled-in template still loads.
-                "cdnTemplateUrl": url + "&size={w}x{h}"}
+        return {
+            "orgId": image.org_id,
+            "id": image.id,
+            "createdDate": image.created,
+            "updatedDate": image.created,
+            "state": IMAGE_STATE,
+            "filename": image.filename,
+            "width": image.width,
+            "height": image.height,
+            "fileSize": blob.size,
+            "contentType": blob.content_type,
+            "cdnUrl": url,
+            # inferred: the template's placeholders; the signature covers the path only, so a filled-in template still loads.
+            "cdnTemplateUrl": url + "&size={w}x{h}",
+        }
 
     # ---- config and tour -------------------------------------------------------------------
 
     def account_config(self, base_url: str) -> dict:
-        return {"provider": self.name, "base_url": base_url + self.prefix, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                "organizations": {org.id: list(org.brands) for org in self.orgs.values()}}
+        return {
+            "provider": self.name,
+            "base_url": base_url + self.prefix,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "organizations": {org.id: list(org.brands) for org in self.orgs.values()},
+        }
 
     def curl_examples(self, base_url: str) -> list[str]:
         api = base_url + self.prefix + "/api/v1"
-        body = json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials", "scope": "business"})
+        body = json.dumps(
+            {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "grant_type": "client_credentials",
+                "scope": "business",
+            }
+        )
         return [
             f"TOKEN=$(curl -s {api}/oauth2/token -H 'Content-Type: application/json' -d '{body}'"
             " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
@@ -431,7 +572,7 @@ def _limit(raw: str | None) -> int:
         return DEFAULT_LIMIT
     if not raw.isdigit() or int(raw) < 1:
         raise ApiError(400, "INVALID_PARAMETER", "limit must be a positive integer.", {"limit": raw})
-    return min(int(raw), MAX_LIMIT)   # inferred: a larger limit is clamped, not refused
+    return min(int(raw), MAX_LIMIT)  # inferred: a larger limit is clamped, not refused
 
 
 def _asset_response(asset: Asset, status: int = 200, headers: dict | None = None) -> Response:
@@ -459,17 +600,26 @@ def _details(org: Org, body: dict, image_finder) -> dict:
         raise ApiError(400, "INVALID_REQUEST", "brandAssetDetails is required.", {"brandAssetDetails": None})
     image_id, intent = details.get("imageId"), details.get("intent")
     if not isinstance(image_id, str) or image_finder(org, image_id) is None:
-        raise ApiError(400, "INVALID_PARAMETER", "imageId does not name an image of this organization.", {"imageId": image_id})
+        raise ApiError(
+            400, "INVALID_PARAMETER", "imageId does not name an image of this organization.", {"imageId": image_id}
+        )
     if intent not in INTENTS:
         raise ApiError(400, "INVALID_PARAMETER", f"intent must be one of {', '.join(INTENTS)}.", {"intent": intent})
     partners_id, alt_texts = details.get("partnersAssetId"), details.get("altTexts", [])
     if partners_id is not None and not (isinstance(partners_id, str) and partners_id):
-        raise ApiError(400, "INVALID_PARAMETER", "partnersAssetId must be a non-empty string.", {"partnersAssetId": partners_id})
+        raise ApiError(
+            400, "INVALID_PARAMETER", "partnersAssetId must be a non-empty string.", {"partnersAssetId": partners_id}
+        )
     if not isinstance(alt_texts, list) or not all(
-            isinstance(t, dict) and isinstance(t.get("text"), str) and isinstance(t.get("locale"), str) for t in alt_texts):
+        isinstance(t, dict) and isinstance(t.get("text"), str) and isinstance(t.get("locale"), str) for t in alt_texts
+    ):
         raise ApiError(400, "INVALID_PARAMETER", "altTexts must be a list of {text, locale}.", {"altTexts": None})
-    out = {"imageId": image_id, "partnersAssetId": partners_id, "intent": intent,
-           "altTexts": [{"text": t["text"], "locale": t["locale"]} for t in alt_texts]}
+    out = {
+        "imageId": image_id,
+        "partnersAssetId": partners_id,
+        "intent": intent,
+        "altTexts": [{"text": t["text"], "locale": t["locale"]} for t in alt_texts],
+    }
     if partners_id is None:
         del out["partnersAssetId"]
     return out

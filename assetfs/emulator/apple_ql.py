@@ -10,12 +10,19 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # `==` and `=gt=` are documented; the other four operators are inferred (FIQL's own set).
 OPERATORS = ("==", "!=", "=gt=", "=lt=", "=ge=", "=le=")
-FIELDS = ("id", "state", "createdDate", "updatedDate",
-          "brandAssetDetails.partnersAssetId", "brandAssetDetails.imageId", "brandAssetDetails.intent")
+FIELDS = (
+    "id",
+    "state",
+    "createdDate",
+    "updatedDate",
+    "brandAssetDetails.partnersAssetId",
+    "brandAssetDetails.imageId",
+    "brandAssetDetails.intent",
+)
 DATE_FIELDS = ("createdDate", "updatedDate")
 # inferred: ordering operators make sense only on dates and ids; on other fields they are a 400.
 ORDERED_FIELDS = DATE_FIELDS + ("id",)
@@ -55,7 +62,9 @@ def parse(ql: str | None) -> list[Clause]:
     for text in ql.split(";"):
         m = _CLAUSE.match(text.strip())
         if not m:
-            raise QlError(f"invalid ql clause {text!r}: expected <field><operator><value>, operators {', '.join(OPERATORS)}")
+            raise QlError(
+                f"invalid ql clause {text!r}: expected <field><operator><value>, operators {', '.join(OPERATORS)}"
+            )
         field, op, raw = m.group("field"), m.group("op"), m.group("value")
         if field not in FIELDS:
             raise QlError(f"field {field!r} cannot be filtered on; filterable: {', '.join(FIELDS)}")
@@ -95,7 +104,7 @@ def field_value(asset: dict, field: str) -> str | None:
 def parse_date(text: str) -> datetime:
     """An ISO 8601 instant; one without a zone is taken as UTC (inferred)."""
     when = datetime.fromisoformat(text.replace(" ", "+"))  # a `+` decoded from a query string as a space
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _typed(field: str, raw: str):

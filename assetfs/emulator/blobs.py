@@ -108,8 +108,14 @@ class BlobStore:
             data = blob.make()
             path = self.root / _safe(key)
             path.write_bytes(data)
-            blob = FileBlob(key=key, size=len(data), content_type=blob.content_type, mtime=blob.mtime,
-                            _md5=hashlib.md5(data).hexdigest(), path=path)
+            blob = FileBlob(
+                key=key,
+                size=len(data),
+                content_type=blob.content_type,
+                mtime=blob.mtime,
+                _md5=hashlib.md5(data).hexdigest(),
+                path=path,
+            )
             self._blobs[key] = blob
         return blob
 
@@ -129,7 +135,9 @@ class BlobStore:
         return self._add_file(key, path, content_type, digest.hexdigest())
 
     def _add_file(self, key: str, path: Path, content_type: str, md5: str) -> Blob:
-        blob = FileBlob(key=key, size=path.stat().st_size, content_type=content_type, mtime=time.time(), _md5=md5, path=path)
+        blob = FileBlob(
+            key=key, size=path.stat().st_size, content_type=content_type, mtime=time.time(), _md5=md5, path=path
+        )
         self._blobs[key] = blob
         return blob
 

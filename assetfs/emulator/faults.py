@@ -17,15 +17,15 @@ import anyio
 
 @dataclass
 class Faults:
-    latency: float = 0.0          # seconds added before each answer
-    hang: bool = False            # accept the request and never answer
-    fail_status: int = 0          # answer this status (e.g. 500, 503) …
-    fail_count: int = 0           # … to the next N requests (-1: until switched off)
-    retry_after: int = 0          # Retry-After header sent with fail_status (0: none)
-    reset_mid_body: int = 0       # the next N responses with a body are cut off mid-body (connection reset)
-    truncate_body: int = 0        # the next N responses with a body end early (short of Content-Length)
-    reset_mid_upload: int = 0     # the next N request bodies still coming in are cut off (the request fails)
-    only_prefix: str = ""         # apply only to paths starting with this
+    latency: float = 0.0  # seconds added before each answer
+    hang: bool = False  # accept the request and never answer
+    fail_status: int = 0  # answer this status (e.g. 500, 503) …
+    fail_count: int = 0  # … to the next N requests (-1: until switched off)
+    retry_after: int = 0  # Retry-After header sent with fail_status (0: none)
+    reset_mid_body: int = 0  # the next N responses with a body are cut off mid-body (connection reset)
+    truncate_body: int = 0  # the next N responses with a body end early (short of Content-Length)
+    reset_mid_upload: int = 0  # the next N request bodies still coming in are cut off (the request fails)
+    only_prefix: str = ""  # apply only to paths starting with this
 
     def update(self, values: dict) -> None:
         names = {f.name: f.type for f in fields(self)}

@@ -48,13 +48,42 @@ from urllib.parse import parse_qsl, urlencode
 
 # Every name a path must survive. Each is a path component's worst case, not a path.
 HOSTILE_NAMES = [
-    "../x", "a/b", "nul\x00byte", ".", "..", "", "   ", "/", "//", "./.", "../../../../etc/passwd",
-    "ctl\x01\x07\x1b[31mred\x1b[0m\nline\ttab\x7f", "x" * 300 + ".png", "é" * 200 + ".jpg",
-    "\udc80lone surrogate", "back\\slash", "x", "-rf", "~", ".hidden", "trailing ", "日本語の名前",
+    "../x",
+    "a/b",
+    "nul\x00byte",
+    ".",
+    "..",
+    "",
+    "   ",
+    "/",
+    "//",
+    "./.",
+    "../../../../etc/passwd",
+    "ctl\x01\x07\x1b[31mred\x1b[0m\nline\ttab\x7f",
+    "x" * 300 + ".png",
+    "é" * 200 + ".jpg",
+    "\udc80lone surrogate",
+    "back\\slash",
+    "x",
+    "-rf",
+    "~",
+    ".hidden",
+    "trailing ",
+    "日本語の名前",
 ]
 
-MODES = ("", "hostile_names", "duplicates", "huge_page", "malformed_json", "wrong_types", "wrong_envelope",
-         "missing_fields", "looping_cursor", "redirect_elsewhere")
+MODES = (
+    "",
+    "hostile_names",
+    "duplicates",
+    "huge_page",
+    "malformed_json",
+    "wrong_types",
+    "wrong_envelope",
+    "missing_fields",
+    "looping_cursor",
+    "redirect_elsewhere",
+)
 
 PREFIXES = {"spectrum": "/spectrum", "iqmetrix": "/iqmetrix", "apple": "/apple", "mudstack": "/mudstack"}
 
@@ -79,15 +108,15 @@ class Hostile:
     mode: str = ""
     provider: str = ""
     names: list = field(default_factory=lambda: list(HOSTILE_NAMES))
-    name: str = "same"            # duplicates: the one name
-    size: int = 0                 # duplicates / huge_page: how many (0: the mode's default)
-    same_id: bool = False         # duplicates: the copies keep the first asset's id too
-    fresh: bool = False           # looping_cursor: a new cursor (Apple) or new ids (Spectrum) each page
-    total: int = 10_000_000       # looping_cursor, Mudstack: the total claimed
-    target: str = ""              # redirect_elsewhere: the other host's base URL
-    path_contains: str = ""       # redirect_elsewhere: which requests (default: the provider's prefix)
-    status: int = 302             # redirect_elsewhere: the status
-    answered: int = 0             # how many answers were rewritten (read-only)
+    name: str = "same"  # duplicates: the one name
+    size: int = 0  # duplicates / huge_page: how many (0: the mode's default)
+    same_id: bool = False  # duplicates: the copies keep the first asset's id too
+    fresh: bool = False  # looping_cursor: a new cursor (Apple) or new ids (Spectrum) each page
+    total: int = 10_000_000  # looping_cursor, Mudstack: the total claimed
+    target: str = ""  # redirect_elsewhere: the other host's base URL
+    path_contains: str = ""  # redirect_elsewhere: which requests (default: the provider's prefix)
+    status: int = 302  # redirect_elsewhere: the status
+    answered: int = 0  # how many answers were rewritten (read-only)
 
     def update(self, values: dict) -> None:
         known = {f.name for f in fields(self)} - {"answered"}
@@ -132,8 +161,9 @@ class HostileMiddleware:
         if scope["type"] != "http" or not h.mode or path.startswith("/_emulator/"):
             return await self.app(scope, receive, send)
         if h.mode == "redirect_elsewhere":
-            if h.path_contains not in path or \
-                    (not h.path_contains and not path.startswith(PREFIXES.get(h.provider, "/"))):
+            if h.path_contains not in path or (
+                not h.path_contains and not path.startswith(PREFIXES.get(h.provider, "/"))
+            ):
                 return await self.app(scope, receive, send)
             query = scope.get("query_string", b"").decode("latin-1")
             location = h.target.rstrip("/") + path + (f"?{query}" if query else "")
@@ -189,6 +219,7 @@ async def _send(send, status: int, body: bytes, headers: list) -> None:
 
 # -- request side ------------------------------------------------------------------------------
 
+
 def _with_query(scope, params: list[tuple[str, str]]):
     return {**scope, "query_string": urlencode(params).encode()}
 
@@ -228,13 +259,14 @@ def _as_copy(doc, provider: str, copy_id: str, name: str | None):
 
 # -- answer side -------------------------------------------------------------------------------
 
+
 def _rewrite(h: Hostile, kind: str, doc, scope):
     if h.mode == "malformed_json":
         text = json.dumps(doc).encode()
         return text[: max(1, len(text) // 2)]
     if kind == "object":  # iQmetrix: one asset per answer
         return _rewrite_object(h, doc)
-    if kind == "image":   # Apple image metadata: its filename
+    if kind == "image":  # Apple image metadata: its filename
         if h.mode == "hostile_names" and isinstance(doc, dict):
             doc["filename"] = _pick(h.names, str(doc.get("id")))
         elif h.mode == "wrong_types" and isinstance(doc, dict):
@@ -261,8 +293,9 @@ def _rewrite(h: Hostile, kind: str, doc, scope):
         if page == "1" and "after" not in dict(_query(scope)):
             size = h.size or 50_000
             doc[key] = _padded(h.provider, items, size, slim=True, register=False)
-            doc[key][len(items):] = _named(h.provider, doc[key][len(items):],
-                                           [f"huge {n:06d}" for n in range(size - len(items))])
+            doc[key][len(items) :] = _named(
+                h.provider, doc[key][len(items) :], [f"huge {n:06d}" for n in range(size - len(items))]
+            )
     elif h.mode == "wrong_types":
         doc[key] = items[:1] + [_WRONG[h.provider](i, item) for i, item in enumerate(items[1:])]
     elif h.mode == "missing_fields":
@@ -366,7 +399,7 @@ def _loop_answer(h: Hostile, doc: dict, items: list, scope) -> None:
         padded = _padded(h.provider, items, size, slim=True, register=False)
         if h.fresh:
             base = next(_counter) * 1_000_000
-            for n, item in enumerate(padded[len(items):]):
+            for n, item in enumerate(padded[len(items) :]):
                 item["id"] = 100_000_000 + base + n
         doc["contents"] = padded
 
@@ -375,8 +408,11 @@ def _loop_answer(h: Hostile, doc: dict, items: list, scope) -> None:
 def _wrong_spectrum(i: int, item: dict):
     variants = [
         lambda a: a.update(id={"nested": [1]}, userFacingFileName=12345, productionJobs=7, createdDate=[1]),
-        lambda a: a.update(productionJobs=[{"reference": {"a": 1}, "result": {"outputs": [{"uri": 5, "assetFormat": "png"}]}}],
-                           uploadedAssetUri=["x"], lastModification=1e308),
+        lambda a: a.update(
+            productionJobs=[{"reference": {"a": 1}, "result": {"outputs": [{"uri": 5, "assetFormat": "png"}]}}],
+            uploadedAssetUri=["x"],
+            lastModification=1e308,
+        ),
         lambda a: a.update(userFacingFileName=None, active="yes", productionJobs="abc", spectrumAssetReference=[]),
     ]
     if i % 4 == 3:
@@ -389,8 +425,9 @@ def _wrong_apple(i: int, item: dict):
     variants = [
         lambda a: a.update(brandAssetDetails="x", createdDate={}),
         lambda a: a.update(id=12345, brandAssetDetails={"partnersAssetId": 17, "imageId": ["i"], "altTexts": "none"}),
-        lambda a: a.update(brandAssetDetails={"partnersAssetId": {"a": 1}, "imageId": None, "altTexts": [1, None]},
-                           updatedDate=5),
+        lambda a: a.update(
+            brandAssetDetails={"partnersAssetId": {"a": 1}, "imageId": None, "altTexts": [1, None]}, updatedDate=5
+        ),
     ]
     if i % 4 == 3:
         return ["not", "an", "asset"]
@@ -401,11 +438,13 @@ def _wrong_apple(i: int, item: dict):
 def _wrong_mudstack(i: int, item: dict):
     def mixed_versions(a):
         versions = a.get("versions") if isinstance(a.get("versions"), list) else []
-        a["versions"] = [{**v, "version_number": "2"} for v in versions[:1]] + \
-            [{"id": "v-int", "version_number": 1, "size": "615"}]
+        a["versions"] = [{**v, "version_number": "2"} for v in versions[:1]] + [
+            {"id": "v-int", "version_number": 1, "size": "615"}
+        ]
         a.pop("current_version_id", None)
         a.pop("currentVersion", None)
         a.pop("version", None)
+
     variants = [
         mixed_versions,
         lambda a: a.update(versions="abc", currentVersion=7, name={"a": 1}, file_location=3),

@@ -16,7 +16,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
@@ -109,21 +109,26 @@ class IQmetrixEmulator(ProviderEmulator):
         if emu.extra_assets:
             # --assets N: N small images in a "bulk" collection, the same GUIDs on every run.
             self.collections["bulk"] = [
-                self._add_sample(_guid(f"bulk/{i}"), f"bulk-{i + 1:05d}.png", samples.png(i % 8, (64, 48)), SAMPLE_EPOCH + i)
+                self._add_sample(
+                    _guid(f"bulk/{i}"), f"bulk-{i + 1:05d}.png", samples.png(i % 8, (64, 48)), SAMPLE_EPOCH + i
+                )
                 for i in range(emu.extra_assets)
             ]
 
     # -- sample data -------------------------------------------------------------------
 
     def _add_sample(self, asset_id: str, name: str, sample: samples.Sample, mtime: float = SAMPLE_EPOCH) -> str:
-        blob = self.emu.blobs.add_generated(f"iqmetrix/assets/{asset_id}", sample.size, sample.content_type,
-                                            lambda: sample.build(asset_id), mtime)
+        blob = self.emu.blobs.add_generated(
+            f"iqmetrix/assets/{asset_id}", sample.size, sample.content_type, lambda: sample.build(asset_id), mtime
+        )
         self.assets[asset_id] = Asset(asset_id, name, sample.content_type, sample.width, sample.height, blob)
         return asset_id
 
     def _add_video(self, asset_id: str, name: str) -> str:
         data = _mp4(asset_id)
-        blob = self.emu.blobs.add_generated(f"iqmetrix/assets/{asset_id}", len(data), "video/mp4", lambda: data, SAMPLE_EPOCH)
+        blob = self.emu.blobs.add_generated(
+            f"iqmetrix/assets/{asset_id}", len(data), "video/mp4", lambda: data, SAMPLE_EPOCH
+        )
         # inferred: width and height of a video are not documented; the emulator gives null.
         self.assets[asset_id] = Asset(asset_id, name, "video/mp4", None, None, blob)
         return asset_id
@@ -161,6 +166,7 @@ class IQmetrixEmulator(ProviderEmulator):
 
     def _guarded(self, handler):
         """A route behind the rate limit and a bearer token."""
+
         async def guarded(request: Request) -> Response:
             limiter = self.emu.rate_limit(self.name)
             wait = limiter.hit()
@@ -168,9 +174,13 @@ class IQmetrixEmulator(ProviderEmulator):
                 return _rate_limited(limiter.limit, wait)
             if self.emu.tokens.check(self.name, bearer(request.headers.get("authorization"))) is None:
                 # inferred: the 401 body; the header is what OAuth2 resource servers send.
-                return PlainTextResponse("Authorization has been denied for this request.", status_code=401,
-                                         headers={"WWW-Authenticate": "Bearer"})
+                return PlainTextResponse(
+                    "Authorization has been denied for this request.",
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             return await handler(request)
+
         return guarded
 
     async def token(self, request: Request) -> Response:
@@ -192,8 +202,13 @@ class IQmetrixEmulator(ProviderEmulator):
                 return _oauth_error("invalid_grant")
             subject = grant.subject
         access, grant = self.emu.tokens.issue(self.name, subject, TOKEN_TTL, with_refresh=True)
-        return JSONResponse({"access_token": access, "expires_in": self.emu.tokens.lifetime(TOKEN_TTL),
-                             "refresh_token": grant.refresh_token})
+        return JSONResponse(
+            {
+                "access_token": access,
+                "expires_in": self.emu.tokens.lifetime(TOKEN_TTL),
+                "refresh_token": grant.refresh_token,
+            }
+        )
 
     async def create_asset(self, request: Request) -> Response:
         """Multipart upload of exactly one file, streamed to disk; 201 with the new asset."""
@@ -202,7 +217,11 @@ class IQmetrixEmulator(ProviderEmulator):
             files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if len(files) != 1:
                 # inferred: the 400 bodies (the documentation gives only the reasons).
-                reason = "Ensure file was attached to request" if not files else "Ensure you are only uploading one Asset at a time"
+                reason = (
+                    "Ensure file was attached to request"
+                    if not files
+                    else "Ensure you are only uploading one Asset at a time"
+                )
                 return PlainTextResponse(f"Bad Request: {reason}", status_code=400)
             asset = await run_in_threadpool(self._store_upload, files[0])
         finally:
@@ -236,10 +255,15 @@ class IQmetrixEmulator(ProviderEmulator):
         if asset is None:
             return _not_found()
         if not asset.is_image:
-            return PlainTextResponse("Bad Request: Ensure the Asset is of the correct type for the action", status_code=400)
+            return PlainTextResponse(
+                "Bad Request: Ensure the Asset is of the correct type for the action", status_code=400
+            )
         # The documented answer's odd Content-Type, kept as documented.
-        return Response(status_code=303, headers={"Location": self._href(asset, request)},
-                        media_type="application/x-www-form-urlencoded")
+        return Response(
+            status_code=303,
+            headers={"Location": self._href(asset, request)},
+            media_type="application/x-www-form-urlencoded",
+        )
 
     def _find(self, request: Request) -> Asset | None:
         # inferred: GUIDs match whatever their letter case.
@@ -308,14 +332,18 @@ def _not_found() -> Response:
 
 def _rate_limited(limit: int, wait: float) -> Response:
     seconds = max(1, math.ceil(wait))
-    reset = datetime.fromtimestamp(time.time() + seconds, timezone.utc)
-    return PlainTextResponse("rate limit exceeded", status_code=429, headers={
-        "X-RateLimit-Limit": str(limit),
-        "X-RateLimit-Remaining": "0",
-        # inferred: the format of "UTC time" (ISO 8601 with a Z).
-        "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "X-RateLimit-ResetSeconds": str(seconds),
-    })
+    reset = datetime.fromtimestamp(time.time() + seconds, UTC)
+    return PlainTextResponse(
+        "rate limit exceeded",
+        status_code=429,
+        headers={
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": "0",
+            # inferred: the format of "UTC time" (ISO 8601 with a Z).
+            "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "X-RateLimit-ResetSeconds": str(seconds),
+        },
+    )
 
 
 def _measure(blob: Blob, declared: str) -> tuple[str, int | None, int | None]:
@@ -334,6 +362,7 @@ def _measure(blob: Blob, declared: str) -> tuple[str, int | None, int | None]:
 def _mp4(tag: str) -> bytes:
     """A small ISO-BMFF file: `ftyp`, a `free` box carrying the tag, an `mdat` of filler.
     Recognised as MP4 by file(1); enough to stand for a video asset, not to play."""
+
     def box(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", 8 + len(payload)) + kind + payload
 

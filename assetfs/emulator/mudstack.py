@@ -65,7 +65,11 @@ class MudstackEmulator(ProviderEmulator):
 
     def extra_mounts(self) -> list[BaseRoute]:
         # The signed upload URL's host (S3 in the real service); only Mudstack's keys live here.
-        return [Mount("/upload/" + UPLOAD_PREFIX.rstrip("/"), routes=[Route("/{rest:path}", self.put_upload, methods=["PUT"])])]
+        return [
+            Mount(
+                "/upload/" + UPLOAD_PREFIX.rstrip("/"), routes=[Route("/{rest:path}", self.put_upload, methods=["PUT"])]
+            )
+        ]
 
     def _api_routes(self) -> list[BaseRoute]:
         api = self._api
@@ -96,6 +100,7 @@ class MudstackEmulator(ProviderEmulator):
 
     def _errors(self, handler):
         """Rate limiting, then the handler; an ApiError becomes its JSON answer."""
+
         async def endpoint(request: Request) -> Response:
             try:
                 wait = self.emu.rate_limit(self.name).hit()
@@ -105,10 +110,12 @@ class MudstackEmulator(ProviderEmulator):
                 return await handler(request)
             except ApiError as e:
                 return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
         return endpoint
 
     def _api(self, handler, scoped: bool = True):
         """An authenticated route; `scoped` ones also need a workspace of this account."""
+
         async def authorized(request: Request) -> Response:
             self._authenticate(request)
             workspace = self._workspace(request) if scoped else None
@@ -119,6 +126,7 @@ class MudstackEmulator(ProviderEmulator):
                 return await handler(request, workspace)
             finally:
                 self._pages.clear()  # nor after it (the answer goes out once this returns)
+
         return self._errors(authorized)
 
     # --- auth ----------------------------------------------------------------------
@@ -160,8 +168,12 @@ class MudstackEmulator(ProviderEmulator):
 
     async def get_by_ids(self, request: Request, ws: Workspace) -> Response:
         # inferred: `ids` comma-separated and/or repeated; unknown ids are left out
-        ids = [i.strip() for raw in request.query_params.getlist("ids") + request.query_params.getlist("ids[]")
-               for i in raw.split(",") if i.strip()]
+        ids = [
+            i.strip()
+            for raw in request.query_params.getlist("ids") + request.query_params.getlist("ids[]")
+            for i in raw.split(",")
+            if i.strip()
+        ]
         if not ids:
             raise ApiError(400, "ids is required")
         return JSONResponse([self.account.asset_json(ws.assets[i]) for i in dict.fromkeys(ids) if i in ws.assets])
@@ -181,14 +193,21 @@ class MudstackEmulator(ProviderEmulator):
         # includeSubfolders=true the whole subtree); trashed=true lists the shared trash.
         page, limit = _int(q, "page", 1, 1, None), _int(q, "limit", 50, 1, MAX_PAGE)
         location = folder_path(q["file_location"]) if q.get("file_location") else None
-        found = ws.search(q.get("query", ""), q.get("library", ""), q.get("status", ""), location,
-                          _flag(q, "includeSubfolders"), _flag(q, "trashed"))
+        found = ws.search(
+            q.get("query", ""),
+            q.get("library", ""),
+            q.get("status", ""),
+            location,
+            _flag(q, "includeSubfolders"),
+            _flag(q, "trashed"),
+        )
         # inferred (the documents are silent): sort=updated_at|created_at|name, order=asc|desc
         if q.get("sort") in ("updated_at", "created_at", "name"):
             found.sort(key=lambda a: getattr(a, q["sort"]), reverse=q.get("order", "asc").lower() == "desc")
         window = found[(page - 1) * limit : page * limit]
-        return JSONResponse({"assets": [self.account.asset_json(a) for a in window],
-                             "total": len(found), "page": page, "limit": limit})
+        return JSONResponse(
+            {"assets": [self.account.asset_json(a) for a in window], "total": len(found), "page": page, "limit": limit}
+        )
 
     async def get_asset(self, request: Request, ws: Workspace) -> Response:
         return JSONResponse(self.account.asset_json(ws.asset(request.path_params["asset_id"])))
@@ -249,7 +268,9 @@ class MudstackEmulator(ProviderEmulator):
     # --- versions and uploads -----------------------------------------------------------
     async def list_versions(self, request: Request, ws: Workspace) -> Response:
         asset = ws.asset(request.path_params["asset_id"])
-        return JSONResponse([self.account.version_json(v) for v in asset.versions])  # inferred: a bare array, oldest first
+        return JSONResponse(
+            [self.account.version_json(v) for v in asset.versions]
+        )  # inferred: a bare array, oldest first
 
     async def new_version(self, request: Request, ws: Workspace) -> Response:
         asset = ws.asset(request.path_params["asset_id"])
@@ -261,7 +282,9 @@ class MudstackEmulator(ProviderEmulator):
             self.emu.name_used(self.name, "version", upload.filename or "", asset.file_location)
             content_type = upload.content_type or content_type_for(asset.file_name)
             blob = await run_in_threadpool(self.emu.blobs.add_stream, key, upload.file, content_type)
-            version = ws.add_version(asset, blob, self.account.api_user, time.time(), str(form.get("description") or ""))
+            version = ws.add_version(
+                asset, blob, self.account.api_user, time.time(), str(form.get("description") or "")
+            )
         return JSONResponse(self.account.version_json(version), status_code=201)
 
     async def upload_url(self, request: Request, ws: Workspace) -> Response:
@@ -321,8 +344,13 @@ class MudstackEmulator(ProviderEmulator):
 
     # --- config -------------------------------------------------------------------------
     def account_config(self, base_url: str) -> dict:
-        return {"provider": self.name, "base_url": base_url + self.prefix,
-                "account_id": self.account.id, "key": self.account.key, "secret": self.account.secret}
+        return {
+            "provider": self.name,
+            "base_url": base_url + self.prefix,
+            "account_id": self.account.id,
+            "key": self.account.key,
+            "secret": self.account.secret,
+        }
 
     def curl_examples(self, base_url: str) -> list[str]:
         base = base_url + self.prefix
@@ -337,8 +365,10 @@ class MudstackEmulator(ProviderEmulator):
 def _jwt(opaque: str, grant: Grant) -> str:
     """A JWT-shaped token (inferred): readable claims, and the emulator's opaque token as its
     signature part, which is what is checked."""
+
     def part(obj: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
     claims = {"sub": grant.subject, "account_id": grant.subject, "iat": int(time.time()), "exp": int(grant.expires_at)}
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{opaque}"
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from http import HTTPStatus
 
@@ -33,7 +33,7 @@ def uid(*parts: str) -> str:
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(t * 1000) % 1000:03d}Z"
 
 
 class ApiError(Exception):
@@ -64,15 +64,27 @@ def parent_of(path: str) -> str:
 
 # inferred: asset types by extension (the docs name the fields, not the catalogue)
 ASSET_TYPES = [
-    ("Image", "image", "#3A86FF", False, [".png", ".jpg", ".jpeg", ".gif", ".tga", ".psd", ".tif", ".tiff", ".webp", ".bmp", ".exr"]),
+    (
+        "Image",
+        "image",
+        "#3A86FF",
+        False,
+        [".png", ".jpg", ".jpeg", ".gif", ".tga", ".psd", ".tif", ".tiff", ".webp", ".bmp", ".exr"],
+    ),
     ("Document", "document", "#E63946", False, [".pdf", ".txt", ".md", ".doc", ".docx"]),
     ("3D Model", "model", "#2A9D8F", False, [".fbx", ".obj", ".blend", ".gltf", ".glb", ".ma", ".mb", ".max"]),
     ("Audio", "audio", "#F4A261", False, [".wav", ".mp3", ".ogg", ".flac"]),
     ("Other", "generic", "#8D99AE", True, []),
 ]
 ASSET_TYPE_JSON = {
-    uid("asset-type", name): {"id": uid("asset-type", name), "name": name, "displayType": display, "color": color,
-                              "generic": generic, "knownExtensions": exts}
+    uid("asset-type", name): {
+        "id": uid("asset-type", name),
+        "name": name,
+        "displayType": display,
+        "color": color,
+        "generic": generic,
+        "knownExtensions": exts,
+    }
     for name, display, color, generic, exts in ASSET_TYPES
 }
 _TYPE_BY_EXT = {ext: uid("asset-type", name) for name, _, _, _, exts in ASSET_TYPES for ext in exts}
@@ -158,10 +170,14 @@ class Folder:
 
     def json(self) -> dict:
         # inferred: folder object shape
-        return {"id": self.id, "workspace_id": self.workspace_id, "path": self.path,
-                "name": self.path.rstrip("/").rsplit("/", 1)[-1],
-                "parent_id": None if self.path == "/" else uid(self.workspace_id, "folder", parent_of(self.path)),
-                "created_at": iso(self.created_at)}
+        return {
+            "id": self.id,
+            "workspace_id": self.workspace_id,
+            "path": self.path,
+            "name": self.path.rstrip("/").rsplit("/", 1)[-1],
+            "parent_id": None if self.path == "/" else uid(self.workspace_id, "folder", parent_of(self.path)),
+            "created_at": iso(self.created_at),
+        }
 
 
 @dataclass
@@ -172,7 +188,7 @@ class Workspace:
     created_by: str
     created_at: float
     folders: dict[str, Folder] = field(default_factory=dict)
-    assets: dict[str, Asset] = field(default_factory=dict)   # in sequence order
+    assets: dict[str, Asset] = field(default_factory=dict)  # in sequence order
     statuses: list[dict] = field(default_factory=list)
     tags: list[dict] = field(default_factory=list)
     libraries: list[dict] = field(default_factory=list)
@@ -182,10 +198,16 @@ class Workspace:
         self.folders["/"] = Folder(uid(self.id, "folder", "/"), self.id, "/", self.created_at)
 
     def json(self) -> dict:
-        return {"account_id": self.account_id, "id": self.id, "name": self.name,
-                # inferred: fields beyond account_id, id, name, created_at
-                "description": f"{self.name} workspace", "created_by_user_id": self.created_by,
-                "created_at": iso(self.created_at), "updated_at": iso(self.created_at)}
+        return {
+            "account_id": self.account_id,
+            "id": self.id,
+            "name": self.name,
+            # inferred: fields beyond account_id, id, name, created_at
+            "description": f"{self.name} workspace",
+            "created_by_user_id": self.created_by,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.created_at),
+        }
 
     # --- folders -----------------------------------------------------------------
     def add_folder(self, raw: str, when: float | None = None) -> Folder:
@@ -218,7 +240,8 @@ class Workspace:
             raise ApiError(400, "The root folder cannot be deleted")
         # inferred: only an empty folder may go; trashed assets do not keep it (restore recreates it)
         if any(p != folder.path and p.startswith(folder.path) for p in self.folders) or any(
-                a.active and a.file_location.startswith(folder.path) for a in self.assets.values()):
+            a.active and a.file_location.startswith(folder.path) for a in self.assets.values()
+        ):
             raise ApiError(409, f"Folder {folder.path} is not empty")
         del self.folders[folder.path]
         return folder
@@ -238,12 +261,22 @@ class Workspace:
             raise ApiError(404, "Asset not found")
         return asset
 
-    def add_asset(self, asset_id: str, file_name: str, location: str, blob: Blob, user: str, when: float,
-                  name: str | None = None) -> Asset:
+    def add_asset(
+        self, asset_id: str, file_name: str, location: str, blob: Blob, user: str, when: float, name: str | None = None
+    ) -> Asset:
         self.sequence += 1
-        asset = Asset(asset_id, self.id, name or posixpath.splitext(file_name)[0], file_name,
-                      self.ensure_folder(location, when), self.statuses[0]["id"], user, when, self.sequence,
-                      updated_at=when)
+        asset = Asset(
+            asset_id,
+            self.id,
+            name or posixpath.splitext(file_name)[0],
+            file_name,
+            self.ensure_folder(location, when),
+            self.statuses[0]["id"],
+            user,
+            when,
+            self.sequence,
+            updated_at=when,
+        )
         self.assets[asset_id] = asset
         self.add_version(asset, blob, user, when)
         return asset
@@ -254,8 +287,15 @@ class Workspace:
         asset.updated_at = when
         return version
 
-    def search(self, query: str = "", library: str = "", status: str = "", location: str | None = None,
-               subfolders: bool = False, trashed: bool = False) -> list[Asset]:
+    def search(
+        self,
+        query: str = "",
+        library: str = "",
+        status: str = "",
+        location: str | None = None,
+        subfolders: bool = False,
+        trashed: bool = False,
+    ) -> list[Asset]:
         # The filters are documented (query, library, review status), what they match is not.
         # inferred: `query` is part of the name or file name, `library` a library's id or name,
         # `status` see _has_status; all without case.
@@ -264,7 +304,9 @@ class Workspace:
         for a in self.assets.values():
             if a.active == trashed:
                 continue
-            if location is not None and not (a.file_location.startswith(location) if subfolders else a.file_location == location):
+            if location is not None and not (
+                a.file_location.startswith(location) if subfolders else a.file_location == location
+            ):
                 continue
             if query and query not in a.name.lower() and query not in a.file_name.lower():
                 continue
@@ -279,7 +321,8 @@ class Workspace:
         # inferred: `status` matches the asset status (id or name) or a review's status
         named = next((s for s in self.statuses if s["id"] == asset.status_id), None)
         return (named is not None and status in (named["id"].lower(), named["name"].lower())) or any(
-            r.status == status for r in asset.review_requests)
+            r.status == status for r in asset.review_requests
+        )
 
 
 @dataclass
@@ -302,48 +345,100 @@ class Account:
 
     # --- JSON in the shape of the getByIds element ---------------------------------
     def version_json(self, v: Version) -> dict:
-        return {"id": v.id, "asset_id": v.asset_id, "commit_parent_id": v.parent_id,
-                "created_by_user_id": v.created_by, "thumbnail_file_id": uid(v.id, "thumbnail"),
-                "name": f"v{v.number}", "description": v.description or f"Version {v.number}", "key": v.blob.key, "size": v.blob.size,
-                "version_number": v.number, "sequence": v.number,
-                "checksum": v.blob.md5,  # inferred: md5 hex of the bytes
-                "user": self.users[v.created_by],
-                "created_at": iso(v.created_at), "updated_at": iso(v.created_at)}  # inferred fields
+        return {
+            "id": v.id,
+            "asset_id": v.asset_id,
+            "commit_parent_id": v.parent_id,
+            "created_by_user_id": v.created_by,
+            "thumbnail_file_id": uid(v.id, "thumbnail"),
+            "name": f"v{v.number}",
+            "description": v.description or f"Version {v.number}",
+            "key": v.blob.key,
+            "size": v.blob.size,
+            "version_number": v.number,
+            "sequence": v.number,
+            "checksum": v.blob.md5,  # inferred: md5 hex of the bytes
+            "user": self.users[v.created_by],
+            "created_at": iso(v.created_at),
+            "updated_at": iso(v.created_at),
+        }  # inferred fields
 
     def asset_json(self, a: Asset) -> dict:
         ws = self.workspaces[a.workspace_id]
         current = self.version_json(a.current)
         type_id = asset_type_for(a.file_name)
         return {
-            "id": a.id, "workspace_id": a.workspace_id, "name": a.name, "asset_type_id": type_id,
-            "status_id": a.status_id, "isActive": a.active, "created_by_user_id": a.created_by,
-            "locked_by_user_id": a.locked_by, "file_name": a.file_name, "file_location": a.file_location,
-            "current_version_id": a.current.id, "sequence": a.sequence,
-            "currentVersion": current, "version": current,
+            "id": a.id,
+            "workspace_id": a.workspace_id,
+            "name": a.name,
+            "asset_type_id": type_id,
+            "status_id": a.status_id,
+            "isActive": a.active,
+            "created_by_user_id": a.created_by,
+            "locked_by_user_id": a.locked_by,
+            "file_name": a.file_name,
+            "file_location": a.file_location,
+            "current_version_id": a.current.id,
+            "sequence": a.sequence,
+            "currentVersion": current,
+            "version": current,
             "versions": [current if v is a.current else self.version_json(v) for v in a.versions],
             "collaborators": [self.users[u] for u in a.collaborators],
-            "favorited": a.favorited, "tags": a.tags, "libraries": a.libraries,
+            "favorited": a.favorited,
+            "tags": a.tags,
+            "libraries": a.libraries,
             "reviewRequests": [self._review_request_json(a, r) for r in a.review_requests],
             "assetType": ASSET_TYPE_JSON[type_id],
             "assetStatus": next((s for s in ws.statuses if s["id"] == a.status_id), None),
-            "created_at": iso(a.created_at), "updated_at": iso(a.updated_at),  # inferred fields
+            "created_at": iso(a.created_at),
+            "updated_at": iso(a.updated_at),  # inferred fields
         }
 
     def _review_request_json(self, a: Asset, r: ReviewRequest) -> dict:
         version = self.version_json(r.version)
         review_id = uid(r.id, "review")
         user, requestor = self.users[r.user_id], self.users[r.requestor_id]
-        attachment = {"id": uid(r.id, "attachment"), "asset_id": a.id, "created_by_user_id": r.user_id,
-                      "file_id": uid(r.id, "attachment-file"), "thumbnail_file_id": uid(r.id, "attachment-thumb"),
-                      "review_id": review_id, "comment_id": uid(r.id, "comment"), "name": r.attachment,
-                      "description": "Markup on the review frame", "user": user}
-        review = {"id": review_id, "asset_id": a.id, "asset_version_id": r.version.id, "user_id": r.user_id,
-                  "assigned_user_id": r.user_id, "status": r.status, "content": r.content,
-                  "mentions": [requestor["username"]], "viewer_metadata": {}, "attachments": [attachment],
-                  "version": version, "user": user, "assignee": user, "workspace_id": a.workspace_id}
-        return {"workspace_id": a.workspace_id, "asset_id": a.id, "asset_version_id": r.version.id,
-                "requestor_id": r.requestor_id, "user_id": r.user_id, "review_id": review_id,
-                "user": user, "requestor": requestor, "asset": {}, "version": version, "review": review}
+        attachment = {
+            "id": uid(r.id, "attachment"),
+            "asset_id": a.id,
+            "created_by_user_id": r.user_id,
+            "file_id": uid(r.id, "attachment-file"),
+            "thumbnail_file_id": uid(r.id, "attachment-thumb"),
+            "review_id": review_id,
+            "comment_id": uid(r.id, "comment"),
+            "name": r.attachment,
+            "description": "Markup on the review frame",
+            "user": user,
+        }
+        review = {
+            "id": review_id,
+            "asset_id": a.id,
+            "asset_version_id": r.version.id,
+            "user_id": r.user_id,
+            "assigned_user_id": r.user_id,
+            "status": r.status,
+            "content": r.content,
+            "mentions": [requestor["username"]],
+            "viewer_metadata": {},
+            "attachments": [attachment],
+            "version": version,
+            "user": user,
+            "assignee": user,
+            "workspace_id": a.workspace_id,
+        }
+        return {
+            "workspace_id": a.workspace_id,
+            "asset_id": a.id,
+            "asset_version_id": r.version.id,
+            "requestor_id": r.requestor_id,
+            "user_id": r.user_id,
+            "review_id": review_id,
+            "user": user,
+            "requestor": requestor,
+            "asset": {},
+            "version": version,
+            "review": review,
+        }
 
 
 # --- sample data -----------------------------------------------------------------------
@@ -352,32 +447,66 @@ ACCOUNT_ID = uid("account", "studio")
 KEY = "mk_demo_studio"
 SECRET = "ms_demo_secret_not_a_secret"
 
-_USERS = [("ada", "Ada", "Lovelace", "Art Director", "London", "Greater London", "UK", "EC1A 1BB"),
-          ("grace", "Grace", "Hopper", "Technical Artist", "Arlington", "VA", "US", "22201"),
-          ("alan", "Alan", "Turing", "Producer", "Manchester", "Greater Manchester", "UK", "M1 1AE")]
+_USERS = [
+    ("ada", "Ada", "Lovelace", "Art Director", "London", "Greater London", "UK", "EC1A 1BB"),
+    ("grace", "Grace", "Hopper", "Technical Artist", "Arlington", "VA", "US", "22201"),
+    ("alan", "Alan", "Turing", "Producer", "Manchester", "Greater Manchester", "UK", "M1 1AE"),
+]
 
 
 def _user(username, first, last, occupation, city, state, country, zip_code) -> dict:
     user_id = uid("user", username)
-    return {"id": user_id, "auth0UserID": "auth0|" + user_id.replace("-", "")[:24], "username": username,
-            "email": f"{username}@studio.example", "firstName": first, "lastName": last,
-            "avatar_file_id": uid("avatar", username), "defaultAvatar": len(username) % 8, "industry": "Games",
-            "occupation": occupation, "company": "Studio Example", "emailVerified": True, "isActive": True,
-            "city": city, "state": state, "country": country, "zipCode": zip_code, "invited_by_user": {}}
+    return {
+        "id": user_id,
+        "auth0UserID": "auth0|" + user_id.replace("-", "")[:24],
+        "username": username,
+        "email": f"{username}@studio.example",
+        "firstName": first,
+        "lastName": last,
+        "avatar_file_id": uid("avatar", username),
+        "defaultAvatar": len(username) % 8,
+        "industry": "Games",
+        "occupation": occupation,
+        "company": "Studio Example",
+        "emailVerified": True,
+        "isActive": True,
+        "city": city,
+        "state": state,
+        "country": country,
+        "zipCode": zip_code,
+        "invited_by_user": {},
+    }
 
 
 # (folder, file name, kind, variant, number of versions); the first Game Art asset carries every
 # optional part of the documented shape (tags, libraries, collaborators, a lock, a review request).
 _SAMPLES = {
-    "Game Art": ([("/characters/heroes/", "knight.png", "png", 1, 3), ("/characters/heroes/", "archer.png", "png", 2, 1),
-                  ("/characters/villains/", "dragon.jpg", "jpeg", 3, 2), ("/characters/", "concept-sheet.pdf", "pdf", 0, 1),
-                  ("/environments/", "forest.jpg", "jpeg", 4, 2), ("/environments/", "castle.png", "png", 5, 1),
-                  ("/", "style-guide.pdf", "pdf", 0, 1)],
-                 ["/environments/props/", "/ui/"], ["Characters", "Environments"], ["hero", "wip", "final"]),
-    "Marketing": ([("/campaigns/launch/", "banner.png", "png", 6, 2), ("/campaigns/launch/", "poster.pdf", "pdf", 0, 1),
-                   ("/campaigns/", "old-logo.png", "png", 7, 1), ("/social/", "instagram-post.jpg", "jpeg", 0, 1),
-                   ("/", "brand-guidelines.pdf", "pdf", 0, 1)],
-                  ["/press/"], ["Campaigns"], ["social", "print"]),
+    "Game Art": (
+        [
+            ("/characters/heroes/", "knight.png", "png", 1, 3),
+            ("/characters/heroes/", "archer.png", "png", 2, 1),
+            ("/characters/villains/", "dragon.jpg", "jpeg", 3, 2),
+            ("/characters/", "concept-sheet.pdf", "pdf", 0, 1),
+            ("/environments/", "forest.jpg", "jpeg", 4, 2),
+            ("/environments/", "castle.png", "png", 5, 1),
+            ("/", "style-guide.pdf", "pdf", 0, 1),
+        ],
+        ["/environments/props/", "/ui/"],
+        ["Characters", "Environments"],
+        ["hero", "wip", "final"],
+    ),
+    "Marketing": (
+        [
+            ("/campaigns/launch/", "banner.png", "png", 6, 2),
+            ("/campaigns/launch/", "poster.pdf", "pdf", 0, 1),
+            ("/campaigns/", "old-logo.png", "png", 7, 1),
+            ("/social/", "instagram-post.jpg", "jpeg", 0, 1),
+            ("/", "brand-guidelines.pdf", "pdf", 0, 1),
+        ],
+        ["/press/"],
+        ["Campaigns"],
+        ["social", "print"],
+    ),
 }
 _TRASHED = {"old-logo.png"}
 _STATUSES = [("In Progress", "#3A86FF"), ("Needs Review", "#FFBE0B"), ("Approved", "#2A9D8F")]
@@ -426,16 +555,51 @@ def build_account(emu: Emulator) -> Account:
     return account
 
 
-def _workspace(account: Account, name: str, owner: str, when: float, libraries: list[str], tags: list[str],
-               account_id: str | None = None) -> Workspace:
+def _workspace(
+    account: Account,
+    name: str,
+    owner: str,
+    when: float,
+    libraries: list[str],
+    tags: list[str],
+    account_id: str | None = None,
+) -> Workspace:
     ws = Workspace(uid("workspace", name), account_id or account.id, name, owner, when)
-    ws.statuses = [{"id": uid(ws.id, "status", s), "workspace_id": ws.id, "name": s, "color": c, "rank": str(r),
-                    "created_by_user_id": owner} for r, (s, c) in enumerate(_STATUSES, 1)]
-    ws.libraries = [{"id": uid(ws.id, "library", lib), "workspace_id": ws.id, "name": lib,
-                     "description": f"{lib} assets", "thumbnail_file_id": uid(ws.id, "library-thumb", lib),
-                     "defaultAvatar": i, "created_by_user_id": owner, "sequence": i} for i, lib in enumerate(libraries, 1)]
-    ws.tags = [{"id": uid(ws.id, "tag", t), "workspace_id": ws.id, "name": t, "color": _STATUSES[i % 3][1],
-                "created_by_user_id": owner, "sequence": i} for i, t in enumerate(tags, 1)]
+    ws.statuses = [
+        {
+            "id": uid(ws.id, "status", s),
+            "workspace_id": ws.id,
+            "name": s,
+            "color": c,
+            "rank": str(r),
+            "created_by_user_id": owner,
+        }
+        for r, (s, c) in enumerate(_STATUSES, 1)
+    ]
+    ws.libraries = [
+        {
+            "id": uid(ws.id, "library", lib),
+            "workspace_id": ws.id,
+            "name": lib,
+            "description": f"{lib} assets",
+            "thumbnail_file_id": uid(ws.id, "library-thumb", lib),
+            "defaultAvatar": i,
+            "created_by_user_id": owner,
+            "sequence": i,
+        }
+        for i, lib in enumerate(libraries, 1)
+    ]
+    ws.tags = [
+        {
+            "id": uid(ws.id, "tag", t),
+            "workspace_id": ws.id,
+            "name": t,
+            "color": _STATUSES[i % 3][1],
+            "created_by_user_id": owner,
+            "sequence": i,
+        }
+        for i, t in enumerate(tags, 1)
+    ]
     account.workspaces[ws.id] = ws
     return ws
 
@@ -448,8 +612,17 @@ def _decorate(asset: Asset, ws: Workspace, users: list[str]) -> None:
     asset.locked_by = users[1]
     asset.favorited = True
     asset.status_id = ws.statuses[2]["id"]
-    asset.review_requests = [ReviewRequest(uid(asset.id, "review-request"), asset.current, users[0], users[1],
-                                           "approved", "Silhouette reads well; approved for rigging.", "markup.png")]
+    asset.review_requests = [
+        ReviewRequest(
+            uid(asset.id, "review-request"),
+            asset.current,
+            users[0],
+            users[1],
+            "approved",
+            "Silhouette reads well; approved for rigging.",
+            "markup.png",
+        )
+    ]
 
 
 def _add_bulk(emu: Emulator, ws: Workspace, user: str) -> None:

@@ -11,9 +11,9 @@ class ProviderEmulator:
     """Base of the four provider emulators; each mounts its routes under `prefix`,
     as if it had a host of its own (`base_url` = emulator URL + prefix)."""
 
-    name = ""            # provider name as in the config file: spectrum, iqmetrix, apple, mudstack
-    prefix = ""          # e.g. "/spectrum"
-    account_name = ""    # name of its section in the written config (top-level directory of the mount)
+    name = ""  # provider name as in the config file: spectrum, iqmetrix, apple, mudstack
+    prefix = ""  # e.g. "/spectrum"
+    account_name = ""  # name of its section in the written config (top-level directory of the mount)
 
     def __init__(self, emu: Emulator):
         self.emu = emu

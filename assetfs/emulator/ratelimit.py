@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RateLimit:
-    limit: int = 0            # requests allowed per window; 0 switches limiting off
-    window: float = 60.0      # seconds
-    refused: int = 0          # requests answered with the rate-limit status so far
+    limit: int = 0  # requests allowed per window; 0 switches limiting off
+    window: float = 60.0  # seconds
+    refused: int = 0  # requests answered with the rate-limit status so far
     _seen: deque = field(default_factory=deque)
 
     def hit(self) -> float | None:

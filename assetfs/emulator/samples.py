@@ -15,7 +15,16 @@ from functools import lru_cache
 from PIL import Image, ImageDraw
 
 TAG_WIDTH = 40
-PALETTE = [(230, 57, 70), (29, 53, 87), (69, 123, 157), (244, 162, 97), (42, 157, 143), (131, 56, 236), (255, 190, 11), (58, 134, 255)]
+PALETTE = [
+    (230, 57, 70),
+    (29, 53, 87),
+    (69, 123, 157),
+    (244, 162, 97),
+    (42, 157, 143),
+    (131, 56, 236),
+    (255, 190, 11),
+    (58, 134, 255),
+]
 
 
 @dataclass(frozen=True)
@@ -115,22 +124,28 @@ def dst() -> Sample:
     stitches += b"\x00\x00\xf3"
     n = len(stitches) // 3
     header = (
-        b"LA:" + b" " * 16 + b"\r"
+        b"LA:"
+        + b" " * 16
+        + b"\r"
         + f"ST:{n:7d}\rCO:  0\r+X:  400\r-X:    0\r+Y:  400\r-Y:    0\rAX:+    0\rAY:+    0\rMX:+    0\rMY:+    0\rPD:******\r".encode()
     )
     header += b"\x1a"
     comment_at = len(header)
     header += b" " * TAG_WIDTH
     header = header.ljust(512, b" ")
-    return Sample(".dst", "application/octet-stream", 512 + len(stitches), None, None, header + bytes(stitches), comment_at)
+    return Sample(
+        ".dst", "application/octet-stream", 512 + len(stitches), None, None, header + bytes(stitches), comment_at
+    )
 
 
 def _dst_stitch(dx: int, dy: int) -> bytes:
     """Encode one relative stitch (|dx|,|dy| ≤ 121) as DST's balanced-ternary three bytes."""
     b = [0, 0, 0x03]
     bits = {  # value: (byte, bit) for +x, -x, +y, -y
-        1: ((0, 0), (0, 1), (0, 7), (0, 6)), 9: ((0, 2), (0, 3), (0, 5), (0, 4)),
-        3: ((1, 0), (1, 1), (1, 7), (1, 6)), 27: ((1, 2), (1, 3), (1, 5), (1, 4)),
+        1: ((0, 0), (0, 1), (0, 7), (0, 6)),
+        9: ((0, 2), (0, 3), (0, 5), (0, 4)),
+        3: ((1, 0), (1, 1), (1, 7), (1, 6)),
+        27: ((1, 2), (1, 3), (1, 5), (1, 4)),
         81: ((2, 2), (2, 3), (2, 5), (2, 4)),
     }
     for value, axis in ((dx, 0), (dy, 2)):

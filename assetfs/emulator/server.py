@@ -55,7 +55,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 0, config_path: Path | None = None, quiet: bool = False) -> None:
+def serve(
+    emu: Emulator, host: str = "127.0.0.1", port: int = 0, config_path: Path | None = None, quiet: bool = False
+) -> None:
     started = time.monotonic()
     providers, app = build(emu)
     sock = bind(host, port)
@@ -70,8 +72,9 @@ def serve(emu: Emulator, host: str = "127.0.0.1", port: int = 0, config_path: Pa
     # httptools: request bodies parsed in C, as a provider's own front end does. With uvicorn's
     # pure-Python parser a chunked body (a streamed upload) cost the emulator a third more
     # CPU than the same bytes with a Content-Length, which measured the emulator, not the mount.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=30, lifespan="off",
-                            http="httptools")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_keep_alive=30, lifespan="off", http="httptools"
+    )
     server = uvicorn.Server(config)
     try:
         asyncio.run(server.serve(sockets=[sock]))

@@ -17,7 +17,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.requests import Request
@@ -32,9 +32,9 @@ SEED_FILE = Path(__file__).parent / "seeds" / "spectrum_assets.json"
 
 CLIENT = "carhartt"
 TOKEN = "spectrum-demo-token"
-SEED_ORG = "7000000000000300322"       # the documentation's organization
-TEAM_ORG = "7000000000000300418"       # generated, listed in the config
-UNLISTED_ORG = "7000000000000300999"   # generated, left out of the config: found by lookup only
+SEED_ORG = "7000000000000300322"  # the documentation's organization
+TEAM_ORG = "7000000000000300418"  # generated, listed in the config
+UNLISTED_ORG = "7000000000000300999"  # generated, left out of the config: found by lookup only
 TOKEN_HEADER = "SPECTRUM_API_TOKEN"
 
 NOT_FOUND = {"message": "Unable to find organzation ID."}  # (sic), as documented
@@ -46,8 +46,8 @@ BAD_REQUEST = {"message": "The request is invalid."}
 # Generated organizations: (userFacingFileName, upload extension, has a production job, active).
 TEAM_ASSETS = [
     ("team logo", ".png", True, True),
-    ("team logo", ".jpg", False, True),         # userFacingFileName is not unique
-    ("front/back logo", ".png", True, True),    # names are data, not paths
+    ("team logo", ".jpg", False, True),  # userFacingFileName is not unique
+    ("front/back logo", ".png", True, True),  # names are data, not paths
     ("Crew Neck Mascot", ".jpg", False, True),
     ("safety orange hi-vis", ".png", True, True),
     ("retired 2019 logo", ".png", False, False),  # an inactive asset is still listed
@@ -79,7 +79,7 @@ class Organization:
     client: str
     account_reference: str
     assets: list[dict] = field(default_factory=list)  # the seeded ones
-    extra: int = 0             # --assets N: generated ones after them, built when listed
+    extra: int = 0  # --assets N: generated ones after them, built when listed
     extra_first_id: int = 0
     last_modification: str = ""
 
@@ -145,15 +145,30 @@ class SpectrumEmulator(ProviderEmulator):
         """`--assets N`: the i-th of N small PNG uploads, the same id and name on every run.
         Built when a page shows it (its file too), so 10,000 of them cost nothing at start."""
         when = SAMPLE_EPOCH + i
-        return self._asset(org, org.extra_first_id + i, f"generated {i + 1:05d}", ".png", i, when, None, True, size=(96, 96))
+        return self._asset(
+            org, org.extra_first_id + i, f"generated {i + 1:05d}", ".png", i, when, None, True, size=(96, 96)
+        )
 
     def _add_large(self, org: Organization) -> None:
         """`--large-file SIZE`: one big upload (shared with the other providers, made once)."""
         blob = self.emu.blobs.get("large/sample") or self.emu.blobs.add_large("large/sample", self.emu.large_file_size)
-        org.assets.append(self._asset(org, 9999, "large", "", 0, SAMPLE_EPOCH, None, True, upload=Cdn(blob.key, "large.bin")))
+        org.assets.append(
+            self._asset(org, 9999, "large", "", 0, SAMPLE_EPOCH, None, True, upload=Cdn(blob.key, "large.bin"))
+        )
 
-    def _asset(self, org: Organization, asset_id: int, name: str, ext: str, variant: int, when: float,
-               jobs: list | None, active: bool, size: tuple[int, int] = (320, 240), upload: Cdn | None = None) -> dict:
+    def _asset(
+        self,
+        org: Organization,
+        asset_id: int,
+        name: str,
+        ext: str,
+        variant: int,
+        when: float,
+        jobs: list | None,
+        active: bool,
+        size: tuple[int, int] = (320, 240),
+        upload: Cdn | None = None,
+    ) -> dict:
         """A saved asset in the documented shape (the seed's keys, in the seed's order)."""
         uploaded_id = 50_000_000 + asset_id
         if upload is None:
@@ -183,11 +198,16 @@ class SpectrumEmulator(ProviderEmulator):
         reference = f"CCG{org.account_reference}{n:03d}"
         stamp = _format(when)
         job = copy.deepcopy(self.job_template)
-        job.update(id=30_000 + asset_id, uploadedAssetId=50_000_000 + asset_id,
-                   providerReference=f"MS-{hashlib.sha1(reference.encode()).hexdigest()[:8].upper()}",
-                   reference=reference, clientReference=reference,
-                   productColor=("Navy", "Black", "Brown", "Gravel")[n % 4],
-                   createdDate=stamp, lastModification=stamp)
+        job.update(
+            id=30_000 + asset_id,
+            uploadedAssetId=50_000_000 + asset_id,
+            providerReference=f"MS-{hashlib.sha1(reference.encode()).hexdigest()[:8].upper()}",
+            reference=reference,
+            clientReference=reference,
+            productColor=("Navy", "Black", "Brown", "Gravel")[n % 4],
+            createdDate=stamp,
+            lastModification=stamp,
+        )
         job["result"].update(id=40_000 + asset_id, receivedDate=stamp, lastModification=stamp)
         self._attach_outputs(job, when)
         return job
@@ -218,10 +238,18 @@ class SpectrumEmulator(ProviderEmulator):
     # -- HTTP --------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/api/assets/saved/client/{clientHandle}/organization/{organizationId}", self.list_assets, methods=["GET"])]
+        return [
+            Route(
+                "/api/assets/saved/client/{clientHandle}/organization/{organizationId}",
+                self.list_assets,
+                methods=["GET"],
+            )
+        ]
 
     def control_routes(self) -> list[BaseRoute]:
-        return [Route("/organization/{organizationId}/assets/{assetId}", self.change_asset, methods=["PATCH", "DELETE"])]
+        return [
+            Route("/organization/{organizationId}/assets/{assetId}", self.change_asset, methods=["PATCH", "DELETE"])
+        ]
 
     async def change_asset(self, request: Request) -> Response:
         """Test-only: what the Customizer's own users do (the API documents no write):
@@ -231,7 +259,7 @@ class SpectrumEmulator(ProviderEmulator):
         asset = next((a for a in org.assets if str(a["id"]) == request.path_params["assetId"]), None) if org else None
         if asset is None:
             return JSONResponse(NOT_FOUND, status_code=404)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if request.method == "DELETE":
             org.assets.remove(asset)
         else:
@@ -287,8 +315,11 @@ class SpectrumEmulator(ProviderEmulator):
             # Documented: over the limit Spectrum answers 403, not 429.
             # inferred: the body and Retry-After that tell it apart from a real 403.
             seconds = max(1, math.ceil(wait))
-            return JSONResponse({"message": f"Rate limit exceeded. Try again in {seconds} seconds."},
-                                status_code=403, headers={"Retry-After": str(seconds)})
+            return JSONResponse(
+                {"message": f"Rate limit exceeded. Try again in {seconds} seconds."},
+                status_code=403,
+                headers={"Retry-After": str(seconds)},
+            )
         token = request.headers.get(TOKEN_HEADER, "")
         if not hmac.compare_digest(token.encode(), TOKEN.encode()):
             return JSONResponse(UNAUTHORIZED, status_code=401)  # inferred: status and body
@@ -353,15 +384,15 @@ def _latest(assets: list[dict], generated: float | None) -> str:
         stamps += [job["lastModification"], job["result"]["lastModification"]]
     times = [_timestamp(s) for s in stamps] + ([generated] if generated is not None else [])
     latest = max(times, default=SAMPLE_EPOCH)
-    dt = datetime.fromtimestamp(latest, timezone.utc)
+    dt = datetime.fromtimestamp(latest, UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond:06d}0+00:00"
 
 
 def _timestamp(stamp: str) -> float:
     """Spectrum's dates carry no zone; they are UTC."""
-    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
 
 
 def _format(when: float) -> str:
     """A date as Spectrum writes it: no zone, milliseconds."""
-    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]

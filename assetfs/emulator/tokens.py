@@ -33,7 +33,9 @@ class TokenIssuer:
     def lifetime(self, documented: float) -> int:
         return int(self.ttl if self.ttl is not None else documented)
 
-    def issue(self, provider: str, subject: str, documented_ttl: float, with_refresh: bool = False) -> tuple[str, Grant]:
+    def issue(
+        self, provider: str, subject: str, documented_ttl: float, with_refresh: bool = False
+    ) -> tuple[str, Grant]:
         token = f"{provider[:2]}-{secrets.token_urlsafe(24)}"
         grant = Grant(provider, subject, time.time() + self.lifetime(documented_ttl))
         if with_refresh:

@@ -16,11 +16,19 @@ from .link import RedisLink
 from .listings import SharedListings
 
 # What tells one account from another (hashed into the keys; never a secret) ...
-IDENTITY = {"spectrum": ("client",), "iqmetrix": ("client_id", "username"), "apple": ("client_id",),
-            "mudstack": ("account_id",)}
+IDENTITY = {
+    "spectrum": ("client",),
+    "iqmetrix": ("client_id", "username"),
+    "apple": ("client_id",),
+    "mudstack": ("account_id",),
+}
 # ... and what only its holders know (the key that seals its listings).
-SECRETS = {"spectrum": ("token",), "iqmetrix": ("password", "client_secret"), "apple": ("client_secret",),
-           "mudstack": ("key", "secret")}
+SECRETS = {
+    "spectrum": ("token",),
+    "iqmetrix": ("password", "client_secret"),
+    "apple": ("client_secret",),
+    "mudstack": ("key", "secret"),
+}
 
 
 def namespace(provider: str, base_url: str, identity: list[str]) -> str:
@@ -45,7 +53,9 @@ def connect(config: Config) -> RedisLink:
 def join(provider: Provider, account: str, config: Config, link: RedisLink) -> None:
     """Make the provider share its budget and its listings with every mount of its account."""
     settings = config.accounts[account]
-    ns = namespace(settings.provider, settings.base_url, [_value(config, account, f) for f in IDENTITY[settings.provider]])
+    ns = namespace(
+        settings.provider, settings.base_url, [_value(config, account, f) for f in IDENTITY[settings.provider]]
+    )
     if settings.rate_limit is not None:
         provider.http.budget = SharedBudget(link, ns, *settings.rate_limit, horizon=provider.http.timeout)
     key = listing_key([_value(config, account, f) for f in SECRETS[settings.provider]], ns)

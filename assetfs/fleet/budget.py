@@ -32,12 +32,13 @@ from coredis.commands.script import Script
 from ..providers.http import RequestBudget
 from .link import RedisDown, RedisLink
 
-FLEET_SEEN = 60.0   # seconds a mount counts as a member of the fleet after its last request
+FLEET_SEEN = 60.0  # seconds a mount counts as a member of the fleet after its last request
 
 # KEYS: the request log (sorted set: member → slot, ms), the pause (ms), the mounts (sorted set)
 # ARGV: limit, window ms, horizon ms, this request's id, this mount's id, fleet-seen ms
 # → {wait ms (>= 0: slot taken, go then; < 0: none taken, ask again in -wait ms), mounts}
-ACQUIRE = Script(script="""
+ACQUIRE = Script(
+    script="""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit, window, horizon = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -63,11 +64,13 @@ end
 redis.call('ZADD', KEYS[1], slot, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], slot - now + window)
 return {slot - now, mounts}
-""")
+"""
+)
 
 # KEYS: the request log; ARGV: window ms, this mount's id, then the ages (ms) of requests it
 # sent alone → they count in the log as if Redis had given their slots
-RECORD = Script(script="""
+RECORD = Script(
+    script="""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 3, #ARGV do
@@ -75,10 +78,12 @@ for i = 3, #ARGV do
 end
 redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[1]), redis.call('PTTL', KEYS[1])))
 return #ARGV - 2
-""")
+"""
+)
 
 # KEYS: the pause; ARGV: seconds (ms) → sets the pause's end unless a later one is set
-PAUSE = Script(script="""
+PAUSE = Script(
+    script="""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local until_ = now + tonumber(ARGV[1])
@@ -86,7 +91,8 @@ if until_ > tonumber(redis.call('GET', KEYS[1]) or '0') then
   redis.call('SET', KEYS[1], until_, 'PX', ARGV[1])
 end
 return until_
-""")
+"""
+)
 
 
 class Share(RequestBudget):
@@ -95,14 +101,15 @@ class Share(RequestBudget):
     (1,000 mounts of 90/60 s: one request per 667 s each). It starts from the slots this
     mount was given lately (some still ahead), so that the switch brings no burst."""
 
-    def __init__(self, limit: int, window: float, mounts: int, given: list[float] = (),
-                 before: RequestBudget | None = None):
+    def __init__(
+        self, limit: int, window: float, mounts: int, given: list[float] = (), before: RequestBudget | None = None
+    ):
         if mounts <= limit:
             super().__init__(limit // mounts, window)
         else:
             super().__init__(1, window * mounts / limit)
         now = trio.current_time() if given else 0.0
-        self._sent.extend(sorted(t for t in given if t > now - self.window)[-self.limit:])
+        self._sent.extend(sorted(t for t in given if t > now - self.window)[-self.limit :])
         if before is not None:  # a Retry-After told meanwhile still holds
             self._paused_until = before._paused_until
 
@@ -124,7 +131,7 @@ class SharedBudget:
         self.keys = [f"{namespace}budget", f"{namespace}pause", f"{namespace}mounts"]
         self.mount_id = os.urandom(8).hex()
         self._ids = itertools.count()
-        self.mounts = 1                     # mounts of the account seen lately (for the fallback's share)
+        self.mounts = 1  # mounts of the account seen lately (for the fallback's share)
         self.local = Share(self.limit, window, 1)
         self._given: deque[float] = deque(maxlen=self.limit)  # this mount's slots lately (trio time)
         link.on_change.append(self._redis_changed)
@@ -140,17 +147,24 @@ class SharedBudget:
 
     async def _record(self, ages: list[int]) -> None:
         try:
-            await self.link.call(lambda client: RECORD([self.keys[0]], [int(self.window * 1000), self.mount_id, *ages],
-                                                       client=client))
+            await self.link.call(
+                lambda client: RECORD([self.keys[0]], [int(self.window * 1000), self.mount_id, *ages], client=client)
+            )
         except RedisDown:
             pass
 
     async def acquire(self) -> None:
         while self.link.up:
-            args = [self.limit, int(self.window * 1000), int(self.horizon * 1000), f"{self.mount_id}:{next(self._ids)}",
-                    self.mount_id, int(FLEET_SEEN * 1000)]
+            args = [
+                self.limit,
+                int(self.window * 1000),
+                int(self.horizon * 1000),
+                f"{self.mount_id}:{next(self._ids)}",
+                self.mount_id,
+                int(FLEET_SEEN * 1000),
+            ]
             try:
-                wait, mounts = await self.link.call(lambda client: ACQUIRE(self.keys, args, client=client))
+                wait, mounts = await self.link.call(lambda client, args=args: ACQUIRE(self.keys, args, client=client))
             except RedisDown:
                 break
             self.mounts = max(1, int(mounts))

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..providers.base import Content, Entry
 
-MAX_SEALED = 64 << 20   # a listing larger than this (compressed) is not shared
+MAX_SEALED = 64 << 20  # a listing larger than this (compressed) is not shared
 
 
 def listing_key(secrets: list[str], namespace: str) -> bytes:

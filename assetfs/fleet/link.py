@@ -16,7 +16,7 @@ log = logging.getLogger("assetfs.fleet")
 logging.getLogger("coredis").setLevel(logging.WARNING)  # not a line per script first loaded into Redis
 
 CALL_TIMEOUT = 0.75  # seconds one Redis round trip may take before the mount goes on alone
-PROBE_EVERY = 1.0    # seconds between two pings of a Redis that is down
+PROBE_EVERY = 1.0  # seconds between two pings of a Redis that is down
 
 
 class RedisDown(Exception):
@@ -46,8 +46,14 @@ class RedisLink:
 
     def _open(self) -> None:
         kwargs = {"password": self._password} if self._password else {}
-        self._client = coredis.Redis.from_url(self.url, decode_responses=False, connect_timeout=CALL_TIMEOUT,
-                                              stream_timeout=CALL_TIMEOUT, retry_policy=NoRetryPolicy(), **kwargs)
+        self._client = coredis.Redis.from_url(
+            self.url,
+            decode_responses=False,
+            connect_timeout=CALL_TIMEOUT,
+            stream_timeout=CALL_TIMEOUT,
+            retry_policy=NoRetryPolicy(),
+            **kwargs,
+        )
         trio.lowlevel.spawn_system_task(self._hold, name=f"redis {self.where}")
 
     async def _hold(self) -> None:
@@ -80,9 +86,12 @@ class RedisLink:
             return
         self.up = False
         self._since = trio.current_time()
-        why = "no answer within %gs" % CALL_TIMEOUT if isinstance(e, trio.TooSlowError) else f"{type(e).__name__}: {e}"
-        log.warning("Redis at %s does not answer (%s): going on alone with local pacing and listings until it does",
-                    self.where, why)
+        why = f"no answer within {CALL_TIMEOUT:g}s" if isinstance(e, trio.TooSlowError) else f"{type(e).__name__}: {e}"
+        log.warning(
+            "Redis at %s does not answer (%s): going on alone with local pacing and listings until it does",
+            self.where,
+            why,
+        )
         self._tell(False)
         trio.lowlevel.spawn_system_task(self._probe, name=f"probe redis {self.where}")
 
@@ -95,8 +104,9 @@ class RedisLink:
             except (trio.TooSlowError, coredis.exceptions.RedisError, OSError):
                 continue
             self.up = True
-            log.warning("Redis at %s answers again after %.1fs: sharing again", self.where,
-                        trio.current_time() - self._since)
+            log.warning(
+                "Redis at %s answers again after %.1fs: sharing again", self.where, trio.current_time() - self._since
+            )
             self._tell(True)
 
     def _tell(self, up: bool) -> None:

@@ -27,15 +27,17 @@ from .link import RedisDown, RedisLink
 
 log = logging.getLogger("assetfs.fleet")
 
-LOCK_TTL = 6.0                   # seconds a lock lives without being renewed by its lister
+LOCK_TTL = 6.0  # seconds a lock lives without being renewed by its lister
 POLL_FIRST, POLL_MOST = 0.05, 0.5  # seconds between two looks for another mount's result
 WRITES = ("create_asset", "replace_content", "delete_asset", "make_container", "delete_container", "move_asset")
 
 # KEYS: the lock; ARGV: the token → deleted only if still ours
-RELEASE = Script(script="""
+RELEASE = Script(
+    script="""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-""")
+"""
+)
 
 
 class SharedListings:
@@ -44,8 +46,8 @@ class SharedListings:
         self.namespace = namespace
         self.key = key
         self.ttl = max(1.0, ttl)
-        self.stats = stats      # status.json: listings_from_fleet, listings_shared
-        self._own_until = 0.0   # until then this mount lists by itself (it has just written)
+        self.stats = stats  # status.json: listings_from_fleet, listings_shared
+        self._own_until = 0.0  # until then this mount lists by itself (it has just written)
 
     def install(self, provider: Provider) -> None:
         """Wrap the provider's listings (and mark its writes) on the instance."""
@@ -60,6 +62,7 @@ class SharedListings:
             done = await write(*args, **kwargs)
             self._own_until = trio.current_time() + self.ttl
             return done
+
         return marked
 
     async def listing(self, node: str, fetch, *args) -> list[Entry]:
@@ -81,8 +84,9 @@ class SharedListings:
                 if entries is not None:
                     self.stats.add("listings_from_fleet")
                     return entries
-            if holder is None and await self.link.call(lambda client: client.set(lock, token, px=int(LOCK_TTL * 1000),
-                                                                                  condition=PureToken.NX)):
+            if holder is None and await self.link.call(
+                lambda client: client.set(lock, token, px=int(LOCK_TTL * 1000), condition=PureToken.NX)
+            ):
                 return await self._fetch_locked(where, lock, token, fetch, args)
             await trio.sleep(poll)
             poll = min(POLL_MOST, poll * 2)

@@ -35,31 +35,44 @@ import logging
 import mimetypes
 import posixpath
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 import httpx
 import trio
 
 from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
+from ..names import with_extension
 from ..query import DATE, SEARCH, STRING, Field, Query, search_plan
 from ..query.fields import ALL, EQUALITY
-from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, first_error, parse_time,
-                   plain_id, skip_malformed, text_field)
-from ..names import with_extension
+from .base import (
+    ASSET,
+    CONTAINER,
+    CONTENT,
+    Content,
+    Entry,
+    Provider,
+    Upload,
+    asset_json,
+    first_error,
+    parse_time,
+    plain_id,
+    skip_malformed,
+    text_field,
+)
 from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.apple")
 
 API = "api/v1"
-PAGE_SIZE = 100        # the emulator's (inferred) maximum; the docs give none
-MAX_PAGES = 100_000    # a cursor loop guard: 10 million assets in one brand
+PAGE_SIZE = 100  # the emulator's (inferred) maximum; the docs give none
+MAX_PAGES = 100_000  # a cursor loop guard: 10 million assets in one brand
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/heic": ".heic", "image/heif": ".heif"}
 INTENTS = ("PLACECARD_LOGO", "COVER_PHOTO", "GALLERY")
 INTENT_XATTR = "user.assetfs.intent"
-MAX_IMAGE_BYTES = 15 * 1024 * 1024   # documented: images of at most 15 MB
-IMAGES_AT_ONCE = 8     # image metadata requests in flight while listing a brand
+MAX_IMAGE_BYTES = 15 * 1024 * 1024  # documented: images of at most 15 MB
+IMAGES_AT_ONCE = 8  # image metadata requests in flight while listing a brand
 
 
 class AppleAuth(TokenAuth):
@@ -69,8 +82,12 @@ class AppleAuth(TokenAuth):
 
     def __init__(self, account: str, client_id: str, client_secret: str):
         super().__init__(account)
-        self._body = {"client_id": client_id, "client_secret": client_secret,
-                      "grant_type": "client_credentials", "scope": "business"}
+        self._body = {
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "grant_type": "client_credentials",
+            "scope": "business",
+        }
 
     async def fetch(self, http: ProviderHTTP) -> tuple[str, float]:
         response = await self._post(http, http.url(f"{API}/oauth2/token"), json=self._body)
@@ -114,10 +131,15 @@ class Apple(Provider):
         for group in groups:
             server, local = search_plan(group)
             local += [c for c in server if not _ql_ready(c)]
-            ql = ";".join(f"{c.clause.field}{op}{_ql_value(value)}" for c in server if _ql_ready(c)
-                          for op, value in c.server_terms())
-            assets = await self._all_pages(f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand} ql {ql!r}",
-                                           {"ql": ql} if ql else None)
+            ql = ";".join(
+                f"{c.clause.field}{op}{_ql_value(value)}"
+                for c in server
+                if _ql_ready(c)
+                for op, value in c.server_terms()
+            )
+            assets = await self._all_pages(
+                f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand} ql {ql!r}", {"ql": ql} if ql else None
+            )
             for asset in assets:
                 if all(c.matches(asset) for c in local):
                     found.setdefault(str(asset.get("id")), asset)
@@ -140,8 +162,10 @@ class Apple(Provider):
         if organizations:
             return [_org_entry(org, details.get("legalName") if org == own else None) for org in organizations]
         if not own:
-            raise ProviderError(f"Apple Business Connect account {self.account}: /me names no organization "
-                                "(list them under `organizations` in the config)")
+            raise ProviderError(
+                f"Apple Business Connect account {self.account}: /me names no organization "
+                "(list them under `organizations` in the config)"
+            )
         return [_org_entry(own, details.get("legalName"))]
 
     async def lookup(self, parent: Entry, name: str) -> Entry | None:
@@ -169,7 +193,13 @@ class Apple(Provider):
             return await self._list_org(parts[1])
         if len(parts) == 4 and parts[0] == "org" and parts[2] == "brand":
             return await self._list_brand(parts[1], parts[3])
-        if len(parts) == 8 and parts[0] == "org" and parts[2] == "brand" and parts[4] == "image" and parts[6] == "asset":
+        if (
+            len(parts) == 8
+            and parts[0] == "org"
+            and parts[2] == "brand"
+            and parts[4] == "image"
+            and parts[6] == "asset"
+        ):
             return await self._list_asset(entry, parts[1], parts[3], parts[5], parts[7])
         raise ProviderError(f"Apple Business Connect: no listing for {entry.key!r}")
 
@@ -219,14 +249,25 @@ class Apple(Provider):
                 # The seed's link is a path from the host's root (/api/v1/…), carrying limit and after.
                 url, params, mark = urljoin(self.http.base_url, link), None, link
                 if not self.http.is_trusted(url):
-                    log.warning("%s: %s: the next page is on another host (%s); stopping with the %d items listed",
-                                self.account, what, redact(url), len(items))
+                    log.warning(
+                        "%s: %s: the next page is on another host (%s); stopping with the %d items listed",
+                        self.account,
+                        what,
+                        redact(url),
+                        len(items),
+                    )
                     break
             else:
                 break
             if mark in seen or (data and len(items) == before):
-                log.warning("%s: %s: page %d %s; the cursor loops, stopping with the %d items listed", self.account,
-                            what, page, "repeats a cursor" if mark in seen else "brings nothing new", len(items))
+                log.warning(
+                    "%s: %s: page %d %s; the cursor loops, stopping with the %d items listed",
+                    self.account,
+                    what,
+                    page,
+                    "repeats a cursor" if mark in seen else "brings nothing new",
+                    len(items),
+                )
                 break
             seen.add(mark)
         else:
@@ -266,8 +307,12 @@ class Apple(Provider):
         images = await self._images(org, {plain_id(_details(a).get("imageId")) for a in assets} - {None})
         # Off the event loop: a huge brand takes seconds of CPU (see Spectrum's list_dir).
         return await trio.to_thread.run_sync(
-            skip_malformed, assets, lambda a: _asset_entry(org, brand, a, images.get(plain_id(_details(a).get("imageId")))),
-            f"{self.account}/{org}/{brand}", abandon_on_cancel=False)
+            skip_malformed,
+            assets,
+            lambda a: _asset_entry(org, brand, a, images.get(plain_id(_details(a).get("imageId")))),
+            f"{self.account}/{org}/{brand}",
+            abandon_on_cancel=False,
+        )
 
     async def _images(self, org: str, image_ids: set[str]) -> dict[str, dict | None]:
         """The metadata of many images, a few requests at a time (None: the image is gone)."""
@@ -328,27 +373,51 @@ class Apple(Provider):
         extension as partnersAssetId, and the intent. The new asset's directory entry."""
         parts = container.key.split("/")
         if not (len(parts) == 4 and parts[0] == "org" and parts[2] == "brand"):
-            raise NotPermitted(f"creating {upload.name!r} in {container.name!r}: Apple Business Connect assets live in a "
-                               "brand, so new images go in a brand directory (<orgId>/<brandId>/)")
+            raise NotPermitted(
+                f"creating {upload.name!r} in {container.name!r}: Apple Business Connect assets live in a "
+                "brand, so new images go in a brand directory (<orgId>/<brandId>/)"
+            )
         org, brand = parts[1], parts[3]
         intent = self._intent(upload) or self.settings.default_intent
         image = await self._upload_image(org, upload)
         stem = posixpath.splitext(posixpath.basename(upload.name))[0].strip()
         details = {"imageId": image["id"], "partnersAssetId": stem, "intent": intent, "altTexts": []}
         if not stem:
-            del details["partnersAssetId"]   # the API refuses an empty one; the asset is named by its id
+            del details["partnersAssetId"]  # the API refuses an empty one; the asset is named by its id
         try:
             # Retried only when refused untaken: a POST that reached the API but lost its answer
             # would make a second asset.
-            asset = await self.http.json("POST", f"{API}/orgs/{org}/brands/{brand}/assets", json={"brandAssetDetails": details},
-                                         expect=(200, 201), retry=NOT_TAKEN)
+            asset = await self.http.json(
+                "POST",
+                f"{API}/orgs/{org}/brands/{brand}/assets",
+                json={"brandAssetDetails": details},
+                expect=(200, 201),
+                retry=NOT_TAKEN,
+            )
         except AssetfsError as e:
-            log.warning("%s: %s: image %s was uploaded but no asset was made of it: %s", self.account, upload.name, image["id"], e)
+            log.warning(
+                "%s: %s: image %s was uploaded but no asset was made of it: %s",
+                self.account,
+                upload.name,
+                image["id"],
+                e,
+            )
             raise
         if not isinstance(asset, dict) or not asset.get("id"):
-            raise ProviderError(f"Apple Business Connect brand {org}/{brand}: the answer to creating an asset from "
-                                f"{upload.name!r} has no asset id")
-        log.info("%s: %s → asset %s (image %s, %s) in brand %s/%s", self.account, upload.name, asset["id"], image["id"], intent, org, brand)
+            raise ProviderError(
+                f"Apple Business Connect brand {org}/{brand}: the answer to creating an asset from "
+                f"{upload.name!r} has no asset id"
+            )
+        log.info(
+            "%s: %s → asset %s (image %s, %s) in brand %s/%s",
+            self.account,
+            upload.name,
+            asset["id"],
+            image["id"],
+            intent,
+            org,
+            brand,
+        )
         return _asset_entry(org, brand, asset, image)
 
     async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
@@ -361,24 +430,27 @@ class Apple(Provider):
         image = await self._upload_image(org, upload)
         current, etag = await self._read_asset(org, asset_id)
         if current.get("state") == "DELETED":
-            raise NotFound(f"Apple Business Connect asset {asset_id} was deleted on the provider; its image was not replaced")
+            raise NotFound(
+                f"Apple Business Connect asset {asset_id} was deleted on the provider; its image was not replaced"
+            )
         details = dict(_details(current))
         details["imageId"] = image["id"]
         if intent:
             details["intent"] = intent
-        body = dict(current)   # the full asset as read, with the new image in it (the API takes what it may change)
+        body = dict(current)  # the full asset as read, with the new image in it (the API takes what it may change)
         body["brandAssetDetails"] = details
         path = f"{API}/orgs/{org}/assets/{asset_id}"
         response = await self.http.request("PUT", path, json=body, headers={"If-Match": f'"{etag}"'}, expect=(200, 412))
         if response.status_code == 412:
             now, _ = await self._read_asset(org, asset_id)
-            if _details(now).get("imageId") == image["id"]:   # our own PUT, retried after its answer was lost
+            if _details(now).get("imageId") == image["id"]:  # our own PUT, retried after its answer was lost
                 updated = now
             else:
                 raise ProviderError(
                     f"Apple Business Connect asset {asset_id} changed on the provider since it was read (etag {etag} is now "
                     f"{now.get('etag') or '?'}, updated {now.get('updatedDate') or '?'}, state {now.get('state') or '?'}); "
-                    f"not overwritten. The new image {image['id']} was uploaded but is not used; write the file again to retry")
+                    f"not overwritten. The new image {image['id']} was uploaded but is not used; write the file again to retry"
+                )
         else:
             try:
                 updated = response.json()
@@ -387,8 +459,12 @@ class Apple(Provider):
             if not isinstance(updated, dict) or not updated.get("id"):
                 updated, _ = await self._read_asset(org, asset_id)
         log.info("%s: %s → asset %s now shows image %s", self.account, upload.name, asset_id, image["id"])
-        return _asset_entry(org, str(updated.get("brandId") or brand), updated,
-                            image if _details(updated).get("imageId") == image["id"] else False)
+        return _asset_entry(
+            org,
+            str(updated.get("brandId") or brand),
+            updated,
+            image if _details(updated).get("imageId") == image["id"] else False,
+        )
 
     async def delete_asset(self, asset: Entry) -> None:
         """`DELETE …/orgs/{orgId}/assets/{assetId}`: soft (the API keeps it 40 days, listed
@@ -410,7 +486,13 @@ class Apple(Provider):
     def _asset_ids(self, asset: Entry, what: str) -> tuple[str, str, str]:
         """(orgId, brandId, assetId) of an asset directory's key."""
         parts = asset.key.split("/")
-        if not (len(parts) == 8 and parts[0] == "org" and parts[2] == "brand" and parts[4] == "image" and parts[6] == "asset"):
+        if not (
+            len(parts) == 8
+            and parts[0] == "org"
+            and parts[2] == "brand"
+            and parts[4] == "image"
+            and parts[6] == "asset"
+        ):
             raise NotPermitted(f"{what}: not an Apple Business Connect asset directory")
         return parts[1], parts[3], parts[7]
 
@@ -421,8 +503,10 @@ class Apple(Provider):
             return None
         intent = str(raw).strip().upper()
         if intent not in INTENTS:
-            raise InvalidArgument(f"{upload.name}: {INTENT_XATTR} is {raw!r}, but Apple Business Connect takes only "
-                                f"{', '.join(INTENTS)}; not uploaded")
+            raise InvalidArgument(
+                f"{upload.name}: {INTENT_XATTR} is {raw!r}, but Apple Business Connect takes only "
+                f"{', '.join(INTENTS)}; not uploaded"
+            )
         return intent
 
     async def _upload_image(self, org: str, upload: Upload) -> dict:
@@ -430,20 +514,35 @@ class Apple(Provider):
         the new image's metadata. Retried on network trouble and 5xx (httpx rewinds the file):
         a duplicate is only an unused image, never a second asset."""
         if upload.size > MAX_IMAGE_BYTES:
-            raise ProviderError(f"{upload.name}: {upload.size} bytes is more than the 15 MB Apple Business Connect "
-                                "accepts for an image; not uploaded")
-        with open(upload.path, "rb") as file:
+            raise ProviderError(
+                f"{upload.name}: {upload.size} bytes is more than the 15 MB Apple Business Connect "
+                "accepts for an image; not uploaded"
+            )
+        with open(upload.path, "rb") as file:  # a local spool file  # noqa: ASYNC230
             response = await self.http.request(
-                "POST", f"{API}/orgs/{org}/images/upload", expect=(200, 201, 400, 413, 415),
-                files={"file": (posixpath.basename(upload.name) or "image", file, upload.mime or "application/octet-stream")})
+                "POST",
+                f"{API}/orgs/{org}/images/upload",
+                expect=(200, 201, 400, 413, 415),
+                files={
+                    "file": (
+                        posixpath.basename(upload.name) or "image",
+                        file,
+                        upload.mime or "application/octet-stream",
+                    )
+                },
+            )
         status = response.status_code
         if status in (400, 413, 415):
             self.http.stats.add("errors")
-            reason = {413: "it is too large (images are limited to 15 MB)",
-                      415: "of its type (Apple takes JPEG, PNG and HEIC images)",
-                      400: "it is not a readable image"}[status]
-            raise ProviderError(f"{upload.name}: Apple Business Connect refused the image because {reason} "
-                                f"(HTTP {status}{_api_error(response)})")
+            reason = {
+                413: "it is too large (images are limited to 15 MB)",
+                415: "of its type (Apple takes JPEG, PNG and HEIC images)",
+                400: "it is not a readable image",
+            }[status]
+            raise ProviderError(
+                f"{upload.name}: Apple Business Connect refused the image because {reason} "
+                f"(HTTP {status}{_api_error(response)})"
+            )
         try:
             image = response.json()
         except ValueError:
@@ -452,8 +551,10 @@ class Apple(Provider):
             raise ProviderError(f"{upload.name}: the answer to the image upload has no image id")
         stored = image.get("fileSize")
         if isinstance(stored, int) and not isinstance(stored, bool) and stored != upload.size:
-            raise ProviderError(f"{upload.name}: the provider stored different bytes ({stored} bytes of {upload.size}); "
-                                f"image {image['id']} is not used")
+            raise ProviderError(
+                f"{upload.name}: the provider stored different bytes ({stored} bytes of {upload.size}); "
+                f"image {image['id']} is not used"
+            )
         return image
 
     async def _read_asset(self, org: str, asset_id: str) -> tuple[dict, str]:
@@ -467,7 +568,9 @@ class Apple(Provider):
             raise ProviderError(f"Apple Business Connect asset {asset_id}: the answer is not an object")
         etag = response.headers.get("etag", "").strip().removeprefix("W/").strip('"') or str(asset.get("etag") or "")
         if not etag:
-            raise ProviderError(f"Apple Business Connect asset {asset_id} has no etag, so it cannot be updated safely; not overwritten")
+            raise ProviderError(
+                f"Apple Business Connect asset {asset_id} has no etag, so it cannot be updated safely; not overwritten"
+            )
         return asset, etag
 
 
@@ -485,12 +588,20 @@ def _org_entry(org: str, legal_name=None) -> Entry:
 
 def _brand_entry(org: str, brand: str, meta: dict | None = None) -> Entry:
     meta = meta or {}
-    xattrs = {"user.assetfs.id": brand, "user.assetfs.org_id": org,
-              "user.assetfs.display_name": str(meta.get("displayName") or ""),
-              "user.assetfs.state": str(meta.get("state") or "")}
-    return Entry(text_field(meta.get("displayName")) or brand, f"org/{org}/brand/{brand}", True,
-                 parse_time(meta.get("updatedDate") or meta.get("createdDate")),
-                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
+    xattrs = {
+        "user.assetfs.id": brand,
+        "user.assetfs.org_id": org,
+        "user.assetfs.display_name": str(meta.get("displayName") or ""),
+        "user.assetfs.state": str(meta.get("state") or ""),
+    }
+    return Entry(
+        text_field(meta.get("displayName")) or brand,
+        f"org/{org}/brand/{brand}",
+        True,
+        parse_time(meta.get("updatedDate") or meta.get("createdDate")),
+        xattrs={k: v for k, v in xattrs.items() if v},
+        kind=CONTAINER,
+    )
 
 
 def _details(asset: dict) -> dict:
@@ -527,7 +638,7 @@ def _ql_ready(condition) -> bool:
 
 def _ql_value(value) -> str:
     if isinstance(value, float):  # a date, as epoch seconds
-        return datetime.fromtimestamp(value, timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
     return str(value)
 
 
@@ -560,9 +671,15 @@ def _asset_entry(org: str, brand: str, asset: dict, image: dict | None | bool = 
     if asset_id is None:
         raise ValueError("the asset has no usable id")
     key = f"org/{org}/brand/{brand}/image/{image_id}/asset/{asset_id}"
-    return Entry(_asset_name(asset), key, True, parse_time(asset.get("updatedDate") or asset.get("createdDate")),
-                 children=None if image is False else _asset_files(key, asset, image),
-                 xattrs=_asset_xattrs(asset), kind=ASSET)
+    return Entry(
+        _asset_name(asset),
+        key,
+        True,
+        parse_time(asset.get("updatedDate") or asset.get("createdDate")),
+        children=None if image is False else _asset_files(key, asset, image),
+        xattrs=_asset_xattrs(asset),
+        kind=ASSET,
+    )
 
 
 def _asset_files(key: str, asset: dict, image: dict | None) -> list[Entry]:
@@ -597,18 +714,27 @@ def _image_entry(asset_key: str, asset: dict, image: dict) -> Entry | None:
     size = image.get("fileSize")
     size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
     xattrs = _asset_xattrs(asset)
-    xattrs.update({
-        "user.assetfs.image_id": image_id,
-        "user.assetfs.mime": mime or "",
-        "user.assetfs.width": str(image.get("width") or ""),
-        "user.assetfs.height": str(image.get("height") or ""),
-        "user.assetfs.image_state": str(image.get("state") or ""),
-        "user.assetfs.image_created": str(image.get("createdDate") or ""),
-    })
+    xattrs.update(
+        {
+            "user.assetfs.image_id": image_id,
+            "user.assetfs.mime": mime or "",
+            "user.assetfs.width": str(image.get("width") or ""),
+            "user.assetfs.height": str(image.get("height") or ""),
+            "user.assetfs.image_state": str(image.get("state") or ""),
+            "user.assetfs.image_created": str(image.get("createdDate") or ""),
+        }
+    )
     mtime = parse_time(image.get("updatedDate") or image.get("createdDate") or asset.get("updatedDate"))
     content = Content(version=f"apple:image:{image_id}", url=url, size=size, mime=mime)
-    return Entry(name, f"{asset_key}/content", False, mtime, content=content,
-                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTENT)
+    return Entry(
+        name,
+        f"{asset_key}/content",
+        False,
+        mtime,
+        content=content,
+        xattrs={k: v for k, v in xattrs.items() if v},
+        kind=CONTENT,
+    )
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Apple:
@@ -619,4 +745,4 @@ def create(account: str, settings, config, stats, timeout: float) -> Apple:
 
 def _instant(seconds: float) -> str:
     """An instant as the API's `ql` takes it: UTC, milliseconds, `Z`."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

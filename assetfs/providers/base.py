@@ -12,13 +12,14 @@ import json
 import logging
 import operator
 import re
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import NoReturn, Protocol
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, MutableMapping
 
 import orjson
 
@@ -59,11 +60,11 @@ class Content:
     new version, so anything cached under a version stays true for good."""
 
     version: str
-    url: str | None = None        # GET-able with Range (may redirect); None until resolved
+    url: str | None = None  # GET-able with Range (may redirect); None until resolved
     # Not compared: the version decides it, and a size learnt later (view/sizes.py writes it
     # in) must not make an unchanged listing entry look changed on the next listing.
     size: int | None = field(default=None, compare=False)
-    md5: str | None = None        # hex, when the provider publishes one
+    md5: str | None = None  # hex, when the provider publishes one
     mime: str | None = None
 
     __setstate__ = _restore
@@ -87,10 +88,10 @@ NO_XATTRS = _NoXattrs()
 
 
 # What an entry is, for the write path (which operations make sense where).
-CONTAINER = "container"   # holds assets: an organization, brand, collection, workspace or folder
-ASSET = "asset"           # one asset's directory
-CONTENT = "content"       # an asset's content file (its current version)
-TRASH = "trash"           # a view of deleted assets that can be restored
+CONTAINER = "container"  # holds assets: an organization, brand, collection, workspace or folder
+ASSET = "asset"  # one asset's directory
+CONTENT = "content"  # an asset's content file (its current version)
+TRASH = "trash"  # a view of deleted assets that can be restored
 
 
 class Growing(Protocol):
@@ -106,8 +107,8 @@ class Growing(Protocol):
 class Upload:
     """Bytes written through the mount, spooled on local disk until the provider has them."""
 
-    path: Path                    # the spool file: stream from it, never read it whole
-    name: str                     # the file name the user wrote
+    path: Path  # the spool file: stream from it, never read it whole
+    name: str  # the file name the user wrote
     size: int
     md5: str
     mime: str
@@ -118,15 +119,15 @@ class Upload:
 @_pickled_as_arguments
 @dataclass(slots=True)
 class Entry:
-    name: str                     # the provider's name for it (made safe and unique later)
-    key: str                      # the provider's handle for this node (an id or a path)
+    name: str  # the provider's name for it (made safe and unique later)
+    key: str  # the provider's handle for this node (an id or a path)
     is_dir: bool
     mtime: float = 0.0
-    content: Content | None = None       # a file whose bytes stream from the provider
-    inline: bytes | None = None          # a small file made locally (asset.json)
+    content: Content | None = None  # a file whose bytes stream from the provider
+    inline: bytes | None = None  # a small file made locally (asset.json)
     children: list[Entry] | None = None  # a directory known without a request (an asset's files)
     xattrs: dict[str, str] = field(default_factory=lambda: NO_XATTRS)  # shared when empty: never changed in place
-    kind: str = ""                       # CONTAINER, ASSET, CONTENT, TRASH, or "" (nothing to write)
+    kind: str = ""  # CONTAINER, ASSET, CONTENT, TRASH, or "" (nothing to write)
 
     __setstate__ = _restore
 
@@ -278,7 +279,7 @@ def parse_time(value) -> float:
         if dt is None:
             return 0.0
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -287,8 +288,8 @@ def _parse_odd_time(value: str) -> datetime | None:
     text = value.strip().replace("Z", "+00:00")
     if "." in text:  # Python wants at most 6 fraction digits
         head, _, rest = text.partition(".")
-        digits = rest[:len(rest) - len(rest.lstrip("0123456789"))]
-        zone = rest[len(digits):]
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        zone = rest[len(digits) :]
         text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     try:
         return datetime.fromisoformat(text)
@@ -312,7 +313,7 @@ def plain_id(value) -> str | None:
 # The entries a directory showed before it is listed again, by key: set by the view around
 # the provider's listing, read where the listing is parsed (in whichever task or worker
 # thread: context variables follow both).
-_listed_before: ContextVar[Mapping[str, Entry]] = ContextVar("assetfs_listed_before", default={})
+_listed_before: ContextVar[Mapping[str, Entry]] = ContextVar("assetfs_listed_before", default=MappingProxyType({}))
 
 
 @contextmanager

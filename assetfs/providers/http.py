@@ -61,22 +61,22 @@ class CredentialsRejected(ProviderError):
     """A host of the account answered 401 to the credentials sent: renew them and try again."""
 
 
-NOT_TAKEN = "not taken"   # request(retry=NOT_TAKEN): retry only what the provider did not act on
+NOT_TAKEN = "not taken"  # request(retry=NOT_TAKEN): retry only what the provider did not act on
 
 
 @dataclass
 class Grant:
     """What a request sent outside this client gets from the policy (see `outside`)."""
 
-    credentials: dict[str, str]        # for the account's own hosts only
+    credentials: dict[str, str]  # for the account's own hosts only
     user_agent: str
-    pace: Callable[[str], None]        # called in the worker thread before each redirected request
+    pace: Callable[[str], None]  # called in the worker thread before each redirected request
 
 
-PROBE_EVERY = 2.0    # seconds between two background probes of a host held down
+PROBE_EVERY = 2.0  # seconds between two background probes of a host held down
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for any answer
 ASK_AGAIN_AFTER = 0.3  # a syscall meeting a host held down asks it again when no probe ended this recently…
-ASK_TIMEOUT = 0.5      # …and waits this long for any answer (one question shared by all syscalls)
+ASK_TIMEOUT = 0.5  # …and waits this long for any answer (one question shared by all syscalls)
 
 
 @dataclass
@@ -85,8 +85,8 @@ class Outage:
 
     until: float
     why: str
-    asked: float = 0.0                 # monotonic time the last probe gave up
-    asking: trio.Event | None = None   # set when the probe a syscall started is over
+    asked: float = 0.0  # monotonic time the last probe gave up
+    asking: trio.Event | None = None  # set when the probe a syscall started is over
 
 
 class Unavailable(ProviderError):
@@ -158,9 +158,19 @@ def redact(url: str) -> str:
 
 
 class ProviderHTTP:
-    def __init__(self, base_url: str, auth: Auth | None = None, *, timeout: float = 30.0, retries: int = 5,
-                 trusted_urls: tuple[str, ...] = (), rate_limited_403=None, stats: Stats | None = None,
-                 max_connections: int = 32, rate_limit: tuple[int, float] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        auth: Auth | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        trusted_urls: tuple[str, ...] = (),
+        rate_limited_403=None,
+        stats: Stats | None = None,
+        max_connections: int = 32,
+        rate_limit: tuple[int, float] | None = None,
+    ):
         self.base_url = base_url.rstrip("/") + "/"
         self.auth = auth or Auth()
         self.timeout = timeout
@@ -236,8 +246,10 @@ class ProviderHTTP:
         if key not in self._down:
             return
         self.stats.add("errors")
-        raise Unavailable(f"{redact(url)}: the provider did not answer moments ago ({down.why}) nor just now; "
-                          f"it is asked again at the next call and every {PROBE_EVERY:g}s")
+        raise Unavailable(
+            f"{redact(url)}: the provider did not answer moments ago ({down.why}) nor just now; "
+            f"it is asked again at the next call and every {PROBE_EVERY:g}s"
+        )
 
     def note_unreachable(self, url: str, why: str) -> None:
         key = origin(url)
@@ -287,9 +299,18 @@ class ProviderHTTP:
 
     # -- requests: one policy for every request of the account ----------------------------------
 
-    async def request(self, method: str, path: str, *, expect: tuple[int, ...] | None = (200,),
-                      retry: bool | str = True, follow: bool = True, auth: bool = True,
-                      body: Callable[[], dict] | None = None, **kwargs) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: tuple[int, ...] | None = (200,),
+        retry: bool | str = True,
+        follow: bool = True,
+        auth: bool = True,
+        body: Callable[[], dict] | None = None,
+        **kwargs,
+    ) -> httpx.Response:
         """Send a request under the account's policy: the host must be reachable, the request
         waits its turn in the budget, carries the credentials (only to the account's own
         hosts, and only with `auth`), a 401 renews them once, and what is worth retrying is
@@ -321,8 +342,9 @@ class ProviderHTTP:
         response = await self.request(method, path, **kwargs)
         where = f"{method} {redact(response.url)}"
         if len(response.content) > MAX_JSON_BYTES:
-            raise ProviderError(f"{where}: the answer is {len(response.content)} bytes, more than the "
-                                f"{MAX_JSON_BYTES} a listing may be")
+            raise ProviderError(
+                f"{where}: the answer is {len(response.content)} bytes, more than the {MAX_JSON_BYTES} a listing may be"
+            )
         try:
             return _parse_json(response.content)
         except ValueError as e:
@@ -330,8 +352,9 @@ class ProviderHTTP:
         except RecursionError:
             raise ProviderError(f"{where}: the provider sent JSON nested too deeply to read") from None
 
-    async def _send_authorized(self, method: str, url: str, *, follow: bool, auth: bool,
-                               body: Callable[[], dict] | None, **kwargs) -> httpx.Response:
+    async def _send_authorized(
+        self, method: str, url: str, *, follow: bool, auth: bool, body: Callable[[], dict] | None, **kwargs
+    ) -> httpx.Response:
         response = await self._send(method, url, follow=follow, auth=auth, **kwargs, **(body() if body else {}))
         if auth and response.status_code == 401 and self.is_trusted(url):
             log.info("%s %s: 401, fetching a new token and trying again", method, redact(url))
@@ -339,8 +362,9 @@ class ProviderHTTP:
             response = await self._send(method, url, follow=follow, auth=auth, **kwargs, **(body() if body else {}))
         return response
 
-    async def _send(self, method: str, url: str, *, follow: bool, auth: bool, headers: dict | None = None,
-                    **kwargs) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, *, follow: bool, auth: bool, headers: dict | None = None, **kwargs
+    ) -> httpx.Response:
         """One request, following redirects by hand so that credentials never travel to
         another host and a POST redirected with 303 becomes a GET."""
         for _ in range(MAX_REDIRECTS + 1):
@@ -364,15 +388,20 @@ class ProviderHTTP:
             # The body is read. httpx's response and its stream refer to each other, so only
             # the garbage collector would free it: listing pages of megabytes would linger.
             response.stream = httpx.ByteStream(b"")
-            log.debug("%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started))
+            log.debug(
+                "%s %s → %s in %.0f ms", method, redact(url), response.status_code, 1000 * (time.monotonic() - started)
+            )
             if not (follow and response.is_redirect and "location" in response.headers):
                 return response
             target = urljoin(url, response.headers["location"])
             if method not in ("GET", "HEAD") and response.status_code in (307, 308) and not self.is_trusted(target):
-                raise ProviderError(f"{method} {redact(url)}: redirected to another host ({redact(target)}); "
-                                    f"its body is not sent there")
+                raise ProviderError(
+                    f"{method} {redact(url)}: redirected to another host ({redact(target)}); its body is not sent there"
+                )
             url = target
-            if method != "HEAD" and (response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")):
+            if method != "HEAD" and (
+                response.status_code == 303 or (response.status_code in (301, 302) and method == "POST")
+            ):
                 method, kwargs = "GET", {}
         raise ProviderError(f"{redact(url)}: too many redirects")
 

@@ -37,8 +37,8 @@ from .token import TokenAuth
 
 log = logging.getLogger("assetfs.iqmetrix")
 
-CONCURRENCY = 8        # assets of a collection fetched at once (there is no list route)
-POLLED_AT_MOST = 50    # a collection of more assets is not polled for changes (a GET each)
+CONCURRENCY = 8  # assets of a collection fetched at once (there is no list route)
+POLLED_AT_MOST = 50  # a collection of more assets is not polled for changes (a GET each)
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 REDIRECTS = (301, 302, 303, 307, 308)
 NO_UPDATE = "the Asset Media Service API has no update or delete"
@@ -62,18 +62,24 @@ class IQmetrixAuth(TokenAuth):
     async def fetch(self, http: ProviderHTTP) -> tuple[str, float]:
         if self._refresh is not None:
             try:
-                return await self._grant(http, "refresh", {"grant_type": "refresh_token", "refresh_token": self._refresh})
+                return await self._grant(
+                    http, "refresh", {"grant_type": "refresh_token", "refresh_token": self._refresh}
+                )
             except AuthFailed as e:
                 log.info("%s: %s; signing in again", self.account, e)
                 self._refresh = None
-        return await self._grant(http, "sign-in", {"grant_type": "password", "username": self._username,
-                                                   "password": self._password})
+        return await self._grant(
+            http, "sign-in", {"grant_type": "password", "username": self._username, "password": self._password}
+        )
 
     async def _grant(self, http: ProviderHTTP, what: str, form: dict[str, str]) -> tuple[str, float]:
         response = await self._post(http, self.token_url, data={**form, **self._client})
         status = response.status_code
-        self._expect(response, refused=f"the {what} (HTTP {status} {_oauth_error(response)})",
-                     answered=f"the {what} with HTTP {status}")
+        self._expect(
+            response,
+            refused=f"the {what} (HTTP {status} {_oauth_error(response)})",
+            answered=f"the {what} with HTTP {status}",
+        )
         access, lifetime, body = self._oauth2_answer(response)
         refresh = body.get("refresh_token")
         self._refresh = refresh if isinstance(refresh, str) and refresh else None
@@ -106,7 +112,7 @@ def _asset_name(asset: dict) -> str:
 QUERY_FIELDS = {
     "name": Field(STRING, get=lambda a: [_asset_name(a)]),
     "text": Field(SEARCH, get=lambda a: [_asset_name(a)]),
-    "id": Field(STRING, "id", fold=True),   # a GUID, in any case
+    "id": Field(STRING, "id", fold=True),  # a GUID, in any case
     "mimeType": Field(STRING, "mimeType"),
     "md5Checksum": Field(STRING, "md5Checksum", fold=True),
     "width": Field(NUMBER, "width"),
@@ -117,7 +123,7 @@ QUERY_FIELDS = {
 class IQmetrix(Provider):
     name = "iqmetrix"
     writes = frozenset({"create"})
-    streams = frozenset({"create"})   # a multipart POST needs no length up front
+    streams = frozenset({"create"})  # a multipart POST needs no length up front
     missing_writes_reason = "the Asset Media Service API has no update or delete, and no folders"
 
     def __init__(self, account: str, settings, http: ProviderHTTP):
@@ -130,8 +136,10 @@ class IQmetrix(Provider):
         return QUERY_FIELDS if container.kind == CONTAINER else None
 
     async def list_root(self) -> list[Entry]:
-        return [Entry(name, f"collection/{name}", True, xattrs={"user.assetfs.collection": name}, kind=CONTAINER)
-                for name in self.settings.collections]
+        return [
+            Entry(name, f"collection/{name}", True, xattrs={"user.assetfs.collection": name}, kind=CONTAINER)
+            for name in self.settings.collections
+        ]
 
     async def list_dir(self, entry: Entry) -> list[Entry]:
         if not entry.key.startswith("collection/"):
@@ -147,7 +155,9 @@ class IQmetrix(Provider):
                 try:
                     assets[index] = await self._get_asset(asset_id)
                 except NotFound:
-                    log.warning("%s/%s: asset %s was not found (404); it is left out", self.account, collection, asset_id)
+                    log.warning(
+                        "%s/%s: asset %s was not found (404); it is left out", self.account, collection, asset_id
+                    )
                 except MalformedAsset as e:
                     log.warning("%s/%s: %s; it is left out", self.account, collection, e)
                 except AssetfsError as e:
@@ -159,8 +169,11 @@ class IQmetrix(Provider):
                 nursery.start_soon(fetch, index, asset_id)
         if failures:
             raise failures[0]
-        return skip_malformed([a for a in assets if a is not None], lambda a: self._asset_entry(a, collection),
-                              f"{self.account}/{collection}")
+        return skip_malformed(
+            [a for a in assets if a is not None],
+            lambda a: self._asset_entry(a, collection),
+            f"{self.account}/{collection}",
+        )
 
     async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The API cannot list or search: a GET of each of the collection's assets, whose
@@ -229,7 +242,9 @@ class IQmetrix(Provider):
         if not isinstance(asset_id, str) or not GUID.match(asset_id):
             raise ProviderError(f"iQmetrix upload of {upload.name!r}: the answer has no asset GUID")
         if body.get("success") is False:
-            raise ProviderError(f"iQmetrix upload of {upload.name!r}: the answer says it did not succeed (asset {asset_id})")
+            raise ProviderError(
+                f"iQmetrix upload of {upload.name!r}: the answer says it did not succeed (asset {asset_id})"
+            )
         body.pop("success", None)  # not part of the asset object that GET /assets/{id} answers
         stored = body.get("md5Checksum")
         if not isinstance(stored, str) or not stored:
@@ -238,14 +253,23 @@ class IQmetrix(Provider):
             stored = body.get("md5Checksum")
         if isinstance(stored, str) and stored:
             if stored.strip().lower() != upload.md5.lower():
-                raise ProviderError(f"iQmetrix upload of {upload.name!r}: the provider stored different bytes "
-                                    f"(md5 {stored}, written {upload.md5}); asset {asset_id} is left out of "
-                                    f"collection {collection} (the API cannot delete it)")
+                raise ProviderError(
+                    f"iQmetrix upload of {upload.name!r}: the provider stored different bytes "
+                    f"(md5 {stored}, written {upload.md5}); asset {asset_id} is left out of "
+                    f"collection {collection} (the API cannot delete it)"
+                )
         else:
-            log.warning("%s/%s: asset %s has no md5Checksum; the upload of %r could not be verified",
-                        self.account, collection, asset_id, upload.name)
+            log.warning(
+                "%s/%s: asset %s has no md5Checksum; the upload of %r could not be verified",
+                self.account,
+                collection,
+                asset_id,
+                upload.name,
+            )
         self._remember(collection, asset_id)
-        log.info("%s/%s: uploaded %r as asset %s (%d bytes)", self.account, collection, upload.name, asset_id, upload.size)
+        log.info(
+            "%s/%s: uploaded %r as asset %s (%d bytes)", self.account, collection, upload.name, asset_id, upload.size
+        )
         return self._asset_entry(body, collection)
 
     async def _upload(self, upload: Upload) -> dict:
@@ -255,10 +279,15 @@ class IQmetrix(Provider):
         timeout. A file still being written goes out as it grows, in one try."""
         if upload.growing is not None:
             body, content_type = growing_form(upload)
-            response = await self.http.request("POST", "assets", expect=(201,), retry=False, body=lambda: {
-                "content": body(), "headers": {"Content-Type": content_type}})
+            response = await self.http.request(
+                "POST",
+                "assets",
+                expect=(201,),
+                retry=False,
+                body=lambda: {"content": body(), "headers": {"Content-Type": content_type}},
+            )
         else:
-            with open(upload.path, "rb") as spool:  # httpx rewinds it for each try
+            with open(upload.path, "rb") as spool:  # httpx rewinds it for each try  # noqa: ASYNC230
                 files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
                 response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
         try:
@@ -297,7 +326,9 @@ class IQmetrix(Provider):
         ident = str(asset["id"])
         name = _asset_name(asset)
         mime = asset.get("mimeType") if isinstance(asset.get("mimeType"), str) else None
-        md5 = asset.get("md5Checksum") if isinstance(asset.get("md5Checksum"), str) and asset.get("md5Checksum") else None
+        md5 = (
+            asset.get("md5Checksum") if isinstance(asset.get("md5Checksum"), str) and asset.get("md5Checksum") else None
+        )
         href = asset.get("href") if isinstance(asset.get("href"), str) and asset.get("href") else None
         xattrs = {
             "user.assetfs.id": ident,
@@ -318,8 +349,17 @@ class IQmetrix(Provider):
             if href is not None:
                 self._hrefs[version] = href
             content = Content(version, url=url, md5=md5, mime=mime)
-            children.insert(0, Entry(_file_name(name, ident, mime, href), f"asset/{ident}/content", False,
-                                     content=content, xattrs=dict(xattrs), kind=CONTENT))
+            children.insert(
+                0,
+                Entry(
+                    _file_name(name, ident, mime, href),
+                    f"asset/{ident}/content",
+                    False,
+                    content=content,
+                    xattrs=dict(xattrs),
+                    kind=CONTENT,
+                ),
+            )
         return Entry(name, f"asset/{ident}", True, children=children, xattrs=xattrs, kind=ASSET)
 
     def head_url(self, content: Content) -> None:
@@ -359,8 +399,13 @@ def _file_name(name: str, ident: str, mime: str | None, href: str | None) -> str
 
 
 def create(account: str, settings, config, stats, timeout: float) -> IQmetrix:
-    auth = IQmetrixAuth(account, settings.auth_url, config.secret(account, "username"),
-                        config.secret(account, "password"), config.secret(account, "client_id"),
-                        config.secret(account, "client_secret"))
+    auth = IQmetrixAuth(
+        account,
+        settings.auth_url,
+        config.secret(account, "username"),
+        config.secret(account, "password"),
+        config.secret(account, "client_id"),
+        config.secret(account, "client_secret"),
+    )
     http = ProviderHTTP(settings.base_url, auth, timeout=timeout, stats=stats, trusted_urls=(settings.auth_url,))
     return IQmetrix(account, settings, http)

@@ -41,27 +41,42 @@ import trio
 
 from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
 from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, search_plan, select
-from .base import (ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, Upload, asset_json, first_error,
-                   parse_time, plain_id, skip_malformed, text_field)
+from .base import (
+    ASSET,
+    CONTAINER,
+    CONTENT,
+    TRASH,
+    Content,
+    Entry,
+    Provider,
+    Upload,
+    asset_json,
+    first_error,
+    parse_time,
+    plain_id,
+    skip_malformed,
+    text_field,
+)
 from .http import NOT_TAKEN, ProviderHTTP, redact
 from .multipart import growing_form
 from .token import TokenAuth
 
 log = logging.getLogger("assetfs.mudstack")
 
-PAGE_SIZE = 500          # our choice; the search route's pagination is inferred (page 1-based, limit ≤ 1000)
-PAGE_CONCURRENCY = 4     # pages of one folder's search fetched at once once the total is known
-MAX_PAGES = 2000         # a loop guard: a million assets in one folder
+PAGE_SIZE = 500  # our choice; the search route's pagination is inferred (page 1-based, limit ≤ 1000)
+PAGE_CONCURRENCY = 4  # pages of one folder's search fetched at once once the total is known
+MAX_PAGES = 2000  # a loop guard: a million assets in one folder
 DEFAULT_TOKEN_LIFETIME = 3600.0  # inferred: the docs give the JWT no lifetime
 MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 VERSIONS_KEY = re.compile(r"^ws/([^/]+)/asset/([^/]+)/versions$")  # (a folder key has "/folder/" there)
 TRASH_KEY = re.compile(r"^ws/([^/]+)/trash$")
 ASSET_KEY = re.compile(r"^asset/([^/]+)(/content)?$")  # an asset's directory or its content file
 TRASH_NAME = ".trash"
-UPLOAD_CHUNK = 1 << 20   # bytes read from the spool file per chunk of the signed-URL PUT
+UPLOAD_CHUNK = 1 << 20  # bytes read from the spool file per chunk of the signed-URL PUT
 
 
 # -- auth -----------------------------------------------------------------------------------
+
 
 class MudstackAuth(TokenAuth):
     """The account's JWT, fetched once for all concurrent requests and renewed before expiry."""
@@ -80,8 +95,9 @@ class MudstackAuth(TokenAuth):
     async def fetch(self, http: ProviderHTTP) -> tuple[str, float]:
         response = await self._post(http, self.token_url, json=self._credentials)
         status = response.status_code
-        self._expect(response, refused=f"the account id, key or secret (HTTP {status})", answered=f"HTTP {status}",
-                     ok=(200, 201))
+        self._expect(
+            response, refused=f"the account id, key or secret (HTTP {status})", answered=f"HTTP {status}", ok=(200, 201)
+        )
         token, lifetime = _read_token(response)
         if not token:
             raise ProviderError(f"{self.who}: the token service's answer holds no token")
@@ -130,6 +146,7 @@ def _jwt_lifetime(token: str) -> float | None:
 
 # -- content --------------------------------------------------------------------------------
 
+
 @dataclass
 class MudstackContent(Content):
     """A version's bytes, with what the download route needs: the tree hands `resolve` the
@@ -144,6 +161,7 @@ class MudstackContent(Content):
 # workspace "ws/<id>", folder "ws/<id>/folder/<path without its outer slashes>",
 # asset "asset/<id>", a versions directory listed on demand "ws/<id>/asset/<id>/versions",
 # a workspace's trash view "ws/<id>/trash".
+
 
 def _ws_key(ws_id: str) -> str:
     return f"ws/{ws_id}"
@@ -162,7 +180,7 @@ def _parse_folder_key(key: str) -> tuple[str, str] | None:
     if not rest:
         return ws_id, "/"
     if rest.startswith("folder/"):
-        return ws_id, "/" + rest[len("folder/"):] + "/"
+        return ws_id, "/" + rest[len("folder/") :] + "/"
     return None
 
 
@@ -178,6 +196,7 @@ def parent_of(path: str) -> str:
 
 
 # -- the provider ---------------------------------------------------------------------------
+
 
 class Mudstack(Provider):
     name = "mudstack"
@@ -205,8 +224,9 @@ class Mudstack(Provider):
             known = {str(w["id"]) for w in workspaces} | {str(w.get("name")) for w in workspaces}
             missing = [w for w in wanted if w not in known]
             if missing:
-                log.warning("%s: configured workspaces not available to this account: %s",
-                            self.account, ", ".join(missing))
+                log.warning(
+                    "%s: configured workspaces not available to this account: %s", self.account, ", ".join(missing)
+                )
             workspaces = chosen
         return skip_malformed(workspaces, _workspace_entry, self.account)
 
@@ -228,10 +248,13 @@ class Mudstack(Provider):
             if server:
                 params = {SEARCH_PARAMETERS[c.clause.field]: c.clause.value for c in server}
                 assets = await self._search_all(ws_id, {"file_location": path, **params})
-                entries = await select(skip_malformed(assets, lambda a: _asset_entry(a, ws_id), f"{self.account}/{ws_id}{path}"),
-                                       [group])
+                entries = await select(
+                    skip_malformed(assets, lambda a: _asset_entry(a, ws_id), f"{self.account}/{ws_id}{path}"), [group]
+                )
             else:
-                entries = await select(await listing() if listing is not None else await self.list_dir(container), [group])
+                entries = await select(
+                    await listing() if listing is not None else await self.list_dir(container), [group]
+                )
             for entry in entries:
                 found.setdefault(entry.key, entry)
         return list(found.values())
@@ -242,8 +265,11 @@ class Mudstack(Provider):
         trash = TRASH_KEY.match(entry.key)
         if trash:
             ws_id = trash.group(1)
-            return skip_malformed(await self._search_all(ws_id, {"trashed": "true"}), lambda a: _asset_entry(a, ws_id),
-                                  f"{self.account}/{TRASH_NAME}")
+            return skip_malformed(
+                await self._search_all(ws_id, {"trashed": "true"}),
+                lambda a: _asset_entry(a, ws_id),
+                f"{self.account}/{TRASH_NAME}",
+            )
         parsed = _parse_folder_key(entry.key)
         if parsed is None:
             raise NotSupported(f"Mudstack: {entry.key} is not a directory that can be listed")
@@ -265,9 +291,9 @@ class Mudstack(Provider):
             raise first_error(group) from None
         where = f"{self.account}/{ws_id}{path}"
         # Off the event loop: a huge folder takes seconds of CPU (see Spectrum's list_dir).
-        entries = skip_malformed(folders, lambda f: _folder_entry(ws_id, f), where) + \
-            await trio.to_thread.run_sync(skip_malformed, assets, lambda a: _asset_entry(a, ws_id), where,
-                                          abandon_on_cancel=False)
+        entries = skip_malformed(folders, lambda f: _folder_entry(ws_id, f), where) + await trio.to_thread.run_sync(
+            skip_malformed, assets, lambda a: _asset_entry(a, ws_id), where, abandon_on_cancel=False
+        )
         if path == "/":
             entries.append(_trash_entry(ws_id, entry.mtime))
         return entries
@@ -314,8 +340,11 @@ class Mudstack(Provider):
         if parsed is None:
             return None
         ws_id, path = parsed
-        body = await self._get("workspaces/assets/search", ws_id, params={
-            "file_location": path, "sort": "updated_at", "order": "desc", "page": 1, "limit": 1})
+        body = await self._get(
+            "workspaces/assets/search",
+            ws_id,
+            params={"file_location": path, "sort": "updated_at", "order": "desc", "page": 1, "limit": 1},
+        )
         assets = body.get("assets") if isinstance(body, dict) else None
         if not isinstance(assets, list):
             raise ProviderError(f"Mudstack account {self.account}: the asset search has no assets list")
@@ -324,8 +353,10 @@ class Mudstack(Provider):
         if ws_id not in this_round:
             this_round[ws_id] = await self._hierarchy(ws_id)
         below = "\n".join(folder["path"] for folder in await self._subfolders(ws_id, path, this_round[ws_id]))
-        return (f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}|"
-                f"{hashlib.sha1(below.encode()).hexdigest()[:16]}")
+        return (
+            f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}|"
+            f"{hashlib.sha1(below.encode()).hexdigest()[:16]}"
+        )
 
     async def _search_page(self, ws_id: str, filters: dict, page: int) -> tuple[list[dict], int | None, int]:
         body = await self._get("workspaces/assets/search", ws_id, params={**filters, "page": page, "limit": PAGE_SIZE})
@@ -336,9 +367,11 @@ class Mudstack(Provider):
             raise ProviderError(f"Mudstack account {self.account}: the asset search has no assets list")
         total = body.get("total")
         limit = body.get("limit")
-        return ([a for a in assets if isinstance(a, dict)],
-                total if isinstance(total, int) and total >= 0 else None,
-                limit if isinstance(limit, int) and limit > 0 else PAGE_SIZE)
+        return (
+            [a for a in assets if isinstance(a, dict)],
+            total if isinstance(total, int) and total >= 0 else None,
+            limit if isinstance(limit, int) and limit > 0 else PAGE_SIZE,
+        )
 
     async def _assets_in(self, ws_id: str, path: str) -> list[dict]:
         """Every active asset whose file_location is `path`."""
@@ -352,7 +385,7 @@ class Mudstack(Provider):
         first, total, limit = await self._search_page(ws_id, filters, 1)
         pages: dict[int, list[dict]] = {1: first}
         ids: set[str] = {str(a.get("id")) for a in first}
-        stop: list[int] = []   # pages that brought nothing new
+        stop: list[int] = []  # pages that brought nothing new
         ended: list[int] = []  # empty pages: the total was more than there is
 
         def take(n: int, page: list[dict]) -> None:
@@ -367,10 +400,16 @@ class Mudstack(Provider):
         if total is not None and len(first) == limit:
             last = math.ceil(total / limit)
             if last > MAX_PAGES:
-                log.warning("%s: the asset search %s claims %d assets (%d pages); reading at most %d pages",
-                            self.account, filters, total, last, MAX_PAGES)
+                log.warning(
+                    "%s: the asset search %s claims %d assets (%d pages); reading at most %d pages",
+                    self.account,
+                    filters,
+                    total,
+                    last,
+                    MAX_PAGES,
+                )
                 last = MAX_PAGES
-            numbers = iter(range(2, last + 1))   # shared by the workers: each page is fetched once
+            numbers = iter(range(2, last + 1))  # shared by the workers: each page is fetched once
 
             async def worker() -> None:
                 for n in numbers:
@@ -391,8 +430,13 @@ class Mudstack(Provider):
             page, total, limit = await self._search_page(ws_id, filters, n + 1)
             take(n + 1, page)
         if stop:
-            log.warning("%s: the asset search %s repeats itself at page %d; stopping with the %d assets listed",
-                        self.account, filters, min(stop), len(ids))
+            log.warning(
+                "%s: the asset search %s repeats itself at page %d; stopping with the %d assets listed",
+                self.account,
+                filters,
+                min(stop),
+                len(ids),
+            )
         seen: dict[str, dict] = {}
         for n in sorted(pages):
             for asset in pages[n]:
@@ -407,8 +451,11 @@ class Mudstack(Provider):
         if not isinstance(versions, list):
             raise ProviderError(f"Mudstack account {self.account}: the versions of asset {asset_id} are not a list")
         file_name = entry.xattrs.get("user.assetfs.file_name") or asset_id
-        return skip_malformed([v for v in versions if isinstance(v, dict) and plain_id(v.get("id"))],
-                              lambda v: _version_entry(v, asset_id, ws_id, file_name), f"{self.account}/{asset_id}/versions")
+        return skip_malformed(
+            [v for v in versions if isinstance(v, dict) and plain_id(v.get("id"))],
+            lambda v: _version_entry(v, asset_id, ws_id, file_name),
+            f"{self.account}/{asset_id}/versions",
+        )
 
     def head_url(self, content: Content) -> None:
         return None  # `resolve` asks the API first
@@ -424,20 +471,27 @@ class Mudstack(Provider):
         base = f"workspaces/assets/{content.asset_id}"
         route = f"{base}/versions/{content.version_id}/download" if content.version_id else f"{base}/download"
         body = await self._get(route, content.workspace_id)
-        url = body if isinstance(body, str) else (body.get("url") or body.get("signed_url")) if isinstance(body, dict) else None
+        url = (
+            body
+            if isinstance(body, str)
+            else (body.get("url") or body.get("signed_url"))
+            if isinstance(body, dict)
+            else None
+        )
         if not isinstance(url, str) or not url:
-            raise ProviderError(f"Mudstack account {self.account}: the download answer for asset "
-                                f"{content.asset_id} has no url")
+            raise ProviderError(
+                f"Mudstack account {self.account}: the download answer for asset {content.asset_id} has no url"
+            )
         size = content.size
         if size is None:
             size, _ = await self.http.head(url)
         return dataclasses.replace(content, url=url, size=size)
 
-
     # -- writes ---------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, ws_id: str, *, expect: tuple[int, ...] = (200, 201),
-                       **kwargs) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, ws_id: str, *, expect: tuple[int, ...] = (200, 201), **kwargs
+    ) -> httpx.Response:
         return await self.http.request(method, path, headers={"x-workspace-id": ws_id}, expect=expect, **kwargs)
 
     async def _json(self, method: str, path: str, ws_id: str, *, expect: tuple[int, ...] = (200, 201), **kwargs):
@@ -457,20 +511,26 @@ class Mudstack(Provider):
             return parsed
         if TRASH_KEY.match(entry.key):
             raise NotPermitted(f"{what}: {entry.name} only shows deleted assets; nothing can be created there")
-        raise NotPermitted(f"{what}: Mudstack keeps assets and folders in workspaces and their folders only, "
-                           f"not in {entry.name or 'the account directory'}")
+        raise NotPermitted(
+            f"{what}: Mudstack keeps assets and folders in workspaces and their folders only, "
+            f"not in {entry.name or 'the account directory'}"
+        )
 
     def _asset_ref(self, entry: Entry, what: str) -> tuple[str, str, bool]:
         """(workspace id, asset id, whether the entry is the content file) of an asset's
         directory or content file."""
         match = ASSET_KEY.match(entry.key)
         if match is None:
-            raise NotPermitted(f"{what}: {entry.name} is not a Mudstack asset or its current file "
-                               "(versions/ and asset.json cannot be changed)")
+            raise NotPermitted(
+                f"{what}: {entry.name} is not a Mudstack asset or its current file "
+                "(versions/ and asset.json cannot be changed)"
+            )
         ws_id = entry.xattrs.get("user.assetfs.workspace")
         if not ws_id:
-            raise ProviderError(f"Mudstack account {self.account}: {what}: the entry of asset {match.group(1)} "
-                                "does not say which workspace holds it")
+            raise ProviderError(
+                f"Mudstack account {self.account}: {what}: the entry of asset {match.group(1)} "
+                "does not say which workspace holds it"
+            )
         return ws_id, match.group(1), match.group(2) is not None
 
     async def create_asset(self, container: Entry, upload: Upload) -> Entry:
@@ -486,8 +546,13 @@ class Mudstack(Provider):
             raise ProviderError(f"{where}: the upload route answered no signed_url and key")
         await self._put_signed(signed_url, upload, where)
         asset = await self._asset_call(
-            "POST", "workspaces/assets/upload/assets", ws_id, f"creating {upload.name}", retry=NOT_TAKEN,
-            json={"temp_file_key": temp_key, "original_file_name": upload.name, "file_location": path})
+            "POST",
+            "workspaces/assets/upload/assets",
+            ws_id,
+            f"creating {upload.name}",
+            retry=NOT_TAKEN,
+            json={"temp_file_key": temp_key, "original_file_name": upload.name, "file_location": path},
+        )
         current = _current_version(asset, _versions_of(asset))
         stored = _md5(current.get("checksum")) if current else None
         if stored is not None and stored != upload.md5.lower():
@@ -498,8 +563,10 @@ class Mudstack(Provider):
                 fate = "it was moved to the trash"
             except ProviderError as e:
                 fate = f"it could not be moved to the trash ({e})"
-            raise ProviderError(f"{where}: the provider stored different bytes (md5 {stored}, the file's is "
-                                f"{upload.md5}) as asset {asset['id']}; {fate}")
+            raise ProviderError(
+                f"{where}: the provider stored different bytes (md5 {stored}, the file's is "
+                f"{upload.md5}) as asset {asset['id']}; {fate}"
+            )
         if stored is None:
             log.debug("%s: no md5 checksum in the answer; the upload is not verified", where)
         log.info("%s: new asset %s", where, asset["id"])
@@ -512,8 +579,15 @@ class Mudstack(Provider):
         size = (await trio.Path(upload.path).stat()).st_size
         headers = {"Content-Type": upload.mime or "application/octet-stream", "Content-Length": str(size)}
         try:
-            response = await self.http.request("PUT", url, expect=None, auth=False, follow=False, headers=headers,
-                                               body=lambda: {"content": _chunks(upload.path)})
+            response = await self.http.request(
+                "PUT",
+                url,
+                expect=None,
+                auth=False,
+                follow=False,
+                headers=headers,
+                body=lambda: {"content": _chunks(upload.path)},
+            )
         except ProviderError as e:
             raise ProviderError(f"{where}: {e}") from None
         status = response.status_code
@@ -522,35 +596,50 @@ class Mudstack(Provider):
             raise ProviderError(f"{where}: PUT {redact(url)} answered HTTP {status}{why}")
         etag = response.headers.get("etag", "").strip().strip('"')
         if MD5_HEX.match(etag) and etag.lower() != upload.md5.lower():
-            raise ProviderError(f"{where}: the storage received different bytes (ETag {etag}, "
-                                f"the file's md5 is {upload.md5})")
+            raise ProviderError(
+                f"{where}: the storage received different bytes (ETag {etag}, the file's md5 is {upload.md5})"
+            )
 
     async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
         """A new version of the asset (multipart `file`); the asset as it now is, with that
         version current and listed under versions/."""
         ws_id, asset_id, _ = self._asset_ref(asset, f"writing {upload.name}")
         if asset.xattrs.get("user.assetfs.state") == "trashed":
-            raise NotPermitted(f"writing {upload.name}: asset {asset.name} is in the trash; move it out of "
-                               f"{TRASH_NAME} to restore it first")
+            raise NotPermitted(
+                f"writing {upload.name}: asset {asset.name} is in the trash; move it out of "
+                f"{TRASH_NAME} to restore it first"
+            )
         where = f"Mudstack account {self.account}: new version of asset {asset_id} ({upload.name})"
         base = f"workspaces/assets/{asset_id}"
         if upload.growing is not None:  # still being written: sent as it grows, in one try
             body, content_type = growing_form(upload)
-            version = await self.http.json("POST", f"{base}/versions", expect=(200, 201), retry=False, body=lambda: {
-                "content": body(), "headers": {"x-workspace-id": ws_id, "Content-Type": content_type}})
+            version = await self.http.json(
+                "POST",
+                f"{base}/versions",
+                expect=(200, 201),
+                retry=False,
+                body=lambda: {"content": body(), "headers": {"x-workspace-id": ws_id, "Content-Type": content_type}},
+            )
         else:
-            with open(upload.path, "rb") as f:  # httpx streams the multipart body from the file
+            with open(upload.path, "rb") as f:  # httpx streams the multipart body from the file  # noqa: ASYNC230
                 # Retried only when refused untaken: a retry after a lost answer would add a second version.
-                version = await self._json("POST", f"{base}/versions", ws_id, retry=NOT_TAKEN,
-                                           files={"file": (upload.name, f, upload.mime or "application/octet-stream")})
+                version = await self._json(
+                    "POST",
+                    f"{base}/versions",
+                    ws_id,
+                    retry=NOT_TAKEN,
+                    files={"file": (upload.name, f, upload.mime or "application/octet-stream")},
+                )
         if isinstance(version, dict) and isinstance(version.get("version"), dict) and not version.get("checksum"):
             version = version["version"]  # a version wrapped in an object
         if not isinstance(version, dict) or not version.get("id"):
             raise ProviderError(f"{where}: POST /{base}/versions answered no version object")
         stored = _md5(version.get("checksum"))
         if stored is not None and stored != upload.md5.lower():
-            raise ProviderError(f"{where}: the provider stored different bytes (md5 {stored}, the file's is "
-                                f"{upload.md5}) as version {version.get('version_number') or version['id']}")
+            raise ProviderError(
+                f"{where}: the provider stored different bytes (md5 {stored}, the file's is "
+                f"{upload.md5}) as version {version.get('version_number') or version['id']}"
+            )
         current = await self._asset_call("GET", base, ws_id, f"reading asset {asset_id}", expect=(200,))
         log.info("%s: version %s", where, version.get("version_number") or version["id"])
         return _asset_entry(_with_current(current, version), ws_id)
@@ -559,8 +648,10 @@ class Mudstack(Provider):
         """To the workspace's trash (from where a move restores it)."""
         ws_id, asset_id, _ = self._asset_ref(asset, f"deleting {asset.name}")
         if asset.xattrs.get("user.assetfs.state") == "trashed":
-            raise NotPermitted(f"deleting {asset.name}: it is already in the trash, and the Mudstack API has no "
-                               "way to delete an asset for good")
+            raise NotPermitted(
+                f"deleting {asset.name}: it is already in the trash, and the Mudstack API has no "
+                "way to delete an asset for good"
+            )
         await self._request("DELETE", f"workspaces/assets/{asset_id}", ws_id, expect=(200, 202, 204))
         log.info("Mudstack account %s: asset %s moved to the trash", self.account, asset_id)
 
@@ -568,13 +659,15 @@ class Mudstack(Provider):
         """One folder level (`POST /workspaces/folders?folder=/a/b`)."""
         ws_id, path = self._container(parent, f"creating folder {name}")
         if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
-            raise NotPermitted(f"creating folder {name!r}: Mudstack folder paths cannot hold that name "
-                               "('/' and '\\' separate folders)")
+            raise NotPermitted(
+                f"creating folder {name!r}: Mudstack folder paths cannot hold that name ('/' and '\\' separate folders)"
+            )
         if path == "/" and name == TRASH_NAME:
             raise NotPermitted(f"creating folder {name}: that is the name of the workspace's trash view")
         new_path = folder_path(path + name)
-        response = await self._request("POST", "workspaces/folders", ws_id, params={"folder": new_path},
-                                       expect=(200, 201, 409), retry=NOT_TAKEN)
+        response = await self._request(
+            "POST", "workspaces/folders", ws_id, params={"folder": new_path}, expect=(200, 201, 409), retry=NOT_TAKEN
+        )
         if response.status_code == 409:
             # EEXIST would be the right answer; errors.py has no such error yet.
             raise AlreadyExists(f"creating folder {new_path} in workspace {ws_id}: it already exists (HTTP 409)")
@@ -585,8 +678,9 @@ class Mudstack(Provider):
         if not isinstance(folder, dict) or not folder.get("id"):
             folder = (await self._hierarchy(ws_id)).get(new_path)
             if folder is None:
-                raise ProviderError(f"Mudstack account {self.account}: folder {new_path} was created but the "
-                                    "hierarchy does not show it")
+                raise ProviderError(
+                    f"Mudstack account {self.account}: folder {new_path} was created but the hierarchy does not show it"
+                )
         log.info("Mudstack account %s: folder %s created in workspace %s", self.account, new_path, ws_id)
         return _folder_entry(ws_id, {**folder, "path": folder_path(folder.get("path") or new_path)})
 
@@ -599,17 +693,20 @@ class Mudstack(Provider):
             raise NotPermitted(f"removing {container.name}: it is not a Mudstack folder")
         ws_id, path = parsed
         if path == "/":
-            raise NotPermitted(f"removing workspace {container.name}: the Mudstack API documents no way to "
-                               "delete a workspace")
+            raise NotPermitted(
+                f"removing workspace {container.name}: the Mudstack API documents no way to delete a workspace"
+            )
         folder = (await self._hierarchy(ws_id)).get(path)
         if folder is None or not folder.get("id"):
             raise NotFound(f"Mudstack account {self.account}: folder {path} of workspace {ws_id} no longer exists")
-        response = await self._request("DELETE", f"workspaces/folders/{folder['id']}", ws_id,
-                                       expect=(200, 202, 204, 404, 409))
+        response = await self._request(
+            "DELETE", f"workspaces/folders/{folder['id']}", ws_id, expect=(200, 202, 204, 404, 409)
+        )
         if response.status_code == 409:
             # ENOTEMPTY would be the right answer; errors.py has no such error yet.
-            raise DirectoryNotEmpty(f"removing folder {path} of workspace {ws_id}: it is not empty (it still holds "
-                               "folders or assets)")
+            raise DirectoryNotEmpty(
+                f"removing folder {path} of workspace {ws_id}: it is not empty (it still holds folders or assets)"
+            )
         if response.status_code == 404:  # gone since the hierarchy was read (or a retried DELETE)
             log.debug("Mudstack account %s: folder %s was already gone", self.account, path)
         log.info("Mudstack account %s: folder %s removed from workspace %s", self.account, path, ws_id)
@@ -651,8 +748,13 @@ class Mudstack(Provider):
             current = await self._asset_call("GET", base, ws_id, what, expect=(200,))
         if target is not None and current.get("isActive") is False:  # the entry said active, the API says trashed
             current = await self._asset_call("PATCH", f"{base}/restore", ws_id, what)
-        log.info("Mudstack account %s: asset %s is now %r in %s", self.account, asset_id, current.get("name"),
-                 current.get("file_location") if current.get("isActive", True) else TRASH_NAME)
+        log.info(
+            "Mudstack account %s: asset %s is now %r in %s",
+            self.account,
+            asset_id,
+            current.get("name"),
+            current.get("file_location") if current.get("isActive", True) else TRASH_NAME,
+        )
         return _asset_entry(current, ws_id)
 
 
@@ -662,10 +764,14 @@ async def _chunks(path):
         while chunk := await f.read(UPLOAD_CHUNK):
             yield chunk
 
+
 # -- queries --------------------------------------------------------------------------------
 
+
 def _libraries(asset: dict) -> list:
-    return [v for lib in asset.get("libraries") or [] if isinstance(lib, dict) for v in (lib.get("id"), lib.get("name"))]
+    return [
+        v for lib in asset.get("libraries") or [] if isinstance(lib, dict) for v in (lib.get("id"), lib.get("name"))
+    ]
 
 
 def _statuses(asset: dict) -> list:
@@ -697,28 +803,53 @@ QUERY_FIELDS = {
 
 # -- entries --------------------------------------------------------------------------------
 
+
 def _workspace_entry(ws: dict) -> Entry:
     ws_id = str(ws["id"])
-    xattrs = {"user.assetfs.id": ws_id, "user.assetfs.workspace": ws_id,
-              "user.assetfs.created": str(ws.get("created_at") or "")}
-    return Entry(str(ws.get("name") or ws_id), _ws_key(ws_id), True,
-                 parse_time(ws.get("updated_at") or ws.get("created_at")),
-                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
+    xattrs = {
+        "user.assetfs.id": ws_id,
+        "user.assetfs.workspace": ws_id,
+        "user.assetfs.created": str(ws.get("created_at") or ""),
+    }
+    return Entry(
+        str(ws.get("name") or ws_id),
+        _ws_key(ws_id),
+        True,
+        parse_time(ws.get("updated_at") or ws.get("created_at")),
+        xattrs={k: v for k, v in xattrs.items() if v},
+        kind=CONTAINER,
+    )
 
 
 def _folder_entry(ws_id: str, folder: dict) -> Entry:
     path = folder["path"]
     name = folder.get("name") or path.strip("/").rsplit("/", 1)[-1]
-    xattrs = {"user.assetfs.id": str(folder.get("id") or ""), "user.assetfs.file_location": path,
-              "user.assetfs.workspace": ws_id, "user.assetfs.created": str(folder.get("created_at") or "")}
-    return Entry(str(name), _folder_key(ws_id, path), True, parse_time(folder.get("created_at")),
-                 xattrs={k: v for k, v in xattrs.items() if v}, kind=CONTAINER)
+    xattrs = {
+        "user.assetfs.id": str(folder.get("id") or ""),
+        "user.assetfs.file_location": path,
+        "user.assetfs.workspace": ws_id,
+        "user.assetfs.created": str(folder.get("created_at") or ""),
+    }
+    return Entry(
+        str(name),
+        _folder_key(ws_id, path),
+        True,
+        parse_time(folder.get("created_at")),
+        xattrs={k: v for k, v in xattrs.items() if v},
+        kind=CONTAINER,
+    )
 
 
 def _trash_entry(ws_id: str, mtime: float) -> Entry:
     """A workspace's trash view: its trashed assets, listed when opened."""
-    return Entry(TRASH_NAME, f"ws/{ws_id}/trash", True, mtime,
-                 xattrs={"user.assetfs.workspace": ws_id, "user.assetfs.state": "trashed"}, kind=TRASH)
+    return Entry(
+        TRASH_NAME,
+        f"ws/{ws_id}/trash",
+        True,
+        mtime,
+        xattrs={"user.assetfs.workspace": ws_id, "user.assetfs.state": "trashed"},
+        kind=TRASH,
+    )
 
 
 def _md5(checksum) -> str | None:
@@ -730,17 +861,25 @@ def _content(version: dict, asset_id: str, ws_id: str) -> MudstackContent:
     version_id = plain_id(version.get("id")) or ""
     size = version.get("size")
     size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
-    return MudstackContent(version=f"mudstack:{version_id}", size=size,
-                           md5=_md5(version.get("checksum")), workspace_id=ws_id, asset_id=asset_id,
-                           version_id=version_id)
+    return MudstackContent(
+        version=f"mudstack:{version_id}",
+        size=size,
+        md5=_md5(version.get("checksum")),
+        workspace_id=ws_id,
+        asset_id=asset_id,
+        version_id=version_id,
+    )
 
 
 def _version_xattrs(version: dict, asset_id: str) -> dict[str, str]:
-    return {"user.assetfs.id": asset_id, "user.assetfs.version": str(version.get("version_number") or ""),
-            "user.assetfs.version_id": str(version.get("id") or ""),
-            "user.assetfs.checksum": str(version.get("checksum") or ""),
-            "user.assetfs.md5": _md5(version.get("checksum")) or "",
-            "user.assetfs.created": str(version.get("created_at") or "")}
+    return {
+        "user.assetfs.id": asset_id,
+        "user.assetfs.version": str(version.get("version_number") or ""),
+        "user.assetfs.version_id": str(version.get("id") or ""),
+        "user.assetfs.checksum": str(version.get("checksum") or ""),
+        "user.assetfs.md5": _md5(version.get("checksum")) or "",
+        "user.assetfs.created": str(version.get("created_at") or ""),
+    }
 
 
 def _version_entry(version: dict, asset_id: str, ws_id: str, file_name: str) -> Entry:
@@ -750,12 +889,24 @@ def _version_entry(version: dict, asset_id: str, ws_id: str, file_name: str) -> 
     # Versions carry no file name of their own in the documented shape; one that does keeps it.
     name = version.get("file_name") or version.get("original_file_name") or file_name
     xattrs = {k: v for k, v in _version_xattrs(version, asset_id).items() if v}
-    file = Entry(str(name), f"asset/{asset_id}/versions/{version_id}/file", False, mtime,
-                 content=_content(version, asset_id, ws_id), xattrs=xattrs)
+    file = Entry(
+        str(name),
+        f"asset/{asset_id}/versions/{version_id}/file",
+        False,
+        mtime,
+        content=_content(version, asset_id, ws_id),
+        xattrs=xattrs,
+    )
     dir_xattrs = {**xattrs, "user.assetfs.id": version_id}
     dir_xattrs.pop("user.assetfs.version_id", None)
-    return Entry(f"v{number}" if number is not None else str(version.get("name") or version_id),
-                 f"asset/{asset_id}/versions/{version_id}", True, mtime, children=[file], xattrs=dir_xattrs)
+    return Entry(
+        f"v{number}" if number is not None else str(version.get("name") or version_id),
+        f"asset/{asset_id}/versions/{version_id}",
+        True,
+        mtime,
+        children=[file],
+        xattrs=dir_xattrs,
+    )
 
 
 def _current_version(asset: dict, versions: list[dict]) -> dict | None:
@@ -788,8 +939,13 @@ def _with_current(asset: dict, version: dict) -> dict:
     if asset.get("current_version_id") == version["id"]:
         return asset
     versions = [v for v in _versions_of(asset) if v.get("id") != version["id"]] + [version]
-    return {**asset, "current_version_id": version["id"], "currentVersion": version, "version": version,
-            "versions": versions}
+    return {
+        **asset,
+        "current_version_id": version["id"],
+        "currentVersion": version,
+        "version": version,
+        "versions": versions,
+    }
 
 
 def _asset_entry(asset: dict, ws_id: str) -> Entry:
@@ -819,23 +975,58 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
 
     children = []
     if current is not None and plain_id(current.get("id")):
-        children.append(Entry(file_name, f"asset/{asset_id}/content", False, mtime,
-                              content=_content(current, asset_id, ws_id), xattrs=dict(xattrs), kind=CONTENT))
+        children.append(
+            Entry(
+                file_name,
+                f"asset/{asset_id}/content",
+                False,
+                mtime,
+                content=_content(current, asset_id, ws_id),
+                xattrs=dict(xattrs),
+                kind=CONTENT,
+            )
+        )
     children.append(Entry("asset.json", f"asset/{asset_id}/asset.json", False, mtime, inline=asset_json(asset)))
     if complete:
-        children.append(Entry("versions", f"asset/{asset_id}/versions", True, mtime,
-                              children=[_version_entry(v, asset_id, ws_id, file_name) for v in versions]))
+        children.append(
+            Entry(
+                "versions",
+                f"asset/{asset_id}/versions",
+                True,
+                mtime,
+                children=[_version_entry(v, asset_id, ws_id, file_name) for v in versions],
+            )
+        )
     else:
         # The asset object came without usable versions[]: list them when the directory is opened.
-        children.append(Entry("versions", f"ws/{ws_id}/asset/{asset_id}/versions", True, mtime,
-                              xattrs={"user.assetfs.id": asset_id, "user.assetfs.file_name": file_name}))
-    return Entry(text_field(asset.get("name")) or file_name, f"asset/{asset_id}", True, mtime, children=children, xattrs=xattrs,
-                 kind=ASSET)
+        children.append(
+            Entry(
+                "versions",
+                f"ws/{ws_id}/asset/{asset_id}/versions",
+                True,
+                mtime,
+                xattrs={"user.assetfs.id": asset_id, "user.assetfs.file_name": file_name},
+            )
+        )
+    return Entry(
+        text_field(asset.get("name")) or file_name,
+        f"asset/{asset_id}",
+        True,
+        mtime,
+        children=children,
+        xattrs=xattrs,
+        kind=ASSET,
+    )
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Mudstack:
     base_url = settings.base_url.rstrip("/")
-    auth = MudstackAuth(account, base_url + "/auth/token", config.secret(account, "account_id"),
-                        config.secret(account, "key"), config.secret(account, "secret"))
+    auth = MudstackAuth(
+        account,
+        base_url + "/auth/token",
+        config.secret(account, "account_id"),
+        config.secret(account, "key"),
+        config.secret(account, "secret"),
+    )
     http = ProviderHTTP(settings.base_url, auth, timeout=timeout, stats=stats)
     return Mudstack(account, settings, http)

@@ -14,8 +14,9 @@ from .base import Upload
 def growing_form(upload: Upload, field: str = "file") -> tuple[Callable[[], AsyncIterator[bytes]], str]:
     """(a factory of the body — each call starts again at the first byte, for a request
     sent again after a 401 — and the Content-Type with its boundary)."""
-    template = httpx.Request("POST", "http://frame.invalid/", files={
-        field: (upload.name, b"", upload.mime or "application/octet-stream")})
+    template = httpx.Request(
+        "POST", "http://frame.invalid/", files={field: (upload.name, b"", upload.mime or "application/octet-stream")}
+    )
     framed = template.read()
     split = framed.index(b"\r\n\r\n") + 4
     head, tail = framed[:split], framed[split:]

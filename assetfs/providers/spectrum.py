@@ -17,8 +17,19 @@ import trio
 
 from ..errors import NotFound, ProviderError
 from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field
-from .base import (ASSET, CONTAINER, CONTENT, Content, Entry, Provider, asset_json, parse_time, plain_id,
-                   skip_malformed, text_field)
+from .base import (
+    ASSET,
+    CONTAINER,
+    CONTENT,
+    Content,
+    Entry,
+    Provider,
+    asset_json,
+    parse_time,
+    plain_id,
+    skip_malformed,
+    text_field,
+)
 from .http import Auth, ProviderHTTP
 
 PAGE_SIZE = 500  # our choice: fewer pages keeps a 10,000-asset listing under the 100-requests/min limit
@@ -118,16 +129,21 @@ class Spectrum(Provider):
                     assets = []
                     for asset in contents:
                         if (plain_id(asset.get("id")) if isinstance(asset, dict) else None) is None:
-                            log.warning("%s: page %d: left out an entry that is not an asset with an id: %.120r",
-                                        where, page, asset)
+                            log.warning(
+                                "%s: page %d: left out an entry that is not an asset with an id: %.120r",
+                                where,
+                                page,
+                                asset,
+                            )
                         else:
                             assets.append(asset)
                     del body, contents  # a page at a time: 100,000 raw assets would take more memory than their entries
                     # In a worker thread: thousands of assets take CPU time during which the event loop
                     # would serve no other syscall. Not abandoned on the timeout: the work is bounded by
                     # the page, and a listing thrown away would be thrown away on every retry.
-                    parsed = await trio.to_thread.run_sync(skip_malformed, assets, _asset_entry, where,
-                                                           abandon_on_cancel=False)
+                    parsed = await trio.to_thread.run_sync(
+                        skip_malformed, assets, _asset_entry, where, abandon_on_cancel=False
+                    )
                     del assets
                     # Seen by their keys: strings the entries hold anyway, not a copy of every id.
                     new = 0
@@ -139,13 +155,20 @@ class Spectrum(Provider):
                     if page_size < PAGE_SIZE:
                         break
                     if not new:
-                        log.warning("%s: page %d brings no asset not seen before (the API repeats itself); "
-                                    "stopping with the %d assets listed", where, page, len(seen))
+                        log.warning(
+                            "%s: page %d brings no asset not seen before (the API repeats itself); "
+                            "stopping with the %d assets listed",
+                            where,
+                            page,
+                            len(seen),
+                        )
                         break
                     if not ahead:
                         coming = _Page(nursery, self.http, self._org_path(org), page + 1)
                 else:
-                    raise ProviderError(f"Spectrum organization {org}: more than {MAX_PAGES} pages; the API does not stop")
+                    raise ProviderError(
+                        f"Spectrum organization {org}: more than {MAX_PAGES} pages; the API does not stop"
+                    )
             except Exception as e:  # raised below, outside the nursery (not as an exception group)
                 failed = e
             nursery.cancel_scope.cancel()  # a page asked ahead that is not needed
@@ -158,13 +181,13 @@ class Spectrum(Provider):
         its assets), read from a one-asset page."""
         if not directory.key.startswith("org/"):
             return None
-        body = await self.http.json("GET", self._org_path(directory.key.removeprefix("org/")),
-                                    params={"page": 1, "pageSize": 1})
+        body = await self.http.json(
+            "GET", self._org_path(directory.key.removeprefix("org/")), params={"page": 1, "pageSize": 1}
+        )
         mark = body.get("lastModification") if isinstance(body, dict) else None
         if not isinstance(mark, str) or not mark:
             raise ProviderError(f"Spectrum organization {directory.key}: the listing has no lastModification")
         return mark
-
 
 
 class _Page:
@@ -216,21 +239,30 @@ def _asset_entry(asset: dict) -> Entry:
     children = [Entry("asset.json", f"asset/{ident}/asset.json", False, mtime, inline=asset_json(asset))]
     content = _content(uri)
     if content:
-        children.insert(0, Entry(f"{name}{ext}", f"asset/{ident}/content", False, mtime, content=content,
-                                 kind=CONTENT))  # its xattrs are the asset's
+        children.insert(
+            0, Entry(f"{name}{ext}", f"asset/{ident}/content", False, mtime, content=content, kind=CONTENT)
+        )  # its xattrs are the asset's
     raw_jobs = asset.get("productionJobs")
     jobs = [j for j in raw_jobs if isinstance(j, dict)] if isinstance(raw_jobs, list) else []
     if jobs:
-        children.append(Entry("production", f"asset/{ident}/production", True, mtime,
-                              children=[_job_entry(ident, j) for j in jobs]))
+        children.append(
+            Entry("production", f"asset/{ident}/production", True, mtime, children=[_job_entry(ident, j) for j in jobs])
+        )
     xattrs = {
         "user.assetfs.id": ident,
         "user.assetfs.state": "active" if asset.get("active") else "inactive",
         "user.assetfs.created": str(asset.get("createdDate") or ""),
         "user.assetfs.reference": str(asset.get("spectrumAssetReference") or ""),
     }
-    return Entry(name, f"asset/{ident}", True, mtime, children=children,
-                 xattrs={k: v for k, v in xattrs.items() if v}, kind=ASSET)
+    return Entry(
+        name,
+        f"asset/{ident}",
+        True,
+        mtime,
+        children=children,
+        xattrs={k: v for k, v in xattrs.items() if v},
+        kind=ASSET,
+    )
 
 
 def _job_entry(asset_id: str, job: dict) -> Entry:
@@ -244,13 +276,26 @@ def _job_entry(asset_id: str, job: dict) -> Entry:
         fmt = output.get("assetFormat") if isinstance(output.get("assetFormat"), dict) else {}
         content = _content(output.get("uri"), fmt.get("mimeType") if isinstance(fmt.get("mimeType"), str) else None)
         if content:
-            files.append(Entry(_file_name(output.get("uri")), f"job/{reference}/{content.version}", False, mtime,
-                               content=content, xattrs={"user.assetfs.format": str(fmt.get("name", ""))}))
+            files.append(
+                Entry(
+                    _file_name(output.get("uri")),
+                    f"job/{reference}/{content.version}",
+                    False,
+                    mtime,
+                    content=content,
+                    xattrs={"user.assetfs.format": str(fmt.get("name", ""))},
+                )
+            )
     xattrs = {"user.assetfs.id": str(job.get("id", "")), "user.assetfs.state": str(job.get("status", ""))}
     return Entry(reference, f"asset/{asset_id}/production/{reference}", True, mtime, children=files, xattrs=xattrs)
 
 
 def create(account: str, settings, config, stats, timeout: float) -> Spectrum:
-    http = ProviderHTTP(settings.base_url, SpectrumToken(config.secret(account, "token")), timeout=timeout,
-                        rate_limited_403=rate_limited, stats=stats)
+    http = ProviderHTTP(
+        settings.base_url,
+        SpectrumToken(config.secret(account, "token")),
+        timeout=timeout,
+        rate_limited_403=rate_limited,
+        stats=stats,
+    )
     return Spectrum(account, settings, http)

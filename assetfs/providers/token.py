@@ -16,7 +16,7 @@ from ..errors import AuthFailed, ProviderError
 from ..logs import register_secret
 from .http import Auth, ProviderHTTP, Unavailable
 
-TOKEN_MARGIN = 60.0    # seconds before expiry when a token is renewed (at most a tenth of its life)
+TOKEN_MARGIN = 60.0  # seconds before expiry when a token is renewed (at most a tenth of its life)
 
 # The token the current task last sent, so that a 401 invalidates only that token: after one
 # request has renewed it, the other requests that failed with the old one must not renew it
@@ -27,7 +27,7 @@ _sent_token: contextvars.ContextVar[str | None] = contextvars.ContextVar("assetf
 class TokenAuth(Auth):
     """One bearer token for the account, fetched once for all concurrent requests."""
 
-    service = "the provider"     # names the account in messages: "<service> account <name>"
+    service = "the provider"  # names the account in messages: "<service> account <name>"
 
     def __init__(self, account: str):
         self.account = account
@@ -72,8 +72,14 @@ class TokenAuth(Auth):
         if sent is None or sent == self._token:
             self._token = None
 
-    def _expect(self, response: httpx.Response, refused: str, answered: str, ok: tuple[int, ...] = (200,),
-                refusals: tuple[int, ...] = (400, 401, 403)) -> None:
+    def _expect(
+        self,
+        response: httpx.Response,
+        refused: str,
+        answered: str,
+        ok: tuple[int, ...] = (200,),
+        refusals: tuple[int, ...] = (400, 401, 403),
+    ) -> None:
         """Raise AuthFailed ("the token service refused <refused>") for a status in `refusals`,
         ProviderError ("… answered <answered>") for any other not in `ok`. Neither names a secret."""
         if response.status_code in refusals:
@@ -96,8 +102,9 @@ class TokenAuth(Auth):
             lifetime = 3600.0  # not given: an hour (as Apple documents); a 401 renews it sooner if need be
         return token, lifetime, body
 
-    async def _post(self, http: ProviderHTTP, url: str, *, json: dict | None = None,
-                    data: dict | None = None) -> httpx.Response:
+    async def _post(
+        self, http: ProviderHTTP, url: str, *, json: dict | None = None, data: dict | None = None
+    ) -> httpx.Response:
         """POST to the token service under the account's request policy (reachability,
         pacing, retries, Retry-After), without credentials: this object is where they come
         from. The answer is returned whatever its status, for `_expect` to judge. A redirect

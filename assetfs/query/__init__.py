@@ -6,5 +6,22 @@ from .fields import BOOL, DATE, NUMBER, SEARCH, STRING, Condition, Field, bind, 
 from .language import TEXT, Clause, Query, QueryError, parse
 from .local import asset_object, select
 
-__all__ = ["BOOL", "DATE", "NUMBER", "SEARCH", "STRING", "TEXT", "Clause", "Condition", "Field", "Query", "QueryError",
-           "asset_object", "bind", "matches", "parse", "search_plan", "select"]
+__all__ = [
+    "BOOL",
+    "DATE",
+    "NUMBER",
+    "SEARCH",
+    "STRING",
+    "TEXT",
+    "Clause",
+    "Condition",
+    "Field",
+    "Query",
+    "QueryError",
+    "asset_object",
+    "bind",
+    "matches",
+    "parse",
+    "search_plan",
+    "select",
+]

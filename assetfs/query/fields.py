@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .language import TEXT, Clause, Query, QueryError
 
@@ -28,11 +28,11 @@ _AGO_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 @dataclass(frozen=True)
 class Field:
     kind: str
-    path: str = ""                              # dotted path into the asset object; lists fan out
-    get: Callable[[dict], list] | None = None   # or the values, from the asset object
-    server: frozenset[str] = frozenset()        # the operators the provider's API answers for it
-    fold: bool = False                          # compared without case, as the API does
-    once: bool = False                          # the API takes one such condition per request
+    path: str = ""  # dotted path into the asset object; lists fan out
+    get: Callable[[dict], list] | None = None  # or the values, from the asset object
+    server: frozenset[str] = frozenset()  # the operators the provider's API answers for it
+    fold: bool = False  # compared without case, as the API does
+    once: bool = False  # the API takes one such condition per request
 
     def values(self, asset: dict) -> list:
         if self.get is not None:
@@ -53,8 +53,8 @@ class Condition:
 
     clause: Clause
     field: Field
-    value: object                      # str (text), float (number, date as epoch seconds), bool
-    until: float | None = None         # a date alone under == or !=: the end of that day
+    value: object  # str (text), float (number, date as epoch seconds), bool
+    until: float | None = None  # a date alone under == or !=: the end of that day
     pattern: re.Pattern | None = None  # a text value with `*`
 
     @property
@@ -64,7 +64,9 @@ class Condition:
     @property
     def on_server(self) -> bool:
         """Whether the provider's API can answer it as it stands."""
-        return self.op in self.field.server and self.pattern is None and not (self.until is not None and self.op == "!=")
+        return (
+            self.op in self.field.server and self.pattern is None and not (self.until is not None and self.op == "!=")
+        )
 
     def server_terms(self) -> list[tuple[str, object]]:
         """(operator, value) pairs the API is sent for it: a day under == is a range."""
@@ -99,8 +101,12 @@ class Condition:
         return found == self.value
 
     def _ordered(self, found) -> bool:
-        return {"=gt=": found > self.value, "=ge=": found >= self.value,
-                "=lt=": found < self.value, "=le=": found <= self.value}[self.op]
+        return {
+            "=gt=": found > self.value,
+            "=ge=": found >= self.value,
+            "=lt=": found < self.value,
+            "=le=": found <= self.value,
+        }[self.op]
 
 
 def bind(query: Query, fields: dict[str, Field], now: float | None = None) -> list[list[Condition]]:
@@ -134,8 +140,10 @@ def _condition(query: Query, clause: Clause, fields: dict[str, Field], now: floa
             raise QueryError(f"{where}: free text is not searchable here")
         close = difflib.get_close_matches(clause.field, list(fields), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise QueryError(f"{str(query)!r}: unknown field {clause.field!r} at character {clause.position}; {hint}"
-                         f"fields here: {', '.join(sorted(f for f in fields if f != TEXT))}")
+        raise QueryError(
+            f"{str(query)!r}: unknown field {clause.field!r} at character {clause.position}; {hint}"
+            f"fields here: {', '.join(sorted(f for f in fields if f != TEXT))}"
+        )
     value = clause.value
     if field.kind in (STRING, SEARCH, BOOL) and clause.op not in EQUALITY:
         wildcard = " (* in a value matches any characters)" if field.kind != BOOL else ""
@@ -163,8 +171,10 @@ def _date(value: str, now: float, where: str) -> tuple[float, float | None]:
         return now - float(ago.group(1)) * _AGO_UNITS[ago.group(2)], None
     start = instant(value)
     if start is None:
-        raise QueryError(f"{where}: {value!r} is not a date; write 2026-10-01, 2026-10-01T08:00:00Z, "
-                         "or -7d (7 days ago; also m, h, w)")
+        raise QueryError(
+            f"{where}: {value!r} is not a date; write 2026-10-01, 2026-10-01T08:00:00Z, "
+            "or -7d (7 days ago; also m, h, w)"
+        )
     return start, start + 86400 if _DAY.match(value) else None
 
 
@@ -176,7 +186,7 @@ def instant(value) -> float | None:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _pattern(value: str) -> re.Pattern:

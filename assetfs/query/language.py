@@ -23,7 +23,7 @@ from ..errors import NotFound
 OPERATORS = ("==", "!=", "=gt=", "=ge=", "=lt=", "=le=")
 TEXT = "text"  # the free-text field: a bare word means text==word
 MAX_CLAUSES = 32
-MAX_ALTERNATIVES = 8   # a provider may make one request per alternative
+MAX_ALTERNATIVES = 8  # a provider may make one request per alternative
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _OPERATOR = re.compile(r"==|!=|=[A-Za-z]*=|[<>]=?|=")
 _SLASH = re.compile("%2[Ff]|\u2215")  # a path component cannot hold `/`
@@ -103,7 +103,7 @@ def _clause(text: str, start: int, piece: str) -> Clause:
     match = _find_operator(body)
     if match is None:
         return Clause(TEXT, "==", _value(text, position, body), position)
-    field = body[:match.start()].strip()
+    field = body[: match.start()].strip()
     op = match.group()
     op_at = position + match.start()
     if not field:
@@ -112,10 +112,13 @@ def _clause(text: str, start: int, piece: str) -> Clause:
         raise QueryError(f"{text!r}: {field!r} at character {position} is not a field name (letters, digits, _ . -)")
     if op not in OPERATORS:
         hint = {"=": "==", "<": "=lt=", ">": "=gt=", "<=": "=le=", ">=": "=ge="}.get(op)
-        raise QueryError(f"{text!r}: unknown operator {op} at character {op_at}; "
-                         + (f"did you mean {hint}? " if hint else "") + f"operators: {' '.join(OPERATORS)}")
+        raise QueryError(
+            f"{text!r}: unknown operator {op} at character {op_at}; "
+            + (f"did you mean {hint}? " if hint else "")
+            + f"operators: {' '.join(OPERATORS)}"
+        )
     value_at = position + match.end()
-    return Clause(field, op, _value(text, value_at, body[match.end():]), position)
+    return Clause(field, op, _value(text, value_at, body[match.end() :]), position)
 
 
 def _find_operator(body: str) -> re.Match | None:

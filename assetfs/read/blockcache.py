@@ -59,7 +59,7 @@ class _Version:
         if byte >= len(self.bits):
             self.bits.extend(bytes(byte + 1 - len(self.bits)))
         self.bits[byte] |= 1 << (index & 7)
-        os.pwrite(self.map_fd, self.bits[byte:byte + 1], byte)
+        os.pwrite(self.map_fd, self.bits[byte : byte + 1], byte)
 
     def touch(self) -> None:
         """Note a use: in memory each time, on disk (the map's mtime) once a minute."""
@@ -107,8 +107,9 @@ class BlockCache:
 
     def _clear_old_layout(self) -> None:
         if (self.directory / "cache.db").exists():
-            log.info("%s: clearing a block cache of an older layout (its bytes are fetched again when read)",
-                     self.directory)
+            log.info(
+                "%s: clearing a block cache of an older layout (its bytes are fetched again when read)", self.directory
+            )
             for child in self.directory.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
@@ -192,7 +193,7 @@ class BlockCache:
                 return os.pread(v.fd, size, offset)
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
             mapped = mmap.mmap(v.fd, offset + size - start, prot=mmap.PROT_READ, offset=start)
-        return memoryview(mapped)[offset - start:]
+        return memoryview(mapped)[offset - start :]
 
     def will_need(self, version: str, first: int, stop: int) -> None:
         """Start reading the blocks of [first, stop) that are on disk into the page cache,
@@ -210,8 +211,9 @@ class BlockCache:
                 run += 1
             with self._lock:
                 if self._open.get(version) is v:
-                    os.posix_fadvise(v.fd, index * self.block_size, (run - index) * self.block_size,
-                                     os.POSIX_FADV_WILLNEED)
+                    os.posix_fadvise(
+                        v.fd, index * self.block_size, (run - index) * self.block_size, os.POSIX_FADV_WILLNEED
+                    )
             index = run
 
     def get_disk(self, version: str, index: int) -> bytes | None:

@@ -39,9 +39,16 @@ def _ca_options() -> dict[int, str]:
     return {}
 
 
-def head_sizes(urls: Iterable[tuple[K, str]], *, headers: Callable[[str], list[str]], at_once: int,
-               timeout: float, before: Callable[[str], None], answer: Callable[[list[tuple[K, int | None]]], None],
-               stopped: Callable[[], bool] = lambda: False) -> None:
+def head_sizes(
+    urls: Iterable[tuple[K, str]],
+    *,
+    headers: Callable[[str], list[str]],
+    at_once: int,
+    timeout: float,
+    before: Callable[[str], None],
+    answer: Callable[[list[tuple[K, int | None]]], None],
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
     """HEAD each (key, url), `at_once` in flight, and `answer([(key, size or None), …])`
     with the requests that ended, a round at a time. `headers(url)` gives a request's
     header lines (credentials only where they belong), `before(url)` is called before each
@@ -50,8 +57,12 @@ def head_sizes(urls: Iterable[tuple[K, str]], *, headers: Callable[[str], list[s
     import pycurl  # here, not at start: libcurl and OpenSSL take 9 MB a mount that never asks does not need
 
     # libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)
-    no_answer = {pycurl.E_COULDNT_CONNECT, pycurl.E_OPERATION_TIMEDOUT, pycurl.E_COULDNT_RESOLVE_HOST,
-                 pycurl.E_COULDNT_RESOLVE_PROXY}
+    no_answer = {
+        pycurl.E_COULDNT_CONNECT,
+        pycurl.E_OPERATION_TIMEDOUT,
+        pycurl.E_COULDNT_RESOLVE_HOST,
+        pycurl.E_COULDNT_RESOLVE_PROXY,
+    }
     todo = iter(urls)
     multi = pycurl.CurlMulti()
     idle = [_handle(timeout) for _ in range(at_once)]
@@ -118,7 +129,7 @@ def _handle(timeout: float) -> pycurl.Curl:
     handle = pycurl.Curl()
     handle.setopt(pycurl.NOBODY, 1)
     handle.setopt(pycurl.NOSIGNAL, 1)
-    handle.setopt(pycurl.FOLLOWLOCATION, 0)   # a redirect is left to the file's own stat
+    handle.setopt(pycurl.FOLLOWLOCATION, 0)  # a redirect is left to the file's own stat
     handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
     handle.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
     handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(min(timeout, 10.0) * 1000))

@@ -28,8 +28,9 @@ class ReaderPool:
     def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
         if reader is None:
-            reader = Reader(content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections,
-                            renew_url)
+            reader = Reader(
+                content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections, renew_url
+            )
         elif content.url and content.url != reader.content.url:
             reader.content = dataclasses.replace(reader.content, url=content.url)  # a fresher signed URL
         self._readers[content.version] = (reader, users + 1)

@@ -33,6 +33,7 @@ log = logging.getLogger("assetfs.read")
 WHOLE_FILE_LIMIT = 8 << 20  # files up to this size (with a checksum) are fetched and checked whole
 FETCH_ATTEMPTS = 4
 
+
 @dataclass
 class Cursor:
     """One open handle's reading position, for sequential detection: `next_offset` is the
@@ -80,9 +81,17 @@ class _Pending:
 
 
 class Reader:
-    def __init__(self, content: Content, http: ProviderHTTP, cache: BlockCache, nursery: trio.Nursery,
-                 stats: Stats, max_ahead: int = 32, connections: ConnectionPool | None = None,
-                 renew_url: Callable[[str], Awaitable[str]] | None = None):
+    def __init__(
+        self,
+        content: Content,
+        http: ProviderHTTP,
+        cache: BlockCache,
+        nursery: trio.Nursery,
+        stats: Stats,
+        max_ahead: int = 32,
+        connections: ConnectionPool | None = None,
+        renew_url: Callable[[str], Awaitable[str]] | None = None,
+    ):
         self.content = content
         # Asked for a new URL when a signed one is refused (it expired while the file was open).
         self.renew_url = renew_url
@@ -136,9 +145,10 @@ class Reader:
         else:
             self.stats.add("block_hits", len(blocks))
             if len(blocks) == 1:
-                return memoryview(blocks[0])[offset - first * self.bs:end - first * self.bs]
-            return b"".join(memoryview(block)[lo:hi] for (_, lo, hi), block in
-                            zip(self._spans(first, last, offset, end), blocks))
+                return memoryview(blocks[0])[offset - first * self.bs : end - first * self.bs]
+            return b"".join(
+                memoryview(block)[lo:hi] for (_, lo, hi), block in zip(self._spans(first, last, offset, end), blocks)
+            )
         if self.cache.on_disk(version, first, last):
             self.stats.add("block_hits", last - first + 1)
             return self.cache.read(version, offset, end - offset)
@@ -175,7 +185,7 @@ class Reader:
                 raise pending.error
             log.info("%s: block %d: %s; trying again", self.content.version, index, pending.error)
             # The provider's Retry-After when it sent one (the syscall's deadline still bounds the wait).
-            await trio.sleep(max(0.2 * 2 ** attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
+            await trio.sleep(max(0.2 * 2**attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
         raise AssertionError("unreachable")
 
     def _prefetch(self, start: int, asked: int, window: int) -> None:
@@ -225,8 +235,20 @@ class Reader:
             try:
                 async with self.http.outside(url) as grant:
                     await trio.to_thread.run_sync(
-                        fetch_range, self.connections, url, start, end, self.bs, self.http.is_trusted,
-                        grant.credentials, grant.user_agent, sink, first, grant.pace, abandon_on_cancel=True)
+                        fetch_range,
+                        self.connections,
+                        url,
+                        start,
+                        end,
+                        self.bs,
+                        self.http.is_trusted,
+                        grant.credentials,
+                        grant.user_agent,
+                        sink,
+                        first,
+                        grant.pace,
+                        abandon_on_cancel=True,
+                    )
                 break
             except CredentialsRejected as e:
                 if refreshed:
@@ -245,8 +267,10 @@ class Reader:
             digest = hashlib.md5(b"".join(whole)).hexdigest()
             if digest != self.content.md5.lower():
                 self.stats.add("checksum_mismatches")
-                raise ChecksumMismatch(f"{self.content.version}: md5 {digest} does not match the provider's "
-                                       f"{self.content.md5}; nothing was cached")
+                raise ChecksumMismatch(
+                    f"{self.content.version}: md5 {digest} does not match the provider's "
+                    f"{self.content.md5}; nothing was cached"
+                )
             await trio.to_thread.run_sync(self._store_run, first, whole)
             for i, data in enumerate(whole, first):
                 self._deliver(i, data, pendings[i])
@@ -290,8 +314,10 @@ class Reader:
         self._hasher = None
         if digest != self.content.md5.lower():
             self.stats.add("checksum_mismatches")
-            self.failed = ChecksumMismatch(f"{self.content.version}: md5 {digest} does not match the provider's "
-                                           f"{self.content.md5}; its cached blocks were dropped")
+            self.failed = ChecksumMismatch(
+                f"{self.content.version}: md5 {digest} does not match the provider's "
+                f"{self.content.md5}; its cached blocks were dropped"
+            )
             log.error("%s", self.failed)
             self.cache.drop(self.content.version, self.blocks)
 

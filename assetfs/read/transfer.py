@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import http.client
 import queue
-import socket
 import ssl
 from collections.abc import Callable
 from typing import NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import NotFound, ProviderError
-from ..providers.http import (MAX_REDIRECTS, CredentialsRejected, Retryable, Unreachable, redact, retry_after,
-                              unreachable_error)
+from ..providers.http import (
+    MAX_REDIRECTS,
+    CredentialsRejected,
+    Retryable,
+    Unreachable,
+    redact,
+    retry_after,
+    unreachable_error,
+)
 
 _ssl_context = ssl.create_default_context()
 PIECE = 64 << 10  # a watched block is read and reported this many bytes at a time
@@ -73,9 +79,19 @@ class BlockSink(Protocol):
         """A whole block."""
 
 
-def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size: int,
-                trusted: Callable[[str], bool], auth_headers: dict[str, str], user_agent: str,
-                sink: BlockSink, first_block: int, pace: Callable[[str], None] = lambda url: None) -> None:
+def fetch_range(
+    pool: ConnectionPool,
+    url: str,
+    start: int,
+    end: int,
+    block_size: int,
+    trusted: Callable[[str], bool],
+    auth_headers: dict[str, str],
+    user_agent: str,
+    sink: BlockSink,
+    first_block: int,
+    pace: Callable[[str], None] = lambda url: None,
+) -> None:
     """GET bytes [start, end) of `url` (blocking) and hand each block to `sink` as it
     arrives. Raises Retryable for network trouble or a short body (Unreachable when a host
     did not answer at all). `pace(url)` is called before each redirected request (the
@@ -92,12 +108,28 @@ def fetch_range(pool: ConnectionPool, url: str, start: int, end: int, block_size
             _refuse("GET", response, target, trusted, response.read(512).decode(errors="replace"))
         _read_blocks(response, start, end, block_size, sink, first_block, target)
 
-    _request(pool, "GET", url, {"Range": f"bytes={start}-{end - 1}", "User-Agent": user_agent}, trusted,
-             auth_headers, pace, take)
+    _request(
+        pool,
+        "GET",
+        url,
+        {"Range": f"bytes={start}-{end - 1}", "User-Agent": user_agent},
+        trusted,
+        auth_headers,
+        pace,
+        take,
+    )
 
 
-def _request(pool: ConnectionPool, method: str, url: str, headers: dict[str, str], trusted: Callable[[str], bool],
-             auth_headers: dict[str, str], pace: Callable[[str], None], take: Callable):
+def _request(
+    pool: ConnectionPool,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    trusted: Callable[[str], bool],
+    auth_headers: dict[str, str],
+    pace: Callable[[str], None],
+    take: Callable,
+):
     """Send a request over a pooled connection, following redirects (credentials only to
     trusted hosts), and return what `take(response, url)` makes of the final answer.
     Network trouble raises Retryable (Unreachable when the host did not answer at all)."""
@@ -120,7 +152,7 @@ def _request(pool: ConnectionPool, method: str, url: str, headers: dict[str, str
             result = take(response, target)
             reusable = not response.will_close
             return result
-        except (OSError, http.client.HTTPException, socket.timeout) as e:
+        except (TimeoutError, OSError, http.client.HTTPException) as e:
             message = f"{method} {redact(target)}: {type(e).__name__}: {e or 'connection lost'}"
             if unreachable_error(e):
                 raise Unreachable(message, target, type(e).__name__) from None
@@ -172,7 +204,7 @@ def _read_in_pieces(response, size: int, first_piece: int, index: int, sink: Blo
     view = memoryview(buffer)
     filled = 0
     while filled < size:
-        n = response.readinto(view[filled:filled + (PIECE if filled else first_piece)])
+        n = response.readinto(view[filled : filled + (PIECE if filled else first_piece)])
         if not n:
             return buffer[:filled]
         filled += n

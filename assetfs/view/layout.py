@@ -18,9 +18,9 @@ from .node import ASSETS_DIR
 
 @dataclass(slots=True)
 class Placed:
-    name: str                       # unique among the files, subfolders and `.assets/` entries
-    entry: Entry                    # the provider's entry (for an asset: the asset)
-    file: Entry | None = None       # an asset's content file, under the name shown
+    name: str  # unique among the files, subfolders and `.assets/` entries
+    entry: Entry  # the provider's entry (for an asset: the asset)
+    file: Entry | None = None  # an asset's content file, under the name shown
 
     @property
     def is_asset(self) -> bool:

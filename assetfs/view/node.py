@@ -15,25 +15,48 @@ class Node:
     """What the view knows of one path: the provider's entry it shows, its remote children
     once listed, and — set by write/ — a local file standing in for its bytes."""
 
-    __slots__ = ("ino", "name", "parent", "provider", "entry", "asset", "children", "listing", "listed_at",
-                 "negative", "lock", "render", "local", "attr_cache", "__weakref__")
+    __slots__ = (
+        "ino",
+        "name",
+        "parent",
+        "provider",
+        "entry",
+        "asset",
+        "children",
+        "listing",
+        "listed_at",
+        "negative",
+        "lock",
+        "render",
+        "local",
+        "attr_cache",
+        "__weakref__",
+    )
 
-    def __init__(self, ino: int, name: str, parent: Node | None, provider: Provider | None, entry: Entry,
-                 render=None, asset: Entry | None = None):
+    def __init__(
+        self,
+        ino: int,
+        name: str,
+        parent: Node | None,
+        provider: Provider | None,
+        entry: Entry,
+        render=None,
+        asset: Entry | None = None,
+    ):
         self.ino = ino
         self.name = name
         self.parent = parent
         self.provider = provider
         self.entry = entry
-        self.asset = asset              # the asset this node is the file or the directory of
+        self.asset = asset  # the asset this node is the file or the directory of
         self.children: dict[str, Node] | None = None  # the remote children, by name, once listed
-        self.listing: list[Entry] | None = None       # the provider's entries they were made from
+        self.listing: list[Entry] | None = None  # the provider's entries they were made from
         self.listed_at = 0.0
         self.negative: dict[str, float] | None = None  # names known not to exist, until when (made when needed)
         self.lock: trio.Lock | None = None
-        self.render = render            # a virtual file made fresh on each open (status.json)
-        self.local = None               # write.overlay.LocalFile: the bytes are here, not (yet) there
-        self.attr_cache = None          # attributes.Attributes' memo of this node's xattrs
+        self.render = render  # a virtual file made fresh on each open (status.json)
+        self.local = None  # write.overlay.LocalFile: the bytes are here, not (yet) there
+        self.attr_cache = None  # attributes.Attributes' memo of this node's xattrs
 
     @property
     def is_dir(self) -> bool:

@@ -23,8 +23,8 @@ log = logging.getLogger("assetfs.view")
 
 QUERY_DIR = ".query"
 VIEW_MARK = "@"
-QUERIES = "queries"   # the kind of `.query/`
-RESULTS = "results"   # the kind of a query's or a saved view's directory
+QUERIES = "queries"  # the kind of `.query/`
+RESULTS = "results"  # the kind of a query's or a saved view's directory
 QUERY_XATTR = "user.assetfs.query"
 MAX_REMEMBERED = 4096  # query directories kept between lookups (a script may ask for many)
 
@@ -34,7 +34,7 @@ class Queries:
 
     def __init__(self, view):
         self.view = view
-        self._nodes: dict[str, Node] = {}   # by cache key: one inode per path, across listings
+        self._nodes: dict[str, Node] = {}  # by cache key: one inode per path, across listings
 
     def add_to(self, container: Node) -> None:
         """The saved views that apply here, among a container's children (before `.assets/`)."""
@@ -45,7 +45,9 @@ class Queries:
         details = children.pop(ASSETS_DIR, None)
         for name, node in views.items():
             if name in children:
-                log.debug("%s: the provider has an entry named %s; the view of that name is not shown", container.path, name)
+                log.debug(
+                    "%s: the provider has an entry named %s; the view of that name is not shown", container.path, name
+                )
             else:
                 children[name] = node
         if details is not None:
@@ -57,8 +59,12 @@ class Queries:
         if parent.kind == QUERIES:
             return self._expression(parent, name)
         if name == QUERY_DIR and self._applies(parent):
-            return self._node(parent, Entry(QUERY_DIR, f"{parent.entry.key}/{QUERY_DIR}", True, parent.entry.mtime,
-                                            children=[], kind=QUERIES))
+            return self._node(
+                parent,
+                Entry(
+                    QUERY_DIR, f"{parent.entry.key}/{QUERY_DIR}", True, parent.entry.mtime, children=[], kind=QUERIES
+                ),
+            )
         if name.startswith(VIEW_MARK) and parent.kind == CONTAINER:
             return self._views(parent).get(name)
         return None
@@ -75,12 +81,17 @@ class Queries:
         found = await provider.query(container.entry, parse(node.entry.xattrs[QUERY_XATTR]), listing=home)
         listed = {e.key: e for e in container.listing or () if e.children is not None}
         found = await self.view.with_files(provider, [listed.get(e.key, e) for e in found])
-        names = {c.asset.key: c.name for c in (container.children or {}).values() if c.asset is not None and not c.is_dir}
+        names = {
+            c.asset.key: c.name for c in (container.children or {}).values() if c.asset is not None and not c.is_dir
+        }
         return [_named(e, names[e.key]) if e.key in names else e for e in found]
 
     def _applies(self, container: Node) -> bool:
-        return container.kind == CONTAINER and container.provider is not None \
+        return (
+            container.kind == CONTAINER
+            and container.provider is not None
             and container.provider.query_fields(container.entry) is not None
+        )
 
     def _views(self, container: Node) -> dict[str, Node]:
         if not self._applies(container):
@@ -109,23 +120,25 @@ class Queries:
         key = f"{parent.provider.account}:{entry.key}"
         node = self._nodes.get(key)
         if node is None:
-            if len(self._nodes) >= MAX_REMEMBERED:   # the oldest goes; asked again, it is made anew
+            if len(self._nodes) >= MAX_REMEMBERED:  # the oldest goes; asked again, it is made anew
                 del self._nodes[next(iter(self._nodes))]
             node = self._nodes[key] = self.view.new_node(entry.name, parent, parent.provider, entry)
         return node
 
 
 def _results_entry(parent: Node, name: str, expression: str) -> Entry:
-    return Entry(name, f"{parent.entry.key}/{name}", True, parent.entry.mtime, kind=RESULTS,
-                 xattrs={QUERY_XATTR: expression})
+    return Entry(
+        name, f"{parent.entry.key}/{name}", True, parent.entry.mtime, kind=RESULTS, xattrs={QUERY_XATTR: expression}
+    )
 
 
 def _named(asset: Entry, name: str) -> Entry:
     """An asset whose file is called `name` (its name in its container)."""
     if asset.children is None:
         return dataclasses.replace(asset, name=name)
-    children = [dataclasses.replace(c, name=name) if c.kind == CONTENT and c.content is not None else c
-                for c in asset.children]
+    children = [
+        dataclasses.replace(c, name=name) if c.kind == CONTENT and c.content is not None else c for c in asset.children
+    ]
     return dataclasses.replace(asset, name=name, children=children)
 
 

@@ -52,8 +52,14 @@ class Refresher:
         """The directory node of a provider key, if the view still holds it."""
         node = self.view.directory(f"{account}:{key}")
         if node is None and key == "":
-            node = next((n for n in (self.view.root.children or {}).values()
-                         if n.provider is not None and n.provider.account == account), None)
+            node = next(
+                (
+                    n
+                    for n in (self.view.root.children or {}).values()
+                    if n.provider is not None and n.provider.account == account
+                ),
+                None,
+            )
         return node
 
     async def changed(self, account: str, key: str) -> None:

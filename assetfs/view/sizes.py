@@ -27,20 +27,20 @@ from .node import Node
 
 log = logging.getLogger("assetfs.view")
 
-HEADS_AT_ONCE = 8        # HEADs in flight, each on a keep-alive connection
-READ_RECENTLY = 30.0     # seconds after a directory was read that its stats count as "ls -l"
-LISTED_PATIENCE = 5.0    # seconds a readdir waits, in all, for sizes asked ahead
-PERSIST_AT_ONCE = 1000   # sizes learnt written to the metadata cache per transaction
+HEADS_AT_ONCE = 8  # HEADs in flight, each on a keep-alive connection
+READ_RECENTLY = 30.0  # seconds after a directory was read that its stats count as "ls -l"
+LISTED_PATIENCE = 5.0  # seconds a readdir waits, in all, for sizes asked ahead
+PERSIST_AT_ONCE = 1000  # sizes learnt written to the metadata cache per transaction
 
 
 class SizesAhead:
     def __init__(self, metacache: MetaCache, stats: Stats):
         self.metacache = metacache
         self.stats = stats
-        self.nursery: trio.Nursery | None = None   # set once the mount runs
-        self._read: dict[int, list] = {}            # directory inode -> [when it was read, files sized since]
-        self._queued: set[str] = set()              # content versions whose HEAD is asked ahead
-        self._progress = trio.Event()               # set (and renewed) as each round of answers comes in
+        self.nursery: trio.Nursery | None = None  # set once the mount runs
+        self._read: dict[int, list] = {}  # directory inode -> [when it was read, files sized since]
+        self._queued: set[str] = set()  # content versions whose HEAD is asked ahead
+        self._progress = trio.Event()  # set (and renewed) as each round of answers comes in
 
     def directory_read(self, directory: Node) -> None:
         now = time.monotonic()
@@ -96,8 +96,14 @@ class SizesAhead:
         for i in range(len(files)):
             f = files[(at + i) % len(files)]
             content = f.entry.content
-            if (f.is_dir or content is None or content.version in self._queued or f.provider is not provider
-                    or not unknown(f) or provider.head_url(content) is None):
+            if (
+                f.is_dir
+                or content is None
+                or content.version in self._queued
+                or f.provider is not provider
+                or not unknown(f)
+                or provider.head_url(content) is None
+            ):
                 continue
             self._queued.add(content.version)
             batch.append(content)
@@ -130,11 +136,17 @@ class SizesAhead:
             async with http.outside(provider.head_url(batch[0])) as grant:
                 policy = _PerOrigin(http, grant)
                 await trio.to_thread.run_sync(
-                    lambda: head_sizes(((c, provider.head_url(c)) for c in batch), headers=policy.headers,
-                                       at_once=HEADS_AT_ONCE, timeout=http.timeout, before=policy.before,
-                                       answer=lambda sizes: token.run_sync_soon(answer, sizes),
-                                       stopped=lambda: cancelled),
-                    abandon_on_cancel=True)
+                    lambda: head_sizes(
+                        ((c, provider.head_url(c)) for c in batch),
+                        headers=policy.headers,
+                        at_once=HEADS_AT_ONCE,
+                        timeout=http.timeout,
+                        before=policy.before,
+                        answer=lambda sizes: token.run_sync_soon(answer, sizes),
+                        stopped=lambda: cancelled,
+                    ),
+                    abandon_on_cancel=True,
+                )
             log.debug("%d of %d sizes asked ahead came in %.1fs", len(learnt), len(batch), time.monotonic() - started)
         except AssetfsError as e:  # the files left are asked again by their own stats
             log.debug("sizes ahead stopped: %s", e)
@@ -142,7 +154,7 @@ class SizesAhead:
             cancelled = True
             self._answer(c.version for c in batch)  # what was not answered is asked by the file's own stat
             for at in range(0, len(learnt), PERSIST_AT_ONCE):  # short transactions: SQLite holds each one's pages
-                self.metacache.persist_facts({c.version: c for c in learnt[at:at + PERSIST_AT_ONCE]})
+                self.metacache.persist_facts({c.version: c for c in learnt[at : at + PERSIST_AT_ONCE]})
 
     def _answer(self, versions: Iterable[str]) -> None:
         """The HEADs for these versions are over (their sizes, where they came, are known by now)."""
@@ -166,7 +178,10 @@ class _PerOrigin:
         at = _origin(url)
         lines = self._headers.get(at)
         if lines is None:
-            sent = {"User-Agent": self.grant.user_agent, **(self.grant.credentials if self.http.is_trusted(url) else {})}
+            sent = {
+                "User-Agent": self.grant.user_agent,
+                **(self.grant.credentials if self.http.is_trusted(url) else {}),
+            }
             lines = self._headers[at] = [f"{name}: {value}" for name, value in sent.items()]
         return lines
 

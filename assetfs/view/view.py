@@ -48,8 +48,14 @@ class LocalNames:
 
 
 class View:
-    def __init__(self, providers: dict[str, Provider], metacache: MetaCache, stats: Stats, status: Callable[[], bytes],
-                 given: MutableMapping[str, tuple[float, int]] | None = None):
+    def __init__(
+        self,
+        providers: dict[str, Provider],
+        metacache: MetaCache,
+        stats: Stats,
+        status: Callable[[], bytes],
+        given: MutableMapping[str, tuple[float, int]] | None = None,
+    ):
         self.inodes = InodeTable()
         self.local = LocalNames()
         self.metacache = metacache
@@ -81,8 +87,15 @@ class View:
             entry = Entry(account, "", True, time.time(), xattrs={"user.assetfs.provider": type(provider).name})
             self.root.children[account] = self.new_node(safe_name(account, "account"), self.root, provider, entry)
 
-    def new_node(self, name: str, parent: Node | None, provider: Provider | None, entry: Entry, render=None,
-                 asset: Entry | None = None) -> Node:
+    def new_node(
+        self,
+        name: str,
+        parent: Node | None,
+        provider: Provider | None,
+        entry: Entry,
+        render=None,
+        asset: Entry | None = None,
+    ) -> Node:
         return Node(self.inodes.new_ino(), name, parent, provider, entry, render, asset)
 
     # -- listing ----------------------------------------------------------------------------
@@ -108,15 +121,17 @@ class View:
         if node.kind == ASSETS:
             await self.remote_children(node.parent)  # `.assets/` is made from its container's listing
             if node.children is None:  # first looked into: laid out now, and kept up to date from now on
-                self._lay_out_details(node, {placed.name: placed.entry for placed in place(node.parent.listing or ())
-                                             if placed.is_asset})
+                self._lay_out_details(
+                    node, {placed.name: placed.entry for placed in place(node.parent.listing or ()) if placed.is_asset}
+                )
             return node.children
         if node.provider is not None and node.entry.children is None:
             self.on_listed(node.provider.account, node.entry)
         if node.entry.children is not None and node.children is None:
             self._lay_out(node, node.entry.children)
-        if node.children is not None and (node.provider is None or node.entry.children is not None
-                                          or self.metacache.is_fresh(node.listed_at)):
+        if node.children is not None and (
+            node.provider is None or node.entry.children is not None or self.metacache.is_fresh(node.listed_at)
+        ):
             return node.children
         if node.lock is None:
             node.lock = trio.Lock()
@@ -145,8 +160,11 @@ class View:
             self.queries.add_to(node)
             return
         hidden = previous.get(ASSETS_DIR) or self.new_node(
-            ASSETS_DIR, node, node.provider, Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime,
-                                                   kind=ASSETS))
+            ASSETS_DIR,
+            node,
+            node.provider,
+            Entry(ASSETS_DIR, f"{node.entry.key}/{ASSETS_DIR}", True, node.entry.mtime, kind=ASSETS),
+        )
         # `.assets/` is laid out once somebody looks into it (remote_children): until then a
         # listing of 100,000 assets makes no second 100,000 nodes (30 MB) nobody asked for.
         details: dict[str, Entry] | None = {} if hidden.children is not None else None
@@ -161,8 +179,9 @@ class View:
                 children[placed.name] = self._keep(former, node, placed.name, placed.file, asset=placed.entry)
             elif placed.entry.children is not None and placed.entry.key not in self._without_content:
                 self._without_content.add(placed.entry.key)
-                log.info("%s/%s: the asset has no content file; it shows only under %s/", node.path, placed.name,
-                         ASSETS_DIR)
+                log.info(
+                    "%s/%s: the asset has no content file; it shows only under %s/", node.path, placed.name, ASSETS_DIR
+                )
         if details is not None:
             self._lay_out_details(hidden, details)
         children[ASSETS_DIR] = hidden
@@ -207,8 +226,10 @@ class View:
         try:
             # With a listing to fall back on, stop waiting a little before the syscall's own
             # deadline: a hung or slow provider then shows the cached listing, not EIO.
-            with trio.move_on_at(_fallback_deadline() if listed_at is not None else math.inf) as waiting, \
-                    listed_before(node.listing or ()):
+            with (
+                trio.move_on_at(_fallback_deadline() if listed_at is not None else math.inf) as waiting,
+                listed_before(node.listing or ()),
+            ):
                 if node.parent is self.root:
                     entries = await node.provider.list_root()
                 elif node.kind == RESULTS:
@@ -309,8 +330,9 @@ class View:
 
     # -- changes made through the mount ------------------------------------------------------
 
-    async def show_asset(self, container: Node, asset: Entry, node: Node | None = None,
-                         was: Entry | None = None) -> Node | None:
+    async def show_asset(
+        self, container: Node, asset: Entry, node: Node | None = None, was: Entry | None = None
+    ) -> Node | None:
         """An asset made, changed or moved through the mount shows at once in its container
         (its listing kept fresh with it, in place of `was`, the asset as it was listed before
         a change of its key): as `node` when given (the file that became it keeps its inode),

@@ -14,21 +14,21 @@ import diskcache
 from ..providers.base import Entry
 
 CREATE, REPLACE = "create", "replace"
-DRAFT = "draft"            # being written: not to be uploaded yet
-PENDING = "pending"        # closed, due for upload at `next_try` (the write-back delay, or a retry's backoff)
-FAILED = "failed"          # refused for good (the provider cannot do it): kept, not retried
-ORPHANED = "orphaned"      # still being written when the mount died: kept for the user, not uploaded
+DRAFT = "draft"  # being written: not to be uploaded yet
+PENDING = "pending"  # closed, due for upload at `next_try` (the write-back delay, or a retry's backoff)
+FAILED = "failed"  # refused for good (the provider cannot do it): kept, not retried
+ORPHANED = "orphaned"  # still being written when the mount died: kept for the user, not uploaded
 
 
 @dataclass
 class PendingUpload:
     account: str
-    action: str                   # CREATE (a new asset in `target`) or REPLACE (new content for `target`)
-    target: Entry                 # the container, or the asset whose content is replaced
-    directory_key: str            # the directory the file was written in (to show the result there)
-    name: str                     # the file name as written
-    spool: str                    # the spool file's path
-    state: str = DRAFT            # DRAFT, PENDING, FAILED or ORPHANED
+    action: str  # CREATE (a new asset in `target`) or REPLACE (new content for `target`)
+    target: Entry  # the container, or the asset whose content is replaced
+    directory_key: str  # the directory the file was written in (to show the result there)
+    name: str  # the file name as written
+    spool: str  # the spool file's path
+    state: str = DRAFT  # DRAFT, PENDING, FAILED or ORPHANED
     size: int = 0
     md5: str = ""
     mime: str = "application/octet-stream"

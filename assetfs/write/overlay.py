@@ -28,12 +28,12 @@ def is_temporary(name: str) -> bool:
 class State(str, enum.Enum):
     """Where a local file stands; its `user.assetfs.state` xattr."""
 
-    OPEN = "open"              # open for writing
-    WAITING = "waiting"        # closed; uploaded once the write-back delay has passed
+    OPEN = "open"  # open for writing
+    WAITING = "waiting"  # closed; uploaded once the write-back delay has passed
     UPLOADING = "uploading"
-    KEPT = "local"             # a temporary name, or nothing new since its upload: nothing to send
-    FAILED = "failed"          # the provider refused it for good; kept under .assetfs/pending/
-    PENDING_COPY = "pending"   # the read-only copy shown under .assetfs/pending/
+    KEPT = "local"  # a temporary name, or nothing new since its upload: nothing to send
+    FAILED = "failed"  # the provider refused it for good; kept under .assetfs/pending/
+    PENDING_COPY = "pending"  # the read-only copy shown under .assetfs/pending/
 
 
 @dataclass
@@ -42,17 +42,17 @@ class LocalFile:
     temporary file. The writer moves it through its states; the view shows it."""
 
     spool: SpoolFile
-    record: PendingUpload | None = None   # its journal record, once it is meant for the provider
+    record: PendingUpload | None = None  # its journal record, once it is meant for the provider
     mtime: float = field(default_factory=time.time)
     mode: int = 0o644
     xattrs: dict[str, str] = field(default_factory=dict)
-    dirty: bool = False                   # bytes the provider has not been sent
-    replaces: Entry | None = None         # the asset whose content this file becomes
-    read_only: bool = False               # a view of a pending upload under .assetfs/pending/
-    writers: int = 0                      # handles open for writing
-    handles: int = 0                      # handles open at all (the spool stays open for them)
+    dirty: bool = False  # bytes the provider has not been sent
+    replaces: Entry | None = None  # the asset whose content this file becomes
+    read_only: bool = False  # a view of a pending upload under .assetfs/pending/
+    writers: int = 0  # handles open for writing
+    handles: int = 0  # handles open at all (the spool stays open for them)
     uploading: bool = False
-    live: LiveUpload | None = None        # its upload, under way while it is written (stream.py)
+    live: LiveUpload | None = None  # its upload, under way while it is written (stream.py)
     _hasher: _OrderedHasher | None = field(default_factory=lambda: _OrderedHasher(), repr=False)
 
     @property

@@ -32,13 +32,23 @@ class PendingDirectory:
                 except OSError:
                     continue
                 name = safe_name(f"{record.id} {record.name}", record.id)
-                node = self.view.new_node(name, self.view.pending_dir, None,
-                                          Entry(name, f"pending:{record.id}", False, record.mtime))
+                node = self.view.new_node(
+                    name, self.view.pending_dir, None, Entry(name, f"pending:{record.id}", False, record.mtime)
+                )
                 node.local = LocalFile(spool, record, record.mtime, read_only=True)
-            node.entry = Entry(node.name, node.entry.key, False, record.mtime, xattrs={
-                "user.assetfs.account": record.account, "user.assetfs.state": record.state,
-                "user.assetfs.target": record.target.name, "user.assetfs.attempts": str(record.attempts),
-                "user.assetfs.error": record.last_error})
+            node.entry = Entry(
+                node.name,
+                node.entry.key,
+                False,
+                record.mtime,
+                xattrs={
+                    "user.assetfs.account": record.account,
+                    "user.assetfs.state": record.state,
+                    "user.assetfs.target": record.target.name,
+                    "user.assetfs.attempts": str(record.attempts),
+                    "user.assetfs.error": record.last_error,
+                },
+            )
             node.local.record = record
             nodes[record.id] = node
             children[node.name] = node

@@ -20,7 +20,7 @@ from ..providers.base import Entry, Upload
 from .spool import SpoolFile
 
 CHUNK = 1 << 20  # the most read from the spool for one piece of the body
-HELD = 8 << 20   # written bytes kept in memory for the body until it catches up (else read back)
+HELD = 8 << 20  # written bytes kept in memory for the body until it catches up (else read back)
 
 
 class StreamCancelled(ProviderError):
@@ -42,7 +42,7 @@ class LiveUpload:
         self.final: int | None = None
         self.ended = False
         self.scope = trio.CancelScope()
-        self.reason = ""                     # why it was cancelled
+        self.reason = ""  # why it was cancelled
         self.asset: Entry | None = None
         self.error: BaseException | None = None
         self.done = trio.Event()

@@ -28,8 +28,14 @@ PERMANENT = (NotPermitted, ReadOnly, InvalidArgument)
 
 
 class Uploader:
-    def __init__(self, journal: Journal, spool: Spool, providers: dict[str, Provider], stats: Stats,
-                 on_uploaded: Callable[[PendingUpload, Entry], Awaitable[bool]]):
+    def __init__(
+        self,
+        journal: Journal,
+        spool: Spool,
+        providers: dict[str, Provider],
+        stats: Stats,
+        on_uploaded: Callable[[PendingUpload, Entry], Awaitable[bool]],
+    ):
         self.journal = journal
         self.spool = spool
         self.providers = providers
@@ -68,8 +74,9 @@ class Uploader:
         self.journal.put(record)
         self._wake.set()
 
-    async def commit(self, record: PendingUpload, spool: SpoolFile, md5: str | None = None,
-                     live: LiveUpload | None = None) -> Entry:
+    async def commit(
+        self, record: PendingUpload, spool: SpoolFile, md5: str | None = None, live: LiveUpload | None = None
+    ) -> Entry:
         """Mark the file due and upload it now: by ending its live upload when it has one
         that carried exactly these bytes, else from the spool. On failure its bytes are
         synced to disk and the record stays in the journal for the background retries, and
@@ -236,8 +243,9 @@ class Uploader:
             if record.state == DRAFT:  # the mount died while the file was open
                 record.state = ORPHANED
                 self.journal.put(record)
-                log.warning("%s: was still being written when the mount stopped; kept under .assetfs/pending/",
-                            record.name)
+                log.warning(
+                    "%s: was still being written when the mount stopped; kept under .assetfs/pending/", record.name
+                )
             elif record.state == PENDING:
                 if await trio.to_thread.run_sync(_md5_of, record.spool) != record.md5:
                     record.state = ORPHANED
@@ -263,7 +271,9 @@ class Uploader:
                     pass
                 except Exception:
                     log.exception("%s: upload failed unexpectedly", record.name)
-            waits = [r.next_try - time.time() for r in self.journal.all() if r.state == PENDING and r.id not in self._busy]
+            waits = [
+                r.next_try - time.time() for r in self.journal.all() if r.state == PENDING and r.id not in self._busy
+            ]
             self._wake = trio.Event()
             with trio.move_on_after(max(0.05, min(waits)) if waits else 3600):
                 await self._wake.wait()

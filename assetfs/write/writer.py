@@ -30,9 +30,9 @@ from ..errors import (
     IsADirectory,
     NameTooLong,
     NotADirectory,
+    NotAnAttributeNamespace,
     NotFound,
     NotPermitted,
-    NotAnAttributeNamespace,
 )
 from ..options import MountOptions
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
@@ -50,7 +50,6 @@ NAME_MAX = 255  # bytes, as statfs tells the kernel (f_namemax)
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 
 
-
 def _check_name(name: str) -> None:
     """Refuse a name no file system could hold before anything is made of it: the kernel
     leaves NAME_MAX to the file system, and a provider would take it as an asset name."""
@@ -64,9 +63,9 @@ class Writer:
         self.uploader = uploader
         self.spool = spool
         self.options = options
-        self._by_record: dict[str, Node] = {}          # the node whose local file a journal record is
-        self._deleted: set[str] = set()                # keys of assets deleted through this mount
-        self._gone: set[tuple[int, str]] = set()       # names whose asset went with its other half (rm -r)
+        self._by_record: dict[str, Node] = {}  # the node whose local file a journal record is
+        self._deleted: set[str] = set()  # keys of assets deleted through this mount
+        self._gone: set[tuple[int, str]] = set()  # names whose asset went with its other half (rm -r)
         self._settled: weakref.WeakSet[Node] = weakref.WeakSet()  # files uploaded through this mount
 
     # -- checks -----------------------------------------------------------------------------
@@ -87,8 +86,9 @@ class Writer:
         _check_name(name)
         self._writable(parent, f"creating {name}")
         if parent.kind != CONTAINER:
-            raise NotPermitted(f"{parent.path}: new files go in an organization, brand, collection or folder "
-                               "directory, not here")
+            raise NotPermitted(
+                f"{parent.path}: new files go in an organization, brand, collection or folder directory, not here"
+            )
         if not is_temporary(name):
             self._supported(parent, "create", f"creating {name}")
         local = LocalFile(self.spool.new(), mode=mode & 0o777, dirty=True)
@@ -112,8 +112,9 @@ class Writer:
         if is_temporary(node.name):
             return
         action, target = (REPLACE, replaces) if replaces is not None else (CREATE, container.entry)
-        local.record = PendingUpload(container.provider.account, action, target, container.cache_key(), node.name,
-                                     str(local.spool.path))
+        local.record = PendingUpload(
+            container.provider.account, action, target, container.cache_key(), node.name, str(local.spool.path)
+        )
         self.uploader.draft(local.record)
         self._by_record[local.record.id] = node
 
@@ -193,8 +194,13 @@ class Writer:
             if not live.grow(offset, data, written):
                 self._unfollow(local, f"a write at {offset} after {live.written} bytes in order")
             return
-        if offset == 0 and self.options.write_back <= 0 and local.record is not None and local.record.state == DRAFT \
-                and local.size == written:
+        if (
+            offset == 0
+            and self.options.write_back <= 0
+            and local.record is not None
+            and local.record.state == DRAFT
+            and local.size == written
+        ):
             local.live = self.uploader.start_stream(local.record, local.spool)
             if local.live is not None:
                 local.live.grow(0, data, written)
@@ -211,8 +217,10 @@ class Writer:
         upload's bytes are not to be changed."""
         if node.local is None:
             self._writable(node, "truncating")
-            raise NotPermitted(f"{node.path}: a file on the provider can only be replaced whole, by opening it "
-                               "with O_TRUNC (cp, >); truncate() is not supported")
+            raise NotPermitted(
+                f"{node.path}: a file on the provider can only be replaced whole, by opening it "
+                "with O_TRUNC (cp, >); truncate() is not supported"
+            )
         if node.local.read_only:
             raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
         if node.local.live is not None and size != node.local.live.written:
@@ -265,8 +273,13 @@ class Writer:
             local.dirty = False
             self._stamp(local)
             await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
-        elif local.writers == 0 and local.record is None and local.replaces is not None and not local.dirty \
-                and not is_temporary(node.name):
+        elif (
+            local.writers == 0
+            and local.record is None
+            and local.replaces is not None
+            and not local.dirty
+            and not is_temporary(node.name)
+        ):
             self._settle(node)  # uploaded while open, nothing new since: the asset's file again
             await self._show(node.parent, local.replaces, node)  # (shown in place of what it replaced at its upload)
             self.view.give(node, local.mtime, local.mode)
@@ -323,8 +336,12 @@ class Writer:
         try:
             shown = await self.view.show_asset(container, asset, node, was)
         except Exception as e:  # the upload is done; only showing it failed
-            log.warning("%s: %s is on the provider; listing it failed (%s), it shows at the next listing",
-                        container.path, asset.name, e)
+            log.warning(
+                "%s: %s is on the provider; listing it failed (%s), it shows at the next listing",
+                container.path,
+                asset.name,
+                e,
+            )
             self.view.forget_listing(container)
             return
         if shown is not None:
@@ -342,9 +359,14 @@ class Writer:
             return
         self._writable(node, "changing times, mode or owner")
         if node in self._settled and (mtime is not None or mode is not None):
-            given = self.view.given.get(node.entry.content.version, (node.entry.mtime, 0o644)) \
-                if node.entry.content is not None else (node.entry.mtime, 0o644)
-            self.view.give(node, mtime if mtime is not None else given[0], mode & 0o777 if mode is not None else given[1])
+            given = (
+                self.view.given.get(node.entry.content.version, (node.entry.mtime, 0o644))
+                if node.entry.content is not None
+                else (node.entry.mtime, 0o644)
+            )
+            self.view.give(
+                node, mtime if mtime is not None else given[0], mode & 0o777 if mode is not None else given[1]
+            )
             return
         if node.is_dir or node in self._settled:
             return
@@ -441,8 +463,14 @@ class Writer:
         if node.kind == ASSET and parent.kind == ASSETS:
             container = parent.parent
             self._supported(container, "delete", f"removing {name}")
-            file = next((n for n, c in (container.children or {}).items() if c.asset is not None
-                         and c.asset.key == node.entry.key and not c.is_dir), None)
+            file = next(
+                (
+                    n
+                    for n, c in (container.children or {}).items()
+                    if c.asset is not None and c.asset.key == node.entry.key and not c.is_dir
+                ),
+                None,
+            )
             await self._delete(container, node.asset or node.entry)
             if file is not None:
                 self._gone.add((container.ino, file))
@@ -482,7 +510,9 @@ class Writer:
 
     async def rename(self, old_parent: Node, old_name: str, new_parent: Node, new_name: str, flags: int = 0) -> None:
         if flags & RENAME_EXCHANGE:
-            raise InvalidArgument(f"{old_parent.path}/{old_name}: exchanging two files (RENAME_EXCHANGE) is not supported")
+            raise InvalidArgument(
+                f"{old_parent.path}/{old_name}: exchanging two files (RENAME_EXCHANGE) is not supported"
+            )
         _check_name(new_name)
         node = await self.view.lookup(old_parent, old_name)
         for parent in (old_parent, new_parent):
@@ -530,8 +560,10 @@ class Writer:
         replaces = None
         if not is_temporary(new_name):
             if new_parent.kind != CONTAINER:
-                raise NotPermitted(f"{new_parent.path}/{new_name}: new files go in an organization, brand, "
-                                   "collection or folder directory")
+                raise NotPermitted(
+                    f"{new_parent.path}/{new_name}: new files go in an organization, brand, "
+                    "collection or folder directory"
+                )
             if target is not None and target.asset is not None and new_parent.kind in HOLDERS:
                 self._supported(new_parent, "replace", f"replacing {new_name}")
                 replaces = target.asset
@@ -561,8 +593,9 @@ class Writer:
         else:
             await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
 
-    async def _move_asset(self, node: Node, old_parent: Node, new_parent: Node, new_name: str,
-                          target: Node | None) -> None:
+    async def _move_asset(
+        self, node: Node, old_parent: Node, new_parent: Node, new_name: str, target: Node | None
+    ) -> None:
         """Renaming an asset's file renames the asset; into another folder, moves it (out
         of the trash view: restores it) — where the provider's API can."""
         self._writable(new_parent, f"moving {node.name}")
