@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import re
+import posixpath
 import time
 from dataclasses import dataclass
 
@@ -733,6 +734,10 @@ class Mudstack(Provider):
             current = await self._asset_call("PATCH", f"{base}/restore", ws_id, what)
         if name != (current or {}).get("name", asset.name):
             current = await self._asset_call("PATCH", f"{base}/rename", ws_id, what, json={"name": name})
+            if posixpath.splitext(name)[1] and current.get("file_name") not in (None, name):
+                # The rename keeps the file's extension (`scene.blend` → `scene.blend1.blend`):
+                # a file name asked for with another extension is set as it is, by the update.
+                current = await self._asset_call("PATCH", base, ws_id, what, json={"file_name": name})
         if target is not None:
             location = current.get("file_location") if current else asset.xattrs.get("user.assetfs.file_location")
             if folder_path(location) != target:
