@@ -32,8 +32,8 @@ import hashlib
 import json
 import logging
 import math
-import re
 import posixpath
+import re
 import time
 from dataclasses import dataclass
 
