@@ -20,7 +20,8 @@ from .stream import LiveUpload
 
 # Editors, rsync and file managers write under these names first; they never leave the machine.
 # Backup names too: where a save renames the previous file away (emacs `x~`, Blender
-# `x.blend1`…`x.blend32` and its `x.blend@`, LibreOffice `x.osl-tmp`, Word `~WRL….tmp`, `*.bak`).
+# `x.blend1`…`x.blend32` and its `x.blend@`, LibreOffice `x.osl-tmp`, Word `~WRL….tmp` and its
+# owner file `~$x`, `*.bak`).
 _TEMPORARY = (
     "*~",
     "*.swp",
@@ -34,6 +35,7 @@ _TEMPORARY = (
     "*.bak",
     "*.osl-tmp",
     "~WRL*.tmp",
+    "~$*",
     "*.blend@",
 )
 _BLENDER_BACKUP = re.compile(r".*\.blend([1-9]|[12][0-9]|3[0-2])")
