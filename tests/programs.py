@@ -422,7 +422,10 @@ def emacs(c: Ctx):
     lisp = (  # (backups on under /tmp too, where emacs makes none by default and the tests mount)
         "(progn (setq make-backup-files t backup-enable-predicate (lambda (_) t))"
         " (find-file (car command-line-args-left))"
-        ' (goto-char (point-max)) (insert "four\n") (save-buffer))'
+        ' (goto-char (point-max)) (insert "four\n") (save-buffer)'
+        # the file as emacs saved it, not "changed on disk", now and after the upload
+        " (unless (verify-visited-file-modtime) (kill-emacs 3)) (sleep-for 2.5)"
+        " (unless (verify-visited-file-modtime) (kill-emacs 4)) (kill-emacs 0))"
     )
     return ["emacs", "-Q", "--batch", "--eval", lisp, c.seed], Expect(
         {c.seed: c.p.seed + b"four\n"}, replaced={c.seed}, backups={c.seed + "~": c.p.seed}

@@ -132,7 +132,9 @@ class Writer:
             if node.local.read_only:
                 raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
             node.local.writers += 1
+            mtime = node.local.mtime
             self._writing(node)
+            node.local.mtime = mtime  # opened, not written: its time stays (emacs compares it after a save)
             return
         if node in self.aways.backups:
             raise NotPermitted(f"{node.path}: the previous bytes of a saved file, kept on this machine: read-only")
