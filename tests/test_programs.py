@@ -189,6 +189,8 @@ def world(tmp_path_factory):
     mudstack.prepare("dirs/moving", "y.txt", b"y\n")
     mudstack.prepare("checks", "kept.txt", TEXT.seed)
     mudstack.prepare("checks", "gone.txt", TEXT.seed)
+    for name in SAVES_SEEDS:
+        mudstack.prepare("saves", name, TEXT.seed)
     sides["apple"].prepare("", APPLE_KEPT, IMAGE.seed)
     sides["apple"].prepare("", APPLE_GONE, IMAGE.seed)
     m = MountedFS(tmp_path_factory.mktemp("programs-mount"), emu.config, options=f"write_back={WRITE_BACK}")
@@ -535,3 +537,70 @@ def test_a_stop_waits_for_a_file_in_its_write_back_delay(world, tmp_path):
         m.stop()
     mud = sides["mudstack"]
     assert mud.content(mud.assets("checks")["stopped.txt"]) == b"stopped\n"
+
+
+# -- a file renamed away: what the mount and the provider show meanwhile and after ---------------
+
+SAVES_SEEDS = ("held.txt", "alone.txt", "back.txt", "doomed.txt")
+
+
+def test_a_rename_reaches_the_provider_at_the_end_of_the_window_keeping_the_inode(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["held.txt"]
+    inode = os.stat(folder / "held.txt").st_ino
+    os.rename(folder / "held.txt", folder / "moved.txt")
+    assert "held.txt" in mud.assets("saves"), "sent at the window's end, not at once"
+    assert {"moved.txt"} <= set(os.listdir(folder)) and "held.txt" not in os.listdir(folder)
+    assert (folder / "moved.txt").read_bytes() == TEXT.seed
+    wait_for_uploads(m.path)
+
+    after = mud.assets("saves")
+    assert "held.txt" not in after and after["moved.txt"]["id"] == before["id"]
+    assert after["moved.txt"]["currentVersion"] == before["currentVersion"]
+    assert os.stat(folder / "moved.txt").st_ino == inode
+    assert [n["name"] for n in names_used(emu, "mudstack") if n["event"] == "rename"] == ["moved.txt"]
+
+
+def test_a_backup_name_alone_stays_on_this_machine_read_only(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["alone.txt"]
+    emu.reset_requests()
+    os.rename(folder / "alone.txt", folder / "alone.txt~")
+    with pytest.raises(PermissionError):
+        open(folder / "alone.txt~", "ab").close()
+    wait_for_uploads(m.path)
+
+    assert mud.assets("saves")["alone.txt"] == before
+    assert names_used(emu) == [] and writes_sent(emu) == []
+    shown = set(os.listdir(folder))
+    assert {"alone.txt", "alone.txt~"} <= shown, "the asset under its name again, the backup beside it"
+    assert (folder / "alone.txt~").read_bytes() == (folder / "alone.txt").read_bytes() == TEXT.seed
+
+
+def test_renamed_back_within_the_window_sends_nothing(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["back.txt"]
+    emu.reset_requests()
+    os.rename(folder / "back.txt", folder / "back2.txt")
+    os.rename(folder / "back2.txt", folder / "back.txt")
+    wait_for_uploads(m.path)
+    assert names_used(emu) == [] and writes_sent(emu) == []
+    assert mud.assets("saves")["back.txt"] == before
+    assert "back2.txt" not in os.listdir(folder) and (folder / "back.txt").read_bytes() == TEXT.seed
+
+
+def test_renamed_away_then_removed_within_the_window_deletes_the_asset(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    doomed = mud.assets("saves")["doomed.txt"]
+    os.rename(folder / "doomed.txt", folder / "doomed.txt.bak")
+    os.unlink(folder / "doomed.txt.bak")
+    wait_for_uploads(m.path)
+    assert "doomed.txt" not in mud.assets("saves")
+    trash = mud.truth.call("GET", "/workspaces/assets/search", mud.ws, params={"trashed": "true", "limit": 1000})
+    assert doomed["id"] in {a["id"] for a in trash["assets"]}
+    assert names_used(emu) == []
+    assert not {"doomed.txt", "doomed.txt.bak"} & set(os.listdir(folder))
