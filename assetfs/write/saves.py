@@ -19,6 +19,10 @@ import trio
 from ..providers.base import Entry
 from ..view.node import Node
 
+# A save's new file follows its rename within milliseconds; without a write-back delay a
+# rename to a backup name still waits this long for it (a rename to any other name does not wait).
+BACKUP_WINDOW = 2.0
+
 
 @dataclass(eq=False)
 class RenamedAway:

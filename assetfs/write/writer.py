@@ -43,7 +43,7 @@ from ..view.queries import RESULTS
 from ..view.view import HOLDERS, View
 from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
 from .overlay import LocalFile, is_temporary
-from .saves import RenamedAway, RenamedAways
+from .saves import BACKUP_WINDOW, RenamedAway, RenamedAways
 from .spool import Spool
 from .uploader import Uploader
 
@@ -608,7 +608,7 @@ class Writer:
             # New content not uploaded yet, renamed away by the next save: its bytes stay
             # here under the backup name, and the asset waits for the next ones.
             self.view.local.of(new_parent)[node.name] = None
-            self.aways.hold(RenamedAway(new_parent, node.name, local.replaces, None, node), self.options.write_back)
+            self.aways.hold(RenamedAway(new_parent, node.name, local.replaces, None, node), self._window(new_name))
         node.name = new_name
         node.parent = new_parent
         node.attr_cache = None
@@ -680,7 +680,11 @@ class Writer:
         names[old_name] = None
         names[new_name] = node
         self.aways.backups.add(node)
-        self.aways.hold(RenamedAway(container, old_name, asset, file, node), self.options.write_back)
+        self.aways.hold(RenamedAway(container, old_name, asset, file, node), self._window(new_name))
+
+    def _window(self, new_name: str) -> float:
+        """How long a file renamed away waits for a save's new file in its place."""
+        return max(self.options.write_back, BACKUP_WINDOW) if is_temporary(new_name) else self.options.write_back
 
     async def _end_window(self, away: RenamedAway) -> None:
         """Nothing took the old name: a rename to a normal name reaches the provider now; a
