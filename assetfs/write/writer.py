@@ -137,6 +137,8 @@ class Writer:
             node.local.mtime = mtime  # opened, not written: its time stays (emacs compares it after a save)
             return
         if node in self.aways.backups:
+            if self.aways.of_backup(node) is not None and not is_temporary(node.name):
+                raise NotPermitted(f"{node.path}: renamed a moment ago; writable once the rename is sent (write_back)")
             raise NotPermitted(f"{node.path}: the previous bytes of a saved file, kept on this machine: read-only")
         self._writable(node, "writing")
         if node.asset is None or node.is_dir or node.parent.kind not in HOLDERS:
