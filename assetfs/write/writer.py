@@ -575,10 +575,9 @@ class Writer:
         content; onto another local file it takes its place; onto a free name it is a new
         asset. Its upload (if any) falls due after the write-back delay, under this name."""
         local = node.local
+        # A save: the asset whose file was renamed away from this name a moment ago gets these bytes.
         replaces = self._save_of(new_parent, new_name) if target is None else None
-        if replaces is not None:
-            pass  # the file renamed away from this name a moment ago gets these bytes
-        elif not is_temporary(new_name):
+        if replaces is None and not is_temporary(new_name):
             if new_parent.kind != CONTAINER:
                 raise NotPermitted(
                     f"{new_parent.path}/{new_name}: new files go in an organization, brand, "
@@ -592,7 +591,7 @@ class Writer:
                 replaces = target.local.replaces
             else:
                 self._supported(new_parent, "create", f"creating {new_name}")
-        elif new_parent.kind not in HOLDERS:
+        elif replaces is None and new_parent.kind not in HOLDERS:
             raise NotPermitted(f"{new_parent.path}: nothing can be written here")
         if target is not None and target.local is not None:
             self._drop_local(target)
