@@ -102,6 +102,15 @@ class Mount:
                     "error": r.last_error,
                 }
                 for r in self.uploader.pending()
+            ]
+            + [  # renames waiting out the write-back window (write/saves.py)
+                {
+                    "name": f"{a.old_name} → {a.backup.name}",
+                    "account": a.container.provider.account,
+                    "state": "pending",
+                    "size": 0,
+                }
+                for a in self.writer.aways.pending()
             ],
         }
         return (json.dumps(status, indent=2) + "\n").encode()
@@ -110,6 +119,7 @@ class Mount:
         """The nursery the parts that work in the background (read-ahead, sizes asked ahead) run in."""
         self.readers.nursery = nursery
         self.view.sizes.nursery = nursery
+        self.writer.aways.nursery = nursery
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         # Worker threads (downloads, disk cache) must hand the GIL back to the event loop
@@ -202,6 +212,7 @@ class Mount:
 
     async def _drain_uploads(self, done: trio.CancelScope) -> None:
         self.uploader.hurry()  # nothing waits out its write-back delay once the mount is stopping
+        await self.writer.aways.end_all()
         while due := [r for r in self.uploader.pending() if r.state == PENDING]:
             notify(f"STATUS=unmounting: waiting for {len(due)} pending upload(s)")
             log.info("waiting for %d pending upload(s) before unmounting", len(due))

@@ -67,6 +67,7 @@ class Expect:
     renamed: dict[str, str] = field(default_factory=dict)  # seeded file → its new name: the same asset
     dirs: set[str] = field(default_factory=set)  # folders made
     pixels: set[str] = field(default_factory=set)  # compared as decoded pixels (ImageMagick's own PNG)
+    backups: dict[str, bytes] = field(default_factory=dict)  # shown on the mount only: the previous bytes
 
     @property
     def new_assets(self) -> int:
@@ -386,6 +387,91 @@ def mv_a_new_file(c: Ctx):
 def mv_an_asset(c: Ctx):
     final = c.name("renamed")
     return ["mv", c.seed, final], Expect({final: c.p.seed}, renamed={c.seed: final})
+
+
+@program(seed=lambda p: p.seed, seed_ext=".txt", only=("mudstack",))
+def mv_to_another_extension(c: Ctx):
+    final = c.name("renamed", ".md")
+    return ["mv", c.seed, final], Expect({final: c.p.seed}, renamed={c.seed: final})
+
+
+# -- saves that rename the previous file away, from the programs' own syscall order --------------
+
+BLENDER = """
+import os, sys
+blend, data = sys.argv[1], open(sys.argv[2], "rb").read()
+for save in (data[::-1], data):    # two saves in a row: the second renames over the first's backup
+    with open(blend + "@", "wb") as f:
+        f.write(save)
+    os.rename(blend, blend + "1")
+    os.rename(blend + "@", blend)
+"""
+
+
+@program(seed=lambda p: p.seed, seed_ext=".blend", only=("mudstack",))
+def blender(c: Ctx):
+    """Blender's save: `x.blend@` written, `x.blend` → `x.blend1`, `x.blend@` → `x.blend`."""
+    return [sys.executable, "-c", BLENDER, c.seed, c.src], Expect(
+        {c.seed: c.p.new}, replaced={c.seed}, backups={c.seed + "1": c.p.new[::-1]}
+    )
+
+
+@program(seed=lambda p: p.seed, only=("mudstack",))
+def emacs(c: Ctx):
+    """GNU Emacs (`emacs -Q --batch`) with its backups on: `x` → `x~`, then a new `x`."""
+    lisp = (  # (backups on under /tmp too, where emacs makes none by default and the tests mount)
+        "(progn (setq make-backup-files t backup-enable-predicate (lambda (_) t))"
+        " (find-file (car command-line-args-left))"
+        ' (goto-char (point-max)) (insert "four\n") (save-buffer)'
+        # the file as emacs saved it, not "changed on disk", now and after the upload
+        " (unless (verify-visited-file-modtime) (kill-emacs 3)) (sleep-for 2.5)"
+        " (unless (verify-visited-file-modtime) (kill-emacs 4)) (kill-emacs 0))"
+    )
+    return ["emacs", "-Q", "--batch", "--eval", lisp, c.seed], Expect(
+        {c.seed: c.p.seed + b"four\n"}, replaced={c.seed}, backups={c.seed + "~": c.p.seed}
+    )
+
+
+LIBREOFFICE = """
+import os, sys
+doc, data = sys.argv[1], open(sys.argv[2], "rb").read()
+lock = f".~lock.{doc}#"
+open(lock, "w").write("user,host,now;")
+tmp = f"lu{os.getpid()}g4k.tmp"
+with open(tmp, "wb") as f:
+    f.write(data)
+os.rename(doc, doc + ".osl-tmp")   # osl_replaceFile: the old file aside,
+os.rename(tmp, doc)                # the new one in its place,
+os.unlink(doc + ".osl-tmp")        # the old one removed
+os.unlink(lock)
+"""
+
+
+@program(seed=lambda p: p.seed)
+def libreoffice(c: Ctx):
+    """LibreOffice's save, in its syscall order: temp file, old aside as `.osl-tmp`, temp in place."""
+    return [sys.executable, "-c", LIBREOFFICE, c.seed, c.src], Expect({c.seed: c.p.new}, replaced={c.seed})
+
+
+WORD = """
+import os, sys
+doc, data, case = sys.argv[1], open(sys.argv[2], "rb").read(), sys.argv[3]
+owner = "~$" + doc[2:]
+open(owner, "wb").write(b"\x05user")
+new, old = f"~WRD{case}.tmp", f"~WRL{case}.tmp"
+with open(new, "wb") as f:
+    f.write(data)
+os.rename(doc, old)                # Word: the old file to ~WRL….tmp,
+os.rename(new, doc)                # ~WRD….tmp to the document's name,
+os.unlink(old)                     # the old one removed
+os.unlink(owner)
+"""
+
+
+@program(seed=lambda p: p.seed)
+def word(c: Ctx):
+    """Word's save (as seen over SMB): `~WRD….tmp` written, the document → `~WRL….tmp`, the new one in place."""
+    return [sys.executable, "-c", WORD, c.seed, c.src, str(os.getpid())], Expect({c.seed: c.p.new}, replaced={c.seed})
 
 
 def run_program(prog: Program, c: Ctx) -> tuple[subprocess.CompletedProcess, Expect]:

@@ -1,5 +1,7 @@
 """Real programs save files on real mounts: shells (bash and dash), coreutils, dd, sed, perl,
-Python's safe-save idioms, rsync, GIO, ImageMagick, tar, unzip, vim and nano. Each save is
+Python's safe-save idioms, rsync, GIO, ImageMagick, tar, unzip, vim, nano and emacs, and the
+saves of Blender, LibreOffice and Word in their syscall order (the previous file renamed away,
+the new one put in its place: one new version of the same asset). Each save is
 checked through the emulator's own API, never through the mount: the asset count before and
 after, the final bytes under the final name, and that no temporary name ever reached the
 provider (the emulator's log of names). Mudstack and Apple take the saves; iQmetrix takes new
@@ -18,6 +20,7 @@ import ctypes
 import errno
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -186,6 +189,8 @@ def world(tmp_path_factory):
     mudstack.prepare("dirs/moving", "y.txt", b"y\n")
     mudstack.prepare("checks", "kept.txt", TEXT.seed)
     mudstack.prepare("checks", "gone.txt", TEXT.seed)
+    for name in SAVES_SEEDS:
+        mudstack.prepare("saves", name, TEXT.seed)
     sides["apple"].prepare("", APPLE_KEPT, IMAGE.seed)
     sides["apple"].prepare("", APPLE_GONE, IMAGE.seed)
     m = MountedFS(tmp_path_factory.mktemp("programs-mount"), emu.config, options=f"write_back={WRITE_BACK}")
@@ -220,6 +225,8 @@ def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, si
     side, prog = sides[side_name], PROGRAMS[pid]
     if pid == "convert" and CONVERT is None:
         pytest.fail("ImageMagick's convert is missing: scripts/setup installs it")
+    if pid == "emacs" and shutil.which("emacs") is None:
+        pytest.skip("emacs is not installed (scripts/setup installs Debian's emacs-nox)")
     c = Ctx(pid, side.folder(m.path, pid), local, side.payload, seed_name(prog, pid, side.payload))
     count, before = side.snapshot(pid)
 
@@ -254,7 +261,9 @@ def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, si
         shown = {n for n in shown if n.startswith(f"{pid}_") or n.startswith(".")}
     top = {Path(rel).parts[0] for rel in [*expect.files, *expect.dirs]}
     untouched = {c.seed} if c.seed and c.seed not in expect.renamed else set()
-    assert shown == top | untouched
+    assert shown == top | untouched | set(expect.backups)
+    for name, data in expect.backups.items():  # the previous bytes, on this machine only
+        assert (c.folder / name).read_bytes() == data
 
 
 def pixels(data: bytes) -> bytes:
@@ -528,3 +537,70 @@ def test_a_stop_waits_for_a_file_in_its_write_back_delay(world, tmp_path):
         m.stop()
     mud = sides["mudstack"]
     assert mud.content(mud.assets("checks")["stopped.txt"]) == b"stopped\n"
+
+
+# -- a file renamed away: what the mount and the provider show meanwhile and after ---------------
+
+SAVES_SEEDS = ("held.txt", "alone.txt", "back.txt", "doomed.txt")
+
+
+def test_a_rename_reaches_the_provider_at_the_end_of_the_window_keeping_the_inode(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["held.txt"]
+    inode = os.stat(folder / "held.txt").st_ino
+    os.rename(folder / "held.txt", folder / "moved.txt")
+    assert "held.txt" in mud.assets("saves"), "sent at the window's end, not at once"
+    assert {"moved.txt"} <= set(os.listdir(folder)) and "held.txt" not in os.listdir(folder)
+    assert (folder / "moved.txt").read_bytes() == TEXT.seed
+    wait_for_uploads(m.path)
+
+    after = mud.assets("saves")
+    assert "held.txt" not in after and after["moved.txt"]["id"] == before["id"]
+    assert after["moved.txt"]["currentVersion"] == before["currentVersion"]
+    assert os.stat(folder / "moved.txt").st_ino == inode
+    assert [n["name"] for n in names_used(emu, "mudstack") if n["event"] == "rename"] == ["moved.txt"]
+
+
+def test_a_backup_name_alone_stays_on_this_machine_read_only(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["alone.txt"]
+    emu.reset_requests()
+    os.rename(folder / "alone.txt", folder / "alone.txt~")
+    with pytest.raises(PermissionError):
+        open(folder / "alone.txt~", "ab").close()
+    wait_for_uploads(m.path)
+
+    assert mud.assets("saves")["alone.txt"] == before
+    assert names_used(emu) == [] and writes_sent(emu) == []
+    shown = set(os.listdir(folder))
+    assert {"alone.txt", "alone.txt~"} <= shown, "the asset under its name again, the backup beside it"
+    assert (folder / "alone.txt~").read_bytes() == (folder / "alone.txt").read_bytes() == TEXT.seed
+
+
+def test_renamed_back_within_the_window_sends_nothing(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["back.txt"]
+    emu.reset_requests()
+    os.rename(folder / "back.txt", folder / "back2.txt")
+    os.rename(folder / "back2.txt", folder / "back.txt")
+    wait_for_uploads(m.path)
+    assert names_used(emu) == [] and writes_sent(emu) == []
+    assert mud.assets("saves")["back.txt"] == before
+    assert "back2.txt" not in os.listdir(folder) and (folder / "back.txt").read_bytes() == TEXT.seed
+
+
+def test_renamed_away_then_removed_within_the_window_deletes_the_asset(world):
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    doomed = mud.assets("saves")["doomed.txt"]
+    os.rename(folder / "doomed.txt", folder / "doomed.txt.bak")
+    os.unlink(folder / "doomed.txt.bak")
+    wait_for_uploads(m.path)
+    assert "doomed.txt" not in mud.assets("saves")
+    trash = mud.truth.call("GET", "/workspaces/assets/search", mud.ws, params={"trashed": "true", "limit": 1000})
+    assert doomed["id"] in {a["id"] for a in trash["assets"]}
+    assert names_used(emu) == []
+    assert not {"doomed.txt", "doomed.txt.bak"} & set(os.listdir(folder))

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import math
+import posixpath
 import re
 import time
 from dataclasses import dataclass
@@ -732,7 +733,15 @@ class Mudstack(Provider):
         if target is not None and trashed:
             current = await self._asset_call("PATCH", f"{base}/restore", ws_id, what)
         if name != (current or {}).get("name", asset.name):
-            current = await self._asset_call("PATCH", f"{base}/rename", ws_id, what, json={"name": name})
+            file_name = next((c.name for c in asset.children or () if c.kind == CONTENT), asset.name)
+            extension = posixpath.splitext(name)[1]
+            if extension and extension.lower() != posixpath.splitext(file_name)[1].lower():
+                # The rename keeps the file's extension (`scene.blend` → `scene.blend1.blend`):
+                # a file name with another one is set as it is, by the update.
+                fields = {"name": posixpath.splitext(name)[0], "file_name": name}
+                current = await self._asset_call("PATCH", base, ws_id, what, json=fields)
+            else:
+                current = await self._asset_call("PATCH", f"{base}/rename", ws_id, what, json={"name": name})
         if target is not None:
             location = current.get("file_location") if current else asset.xattrs.get("user.assetfs.file_location")
             if folder_path(location) != target:

@@ -8,6 +8,7 @@ import enum
 import fnmatch
 import hashlib
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,11 +19,34 @@ from .spool import SpoolFile
 from .stream import LiveUpload
 
 # Editors, rsync and file managers write under these names first; they never leave the machine.
-_TEMPORARY = ("*~", "*.swp", "*.swx", "*.swo", "4913", "#*#", "*.tmp", "*.part", "*.crdownload")
+# Backup names too: where a save renames the previous file away (emacs `x~`, Blender
+# `x.blend1`…`x.blend32` and its `x.blend@`, LibreOffice `x.osl-tmp`, Word `~WRL….tmp` and its
+# owner file `~$x`, `*.bak`).
+_TEMPORARY = (
+    "*~",
+    "*.swp",
+    "*.swx",
+    "*.swo",
+    "4913",
+    "#*#",
+    "*.tmp",
+    "*.part",
+    "*.crdownload",
+    "*.bak",
+    "*.osl-tmp",
+    "~WRL*.tmp",
+    "~$*",
+    "*.blend@",
+)
+_BLENDER_BACKUP = re.compile(r".*\.blend([1-9]|[12][0-9]|3[0-2])")
 
 
 def is_temporary(name: str) -> bool:
-    return name.startswith(".") or any(fnmatch.fnmatchcase(name, pattern) for pattern in _TEMPORARY)
+    return (
+        name.startswith(".")
+        or any(fnmatch.fnmatchcase(name, pattern) for pattern in _TEMPORARY)
+        or _BLENDER_BACKUP.fullmatch(name) is not None
+    )
 
 
 class State(str, enum.Enum):

@@ -7,13 +7,15 @@ a file written over an asset's file (or renamed onto it) becomes its new content
 while after its last close (the write-back delay) — so a temporary file renamed within that
 while is uploaded once, under its final name. Without a write-back delay, a file written in
 order from its first byte is uploaded while it is written, where the provider allows it
-(`_follow`); anything else is uploaded from the spool at its close. Temporary names
-(dot-files, `*~`, `*.swp` …) are never uploaded. Removing maps to the provider's delete, renaming to its rename/move,
+(`_follow`); anything else is uploaded from the spool at its close. Temporary and backup
+names (dot-files, `*~`, `*.swp`, `*.blend1` …) are never uploaded, and a save that renames an
+asset's file away and puts new bytes in its place is one new version of it (saves.py). Removing maps to the provider's delete, renaming to its rename/move,
 where it has them; anything else is refused with the errno that says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -41,6 +43,7 @@ from ..view.queries import RESULTS
 from ..view.view import HOLDERS, View
 from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
 from .overlay import LocalFile, is_temporary
+from .saves import BACKUP_WINDOW, RenamedAway, RenamedAways
 from .spool import Spool
 from .uploader import Uploader
 
@@ -67,6 +70,7 @@ class Writer:
         self._deleted: set[str] = set()  # keys of assets deleted through this mount
         self._gone: set[tuple[int, str]] = set()  # names whose asset went with its other half (rm -r)
         self._settled: weakref.WeakSet[Node] = weakref.WeakSet()  # files uploaded through this mount
+        self.aways = RenamedAways(self._end_window)  # assets' files renamed away, in their window
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -89,13 +93,14 @@ class Writer:
             raise NotPermitted(
                 f"{parent.path}: new files go in an organization, brand, collection or folder directory, not here"
             )
-        if not is_temporary(name):
+        saved = self._save_of(parent, name)
+        if not is_temporary(name) and saved is None:
             self._supported(parent, "create", f"creating {name}")
         local = LocalFile(self.spool.new(), mode=mode & 0o777, dirty=True)
         node = self.view.new_node(name, parent, parent.provider, Entry(name, f"local:{id(local)}", False, kind=CONTENT))
         node.local = local
         self.view.local.of(parent)[name] = node
-        self._commit_to(node, parent, None)
+        self._commit_to(node, parent, saved)
         local.writers = 1
         return node
 
@@ -127,8 +132,14 @@ class Writer:
             if node.local.read_only:
                 raise NotPermitted(f"{node.path}: a pending upload is read-only; copy it elsewhere to change it")
             node.local.writers += 1
+            mtime = node.local.mtime
             self._writing(node)
+            node.local.mtime = mtime  # opened, not written: its time stays (emacs compares it after a save)
             return
+        if node in self.aways.backups:
+            if self.aways.of_backup(node) is not None and not is_temporary(node.name):
+                raise NotPermitted(f"{node.path}: renamed a moment ago; writable once the rename is sent (write_back)")
+            raise NotPermitted(f"{node.path}: the previous bytes of a saved file, kept on this machine: read-only")
         self._writable(node, "writing")
         if node.asset is None or node.is_dir or node.parent.kind not in HOLDERS:
             raise NotPermitted(f"{node.path}: only an asset's file can be written, not its metadata or versions")
@@ -412,6 +423,9 @@ class Writer:
         node = await self.view.lookup(parent, name)
         if node.is_dir:
             raise IsADirectory(f"{node.path}: is a directory")
+        if node in self.aways.backups:
+            await self._remove_backup(node)
+            return
         if node.local is not None and node.local.read_only:  # a copy under .assetfs/pending/
             self.uploader.discard(node.local.record.id)
             holder = self._by_record.pop(node.local.record.id, None)
@@ -533,6 +547,10 @@ class Writer:
             await self._rename_dir(node, new_parent, target)
         elif target is not None and target.is_dir:
             raise IsADirectory(f"{target.path}: is a directory")
+        elif node in self.aways.backups:
+            await self._rename_backup(node, new_parent, new_name, target)
+        elif self._renames_away(node, old_parent, new_parent, new_name, target):
+            await self._rename_away(node, new_name, target)
         elif node.local is not None and not node.local.read_only and node.asset is None:
             await self._rename_local(node, new_parent, new_name, target)
         elif node.asset is not None and node.local is None and old_parent.kind in HOLDERS:
@@ -557,8 +575,9 @@ class Writer:
         content; onto another local file it takes its place; onto a free name it is a new
         asset. Its upload (if any) falls due after the write-back delay, under this name."""
         local = node.local
-        replaces = None
-        if not is_temporary(new_name):
+        # A save: the asset whose file was renamed away from this name a moment ago gets these bytes.
+        replaces = self._save_of(new_parent, new_name) if target is None else None
+        if replaces is None and not is_temporary(new_name):
             if new_parent.kind != CONTAINER:
                 raise NotPermitted(
                     f"{new_parent.path}/{new_name}: new files go in an organization, brand, "
@@ -572,13 +591,25 @@ class Writer:
                 replaces = target.local.replaces
             else:
                 self._supported(new_parent, "create", f"creating {new_name}")
-        elif new_parent.kind not in HOLDERS:
+        elif replaces is None and new_parent.kind not in HOLDERS:
             raise NotPermitted(f"{new_parent.path}: nothing can be written here")
         if target is not None and target.local is not None:
             self._drop_local(target)
+        elif target is not None and target in self.aways.backups:
+            await self._remove_backup(target)
         old_names = self.view.local.peek(node.parent)
         if old_names.get(node.name) is node:
             del old_names[node.name]
+        if (
+            local.replaces is not None
+            and new_parent is node.parent
+            and is_temporary(new_name)
+            and not is_temporary(node.name)
+        ):
+            # New content not uploaded yet, renamed away by the next save: its bytes stay
+            # here under the backup name, and the asset waits for the next ones.
+            self.view.local.of(new_parent)[node.name] = None
+            self.aways.hold(RenamedAway(new_parent, node.name, local.replaces, None, node), self._window(new_name))
         node.name = new_name
         node.parent = new_parent
         node.attr_cache = None
@@ -592,6 +623,150 @@ class Writer:
             await self.uploader.commit(local.record, local.spool, local.md5_if_known())
         else:
             await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
+
+    # -- saves that rename the previous file away (saves.py) ------------------------------------
+
+    def _save_of(self, container: Node, name: str) -> Entry | None:
+        """A new file under a name an asset's file was renamed away from within the window
+        is that asset's new content: the asset, then, and its window is over."""
+        away = self.aways.held(container, name)
+        if away is None:
+            return None
+        self._supported(container, "replace", f"saving {name}")
+        self.aways.cancel(away)
+        log.info(
+            "%s/%s: saved in place of the file renamed to %s: new content for the same asset",
+            container.path,
+            name,
+            away.backup.name,
+        )
+        return away.asset
+
+    def _renames_away(self, node: Node, old_parent: Node, new_parent: Node, new_name: str, target: Node | None) -> bool:
+        """An asset's file renamed within its folder waits out the write-back window (a
+        backup name: always), in case a save puts new bytes in its place."""
+        return (
+            node.asset is not None
+            and node.local is None
+            and old_parent is new_parent
+            and old_parent.kind == CONTAINER
+            and (is_temporary(new_name) or self.options.write_back > 0)
+            and (
+                target is None
+                or target in self.aways.backups
+                or (target.local is not None and target.asset is None and is_temporary(target.name))
+            )
+        )
+
+    async def _rename_away(self, node: Node, new_name: str, target: Node | None) -> None:
+        """The file shows under its new name with its bytes (the same inode, as the kernel
+        expects), its old name is free, and nothing reaches the provider yet."""
+        container = node.parent
+        if is_temporary(new_name):
+            self._supported(container, "replace", f"renaming {node.name} to a backup name")
+        else:
+            self._supported(container, "move", f"renaming {node.name}")
+        if target is not None and target.local is not None:
+            if target.local.read_only:
+                raise NotPermitted(f"{target.path}: a pending upload is read-only")
+            self._drop_local(target)
+        elif target is not None:
+            await self._remove_backup(target)
+        old_name, asset, file = node.name, node.asset, node.entry
+        if container.children is not None and container.children.get(old_name) is node:
+            del container.children[old_name]  # a listing lays the asset's file out anew
+        node.entry = dataclasses.replace(file, name=new_name, key=f"backup:{file.key}")
+        node.name, node.asset, node.attr_cache = new_name, None, None
+        names = self.view.local.of(container)
+        names[old_name] = None
+        names[new_name] = node
+        self.aways.backups.add(node)
+        self.aways.hold(RenamedAway(container, old_name, asset, file, node), self._window(new_name))
+
+    def _window(self, new_name: str) -> float:
+        """How long a file renamed away waits for a save's new file in its place."""
+        return max(self.options.write_back, BACKUP_WINDOW) if is_temporary(new_name) else self.options.write_back
+
+    async def _end_window(self, away: RenamedAway) -> None:
+        """Nothing took the old name: a rename to a normal name reaches the provider now; a
+        backup name stays on this machine, and the asset shows under its own name again."""
+        container, backup = away.container, away.backup
+        names = self.view.local.of(container)
+        if away.old_name in names and names[away.old_name] is None:
+            del names[away.old_name]
+        if names.get(backup.name) is not backup or backup.local is not None or is_temporary(backup.name):
+            log.info(
+                "%s/%s: renamed to %s, a backup name kept on this machine; the asset keeps its name",
+                container.path,
+                away.old_name,
+                backup.name,
+            )
+            self.view.forget_listing(container)
+            return
+        del names[backup.name]
+        self.aways.backups.discard(backup)
+        try:
+            moved = await container.provider.move_asset(away.asset, container.entry, backup.name)
+        except Exception as e:
+            log.warning(
+                "%s/%s: renaming it to %s failed (%s); it keeps its name", container.path, away.old_name, backup.name, e
+            )
+            self.view.forget_listing(container)
+            return
+        await self.view.hide_asset(container, away.asset)
+        await self._show(container, moved, backup)
+
+    async def _remove_backup(self, node: Node) -> None:
+        """A backup removed (or replaced by a newer one). Within its window, with nothing in
+        its old name's place, that is `mv a b; rm b`: the asset is deleted."""
+        container = node.parent
+        away = self.aways.of_backup(node)
+        if away is not None:
+            self._supported(container, "delete", f"removing {node.name}")
+        names = self.view.local.of(container)
+        if names.get(node.name) is node:
+            del names[node.name]
+        self.aways.backups.discard(node)
+        if away is not None:
+            self.aways.cancel(away)
+            await self._delete(container, away.asset)
+            if names.get(away.old_name, False) is None:
+                del names[away.old_name]
+
+    async def _rename_backup(self, node: Node, new_parent: Node, new_name: str, target: Node | None) -> None:
+        """A backup keeps to its folder and to backup names (Blender's `x.blend1` →
+        `x.blend2`); renamed back to its old name within the window, nothing happened."""
+        container = node.parent
+        away = self.aways.of_backup(node)
+        names = self.view.local.of(container)
+        if new_parent is not container:
+            raise NotPermitted(f"{node.path}: the previous bytes of a saved file stay in its folder; copy them instead")
+        if away is not None and new_name == away.old_name and target is None:
+            self.aways.cancel(away)
+            del names[node.name]
+            names.pop(away.old_name, None)
+            self.aways.backups.discard(node)
+            node.name, node.entry, node.asset, node.attr_cache = away.old_name, away.file, away.asset, None
+            if container.children is not None:
+                container.children[away.old_name] = node
+            return
+        if away is None and not is_temporary(new_name):
+            raise NotPermitted(
+                f"{node.path}: the previous bytes of a saved file, kept on this machine; copy them (cp) to "
+                "make them a file on the provider"
+            )
+        if target is not None:
+            if target.asset is not None or (target.local is not None and target.local.read_only):
+                raise AlreadyExists(f"{target.path}: exists")
+            if target.local is not None:
+                self._drop_local(target)
+            else:
+                await self._remove_backup(target)
+        if names.get(node.name) is node:
+            del names[node.name]
+        node.name, node.attr_cache = new_name, None
+        node.entry = dataclasses.replace(node.entry, name=new_name)
+        names[new_name] = node
 
     async def _move_asset(
         self, node: Node, old_parent: Node, new_parent: Node, new_name: str, target: Node | None
