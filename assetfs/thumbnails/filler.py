@@ -1,8 +1,8 @@
 """The mount's side (`[thumbnails] enable`): when a directory is opened, the pictures in it
 whose thumbnails are missing or out of date get them from the provider's renditions, in
-the background, at the lowest priority of the account's requests. The opendir waits a
-moment (PATIENCE) for them: a file manager looks for thumbnails right after it lists a
-folder, and reads the originals of those it does not find."""
+the background, at the lowest priority of the account's requests. The opendir waits for
+them while they come (a file manager looks for thumbnails right after it lists a folder,
+and reads the originals of those it does not find), but not for a provider that stalls."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from .standard import LARGEST, NotAPicture, ThumbnailCache, file_uri
 log = logging.getLogger("assetfs.thumbnails")
 
 AT_ONCE = 8  # renditions fetched at the same time, over the whole mount
-PATIENCE = 3.0  # seconds an opendir waits, in all, for the thumbnails it started
+PATIENCE = 3.0  # seconds an opendir waits for the next thumbnail it started…
+AT_MOST = 10.0  # …and in all
 
 
 class Filler:
@@ -39,7 +40,7 @@ class Filler:
         self._making: dict[tuple[str, int], trio.Event] = {}
 
     async def listed(self, directory: Node, children: dict[str, Node]) -> None:
-        """Start the thumbnails a directory's pictures lack; wait for them up to PATIENCE."""
+        """Start the thumbnails a directory's pictures lack, and wait for them a while."""
         if self.nursery is None:
             return
         wanted = []
@@ -65,9 +66,12 @@ class Filler:
                 event = self._making[key] = trio.Event()
                 self.nursery.start_soon(self._make, key, node, event, name=f"thumbnail {node.path}")
             events.append(event)
-        with trio.move_on_after(PATIENCE):
-            for event in events:
-                await event.wait()
+        with trio.move_on_after(AT_MOST):
+            for event in events:  # while they come, at most PATIENCE apart
+                with trio.move_on_after(PATIENCE) as waiting:
+                    await event.wait()
+                if waiting.cancelled_caught:
+                    return
 
     async def _make(self, key: tuple[str, int], node: Node, done: trio.Event) -> None:
         uri, mtime = key
