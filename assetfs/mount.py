@@ -73,7 +73,8 @@ class Mount:
         self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
         self.metacache.last_request = lambda: self.ops.last_request
         if options.thumbnails or config.thumbnails.enable:
-            thumbnails = ThumbnailCache(config.thumbnails.path or default_dir())
+            owner = (options.uid, options.gid) if os.geteuid() == 0 else None  # root mounting for a user
+            thumbnails = ThumbnailCache(config.thumbnails.path or default_dir(), owner)
             self.ops.thumbnails = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
         # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
         self.refresher = Refresher(self.view)

@@ -25,6 +25,9 @@ from PIL import Image
 from test_file_manager import photo, put_asset
 from test_mount_mudstack import MudTruth
 
+from assetfs.config import parse_config
+from assetfs.errors import ConfigError
+from assetfs.options import parse_mount_options
 from assetfs.providers.http import RequestBudget, background
 from assetfs.thumbnails.standard import SIZES, NotAPicture, ThumbnailCache, file_uri, thumbnail_name
 
@@ -106,6 +109,24 @@ def test_store_writes_both_sizes_with_their_keys_atomically_and_nothing_for_what
             cache.store(other, 1, 1, junk)
     assert not cache.path("normal", other).exists() and not cache.path("large", other).exists()
     assert len(list((tmp_path / "thumbnails" / "normal").iterdir())) == 1
+
+
+def test_a_mount_run_by_root_for_a_user_gives_the_user_its_thumbnails(tmp_path):
+    cache = ThumbnailCache(tmp_path / "thumbnails", owner=(4321, 4321))
+    cache.store("file:///mnt/a.png", 1, 1, photo(2))
+    for path in (tmp_path / "thumbnails", cache.path("normal", "file:///mnt/a.png").parent):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4321)
+    for flavor in SIZES:
+        assert cache.path(flavor, "file:///mnt/a.png").stat().st_uid == 4321
+
+
+def test_thumbnails_are_off_unless_asked_for():
+    assert not parse_config({"accounts": {}}).thumbnails.enable
+    assert not parse_mount_options([]).thumbnails and parse_mount_options(["ro,thumbnails"]).thumbnails
+    chosen = parse_config({"accounts": {}, "thumbnails": {"enable": True, "dir": "~/thumbs"}}).thumbnails
+    assert chosen.enable and chosen.path == Path.home() / "thumbs"
+    with pytest.raises(ConfigError, match="thumbnails.size: unknown key"):
+        parse_config({"accounts": {}, "thumbnails": {"size": 64}})
 
 
 def test_background_requests_wait_behind_every_other_one():

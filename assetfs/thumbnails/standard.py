@@ -45,10 +45,12 @@ class NotAPicture(ValueError):
 
 
 class ThumbnailCache:
-    """One thumbnail cache directory (the base holding normal/ and large/)."""
+    """One thumbnail cache directory (the base holding normal/ and large/). `owner`: the
+    (uid, gid) its new files and directories are given (a mount run by root for a user)."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, owner: tuple[int, int] | None = None):
         self.base = Path(base)
+        self.owner = owner
 
     def path(self, flavor: str, uri: str) -> Path:
         return self.base / flavor / thumbnail_name(uri)
@@ -89,17 +91,22 @@ class ThumbnailCache:
             scaled.thumbnail((px, px), Image.Resampling.LANCZOS)
             out = io.BytesIO()
             scaled.save(out, "PNG", pnginfo=info)
-            _write_atomically(self.path(flavor, uri), out.getvalue())
+            self._write_atomically(self.path(flavor, uri), out.getvalue())
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """A temporary file beside it, renamed over it; private, as the standard asks (0700/0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".assetfs-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    def _write_atomically(self, path: Path, data: bytes) -> None:
+        """A temporary file beside it, renamed over it; private, as the standard asks (0700/0600)."""
+        for directory in (path.parent.parent, path.parent):
+            if not directory.is_dir():
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if self.owner is not None:
+                    os.chown(directory, *self.owner)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".assetfs-", suffix=".png")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if self.owner is not None:
+                    os.fchown(f.fileno(), *self.owner)
+                f.write(data)
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)
+            raise
