@@ -24,6 +24,7 @@ from pending import status
 from PIL import Image
 from test_file_manager import photo, put_asset
 from test_mount_mudstack import MudTruth
+from truth import spectrum_assets
 
 from assetfs.config import parse_config
 from assetfs.errors import ConfigError
@@ -154,6 +155,51 @@ def test_background_requests_wait_behind_every_other_one():
     # The thumbnails came first but leave room: every user request went before the rest of them.
     users = [i for i, who in enumerate(order) if who.startswith("user")]
     assert len(order) == 12 and max(users) < 9, order
+
+
+# -- the emulator's renditions, over HTTP ----------------------------------------------------------
+
+
+def test_spectrum_cdn_scales_by_its_image_parameters(emu):
+    account = emu.account("spectrum")
+    assets = spectrum_assets(account, account["organizations"][0])
+    url = next(a["uploadedAssetUri"] for a in assets if a["uploadedAssetUri"].split("?")[0].endswith(".png"))
+    with Image.open(io.BytesIO(httpx.get(url).content)) as original:
+        size = original.size
+    for query, wanted in [
+        ("width=100&height=100&mode=crop", (100, 100)),
+        ("w=100&h=100&mode=pad", (100, 100)),
+        ("width=100&height=50&mode=stretch", (100, 50)),
+        ("width=100&height=100", (100, round(size[1] * 100 / size[0]))),  # max: inside the box
+        ("width=4000", size),  # max never makes it larger
+    ]:
+        response = httpx.get(f"{url}&{query}")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png", query
+        assert Image.open(io.BytesIO(response.content)).size == wanted, query
+        assert int(httpx.head(f"{url}&{query}").headers["content-length"]) == len(response.content)
+    for bad in ("width=abc", "width=100&mode=zoom", "width=0", "height=99999"):
+        assert httpx.get(f"{url}&{bad}").status_code == 400, bad
+    output = next(o["uri"] for a in assets for j in a["productionJobs"] or [] for o in j["result"]["outputs"])
+    assert httpx.get(output + "&width=64").status_code == (200 if output.split("?")[0].endswith(".png") else 400)
+
+
+def test_mudstack_thumbnail_route_answers_a_small_png_or_404(emu):
+    truth = MudTruth(emu.account("mudstack"))
+    try:
+        ws = truth.workspaces()[WORKSPACE]
+        assets = [a for folder in truth.folders(ws) for a in truth.assets(ws, folder)]
+        for asset in assets:
+            route = f"/workspaces/thumbnail/{asset['currentVersion']['thumbnail_file_id']}"
+            if asset["file_name"].endswith((".png", ".jpg")):
+                thumb = Image.open(io.BytesIO(httpx.get(truth.call("GET", route, ws)["url"]).content))
+                assert thumb.format == "PNG" and max(thumb.size) <= 256
+            else:
+                with pytest.raises(httpx.HTTPStatusError, match="404"):
+                    truth.call("GET", route, ws)
+        with pytest.raises(httpx.HTTPStatusError, match="404"):
+            truth.call("GET", "/workspaces/thumbnail/00000000-0000-5000-8000-000000000000", ws)
+    finally:
+        truth.close()
 
 
 # -- on a real mount ----------------------------------------------------------------------------

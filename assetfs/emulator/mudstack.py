@@ -59,6 +59,7 @@ class MudstackEmulator(ProviderEmulator):
         # 500 assets is 2 MB of JSON, which a real service sends faster than Python builds
         # it, so the benchmark's listings are served at the speed of the client.
         self._pages: dict[tuple, bytes] = {}
+        self._thumbnails: dict[str, dict] = {}  # workspace id → thumbnail_file_id → version
 
     # --- wiring --------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -271,17 +272,21 @@ class MudstackEmulator(ProviderEmulator):
     async def thumbnail(self, request: Request, ws: Workspace) -> Response:
         """A signed URL of a version's thumbnail file (inferred: a PNG of at most 256 px)."""
         wanted = request.path_params["file_id"]
-        for asset in ws.assets.values():
-            for version in asset.versions:
-                if uid(version.id, "thumbnail") == wanted:
-                    try:
-                        thumb = await run_in_threadpool(
-                            renditions.rendition, self.emu.blobs, version.blob, 256, 256, "max", "image/png"
-                        )
-                    except renditions.NotAnImage:
-                        raise ApiError(404, "This file has no thumbnail") from None
-                    return JSONResponse({"url": self.emu.cdn_url(request, thumb.key, "thumbnail.png")})
-        raise ApiError(404, "Thumbnail not found")
+        known = self._thumbnails.get(ws.id, {})
+        if wanted not in known:  # made since: the workspace's versions indexed again
+            known = self._thumbnails[ws.id] = {
+                uid(v.id, "thumbnail"): v for asset in ws.assets.values() for v in asset.versions
+            }
+        version = known.get(wanted)
+        if version is None:
+            raise ApiError(404, "Thumbnail not found")
+        try:
+            thumb = await run_in_threadpool(
+                renditions.rendition, self.emu.blobs, version.blob, 256, 256, "max", "image/png"
+            )
+        except renditions.NotAnImage:
+            raise ApiError(404, "This file has no thumbnail") from None
+        return JSONResponse({"url": self.emu.cdn_url(request, thumb.key, "thumbnail.png")})
 
     # --- versions and uploads -----------------------------------------------------------
     async def list_versions(self, request: Request, ws: Workspace) -> Response:
