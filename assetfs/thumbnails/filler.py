@@ -74,7 +74,8 @@ class Filler:
         while self._workers < min(AT_ONCE, len(self._queue)):
             self._workers += 1
             self.nursery.start_soon(self._work)
-        with trio.move_on_after(AT_MOST):
+        # (and well before the opendir's own deadline: a short -o timeout must not make it EIO)
+        with trio.move_on_at(min(trio.current_time() + AT_MOST, trio.current_effective_deadline() - 1.0)):
             while not all(event.is_set() for event in events):
                 with trio.move_on_after(PATIENCE) as waiting:
                     await self._progress.wait()
