@@ -116,7 +116,8 @@ class Mount:
         return (json.dumps(status, indent=2) + "\n").encode()
 
     def attach(self, nursery: trio.Nursery) -> None:
-        """The nursery the parts that work in the background (read-ahead, sizes asked ahead) run in."""
+        """The nursery the parts that work in the background (read-ahead, sizes asked ahead,
+        thumbnails) run in."""
         self.readers.nursery = nursery
         self.view.sizes.nursery = nursery
         if self.ops.thumbnails is not None:

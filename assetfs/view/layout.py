@@ -27,6 +27,9 @@ class Placed:
         return self.entry.kind == ASSET
 
 
+THUMBNAIL, THUMBNAIL_PX = "thumbnail.png", 256  # in `.assets/<file>/`: the provider's rendition
+
+
 def asset_details(entries: list[Entry], provider) -> list[Entry]:
     """What an asset's directory under `.assets/` shows: its entries but its content (the
     file beside `.assets/`), and thumbnail.png, the provider's own rendition of that content
@@ -37,9 +40,6 @@ def asset_details(entries: list[Entry], provider) -> list[Entry]:
     if rendition is not None:
         shown.append(Entry(THUMBNAIL, f"{file.key}/{THUMBNAIL}", False, file.mtime, content=rendition))
     return shown
-
-
-THUMBNAIL, THUMBNAIL_PX = "thumbnail.png", 256
 
 
 def content_of(asset: Entry) -> Entry | None:
