@@ -199,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel readers (default 4)")
     prefetch.set_defaults(func=_command("prefetch"))
 
+    thumbs = sub.add_parser(
+        "thumbnails", help="fill the thumbnail cache for the pictures under PATHs from the providers' renditions"
+    )
+    thumbs.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a mount")
+    thumbs.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel requests (default 4)")
+    thumbs.add_argument("--dir", metavar="DIR", help="this thumbnail cache (default: $XDG_CACHE_HOME/thumbnails)")
+    thumbs.set_defaults(func=_command("thumbnails"))
+
     refresh = sub.add_parser("refresh", help="list directories of a mount afresh now (changes made elsewhere)")
     refresh.add_argument("paths", nargs="+", metavar="PATH", help="directories inside a mount")
     refresh.set_defaults(func=_command("refresh"))

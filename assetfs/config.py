@@ -134,6 +134,18 @@ class StateSettings(_Strict):
         return Path(os.path.expanduser(self.dir))
 
 
+class ThumbnailSettings(_Strict):
+    """`[thumbnails]`: the freedesktop thumbnail cache filled from the providers' renditions
+    for the directories a file manager opens (README, Thumbnails)."""
+
+    enable: bool = False
+    dir: str | None = None  # the base holding normal/ and large/; default $XDG_CACHE_HOME/thumbnails
+
+    @property
+    def path(self) -> Path | None:
+        return Path(os.path.expanduser(self.dir)) if self.dir else None
+
+
 def parse_rate(text) -> tuple[int, float] | None:
     """'90/60s', '15/s', '600/5m' → (requests, per seconds); 'off' or 'none' → None."""
     if text is None or (isinstance(text, str) and text.strip().lower() in ("off", "none", "")):
@@ -257,6 +269,7 @@ class Config(_Strict):
     state: StateSettings = Field(default_factory=StateSettings)
     accounts: dict[str, Account]
     shared: SharedSettings | None = None
+    thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
 
     def secret(self, account: str, field: str) -> str:
         value = resolve_secret(getattr(self.accounts[account], field), f"accounts.{account}.{field}")

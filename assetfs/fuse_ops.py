@@ -112,6 +112,7 @@ class Operations(pyfuse3.Operations):
         self._dirs: dict[int, list] = {}
         self._ids = itertools.count(1)
         self.last_request = 0.0  # time.monotonic() of the last request: background writes wait for a quiet moment
+        self.thumbnails = None  # thumbnails.filler.Filler, when the mount fills the thumbnail cache
 
     def _renamed_size(self, parent_inode: int, name: bytes) -> int:
         try:
@@ -154,6 +155,8 @@ class Operations(pyfuse3.Operations):
         node = self.view.inodes.get(inode)
         children = await self.view.children(node)
         self.view.sizes.directory_read(node)  # stats of its files that follow are likely `ls -l`
+        if self.thumbnails is not None:
+            await self.thumbnails.listed(node, children)
         fh = next(self._ids)
         self._dirs[fh] = list(children.values())  # a snapshot: offsets stay stable while open
         return fh

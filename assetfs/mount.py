@@ -26,6 +26,8 @@ from .read.blockcache import BlockCache
 from .read.pool import ReaderPool
 from .state import StateDir, private_dir
 from .stats import Stats
+from .thumbnails.filler import Filler
+from .thumbnails.standard import ThumbnailCache, default_dir
 from .view.refresh import Refresher
 from .view.view import View
 from .write.journal import PENDING, Journal
@@ -70,6 +72,10 @@ class Mount:
         self.writer = Writer(self.view, self.uploader, self.spool, options)
         self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
         self.metacache.last_request = lambda: self.ops.last_request
+        if options.thumbnails or config.thumbnails.enable:
+            owner = (options.uid, options.gid) if os.geteuid() == 0 else None  # root mounting for a user
+            thumbnails = ThumbnailCache(config.thumbnails.path or default_dir(), owner)
+            self.ops.thumbnails = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
         # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
         self.refresher = Refresher(self.view)
         self.poll_interval = options.poll_every(config.cache.poll_interval)
@@ -77,6 +83,9 @@ class Mount:
         if self.poller is not None:
             self.view.on_listed = self.poller.listed
         self.control = ControlSocket(self.state.path)
+
+    def _shown_mtime(self, node) -> float:
+        return self.ops.attributes.stat(node, 0).st_mtime_ns / 1e9
 
     async def _uploaded(self, record, asset) -> bool:
         return await self.writer.uploaded(record, asset)
@@ -116,10 +125,13 @@ class Mount:
         return (json.dumps(status, indent=2) + "\n").encode()
 
     def attach(self, nursery: trio.Nursery) -> None:
-        """The nursery the parts that work in the background (read-ahead, sizes asked ahead) run in."""
+        """The nursery the parts that work in the background (read-ahead, sizes asked ahead,
+        thumbnails) run in."""
         self.readers.nursery = nursery
         self.view.sizes.nursery = nursery
         self.writer.aways.nursery = nursery
+        if self.ops.thumbnails is not None:
+            self.ops.thumbnails.nursery = nursery
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         # Worker threads (downloads, disk cache) must hand the GIL back to the event loop

@@ -49,6 +49,7 @@ class MountOptions:
     debug: bool = False
     noxattr: bool = False  # answer no xattr question: fast `ls -l` of huge directories, no user.assetfs.*
     write_back: float | None = None  # seconds after a file's last close before its upload (None: the config's)
+    thumbnails: bool = False  # fill the thumbnail cache from the providers' renditions (or [thumbnails] enable)
     fuse: set[str] = field(default_factory=set)
 
     def poll_every(self, configured: float | None) -> float | None:
@@ -89,7 +90,7 @@ def parse_mount_options(specs: list[str] | None) -> MountOptions:
             name, eq, value = item.partition("=")
             if name in IGNORED or name.startswith(("x-systemd.", "x-", "comment=")):
                 continue
-            if name in ("ro", "allow_other", "debug", "noxattr") and not eq:
+            if name in ("ro", "allow_other", "debug", "noxattr", "thumbnails") and not eq:
                 setattr(opts, name, True)
             elif name in _PARSERS and eq:
                 try:

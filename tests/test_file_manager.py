@@ -121,6 +121,49 @@ def thumbnail_name(path: Path) -> str:
     return hashlib.md5(path.as_uri().encode()).hexdigest() + ".png"
 
 
+def pcmanfm_home(tmp_path: Path) -> tuple[dict, Path]:
+    """A home of its own for pcmanfm (thumbnail view), and the environment to run it in."""
+    home = tmp_path / "home"
+    config = home / ".config" / "pcmanfm" / "default"
+    config.mkdir(parents=True)
+    (config / "pcmanfm.conf").write_text("[ui]\nwin_width=1080\nwin_height=740\nview_mode=thumbnail\nshow_hidden=0\n")
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "NO_AT_BRIDGE": "1",
+    }
+    return env, home / ".cache" / "thumbnails"
+
+
+def browse(folder: Path, env: dict, wanted: set[str], cache: Path, shot: Path, keep_as: str) -> None:
+    """Open the folder in pcmanfm under Xvfb until the thumbnails `wanted` are in `cache`
+    (normal/), and take a screenshot of the window (copied to $`keep_as` when set)."""
+    display = Display()
+    fm = subprocess.Popen(
+        ["pcmanfm", "--no-desktop", str(folder)],
+        env={**env, "DISPLAY": display.name},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not wanted <= {p.name for p in cache.glob("*.png")} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1)  # let the window draw the last thumbnail
+        display.screenshot(shot)
+        if os.environ.get(keep_as):
+            shutil.copyfile(shot, os.environ[keep_as])
+        still_running = fm.poll() is None
+    finally:
+        fm.terminate()
+        fm.wait(10)
+        display.stop()
+    assert still_running, f"pcmanfm exited: {fm.stderr.read().decode(errors='replace')}"
+
+
 def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
     emu, m, truth = world
     if shutil.which("pcmanfm") is None or shutil.which("Xvfb") is None:
@@ -130,46 +173,14 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
     folder = m.path / "studio" / WORKSPACE / PHOTOS.strip("/")
     files = sorted(folder / a["file_name"] for a in listed)
     assert len(files) == PHOTO_COUNT
-    home = tmp_path / "home"
-    config = home / ".config" / "pcmanfm" / "default"
-    config.mkdir(parents=True)
-    (config / "pcmanfm.conf").write_text("[ui]\nwin_width=1080\nwin_height=740\nview_mode=thumbnail\nshow_hidden=0\n")
-    cache = home / ".cache" / "thumbnails" / "normal"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "NO_AT_BRIDGE": "1",
-    }
+    env, thumbnails = pcmanfm_home(tmp_path)
+    cache = thumbnails / "normal"
     before = status(m.path)["counters"]
     emu.reset_requests()
 
-    display = Display()
-    fm = subprocess.Popen(
-        ["pcmanfm", "--no-desktop", str(folder)],
-        env={**env, "DISPLAY": display.name},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wanted = {thumbnail_name(f): f for f in files}
-        deadline = time.monotonic() + 120
-        while not set(wanted) <= {p.name for p in cache.glob("*.png")} and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(1)  # let the window draw the last thumbnail
-        shot = tmp_path / "pcmanfm.png"
-        display.screenshot(shot)
-        if os.environ.get("ASSETFS_SCREENSHOT"):
-            shutil.copyfile(shot, os.environ["ASSETFS_SCREENSHOT"])
-        still_running = fm.poll() is None
-    finally:
-        fm.terminate()
-        fm.wait(10)
-        display.stop()
-
-    assert still_running, f"pcmanfm exited: {fm.stderr.read().decode(errors='replace')}"
+    wanted = {thumbnail_name(f): f for f in files}
+    shot = tmp_path / "pcmanfm.png"
+    browse(folder, env, set(wanted), cache, shot, "ASSETFS_SCREENSHOT")
 
     made = sorted(p.name for p in cache.glob("*.png"))
     assert made == sorted(wanted), f"one thumbnail per photo, named by its URI's md5; screenshot: {shot}"
@@ -188,6 +199,44 @@ def test_pcmanfm_thumbnails_every_photo_of_an_organization(world, tmp_path):
             "file_name"
         ]
     assert " ERROR " not in m.log()
+    with Image.open(shot) as screen:  # the window, with the photos' thumbnails drawn in it
+        assert screen.size[0] > 600 and len(screen.convert("RGB").getcolors(1 << 20)) > 1000
+
+
+def test_pcmanfm_draws_the_grid_from_the_providers_renditions_and_reads_no_original(world, tmp_path):
+    """With -o thumbnails the mount fills pcmanfm's thumbnail cache as the folder is listed:
+    pcmanfm finds every thumbnail there and reads none of the photos."""
+    emu, _, truth = world
+    ws = truth.workspaces()[WORKSPACE]
+    listed = truth.assets(ws, PHOTOS)
+    env, thumbnails = pcmanfm_home(tmp_path)
+    config = {**emu.config, "thumbnails": {"dir": str(thumbnails)}}
+    m = MountedFS(tmp_path / "mount", config, options="thumbnails")
+    try:
+        folder = m.path / "studio" / WORKSPACE / PHOTOS.strip("/")
+        wanted = {thumbnail_name(folder / a["file_name"]) for a in listed}
+        before = status(m.path)["counters"]
+        emu.reset_requests()
+        shot = tmp_path / "pcmanfm-thumbnails.png"
+        browse(folder, env, wanted, thumbnails / "normal", shot, "ASSETFS_THUMBNAILS_SCREENSHOT")
+        after = status(m.path)["counters"]
+        log = m.log()
+    finally:
+        m.stop()
+
+    assert sorted(p.name for p in (thumbnails / "normal").glob("*.png")) == sorted(wanted)
+    for name in wanted:
+        with Image.open(thumbnails / "normal" / name) as thumb:
+            assert max(thumb.size) == 128 and thumb.info["Software"] == "assetfs"  # ours, not pcmanfm's own
+    assert after.get("bytes_read", 0) == before.get("bytes_read", 0), "an original was read"
+    assert after.get("thumbnails_made", 0) - before.get("thumbnails_made", 0) == PHOTO_COUNT
+    asked = emu.requests()
+    for asset in listed:
+        assert not any(path.startswith(f"GET /cdn/{asset['currentVersion']['key']}") for path in asked), asset[
+            "file_name"
+        ]
+    assert sum(n for path, n in asked.items() if path.startswith("GET /cdn/renditions/")) == PHOTO_COUNT
+    assert " ERROR " not in log
     with Image.open(shot) as screen:  # the window, with the photos' thumbnails drawn in it
         assert screen.size[0] > 600 and len(screen.convert("RGB").getcolors(1 << 20)) > 1000
 

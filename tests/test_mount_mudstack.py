@@ -16,6 +16,8 @@ import pytest
 import trio
 from truth import md5
 
+from assetfs.providers.base import is_picture
+
 pytestmark = pytest.mark.mount
 ACCOUNT = "studio"
 
@@ -143,7 +145,7 @@ def test_tree_is_workspaces_then_folders_then_asset_files(studio, truth):
     heroes = root / "Game Art" / "characters" / "heroes"
     knight = heroes / ".assets" / "knight.png"
     assert (heroes / "knight.png").is_file()
-    assert sorted(os.listdir(knight)) == ["asset.json", "versions"]
+    assert sorted(os.listdir(knight)) == ["asset.json", "thumbnail.png", "versions"]
     assert sorted(os.listdir(knight / "versions")) == ["v1", "v2", "v3"]
     assert all(os.listdir(knight / "versions" / v) == ["knight.png"] for v in ("v1", "v2", "v3"))
     # a trashed asset shows only in its workspace's .trash view
@@ -345,7 +347,8 @@ def test_duplicate_and_hostile_names_are_unique_safe_and_stable(fresh_emulator, 
                     asset = json.loads((details(path) / "asset.json").read_text())
                     assert path.stat().st_size == asset["currentVersion"]["size"]
                     assert path.read_bytes() == t.download(ws, asset["id"])
-                    assert sorted(os.listdir(details(path))) == ["asset.json", "versions"]
+                    thumbnail = ["thumbnail.png"] if is_picture(name) else []  # the provider's rendition
+                    assert sorted(os.listdir(details(path))) == ["asset.json", *thumbnail, "versions"]
         assert seen_ids == expected_ids
         long_name = next(n for n in first["environments"] if n.startswith("xxxx"))
         assert len(long_name.encode()) <= 255 and os.path.isdir(game / "environments" / ".assets" / long_name)

@@ -42,7 +42,7 @@ def test_tree_shows_the_seed_assets_with_their_production_outputs(spectrum):
     assert names == sorted(files + [".assets"])
     assert sorted(os.listdir(org / ".assets")) == files
     used = org / ".assets" / "white mba used.png"
-    assert sorted(os.listdir(used)) == ["asset.json", "production"]
+    assert sorted(os.listdir(used)) == ["asset.json", "production", "thumbnail.png"]
     outputs = sorted(os.listdir(used / "production" / "CCG60521324002"))
     assert outputs == ["CCG60521324002R1.DST", "CCG60521324002R1.PDF", "CCG60521324002R1.PNG"]
     assert xattr(used, "id") == xattr(org / "white mba used.png", "id") == "1234"

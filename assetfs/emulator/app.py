@@ -20,6 +20,7 @@ from .content import blob_response
 from .faults import FaultMiddleware, Faults
 from .hostile import Hostile, HostileMiddleware
 from .ratelimit import RateLimit
+from .renditions import NotAnImage
 from .tokens import TokenIssuer
 
 #: A fixed instant for sample data, so that dates and names are the same on every run.
@@ -108,6 +109,11 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
         blob = emu.blobs.get(key)
         if blob is None:
             return _blob_error(404, "BlobNotFound", "The specified blob does not exist.")
+        try:
+            for provider in providers:
+                blob = provider.cdn_blob(blob, request.query_params)
+        except NotAnImage as e:
+            return _blob_error(400, "InvalidQueryParameterValue", str(e))
         return blob_response(request, blob)
 
     async def faults(request: Request) -> Response:

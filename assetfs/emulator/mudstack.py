@@ -24,9 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from . import renditions
 from .app import Emulator
 from .blobs import Blob
-from .mudstack_store import Account, ApiError, Workspace, build_account, content_type_for, folder_path
+from .mudstack_store import Account, ApiError, Workspace, build_account, content_type_for, folder_path, uid
 from .provider import ProviderEmulator
 from .tokens import Grant, bearer
 
@@ -58,6 +59,7 @@ class MudstackEmulator(ProviderEmulator):
         # 500 assets is 2 MB of JSON, which a real service sends faster than Python builds
         # it, so the benchmark's listings are served at the speed of the client.
         self._pages: dict[tuple, bytes] = {}
+        self._thumbnails: dict[str, dict] = {}  # workspace id → thumbnail_file_id → version
 
     # --- wiring --------------------------------------------------------------------
     def routes(self) -> list[BaseRoute]:
@@ -93,6 +95,8 @@ class MudstackEmulator(ProviderEmulator):
             Route(one + "/versions", api(self.list_versions), methods=["GET"]),
             Route(one + "/versions", api(self.new_version), methods=["POST"]),
             Route(one + "/versions/{version_id}/download", api(self.download), methods=["GET"]),
+            # inferred: "Get thumbnail" by a version's `thumbnail_file_id`, answered as Download is
+            Route("/workspaces/thumbnail/{file_id}", api(self.thumbnail), methods=["GET"]),
             Route("/workspaces/folders", api(self.create_folder), methods=["POST"]),
             Route("/workspaces/folders/hierarchy", api(self.hierarchy), methods=["GET"]),
             Route("/workspaces/folders/{folder_id}", api(self.delete_folder), methods=["DELETE"]),
@@ -264,6 +268,25 @@ class MudstackEmulator(ProviderEmulator):
         version_id = request.path_params.get("version_id")
         version = asset.version(version_id) if version_id else asset.current
         return JSONResponse({"url": self.emu.cdn_url(request, version.blob.key, asset.file_name)})
+
+    async def thumbnail(self, request: Request, ws: Workspace) -> Response:
+        """A signed URL of a version's thumbnail file (inferred: a PNG of at most 256 px)."""
+        wanted = request.path_params["file_id"]
+        known = self._thumbnails.get(ws.id, {})
+        if wanted not in known:  # made since: the workspace's versions indexed again
+            known = self._thumbnails[ws.id] = {
+                uid(v.id, "thumbnail"): v for asset in ws.assets.values() for v in asset.versions
+            }
+        version = known.get(wanted)
+        if version is None:
+            raise ApiError(404, "Thumbnail not found")
+        try:
+            thumb = await run_in_threadpool(
+                renditions.rendition, self.emu.blobs, version.blob, 256, 256, "max", "image/png"
+            )
+        except renditions.NotAnImage:
+            raise ApiError(404, "This file has no thumbnail") from None
+        return JSONResponse({"url": self.emu.cdn_url(request, thumb.key, "thumbnail.png")})
 
     # --- versions and uploads -----------------------------------------------------------
     async def list_versions(self, request: Request, ws: Workspace) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from .app import Emulator
+from .blobs import Blob
 
 
 class ProviderEmulator:
@@ -30,6 +31,10 @@ class ProviderEmulator:
         """Test-only routes under /_emulator/<name>/ that change the provider's data the way
         a user elsewhere would, where its API has no way to (a read-only API, no delete)."""
         return []
+
+    def cdn_blob(self, blob: Blob, query) -> Blob:
+        """What a CDN request for `blob` serves, by its query (Spectrum scales its images)."""
+        return blob
 
     def account_config(self, base_url: str) -> dict:
         """The `[accounts.<account_name>]` table for an assetfs config pointing at this emulator."""

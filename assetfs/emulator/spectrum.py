@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import samples
+from . import renditions, samples
 from .app import SAMPLE_EPOCH, origin
 from .provider import ProviderEmulator
 
@@ -246,6 +246,14 @@ class SpectrumEmulator(ProviderEmulator):
             )
         ]
 
+    def cdn_blob(self, blob, query):
+        """Spectrum's image parameters (`width`/`w`, `height`/`h`, `mode`) on its CDN route:
+        documented for its rendering routes, *inferred* here (PROVIDERS.md §1)."""
+        width, height = _pixels(query, "width", "w"), _pixels(query, "height", "h")
+        if not blob.key.startswith("spectrum/") or (width is None and height is None):
+            return blob
+        return renditions.rendition(self.emu.blobs, blob, width, height, query.get("mode") or "max")
+
     def control_routes(self) -> list[BaseRoute]:
         return [
             Route("/organization/{organizationId}/assets/{assetId}", self.change_asset, methods=["PATCH", "DELETE"])
@@ -358,6 +366,15 @@ def _output_sample(ext: str, variant: int) -> samples.Sample:
     if ext == ".pdf":
         return samples.pdf()
     return samples.png(variant, (300, 260))
+
+
+def _pixels(query, *names: str) -> int | None:
+    value = next((query[n] for n in names if query.get(n)), None)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise renditions.NotAnImage(f"{names[0]} must be a number of pixels")
+    return int(value)
 
 
 def _paging(page: str | None, size: str | None) -> tuple[int, int | None]:

@@ -195,6 +195,20 @@ class Provider:
             return Content(content.version, content.url, size, content.md5, content.mime)
         return content
 
+    def rendition(self, file: Entry, size: int) -> Content | None:
+        """The provider's own smaller picture of an image file, at least `size` px on its
+        longer side where the original is that big (the caller scales it down the rest), as
+        a content read like any other; no request is made here. None where the provider
+        renders none: the iQmetrix and Apple APIs document no such route."""
+        return None
+
+    async def locate(self, content: Content) -> str:
+        """The URL a content's bytes are read from (a request where the provider hands URLs
+        out on demand), without asking its size."""
+        if content.url is None:
+            raise NotSupported(f"no URL for {content.version}")
+        return content.url
+
     async def close(self) -> None:
         await self.http.aclose()
 
@@ -265,6 +279,14 @@ def asset_json(meta) -> bytes:
     except (orjson.JSONEncodeError, TypeError):
         text = json.dumps(meta, indent=2, ensure_ascii=False, sort_keys=False) + "\n"
         return text.encode("utf-8", errors="backslashreplace")
+
+
+# Pictures the providers' image services scale (raster formats; not SVG, PDF or video).
+PICTURES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def is_picture(name: str) -> bool:
+    return Path(name).suffix.lower() in PICTURES
 
 
 def parse_time(value) -> float:

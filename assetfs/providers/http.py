@@ -14,8 +14,9 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
@@ -104,10 +105,26 @@ def unreachable_error(e: BaseException) -> bool:
 NO_ANSWER = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout)
 
 
+# Requests made inside `background()` (thumbnails filled ahead) go at the lowest priority.
+_background: ContextVar[bool] = ContextVar("assetfs_background", default=False)
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """The requests made in here wait until no other request of the account waits for the
+    budget, and leave a tenth of it free for the next one a user makes."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
+
+
 class RequestBudget:
     """At most `limit` requests in any `window` seconds (a sliding log of send times), so
     that a burst (a file manager reading every file of a big directory) waits its turn
-    here instead of being refused by the provider's rate limit. Waiters go in order."""
+    here instead of being refused by the provider's rate limit. Waiters go in order, those
+    made in `background()` after all the others."""
 
     def __init__(self, limit: int, window: float):
         self.limit = max(1, limit)
@@ -115,22 +132,43 @@ class RequestBudget:
         self._sent: deque[float] = deque()
         self._lock = trio.Lock()
         self._paused_until = 0.0
+        self._waiting = 0  # requests not in the background waiting for a slot
+
+    async def _behind_the_others(self) -> None:
+        spare = max(1, self.limit // 10)
+        while True:
+            now = trio.current_time()
+            while self._sent and self._sent[0] <= now - self.window:
+                self._sent.popleft()
+            if self._waiting or self._lock.locked() or now < self._paused_until:
+                await trio.sleep(0.05)
+            elif len(self._sent) + spare <= self.limit:
+                return
+            else:
+                await trio.sleep_until(self._sent[len(self._sent) + spare - self.limit - 1] + self.window)
 
     def pause(self, seconds: float) -> None:
         """No request before `seconds` from now: the provider said so (429 + Retry-After)."""
         self._paused_until = max(self._paused_until, trio.current_time() + seconds)
 
     async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                await trio.sleep_until(self._paused_until)
-                now = trio.current_time()
-                while self._sent and self._sent[0] <= now - self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return
-                await trio.sleep_until(self._sent[0] + self.window)
+        low = _background.get()
+        if low:
+            await self._behind_the_others()
+        self._waiting += not low
+        try:
+            async with self._lock:
+                while True:
+                    await trio.sleep_until(self._paused_until)
+                    now = trio.current_time()
+                    while self._sent and self._sent[0] <= now - self.window:
+                        self._sent.popleft()
+                    if len(self._sent) < self.limit:
+                        self._sent.append(now)
+                        return
+                    await trio.sleep_until(self._sent[0] + self.window)
+        finally:
+            self._waiting -= not low
 
 
 class Auth:

@@ -53,6 +53,7 @@ from .base import (
     Upload,
     asset_json,
     first_error,
+    is_picture,
     parse_time,
     plain_id,
     skip_malformed,
@@ -156,6 +157,15 @@ class MudstackContent(Content):
     workspace_id: str = ""
     asset_id: str = ""
     version_id: str = ""
+    thumbnail_id: str = ""  # the version's `thumbnail_file_id`
+
+    def __reduce__(self):  # Content's own would pickle it as a Content, without its route
+        return (type(self), tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+
+@dataclass
+class MudstackThumbnail(MudstackContent):
+    """A version's thumbnail file ("Get thumbnail"), read by its `thumbnail_id`."""
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -461,16 +471,44 @@ class Mudstack(Provider):
     def head_url(self, content: Content) -> None:
         return None  # `resolve` asks the API first
 
+    def rendition(self, file: Entry, size: int) -> Content | None:
+        """The version's thumbnail file (its size is *inferred*: at most 256 px)."""
+        content = file.content
+        if not isinstance(content, MudstackContent) or not content.thumbnail_id or size > 256:
+            return None
+        if not is_picture(file.name):
+            return None
+        return MudstackThumbnail(
+            version=f"mudstack-thumbnail:{content.thumbnail_id}",
+            mime="image/png",
+            workspace_id=content.workspace_id,
+            thumbnail_id=content.thumbnail_id,
+        )
+
     async def resolve(self, content: Content) -> Content:
-        """The signed URL of a version (one request per version; the tree keeps the answer).
-        The version route is used even for the current version: it names exactly the bytes
-        the size and checksum describe, whatever was uploaded since the listing."""
+        """The signed URL of a version (one request per version; the tree keeps the answer),
+        and its size."""
         if content.url is not None and content.size is not None:
             return content
-        if not isinstance(content, MudstackContent) or not content.asset_id or not content.workspace_id:
+        url = await self.locate(content)
+        size = content.size
+        if size is None:
+            size, _ = await self.http.head(url)
+        return dataclasses.replace(content, url=url, size=size)
+
+    async def locate(self, content: Content) -> str:
+        """The signed URL of a version, or of a thumbnail. The version route is used even for
+        the current version: it names exactly the bytes the size and checksum describe,
+        whatever was uploaded since the listing."""
+        if content.url is not None:
+            return content.url
+        if isinstance(content, MudstackThumbnail) and content.workspace_id:
+            route = f"workspaces/thumbnail/{content.thumbnail_id}"  # inferred (PROVIDERS.md §4)
+        elif isinstance(content, MudstackContent) and content.asset_id and content.workspace_id:
+            base = f"workspaces/assets/{content.asset_id}"
+            route = f"{base}/versions/{content.version_id}/download" if content.version_id else f"{base}/download"
+        else:
             raise NotSupported(f"Mudstack: no download route for {content.version}")
-        base = f"workspaces/assets/{content.asset_id}"
-        route = f"{base}/versions/{content.version_id}/download" if content.version_id else f"{base}/download"
         body = await self._get(route, content.workspace_id)
         url = (
             body
@@ -480,13 +518,8 @@ class Mudstack(Provider):
             else None
         )
         if not isinstance(url, str) or not url:
-            raise ProviderError(
-                f"Mudstack account {self.account}: the download answer for asset {content.asset_id} has no url"
-            )
-        size = content.size
-        if size is None:
-            size, _ = await self.http.head(url)
-        return dataclasses.replace(content, url=url, size=size)
+            raise ProviderError(f"Mudstack account {self.account}: the answer of /{route} has no url")
+        return url
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -877,6 +910,7 @@ def _content(version: dict, asset_id: str, ws_id: str) -> MudstackContent:
         workspace_id=ws_id,
         asset_id=asset_id,
         version_id=version_id,
+        thumbnail_id=plain_id(version.get("thumbnail_file_id")) or "",
     )
 
 

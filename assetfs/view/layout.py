@@ -27,6 +27,21 @@ class Placed:
         return self.entry.kind == ASSET
 
 
+THUMBNAIL, THUMBNAIL_PX = "thumbnail.png", 256  # in `.assets/<file>/`: the provider's rendition
+
+
+def asset_details(entries: list[Entry], provider) -> list[Entry]:
+    """What an asset's directory under `.assets/` shows: its entries but its content (the
+    file beside `.assets/`), and thumbnail.png, the provider's own rendition of that content
+    where it makes one (read like any file; made here without a request)."""
+    file = next((e for e in entries if e.kind == CONTENT and e.content is not None), None)
+    shown = [e for e in entries if e.kind != CONTENT]
+    rendition = provider.rendition(file, THUMBNAIL_PX) if file is not None and provider is not None else None
+    if rendition is not None:
+        shown.append(Entry(THUMBNAIL, f"{file.key}/{THUMBNAIL}", False, file.mtime, content=rendition))
+    return shown
+
+
 def content_of(asset: Entry) -> Entry | None:
     """An asset's content file, if its children are known and it has one."""
     for child in asset.children or ():

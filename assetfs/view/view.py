@@ -18,9 +18,9 @@ from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
-from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, listed_before
+from ..providers.base import ASSET, CONTAINER, TRASH, Content, Entry, Provider, listed_before
 from ..stats import Stats
-from .layout import content_of, place
+from .layout import asset_details, content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
 from .queries import RESULTS, Queries
 from .sizes import SizesAhead
@@ -151,7 +151,7 @@ class View:
         file beside `.assets/`. Every child still there keeps its inode."""
         node.listing = entries
         if node.kind == ASSET and node.parent is not None and node.parent.kind == ASSETS:
-            entries = [e for e in entries if e.kind != CONTENT]  # the content is the file beside .assets/
+            entries = asset_details(entries, node.provider)  # the content is the file beside .assets/
         previous = node.children or {}
         former = _Former(previous, adopting)
         if node.kind not in HOLDERS and not any(e.kind == ASSET for e in entries):
