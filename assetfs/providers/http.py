@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -104,6 +105,17 @@ def unreachable_error(e: BaseException) -> bool:
 NO_ANSWER = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout)
 
 
+class Budget(Protocol):
+    """What a request to the API waits on: the mount's own RequestBudget, or the fleet's SharedBudget."""
+
+    limit: int
+    window: float
+
+    def pause(self, seconds: float) -> None: ...
+
+    async def acquire(self) -> None: ...
+
+
 class RequestBudget:
     """At most `limit` requests in any `window` seconds (a sliding log of send times), so
     that a burst (a file manager reading every file of a big directory) waits its turn
@@ -178,7 +190,7 @@ class ProviderHTTP:
         self.trusted = {origin(self.base_url), *(origin(u) for u in trusted_urls)}
         # The provider's own API (and token service): what its rate limit counts.
         self._api_prefixes = (self.base_url, *(u.rstrip("/") + "/" for u in trusted_urls))
-        self.budget: RequestBudget | None = None
+        self.budget: Budget | None = None
         self.set_rate_limit(rate_limit)
         self.rate_limited_403 = rate_limited_403 or (lambda response: False)
         self.stats = stats or Stats()
