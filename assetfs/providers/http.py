@@ -27,7 +27,7 @@ import trio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from .. import __version__
-from ..errors import AuthFailed, NotFound, ProviderError
+from ..errors import AssetfsError, AuthFailed, NotFound, ProviderError
 from ..stats import Stats
 
 log = logging.getLogger("assetfs.http")
@@ -160,7 +160,7 @@ def origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
-def redact(url: str) -> str:
+def redact(url: str | httpx.URL) -> str:
     """A URL fit for a log line: no query string (signatures, tokens) and no user info."""
     parts = urlsplit(str(url))
     host = parts.hostname or ""
@@ -450,6 +450,7 @@ class ProviderHTTP:
         self.stats.add("errors")
         where = f"{method} {redact(url)}"
         body = _short(response)
+        error: AssetfsError
         if retried:
             wait = retry_after(response)
             refused = status in (429, 403)  # refused for rate, before the provider acted on it
