@@ -81,6 +81,13 @@ class Node:
         return self.provider
 
     @property
+    def held(self) -> LocalFile:
+        """The local file of a node known to have one."""
+        if self.local is None:
+            raise ValueError(f"{self.path}: no local file")
+        return self.local
+
+    @property
     def is_dir(self) -> bool:
         return self.entry.is_dir
 
