@@ -106,7 +106,7 @@ class Uploader:
         try:
             asset = await live.outcome()
         except Exception as e:
-            if live.ended and getattr(e, "http_status", None) is None:
+            if live.ended and not (isinstance(e, AssetfsError) and e.http_status is not None):
                 await self._keep(record, e)
                 raise
             live.reason = live.reason or f"{type(e).__name__}: {e}"
