@@ -47,8 +47,14 @@ class Attributes:
         local = node.local
         given = self.given.get(node.entry.content.version) if node.entry.content is not None and self.given else None
         mtime = local.mtime if local is not None else given[0] if given is not None else node.entry.mtime
-        if local is not None or given is not None:
-            mode = local.mode & ~(0o222 if local.read_only else 0) if local is not None else given[1]
+        mode = (
+            local.mode & ~(0o222 if local.read_only else 0)
+            if local is not None
+            else given[1]
+            if given is not None
+            else None
+        )
+        if mode is not None:
             attr.st_mode = stat.S_IFREG | (mode & ~self.options.umask)
             attr.st_nlink = 1
         else:

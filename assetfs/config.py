@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -79,6 +80,8 @@ def resolve_secret(value: Secret, key: str) -> str:
                 "(use LoadCredential= in the systemd unit)"
             )
         return _read_secret_file(Path(directory) / value.credential, key, check_mode=False)
+    if value.file is None:
+        raise ConfigError(f"{key}: none of env, file or credential given")
     return _read_secret_file(Path(os.path.expanduser(value.file)), key, check_mode=True)
 
 
@@ -299,7 +302,7 @@ _PROVIDERS = {"spectrum", "iqmetrix", "apple", "mudstack"}
 _BRANCHES = {"str", "SecretRef"}
 
 
-def _explain(err: dict) -> str:
+def _explain(err: Mapping[str, Any]) -> str:
     # Drop pydantic's union-branch labels (the provider tag, "str", "FromEnv", …) from the key path.
     loc = list(err["loc"])
     if len(loc) > 2 and loc[0] == "accounts" and loc[2] in _PROVIDERS:

@@ -34,7 +34,7 @@ def start_emulator(workdir: Path, *extra: str) -> tuple[subprocess.Popen, str, P
         stdout=subprocess.PIPE,
         text=True,
     )
-    url = process.stdout.readline().strip()
+    url = process.stdout.readline().strip() if process.stdout is not None else ""
     if not url.startswith("http://"):
         process.kill()
         raise SystemExit("assetfs demo: the emulator did not start")

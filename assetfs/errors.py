@@ -11,6 +11,9 @@ class AssetfsError(Exception):
     errno = errno.EIO
     #: An answer programs expect and act on (ENOENT, ENODATA, EEXIST …): not worth a log line.
     quiet = False
+    #: The HTTP status the provider answered with, where the error is its answer (it said no,
+    #: so an upload's answer was not lost); None for every other error.
+    http_status: int | None = None
 
 
 class NotFound(AssetfsError):

@@ -196,7 +196,7 @@ class Opener:
         if node.entry.inline is not None:
             return BytesHandle(node, node.entry.inline, fresh=False)
         content = await self.view.content(node)
-        reader = self.readers.open(content, node.provider.http, functools.partial(self.view.renew_url, node))
+        reader = self.readers.open(content, node.owner.http, functools.partial(self.view.renew_url, node))
         if writing:
             return CopyOnWriteHandle(node, self.readers, reader, self.writer, self.timeout)
         return RemoteHandle(node, self.readers, reader)

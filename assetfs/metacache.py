@@ -119,13 +119,16 @@ class MetaCache:
             with self._behind:
                 while True:
                     oldest = next(iter(self._unstored.items()), None)
-                    if oldest is None and not self._unstored_facts:
+                    if self._unstored_facts:
+                        stored = self._unstored_facts[0][1]
+                    elif oldest is not None:
+                        stored = oldest[1][2]
+                    else:
                         if self._closing:
                             self._writer = None
                             return
                         self._behind.wait()
                         continue
-                    stored = self._unstored_facts[0][1] if self._unstored_facts else oldest[1][2]
                     due = (
                         0.0
                         if self._closing
@@ -135,8 +138,10 @@ class MetaCache:
                     if due <= 0:
                         break
                     self._behind.wait(due)
-                facts = self._unstored_facts.pop(0)[0] if self._unstored_facts else None
-                if facts is None:
+                facts = None
+                if self._unstored_facts:
+                    facts = self._unstored_facts.pop(0)[0]
+                elif oldest is not None:
                     key, listing = oldest
                     self._writing = key
             if facts is not None:

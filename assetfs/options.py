@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
@@ -65,7 +66,7 @@ class MountOptions:
         return opts
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[str], object]] = {
     "uid": int,
     "gid": int,
     "umask": lambda v: int(v, 8),

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from .blobs import BlobStore, FileBlob
 from .content import blob_response
@@ -166,7 +166,7 @@ def build_app(emu: Emulator, providers: list) -> Starlette:
             emu.url_ttl = None if body["url_ttl"] is None else float(body["url_ttl"])
         return JSONResponse({"ttl": emu.tokens.ttl, "url_ttl": emu.url_ttl, "issued": emu.tokens.issued[-10000:]})
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/cdn/{key:path}", cdn, methods=["GET", "HEAD"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST"]),
         Route("/_emulator/requests", requests, methods=["GET", "DELETE"]),

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from . import apple_ql, samples
 from .app import origin
@@ -101,8 +101,8 @@ class Image:
     id: str
     key: str  # blob key
     filename: str
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     created: str
 
 
@@ -276,7 +276,7 @@ class AppleEmulator(ProviderEmulator):
 
     # ---- routing, auth, rate limit, request ids ---------------------------------------------
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
         v1 = "/api/v1"
         table = {
             f"{v1}/oauth2/token": {"POST": self.token},
@@ -291,7 +291,9 @@ class AppleEmulator(ProviderEmulator):
             f"{v1}/orgs/{{orgId}}/images/upload": {"POST": self.upload_image},
             f"{v1}/orgs/{{orgId}}/images/{{imageId}}/metadata": {"GET": self.image_metadata},
         }
-        routes = [Route(path, self._endpoint(methods), methods=ALL_METHODS) for path, methods in table.items()]
+        routes: list[BaseRoute] = [
+            Route(path, self._endpoint(methods), methods=ALL_METHODS) for path, methods in table.items()
+        ]
         return routes + [Route("/{path:path}", self._endpoint({}), methods=ALL_METHODS)]
 
     def _endpoint(self, methods: dict):
@@ -519,6 +521,8 @@ class AppleEmulator(ProviderEmulator):
 
     def _image_json(self, request: Request, image: Image) -> dict:
         blob = self.emu.blobs.get(image.key)
+        if blob is None:  # every image's blob is added with it
+            raise ApiError(404, "IMAGE_NOT_FOUND", "No such image.", {"imageId": image.id})
         url = self.emu.cdn_url(request, image.key, image.filename)
         return {
             "orgId": image.org_id,

@@ -41,16 +41,17 @@ class Clause:
     value: object  # datetime for date fields, int for numeric ids, else str
 
     def matches(self, asset: dict) -> bool:
-        found = field_value(asset, self.field)
-        if found is None:  # an absent field (no partnersAssetId) matches only `!=`
+        text = field_value(asset, self.field)
+        if text is None:  # an absent field (no partnersAssetId) matches only `!=`
             return self.op == "!="
         want = self.value
+        found: object = text
         if self.field in DATE_FIELDS:
-            found = parse_date(found)
+            found = parse_date(text)
         elif isinstance(want, int):
-            found = int(found) if found.isdigit() else found
-            if not isinstance(found, int):
+            if not text.isdigit():
                 return self.op == "!="
+            found = int(text)
         return _compare(found, self.op, want)
 
 

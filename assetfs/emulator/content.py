@@ -44,7 +44,7 @@ def blob_response(request: Request, blob: Blob) -> Response:
         "Content-Type": blob.content_type,
     }
     wanted = parse_range(request.headers.get("range"), blob.size)
-    if wanted == "unsatisfiable":
+    if isinstance(wanted, str):  # "unsatisfiable"
         headers["Content-Range"] = f"bytes */{blob.size}"
         return Response(status_code=416, headers=headers)
     if_range = request.headers.get("if-range")

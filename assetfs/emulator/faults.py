@@ -99,28 +99,30 @@ def _cutting_receive(receive, faults: Faults):
 
 
 def _breaking_send(send, mode: str):
-    sent = {"bytes": 0, "limit": None}
+    sent = 0
+    limit: int | None = None  # set by the response's start
 
     async def wrapped(message):
+        nonlocal sent, limit
         if message["type"] == "http.response.start":
             length = dict(message.get("headers", [])).get(b"content-length")
-            sent["limit"] = max(1, int(length) // 2) if length else 1
+            limit = max(1, int(length) // 2) if length else 1
             return await send(message)
-        if message["type"] != "http.response.body":
+        if message["type"] != "http.response.body" or limit is None:
             return await send(message)
         body = message.get("body", b"")
-        room = sent["limit"] - sent["bytes"]
+        room = limit - sent
         if len(body) < room and message.get("more_body"):
-            sent["bytes"] += len(body)
+            sent += len(body)
             return await send(message)
         await send({"type": "http.response.body", "body": body[:room], "more_body": mode == "reset"})
         if mode == "reset":
             raise _ConnectionReset("emulated connection reset mid-body")
         # truncate: the body ends here, short of its Content-Length; swallow the rest.
-        sent["bytes"] = sent["limit"] + 1
+        sent = limit + 1
 
     async def swallowing(message):
-        if sent["limit"] is not None and sent["bytes"] > sent["limit"] and message["type"] == "http.response.body":
+        if limit is not None and sent > limit and message["type"] == "http.response.body":
             return None
         return await wrapped(message)
 

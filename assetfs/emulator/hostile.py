@@ -188,7 +188,7 @@ class HostileMiddleware:
             if doc is not None:
                 if copy_of is not None:
                     doc = _as_copy(doc, h.provider, *copy_of)
-                else:
+                elif listing is not None:
                     doc = _rewrite(h, listing[0], doc, scope)
                 body = doc if isinstance(doc, bytes) else json.dumps(doc, ensure_ascii=True).encode()
                 h.answered += 1

@@ -15,6 +15,7 @@ import mimetypes
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -44,7 +45,8 @@ CLIENT_SECRET = "iqmetrix-demo-secret"
 NOT_FOUND = "Asset Media Service Error: Resource not found"
 
 # Seeded collections: (name, maker, variant, size). The seed asset comes first in "logos".
-COLLECTIONS = {
+_Seed = tuple[str, Callable[[int, tuple[int, int]], samples.Sample] | None, int, tuple[int, int] | None]
+COLLECTIONS: dict[str, list[_Seed]] = {
     "logos": [
         ("logo.png", samples.png, 1, (256, 256)),
         ("logo.png", samples.png, 2, (512, 512)),  # names are not unique
@@ -97,7 +99,7 @@ class IQmetrixEmulator(ProviderEmulator):
             ids = self.collections.setdefault(collection, [])
             for n, (name, maker, variant, size) in enumerate(entries):
                 asset_id = _guid(f"{collection}/{n}")
-                if maker is None:
+                if maker is None or size is None:
                     ids.append(self._add_video(asset_id, name))
                 else:
                     ids.append(self._add_sample(asset_id, name, maker(variant, size)))
@@ -136,7 +138,7 @@ class IQmetrixEmulator(ProviderEmulator):
     # -- HTTP --------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        routes = []
+        routes: list[BaseRoute] = []
         for root in ("", "/v1"):  # older documentation puts the API under /v1: accept both
             routes += [
                 Route(f"{root}/assets", self._guarded(self.create_asset), methods=["POST"]),
@@ -352,7 +354,7 @@ def _measure(blob: Blob, declared: str) -> tuple[str, int | None, int | None]:
     if isinstance(blob, FileBlob):
         try:
             with Image.open(blob.path) as img:
-                return Image.MIME.get(img.format, declared), img.width, img.height
+                return Image.MIME.get(img.format or "", declared), img.width, img.height
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError):
             pass
     # inferred: non-image uploads (videos) are accepted, with width and height null.

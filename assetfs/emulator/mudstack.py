@@ -58,7 +58,7 @@ class MudstackEmulator(ProviderEmulator):
         # Search answers kept as sent until a request that may change the store: a page of
         # 500 assets is 2 MB of JSON, which a real service sends faster than Python builds
         # it, so the benchmark's listings are served at the speed of the client.
-        self._pages: dict[tuple, bytes] = {}
+        self._pages: dict[tuple, bytes | memoryview] = {}
         self._thumbnails: dict[str, dict] = {}  # workspace id → thumbnail_file_id → version
 
     # --- wiring --------------------------------------------------------------------

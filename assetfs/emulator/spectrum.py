@@ -101,7 +101,7 @@ class SpectrumEmulator(ProviderEmulator):
         self.organizations: dict[str, Organization] = {}
         # Pages kept as sent (while content URLs do not expire) until an asset changes, so a
         # listing is served at the speed of the client reading it, as a web server sends a file.
-        self._pages: dict[tuple, bytes] = {}
+        self._pages: dict[tuple, bytes | memoryview] = {}
 
         orgs = [
             self._seed_organization(seed["contents"]),
@@ -265,7 +265,7 @@ class SpectrumEmulator(ProviderEmulator):
         organization's lastModification moves to now (inferred: it is the latest change)."""
         org = self.organizations.get(request.path_params["organizationId"])
         asset = next((a for a in org.assets if str(a["id"]) == request.path_params["assetId"]), None) if org else None
-        if asset is None:
+        if org is None or asset is None:
             return JSONResponse(NOT_FOUND, status_code=404)
         now = datetime.now(UTC)
         if request.method == "DELETE":
@@ -297,10 +297,10 @@ class SpectrumEmulator(ProviderEmulator):
         key = (org.id, start, stop, base)
         if key in self._pages:
             return Response(self._pages[key], media_type="application/json")
-        page = JSONResponse(self._page(org, self._slice(org, start, stop), request, base))
+        answer = JSONResponse(self._page(org, self._slice(org, start, stop), request, base))
         if self.emu.url_ttl is None:
-            self._pages[key] = page.body
-        return page
+            self._pages[key] = answer.body
+        return answer
 
     def _page(self, org: Organization, chosen: list[dict], request: Request, base: str) -> dict:
         return {

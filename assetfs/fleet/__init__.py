@@ -40,10 +40,13 @@ def namespace(provider: str, base_url: str, identity: list[str]) -> str:
 
 def connect(config: Config) -> RedisLink:
     """The link to the fleet's Redis; the URL's password is kept out of every log line."""
-    url = resolve_secret(config.shared.redis, "shared.redis")
+    shared = config.shared
+    if shared is None:
+        raise ConfigError("[shared]: a fleet needs the section, with redis = the Redis URL")
+    url = resolve_secret(shared.redis, "shared.redis")
     if not url.startswith(("redis://", "rediss://", "unix://")):  # from { env } or { file }: checked here
         raise ConfigError("shared.redis: must be a redis://, rediss:// or unix:// URL")
-    password = resolve_secret(config.shared.password, "shared.password") if config.shared.password else None
+    password = resolve_secret(shared.password, "shared.password") if shared.password else None
     for secret in (password, urlsplit(url).password):
         if secret:
             register_secret(secret)

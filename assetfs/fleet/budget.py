@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import deque
+from collections.abc import Sequence
 
 import trio
 from coredis.commands.script import Script
@@ -102,7 +103,7 @@ class Share(RequestBudget):
     mount was given lately (some still ahead), so that the switch brings no burst."""
 
     def __init__(
-        self, limit: int, window: float, mounts: int, given: list[float] = (), before: RequestBudget | None = None
+        self, limit: int, window: float, mounts: int, given: Sequence[float] = (), before: RequestBudget | None = None
     ):
         if mounts <= limit:
             super().__init__(limit // mounts, window)

@@ -6,6 +6,8 @@ pings it every second; the first answer brings the mount back (one more log line
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import coredis
@@ -42,11 +44,14 @@ class RedisLink:
         self._ready = trio.Event()
         self.up = True
         self._since = 0.0
-        self.on_change = []  # callables(up: bool), told when Redis goes down or comes back
+        self.on_change: list[Callable[[bool], object]] = []  # told when Redis goes down or comes back
 
-    def _open(self) -> None:
-        kwargs = {"password": self._password} if self._password else {}
-        self._client = coredis.Redis.from_url(
+    def _opened(self) -> coredis.Redis:
+        """The client, opened on first use."""
+        if self._client is not None:
+            return self._client
+        kwargs: dict[str, Any] = {"password": self._password} if self._password else {}
+        client = self._client = coredis.Redis.from_url(
             self.url,
             decode_responses=False,
             connect_timeout=CALL_TIMEOUT,
@@ -54,12 +59,13 @@ class RedisLink:
             retry_policy=NoRetryPolicy(),
             **kwargs,
         )
-        trio.lowlevel.spawn_system_task(self._hold, name=f"redis {self.where}")
+        trio.lowlevel.spawn_system_task(self._hold, client, name=f"redis {self.where}")
+        return client
 
-    async def _hold(self) -> None:
+    async def _hold(self, client: coredis.Redis) -> None:
         """Keep the client's connection pool open until the event loop ends."""
         try:
-            async with self._client:
+            async with client:
                 self._ready.set()
                 await trio.sleep_forever()
         except Exception as e:  # the pool failed for good: every call falls back from now on
@@ -71,12 +77,11 @@ class RedisLink:
         RedisDown; while Redis is down, raise at once."""
         if not self.up:
             raise RedisDown(self.where)
-        if self._client is None:
-            self._open()
+        client = self._opened()
         try:
             with trio.fail_after(CALL_TIMEOUT):
                 await self._ready.wait()
-                return await command(self._client)
+                return await command(client)
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as e:
             self._went_down(e)
             raise RedisDown(self.where) from None
@@ -100,7 +105,7 @@ class RedisLink:
             await trio.sleep(PROBE_EVERY)
             try:
                 with trio.fail_after(CALL_TIMEOUT):
-                    await self._client.ping()
+                    await self._opened().ping()
             except (trio.TooSlowError, coredis.exceptions.RedisError, OSError):
                 continue
             self.up = True

@@ -52,8 +52,9 @@ class SharedListings:
     def install(self, provider: Provider) -> None:
         """Wrap the provider's listings (and mark its writes) on the instance."""
         list_root, list_dir = provider.list_root, provider.list_dir
-        provider.list_root = lambda: self.listing("", list_root)
-        provider.list_dir = lambda entry: self.listing(entry.key, list_dir, entry)
+        # wrapped on this one instance, on purpose (the class stays as it is): mypy says method-assign
+        provider.list_root = lambda: self.listing("", list_root)  # type: ignore[method-assign]
+        provider.list_dir = lambda entry: self.listing(entry.key, list_dir, entry)  # type: ignore[method-assign]
         for name in WRITES:
             setattr(provider, name, self._marking(getattr(provider, name)))
 

@@ -36,6 +36,7 @@ import mimetypes
 import posixpath
 import time
 from datetime import UTC, datetime
+from typing import Any, Literal
 from urllib.parse import urljoin
 
 import httpx
@@ -226,6 +227,7 @@ class Apple(Provider):
         the page's items, so it says nothing about when to stop.) A cursor seen before, or
         a page with nothing new, is a loop: the listing stops there, with a log line."""
         items: dict[str, dict] = {}
+        params: dict | None  # None once a `next` link carries them
         url, params = path, {**(filters or {}), "limit": PAGE_SIZE}
         seen: set[str] = set()
         for page in range(1, MAX_PAGES + 1):
@@ -240,8 +242,12 @@ class Apple(Provider):
                     log.warning("%s: %s: left out an item without a usable id: %.120r", self.account, what, item)
                 else:
                     items.setdefault(ident, item)
-            pagination = body.get("pagination") if isinstance(body.get("pagination"), dict) else {}
-            cursors = pagination.get("cursors") if isinstance(pagination.get("cursors"), dict) else {}
+            pagination = body.get("pagination")
+            if not isinstance(pagination, dict):
+                pagination = {}
+            cursors = pagination.get("cursors")
+            if not isinstance(cursors, dict):
+                cursors = {}
             after, link = cursors.get("after"), pagination.get("next")
             if isinstance(after, str) and after:
                 url, params, mark = path, {**(filters or {}), "limit": PAGE_SIZE, "after": after}, after
@@ -304,12 +310,12 @@ class Apple(Provider):
 
     async def _asset_entries(self, org: str, brand: str, assets: list[dict]) -> list[Entry]:
         """Entries for assets of a brand, each with its files (its image's metadata fetched)."""
-        images = await self._images(org, {plain_id(_details(a).get("imageId")) for a in assets} - {None})
+        images = await self._images(org, {i for a in assets if (i := plain_id(_details(a).get("imageId"))) is not None})
         # Off the event loop: a huge brand takes seconds of CPU (see Spectrum's list_dir).
         return await trio.to_thread.run_sync(
             skip_malformed,
             assets,
-            lambda a: _asset_entry(org, brand, a, images.get(plain_id(_details(a).get("imageId")))),
+            lambda a: _asset_entry(org, brand, a, images.get(plain_id(_details(a).get("imageId")) or "")),
             f"{self.account}/{org}/{brand}",
             abandon_on_cancel=False,
         )
@@ -334,7 +340,7 @@ class Apple(Provider):
     async def _list_asset(self, entry: Entry, org: str, brand: str, image_id: str, asset_id: str) -> list[Entry]:
         """The asset's image file and asset.json, from the asset and its image's metadata
         (fetched together; the image again if the asset has changed its image since)."""
-        found: dict[str, object] = {}
+        found: dict[str, Any] = {}  # "asset": the answer, "image": dict | None
 
         async def get_asset():
             found["asset"] = await self.http.json("GET", f"{API}/orgs/{org}/assets/{asset_id}")
@@ -353,7 +359,9 @@ class Apple(Provider):
         if not isinstance(asset, dict):
             raise ProviderError(f"Apple Business Connect asset {asset_id}: the answer is not an object")
         current = plain_id(_details(asset).get("imageId")) or ""
-        image = found.get("image") if current == image_id else (await self._image(org, current) if current else None)
+        image: dict | None = (
+            found.get("image") if current == image_id else (await self._image(org, current) if current else None)
+        )
         if current and not isinstance(image, dict):
             log.warning("%s: asset %s: its image %s is gone; showing asset.json only", self.account, asset_id, current)
         return _asset_files(entry.key, asset, image)
@@ -453,10 +461,12 @@ class Apple(Provider):
                 )
         else:
             try:
-                updated = response.json()
+                answer = response.json()
             except ValueError:
-                updated = None
-            if not isinstance(updated, dict) or not updated.get("id"):
+                answer = None
+            if isinstance(answer, dict) and answer.get("id"):
+                updated = answer
+            else:
                 updated, _ = await self._read_asset(org, asset_id)
         log.info("%s: %s → asset %s now shows image %s", self.account, upload.name, asset_id, image["id"])
         return _asset_entry(
@@ -664,7 +674,7 @@ def _asset_xattrs(asset: dict) -> dict[str, str]:
     return {k: v for k, v in xattrs.items() if v}
 
 
-def _asset_entry(org: str, brand: str, asset: dict, image: dict | None | bool = False) -> Entry:
+def _asset_entry(org: str, brand: str, asset: dict, image: dict | None | Literal[False] = False) -> Entry:
     """An asset, with its files when its image's metadata is at hand (None: the image is
     gone; False: not asked, the files are listed when the asset's directory is opened)."""
     asset_id, image_id = plain_id(asset.get("id")), plain_id(_details(asset).get("imageId")) or ""

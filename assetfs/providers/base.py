@@ -19,7 +19,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn, Protocol
+from typing import ClassVar, NoReturn, Protocol
 
 import orjson
 
@@ -141,6 +141,8 @@ class Entry:
 class Provider:
     """One configured account of one provider."""
 
+    #: The provider's name, as the config's `provider =` spells it: each subclass sets it.
+    name: ClassVar[str]
     #: Why writes fail here, for the log line (issue: read-only providers answer EROFS).
     read_only_reason = ""
     #: The write operations this provider's API has: "create", "replace", "delete",
@@ -297,9 +299,10 @@ def parse_time(value) -> float:
     try:  # the usual forms, at C speed (it is parsed for every asset of a listing)
         dt = datetime.fromisoformat(value)
     except ValueError:
-        dt = _parse_odd_time(value)
-        if dt is None:
+        odd = _parse_odd_time(value)
+        if odd is None:
             return 0.0
+        dt = odd
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -27,7 +28,7 @@ import trio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from .. import __version__
-from ..errors import AuthFailed, NotFound, ProviderError
+from ..errors import AssetfsError, AuthFailed, NotFound, ProviderError
 from ..stats import Stats
 
 log = logging.getLogger("assetfs.http")
@@ -120,6 +121,17 @@ def background() -> Iterator[None]:
         _background.reset(token)
 
 
+class Budget(Protocol):
+    """What a request to the API waits on: the mount's own RequestBudget, or the fleet's SharedBudget."""
+
+    limit: int
+    window: float
+
+    def pause(self, seconds: float) -> None: ...
+
+    async def acquire(self) -> None: ...
+
+
 class RequestBudget:
     """At most `limit` requests in any `window` seconds (a sliding log of send times), so
     that a burst (a file manager reading every file of a big directory) waits its turn
@@ -186,7 +198,7 @@ def origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
-def redact(url: str) -> str:
+def redact(url: str | httpx.URL) -> str:
     """A URL fit for a log line: no query string (signatures, tokens) and no user info."""
     parts = urlsplit(str(url))
     host = parts.hostname or ""
@@ -216,7 +228,7 @@ class ProviderHTTP:
         self.trusted = {origin(self.base_url), *(origin(u) for u in trusted_urls)}
         # The provider's own API (and token service): what its rate limit counts.
         self._api_prefixes = (self.base_url, *(u.rstrip("/") + "/" for u in trusted_urls))
-        self.budget: RequestBudget | None = None
+        self.budget: Budget | None = None
         self.set_rate_limit(rate_limit)
         self.rate_limited_403 = rate_limited_403 or (lambda response: False)
         self.stats = stats or Stats()
@@ -476,6 +488,7 @@ class ProviderHTTP:
         self.stats.add("errors")
         where = f"{method} {redact(url)}"
         body = _short(response)
+        error: AssetfsError
         if retried:
             wait = retry_after(response)
             refused = status in (429, 403)  # refused for rate, before the provider acted on it

@@ -291,12 +291,12 @@ class IQmetrix(Provider):
                 files = {"file": (upload.name, spool, upload.mime or "application/octet-stream")}
                 response = await self.http.request("POST", "assets", expect=(201,), retry=NOT_TAKEN, files=files)
         try:
-            body = response.json()
+            answer = response.json()
         except ValueError:
-            body = None
-        if not isinstance(body, dict):
+            answer = None
+        if not isinstance(answer, dict):
             raise ProviderError(f"iQmetrix upload of {upload.name!r}: the answer (HTTP 201) is not an asset object")
-        return body
+        return answer
 
     async def replace_content(self, asset: Entry, upload: Upload) -> Entry:
         raise NotPermitted(f"replacing an asset's file: {NO_UPDATE}")

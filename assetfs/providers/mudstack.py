@@ -41,7 +41,7 @@ import httpx
 import trio
 
 from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
-from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, search_plan, select
+from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, QueryError, search_plan, select
 from .base import (
     ASSET,
     CONTAINER,
@@ -252,7 +252,10 @@ class Mudstack(Provider):
         as what those parameters match is inferred. An alternative the route cannot narrow is
         matched on the folder's listing."""
         groups = self.bind_query(container, query)
-        ws_id, path = _parse_folder_key(container.key)
+        folder = _parse_folder_key(container.key)
+        if folder is None:  # bind_query has refused it already
+            raise QueryError(f"{container.name}: queries apply to directories of assets, not here")
+        ws_id, path = folder
         found: dict[str, Entry] = {}
         for group in groups:
             server, _ = search_plan(group)
@@ -456,7 +459,10 @@ class Mudstack(Provider):
 
     async def _list_versions(self, entry: Entry) -> list[Entry]:
         """A versions directory whose asset object carried no usable versions[]."""
-        ws_id, asset_id = VERSIONS_KEY.match(entry.key).groups()
+        versions_key = VERSIONS_KEY.match(entry.key)
+        if versions_key is None:
+            raise NotFound(f"Mudstack account {self.account}: {entry.key} is not a versions directory")
+        ws_id, asset_id = versions_key.groups()
         body = await self._get(f"workspaces/assets/{asset_id}/versions", ws_id)
         versions = body.get("versions") if isinstance(body, dict) else body
         if not isinstance(versions, list):
@@ -818,7 +824,9 @@ def _libraries(asset: dict) -> list:
 
 def _statuses(asset: dict) -> list:
     """The asset's status (id and name) and its reviews' statuses: what `status` matches (inferred)."""
-    status = asset.get("assetStatus") if isinstance(asset.get("assetStatus"), dict) else {}
+    status = asset.get("assetStatus")
+    if not isinstance(status, dict):
+        status = {}
     reviews = [r.get("review") for r in asset.get("reviewRequests") or [] if isinstance(r, dict)]
     return [status.get("id"), status.get("name"), *(r.get("status") for r in reviews if isinstance(r, dict))]
 
@@ -1002,7 +1010,9 @@ def _asset_entry(asset: dict, ws_id: str) -> Entry:
     versions = [v for v in raw_versions if isinstance(v, dict)] if isinstance(raw_versions, list) else []
     complete = bool(versions) and all(plain_id(v.get("id")) for v in versions)
     current = _current_version(asset, versions)
-    asset_type = asset.get("assetType") if isinstance(asset.get("assetType"), dict) else {}
+    asset_type = asset.get("assetType")
+    if not isinstance(asset_type, dict):
+        asset_type = {}
 
     xattrs = {
         "user.assetfs.id": asset_id,

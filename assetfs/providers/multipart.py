@@ -14,6 +14,9 @@ from .base import Upload
 def growing_form(upload: Upload, field: str = "file") -> tuple[Callable[[], AsyncIterator[bytes]], str]:
     """(a factory of the body — each call starts again at the first byte, for a request
     sent again after a 401 — and the Content-Type with its boundary)."""
+    growing = upload.growing
+    if growing is None:
+        raise ValueError(f"{upload.name}: a multipart body of a growing file, but the upload is not growing")
     template = httpx.Request(
         "POST", "http://frame.invalid/", files={field: (upload.name, b"", upload.mime or "application/octet-stream")}
     )
@@ -23,7 +26,7 @@ def growing_form(upload: Upload, field: str = "file") -> tuple[Callable[[], Asyn
 
     async def body() -> AsyncIterator[bytes]:
         yield head
-        async for chunk in upload.growing.chunks():
+        async for chunk in growing.chunks():
             yield chunk
         yield tail
 

@@ -215,6 +215,7 @@ class _Page:
 
     async def body(self):
         await self._done.wait()
+        assert self._result is not None  # set before _done
         return self._result.unwrap()
 
 
@@ -284,7 +285,9 @@ def _job_entry(asset_id: str, job: dict) -> Entry:
     for output in outputs if isinstance(outputs, list) else []:
         if not isinstance(output, dict):
             continue
-        fmt = output.get("assetFormat") if isinstance(output.get("assetFormat"), dict) else {}
+        fmt = output.get("assetFormat")
+        if not isinstance(fmt, dict):
+            fmt = {}
         content = _content(output.get("uri"), fmt.get("mimeType") if isinstance(fmt.get("mimeType"), str) else None)
         if content:
             files.append(

@@ -39,7 +39,7 @@ class Field:
             return [v for v in self.get(asset) if v is not None]
         found = [asset]
         for part in self.path.split("."):
-            step = []
+            step: list = []
             for item in found:
                 value = item.get(part) if isinstance(item, dict) else None
                 step.extend(value if isinstance(value, list) else [value])

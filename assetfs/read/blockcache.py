@@ -91,7 +91,7 @@ class BlockCache:
         self.size_limit = size_limit
         self.block_size = block_size
         self.memory_blocks = memory_blocks
-        self._memory: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._memory: OrderedDict[tuple[str, int], bytes | bytearray] = OrderedDict()
         self._open: OrderedDict[str, _Version] = OrderedDict()
         self._dropped: set[str] = set()
         # Held while a descriptor is used, so eviction never closes one under a read or write.
@@ -115,13 +115,13 @@ class BlockCache:
 
     # -- memory ---------------------------------------------------------------------------
 
-    def get_memory(self, version: str, index: int) -> bytes | None:
+    def get_memory(self, version: str, index: int) -> bytes | bytearray | None:
         data = self._memory.get((version, index))
         if data is not None:
             self._memory.move_to_end((version, index))
         return data
 
-    def remember(self, version: str, index: int, data: bytes) -> None:
+    def remember(self, version: str, index: int, data: bytes | bytearray) -> None:
         self._memory[(version, index)] = data
         self._memory.move_to_end((version, index))
         while len(self._memory) > self.memory_blocks:
@@ -188,6 +188,8 @@ class BlockCache:
         than its bitmap says (a crash can leave that), where a mapping would fault."""
         with self._lock:
             v = self._version(version, create=True)
+            if isinstance(v, _Absent):  # its files could not be made: the cache directory is gone
+                raise FileNotFoundError(f"{self.directory}: the files of a cached version could not be made")
             v.touch()
             if os.fstat(v.fd).st_size < offset + size:
                 return os.pread(v.fd, size, offset)
@@ -210,18 +212,18 @@ class BlockCache:
             while run < stop and v.has(run):
                 run += 1
             with self._lock:
-                if self._open.get(version) is v:
+                if isinstance(v, _Version) and self._open.get(version) is v:
                     os.posix_fadvise(
                         v.fd, index * self.block_size, (run - index) * self.block_size, os.POSIX_FADV_WILLNEED
                     )
             index = run
 
-    def get_disk(self, version: str, index: int) -> bytes | None:
+    def get_disk(self, version: str, index: int) -> bytes | memoryview | None:
         if not self.on_disk(version, index, index):
             return None
         return self.read(version, index * self.block_size, self.block_size)
 
-    def offer(self, version: str, index: int, data: bytes) -> None:
+    def offer(self, version: str, index: int, data: bytes | bytearray) -> None:
         """Queue a block for the disk unless the queue is full (never waits)."""
         try:
             self._writes.put_nowait((version, index, data))
@@ -238,14 +240,14 @@ class BlockCache:
                 self._writes.task_done()
         self._writes.task_done()
 
-    def store(self, version: str, index: int, data: bytes) -> None:
+    def store(self, version: str, index: int, data: bytes | bytearray) -> None:
         """Write a block and set its bit (blocking: call from a worker thread). A block that
         does not fit, even after evicting other versions, is served without being kept."""
         if version in self._dropped or not self._make_room(version, len(data)):
             return
         with self._lock:
             v = self._version(version, create=True)
-            if v.has(index):
+            if isinstance(v, _Absent) or v.has(index):  # no files (the cache directory is gone): not kept
                 return
             os.pwrite(v.fd, data, index * self.block_size)
             v.mark(index)

@@ -28,6 +28,8 @@ class ReaderPool:
     def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
         if reader is None:
+            if self.nursery is None:
+                raise RuntimeError("a file opened before the mount started its readers")
             reader = Reader(
                 content, http, self.cache, self.nursery, self.stats, self.max_ahead, self.connections, renew_url
             )

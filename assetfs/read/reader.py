@@ -175,17 +175,20 @@ class Reader:
                     return self.cache.read(self.content.version, index * self.bs + lo, hi - lo)
                 pending = self._start(index, window)
             while not pending.done():
-                if (data := pending.available(hi)) is not None:
-                    return memoryview(data)[lo:hi]
+                if (part := pending.available(hi)) is not None:
+                    return memoryview(part)[lo:hi]
                 await pending.wait_for(hi)
             if pending.data is not None:
                 return memoryview(pending.data)[lo:hi]
+            error = pending.error or ProviderError(
+                f"{self.content.version}: block {index}: the download brought nothing"
+            )
             final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable, UrlRefused)
-            if isinstance(pending.error, final) or attempt == FETCH_ATTEMPTS - 1:
-                raise pending.error
-            log.info("%s: block %d: %s; trying again", self.content.version, index, pending.error)
+            if isinstance(error, final) or attempt == FETCH_ATTEMPTS - 1:
+                raise error
+            log.info("%s: block %d: %s; trying again", self.content.version, index, error)
             # The provider's Retry-After when it sent one (the syscall's deadline still bounds the wait).
-            await trio.sleep(max(0.2 * 2**attempt, min(60.0, getattr(pending.error, "retry_after", None) or 0.0)))
+            await trio.sleep(max(0.2 * 2**attempt, min(60.0, getattr(error, "retry_after", None) or 0.0)))
         raise AssertionError("unreachable")
 
     def _prefetch(self, start: int, asked: int, window: int) -> None:
@@ -230,6 +233,8 @@ class Reader:
         self.stats.add("requests")
         sink = _Sink(self, pendings, trio.lowlevel.current_trio_token())
         url = self.content.url
+        if url is None:  # the view resolves it before a file is opened
+            raise ProviderError(f"{self.content.version}: no URL to download it from")
         renewed = refreshed = False
         while True:
             try:
@@ -265,7 +270,7 @@ class Reader:
         if self.whole:
             whole = sink.whole
             digest = hashlib.md5(b"".join(whole)).hexdigest()
-            if digest != self.content.md5.lower():
+            if digest != (self.content.md5 or "").lower():
                 self.stats.add("checksum_mismatches")
                 raise ChecksumMismatch(
                     f"{self.content.version}: md5 {digest} does not match the provider's "
@@ -278,11 +283,11 @@ class Reader:
     def _block_len(self, index: int) -> int:
         return min(self.bs, self.size - index * self.bs)
 
-    def _store_run(self, first: int, blocks: list[bytes]) -> None:
+    def _store_run(self, first: int, blocks: list[bytes | bytearray]) -> None:
         for index, data in enumerate(blocks, first):
             self.cache.store(self.content.version, index, data)
 
-    def _deliver_soon(self, index: int, data: bytes, pending: _Pending) -> None:
+    def _deliver_soon(self, index: int, data: bytes | bytearray, pending: _Pending) -> None:
         """`_deliver` as a callback of the event loop, where an exception would end the mount."""
         try:
             self._deliver(index, data, pending)
@@ -290,7 +295,7 @@ class Reader:
             log.error("%s: block %d: %s: %s", self.content.version, index, type(e).__name__, e)
             self.failed = ProviderError(f"{self.content.version}: {type(e).__name__}: {e}")
 
-    def _deliver(self, index: int, data: bytes, pending: _Pending) -> None:
+    def _deliver(self, index: int, data: bytes | bytearray, pending: _Pending) -> None:
         self.cache.remember(self.content.version, index, data)
         pending.data = data
         self.inflight.pop(index, None)
@@ -303,7 +308,7 @@ class Reader:
         if self._hasher is None:
             return
         while self._hashed < self.blocks:
-            data = self.cache.get_memory(self.content.version, self._hashed)
+            data: bytes | bytearray | memoryview | None = self.cache.get_memory(self.content.version, self._hashed)
             if data is None:
                 data = self.cache.get_disk(self.content.version, self._hashed)
             if data is None:
@@ -312,7 +317,7 @@ class Reader:
             self._hashed += 1
         digest = self._hasher.hexdigest()
         self._hasher = None
-        if digest != self.content.md5.lower():
+        if digest != (self.content.md5 or "").lower():
             self.stats.add("checksum_mismatches")
             self.failed = ChecksumMismatch(
                 f"{self.content.version}: md5 {digest} does not match the provider's "
@@ -331,7 +336,7 @@ class _Sink:
         self.reader = reader
         self.pendings = pendings
         self.token = token
-        self.whole: list[bytes] = []
+        self.whole: list[bytes | bytearray] = []
 
     def watched(self, index: int) -> int:
         want = self.pendings[index].want

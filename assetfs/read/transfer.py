@@ -138,6 +138,8 @@ def _request(
         if hop:
             pace(target)
         parts = urlsplit(target)
+        if not parts.hostname:
+            raise ProviderError(f"{redact(target)}: not a URL of a host")
         sent = dict(headers, **(auth_headers if trusted(target) else {}))
         conn = pool.get(parts.scheme, parts.hostname, parts.port)
         reusable = False

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import trio
 
 from ..providers.base import Entry, Provider
+
+if TYPE_CHECKING:
+    from ..write.overlay import LocalFile
 
 # The hidden directory of a container that holds one directory per asset.
 ASSETS_DIR = ".assets"
@@ -40,7 +46,7 @@ class Node:
         parent: Node | None,
         provider: Provider | None,
         entry: Entry,
-        render=None,
+        render: Callable[[], bytes] | None = None,
         asset: Entry | None = None,
     ):
         self.ino = ino
@@ -55,8 +61,31 @@ class Node:
         self.negative: dict[str, float] | None = None  # names known not to exist, until when (made when needed)
         self.lock: trio.Lock | None = None
         self.render = render  # a virtual file made fresh on each open (status.json)
-        self.local = None  # write.overlay.LocalFile: the bytes are here, not (yet) there
-        self.attr_cache = None  # attributes.Attributes' memo of this node's xattrs
+        self.local: LocalFile | None = None  # the bytes are here, not (yet) there
+        #: attributes.Attributes' memo of this node's xattrs: (the entry they are of, by name)
+        self.attr_cache: tuple[Entry, dict[bytes, bytes]] | None = None
+
+    @property
+    def above(self) -> Node:
+        """The parent of any node but the root."""
+        if self.parent is None:
+            raise ValueError("the root has no parent")
+        return self.parent
+
+    @property
+    def owner(self) -> Provider:
+        """The provider of a node of an account (every node but the root and the control
+        directory's)."""
+        if self.provider is None:
+            raise ValueError(f"{self.path}: not a node of an account")
+        return self.provider
+
+    @property
+    def held(self) -> LocalFile:
+        """The local file of a node known to have one."""
+        if self.local is None:
+            raise ValueError(f"{self.path}: no local file")
+        return self.local
 
     @property
     def is_dir(self) -> bool:
@@ -75,7 +104,7 @@ class Node:
         return "/" + "/".join(reversed(parts))
 
     def cache_key(self) -> str:
-        return f"{self.provider.account}:{self.entry.key}"
+        return f"{self.owner.account}:{self.entry.key}"
 
     def __repr__(self) -> str:
         return f"<Node {self.ino} {self.path!r} {self.kind or '-'}{' local' if self.local is not None else ''}>"

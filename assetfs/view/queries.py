@@ -39,9 +39,9 @@ class Queries:
     def add_to(self, container: Node) -> None:
         """The saved views that apply here, among a container's children (before `.assets/`)."""
         views = self._views(container)
-        if not views:
-            return
         children = container.children
+        if not views or children is None:
+            return
         details = children.pop(ASSETS_DIR, None)
         for name, node in views.items():
             if name in children:
@@ -71,8 +71,8 @@ class Queries:
 
     async def results(self, node: Node) -> list[Entry]:
         """The assets a query's directory holds, named as in their container where it is listed."""
-        container = node.parent.parent if node.parent.kind == QUERIES else node.parent
-        provider = container.provider
+        container = node.above.above if node.above.kind == QUERIES else node.above
+        provider = container.owner
 
         async def home() -> list[Entry]:
             await self.view.remote_children(container)
@@ -96,7 +96,7 @@ class Queries:
     def _views(self, container: Node) -> dict[str, Node]:
         if not self._applies(container):
             return {}
-        provider, views = container.provider, {}
+        provider, views = container.owner, {}
         for name, expression in (getattr(provider.settings, "views", None) or {}).items():
             try:
                 provider.bind_query(container.entry, parse(expression))
@@ -107,9 +107,9 @@ class Queries:
         return views
 
     def _expression(self, queries: Node, name: str) -> Node:
-        container = queries.parent
+        container = queries.above
         try:
-            container.provider.bind_query(container.entry, parse(name))
+            container.owner.bind_query(container.entry, parse(name))
         except QueryError as e:
             self.view.stats.add("bad_queries")
             log.warning("%s/%s: %s", queries.path, name, e)
@@ -117,7 +117,7 @@ class Queries:
         return self._node(queries, _results_entry(queries, name, name))
 
     def _node(self, parent: Node, entry: Entry) -> Node:
-        key = f"{parent.provider.account}:{entry.key}"
+        key = f"{parent.owner.account}:{entry.key}"
         node = self._nodes.get(key)
         if node is None:
             if len(self._nodes) >= MAX_REMEMBERED:  # the oldest goes; asked again, it is made anew

@@ -73,7 +73,7 @@ class Refresher:
     async def refresh(self, node: Node) -> None:
         """List the directory afresh and invalidate in the kernel what differs."""
         if node.kind == ASSETS:
-            node = node.parent
+            node = node.above
         snapshots = [_snapshot(node)]
         hidden = (node.children or {}).get(ASSETS_DIR)
         if hidden is not None:
@@ -98,12 +98,13 @@ class Refresher:
             if _signature(seen) == _signature(new):
                 continue
             changed.append(name)
-            same = seen is not None and new is seen.node
-            if same and new.local is None and not new.is_dir and _version(new.entry) != _version(seen.snapshot):
-                after[name] = self.view.new_node(name, directory, new.provider, new.entry, asset=new.asset)
-                new.entry, new.attr_cache = seen.snapshot, None
-            elif same:
-                await _kernel(pyfuse3.invalidate_inode, new.ino, True)  # same bytes, new times or size
+            if seen is not None and new is seen.node:
+                same = seen.node
+                if same.local is None and not same.is_dir and _version(same.entry) != _version(seen.snapshot):
+                    after[name] = self.view.new_node(name, directory, same.provider, same.entry, asset=same.asset)
+                    same.entry, same.attr_cache = seen.snapshot, None
+                else:
+                    await _kernel(pyfuse3.invalidate_inode, same.ino, True)  # same bytes, new times or size
             await _kernel(pyfuse3.invalidate_entry, directory.ino, name.encode("utf-8", "surrogateescape"))
         await _kernel(pyfuse3.invalidate_inode, directory.ino, False)  # its listing as `ls` reads it
         if changed:

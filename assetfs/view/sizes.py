@@ -51,6 +51,8 @@ class SizesAhead:
     async def wait(self, node: Node, unknown: Callable[[Node], bool]) -> Content | None:
         """The size of `node`'s content from a batch asked ahead (starting one if this is the
         second file of a directory just read to need it), or None: ask for it yourself."""
+        if node.entry.content is None:
+            return None
         version = node.entry.content.version
         if version not in self._queued:
             seen = self._read.get(node.parent.ino) if node.parent is not None else None
@@ -59,7 +61,7 @@ class SizesAhead:
             seen[1] += 1
             if seen[1] < 2:
                 return None
-            self._start(node.parent, node, unknown)
+            self._start(node.above, node, unknown)
             if version not in self._queued:
                 return None
         await self._answered(version)
@@ -83,13 +85,15 @@ class SizesAhead:
     def _learnt(self, node: Node) -> Content | None:
         """The content with its size, once asked ahead (None if the HEAD failed)."""
         content = node.entry.content
+        if content is None:
+            return None
         return content if content.size is not None else self.metacache.fact(content.version)
 
     def _start(self, directory: Node, node: Node, unknown: Callable[[Node], bool]) -> None:
         """Ask for the unknown sizes of the directory's files, from `node` on and then
         the ones before it (the order `ls` stats them in)."""
         del self._read[directory.ino]  # one batch per reading of the directory
-        provider = directory.provider
+        provider = directory.owner
         files = list((directory.children or {}).values())
         at = next((i for i, f in enumerate(files) if f is node), 0)
         batch: list[Content] = []  # no other copy: 100,000 files ask for their sizes at the listing's peak
@@ -108,7 +112,7 @@ class SizesAhead:
             self._queued.add(content.version)
             batch.append(content)
         del files
-        if len(batch) < 2:
+        if len(batch) < 2 or self.nursery is None:
             self._queued.difference_update(c.version for c in batch)
             return
         log.debug("%s: asking the sizes of %d files ahead", directory.path, len(batch))
@@ -133,11 +137,14 @@ class SizesAhead:
 
         started = time.monotonic()
         try:
-            async with http.outside(provider.head_url(batch[0])) as grant:
+            first = provider.head_url(batch[0])
+            if first is None:  # a batch holds only files whose HEAD tells their size
+                return
+            async with http.outside(first) as grant:
                 policy = _PerOrigin(http, grant)
                 await trio.to_thread.run_sync(
                     lambda: head_sizes(
-                        ((c, provider.head_url(c)) for c in batch),
+                        ((c, url) for c in batch if (url := provider.head_url(c)) is not None),
                         headers=policy.headers,
                         at_once=HEADS_AT_ONCE,
                         timeout=http.timeout,

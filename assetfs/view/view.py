@@ -119,11 +119,12 @@ class View:
         if not node.is_dir:
             raise NotADirectory(node.path)
         if node.kind == ASSETS:
-            await self.remote_children(node.parent)  # `.assets/` is made from its container's listing
+            await self.remote_children(node.above)  # `.assets/` is made from its container's listing
             if node.children is None:  # first looked into: laid out now, and kept up to date from now on
                 self._lay_out_details(
-                    node, {placed.name: placed.entry for placed in place(node.parent.listing or ()) if placed.is_asset}
+                    node, {placed.name: placed.entry for placed in place(node.above.listing or []) if placed.is_asset}
                 )
+            assert node.children is not None  # laid out above
             return node.children
         if node.provider is not None and node.entry.children is None:
             self.on_listed(node.provider.account, node.entry)
@@ -142,6 +143,7 @@ class View:
             self._lay_out(node, entries)
             node.listed_at = fetched_at
             node.negative = None
+        assert node.children is not None  # laid out above
         return node.children
 
     def _lay_out(self, node: Node, entries: list[Entry], adopting: Node | None = None) -> None:
@@ -231,12 +233,12 @@ class View:
                 listed_before(node.listing or ()),
             ):
                 if node.parent is self.root:
-                    entries = await node.provider.list_root()
+                    entries = await node.owner.list_root()
                 elif node.kind == RESULTS:
                     entries = await self.queries.results(node)
                 else:
-                    entries = await node.provider.list_dir(node.entry)
-                entries = await self.with_files(node.provider, entries)
+                    entries = await node.owner.list_dir(node.entry)
+                entries = await self.with_files(node.owner, entries)
             if waiting.cancelled_caught:
                 raise ProviderError("no answer in time")
         except AssetfsError as e:
@@ -257,23 +259,23 @@ class View:
         missing = [i for i, e in enumerate(entries) if e.kind == ASSET and e.children is None]
         if not missing:
             return entries
-        entries = list(entries)
+        expanded: list[Entry | None] = list(entries)
         limiter = trio.CapacityLimiter(EXPAND_AT_ONCE)
 
         async def expand(i: int) -> None:
             async with limiter:
                 try:
-                    entries[i] = dataclasses.replace(entries[i], children=await provider.list_dir(entries[i]))
+                    expanded[i] = dataclasses.replace(entries[i], children=await provider.list_dir(entries[i]))
                 except AssetfsError as e:
                     if isinstance(e, NotFound):
-                        entries[i] = None
+                        expanded[i] = None
                     else:
                         log.warning("%s: %s: its files could not be listed: %s", provider.account, entries[i].name, e)
 
         async with trio.open_nursery() as nursery:
             for i in missing:
                 nursery.start_soon(expand, i)
-        return [e for e in entries if e is not None]
+        return [e for e in expanded if e is not None]
 
     def directory(self, cache_key: str) -> Node | None:
         """A directory node still in memory, by its cache key."""
@@ -282,7 +284,7 @@ class View:
     def forget_listing(self, node: Node) -> None:
         """The provider's side of this directory changed: list it afresh."""
         if node.kind == ASSETS:
-            node = node.parent
+            node = node.above
         node.listed_at = 0.0
         if node.provider is not None:
             self.metacache.forget_listing(node.cache_key())
@@ -296,9 +298,10 @@ class View:
             raise NotFound(name)
         local = self.local.peek(parent) if parent.is_dir else {}
         if name in local:
-            if local[name] is None:
+            held = local[name]
+            if held is None:
                 raise NotFound(name)
-            return local[name]
+            return held
         if is_probe(name):
             self.stats.add("probe_names")
             raise NotFound(name)
@@ -311,19 +314,19 @@ class View:
         expiry = parent.negative.get(name) if parent.negative else None
         if expiry is not None and expiry > time.time():
             raise NotFound(name)
-        found = None
+        named: Entry | None = None
         if parent.provider is not None and parent.kind not in (ASSETS, RESULTS):
-            found = await parent.provider.lookup(parent.entry, name)
-        if found is None:
+            named = await parent.provider.lookup(parent.entry, name)
+        if named is None:
             if parent.negative is None:
                 parent.negative = {}
             parent.negative[name] = time.time() + self.metacache.ttl
             raise NotFound(name)
         # Known by the name it was asked for (an ID); the same directory as the listed one, if any.
-        node = next((c for c in children.values() if c.entry.key == found.key and c.is_dir == found.is_dir), None)
+        node = next((c for c in children.values() if c.entry.key == named.key and c.is_dir == named.is_dir), None)
         if node is None:
-            node = self.new_node(name, parent, parent.provider, found)
-            if found.is_dir:
+            node = self.new_node(name, parent, parent.provider, named)
+            if named.is_dir:
                 self._directories.setdefault(node.cache_key(), node)
         children[name] = node
         return node
@@ -337,7 +340,7 @@ class View:
         (its listing kept fresh with it, in place of `was`, the asset as it was listed before
         a change of its key): as `node` when given (the file that became it keeps its inode),
         under the name the layout gives it. Its file node, if it has content."""
-        [asset] = await self.with_files(container.provider, [asset])
+        [asset] = await self.with_files(container.owner, [asset])
         await self.remote_children(container)
         gone = {asset.key, was.key if was is not None else asset.key}
         listing = [e for e in container.listing or [] if e.key not in gone] + [asset]
@@ -349,7 +352,7 @@ class View:
             node = None
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing, adopting=node)
-        for child in container.children.values():
+        for child in (container.children or {}).values():
             if child.asset is not None and child.asset.key == asset.key and not child.is_dir:
                 return child
         return None
@@ -368,7 +371,7 @@ class View:
         listing = [e for e in container.listing or [] if e.key != entry.key] + [entry]
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
-        return next(c for c in container.children.values() if c.entry.key == entry.key)
+        return next(c for c in (container.children or {}).values() if c.entry.key == entry.key)
 
     async def hide_entry(self, container: Node, key: str) -> None:
         if container.listing is None:
@@ -394,7 +397,7 @@ class View:
             async with lock:
                 fact = self.metacache.fact(content.version)
                 if fact is None:
-                    fact = await node.provider.resolve(content)
+                    fact = await node.owner.resolve(content)
                     self.metacache.store_fact(content.version, fact)
             self._content_locks.pop(content.version, None)
         return _with_current_url(fact, content)
@@ -407,11 +410,11 @@ class View:
         if content is None:
             raise NotFound(node.path)
         if content.url is None:
-            fact = await node.provider.resolve(content)
+            fact = await node.owner.resolve(content)
             self.metacache.store_fact(content.version, fact)
             url = fact.url
         else:
-            listed = node.parent
+            listed = node.above
             while listed.parent is not None and (listed.entry.children is not None or listed.kind == ASSETS):
                 listed = listed.parent  # files that came inline with their asset's listing
             self.forget_listing(listed)

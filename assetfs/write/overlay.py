@@ -149,20 +149,20 @@ class _OrderedHasher:
         if length < (64 << 10) and self._thread is None:
             self._md5.update(chunk)
         else:
-            if self._thread is None:
+            if self._thread is None or self._queue is None:
                 self._queue = queue.Queue(maxsize=32)
-                self._thread = threading.Thread(target=self._run, name="assetfs-md5", daemon=True)
+                self._thread = threading.Thread(target=self._run, args=(self._queue,), name="assetfs-md5", daemon=True)
                 self._thread.start()
             self._queue.put(chunk)
         self.fed += length
         return True
 
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
+    def _run(self, chunks: queue.Queue) -> None:
+        while (chunk := chunks.get()) is not None:
             self._md5.update(chunk)
 
     def hexdigest(self) -> str:
-        if self._thread is not None:
+        if self._thread is not None and self._queue is not None:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
@@ -170,6 +170,6 @@ class _OrderedHasher:
 
     def stop(self) -> None:
         """Given up: its thread ends once it has hashed what it was handed."""
-        if self._thread is not None:
+        if self._thread is not None and self._queue is not None:
             self._queue.put(None)
             self._thread = None

@@ -49,12 +49,13 @@ class PendingDirectory:
                     "user.assetfs.error": record.last_error,
                 },
             )
-            node.local.record = record
+            if node.local is not None:
+                node.local.record = record
             nodes[record.id] = node
             children[node.name] = node
         for gone in set(self._nodes) - set(nodes):
             local = self._nodes[gone].local
-            if local.handles <= 0:
+            if local is not None and local.handles <= 0:
                 local.close()
         self._nodes = nodes
         return children

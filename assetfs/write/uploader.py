@@ -66,7 +66,7 @@ class Uploader:
         """Mark a closed file due in `delay` seconds, with its size and checksum; the
         background loop uploads it then (unless it is renamed, written or removed first)."""
         record.size = spool.size
-        record.md5 = md5 or await trio.to_thread.run_sync(spool.md5)
+        record.md5 = md5 if md5 else await trio.to_thread.run_sync(spool.md5)
         record.mime = mimetypes.guess_type(record.name)[0] or "application/octet-stream"
         record.state = PENDING
         record.next_try = time.time() + delay
@@ -106,7 +106,7 @@ class Uploader:
         try:
             asset = await live.outcome()
         except Exception as e:
-            if live.ended and getattr(e, "http_status", None) is None:
+            if live.ended and not (isinstance(e, AssetfsError) and e.http_status is not None):
                 await self._keep(record, e)
                 raise
             live.reason = live.reason or f"{type(e).__name__}: {e}"

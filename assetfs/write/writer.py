@@ -81,8 +81,13 @@ class Writer:
 
     def _supported(self, node: Node, operation: str, what: str) -> None:
         self._writable(node, what)
-        if not node.provider.supports(operation):
-            node.provider.refuse(f"{node.path}: {what}")
+        if not node.owner.supports(operation):
+            node.owner.refuse(f"{node.path}: {what}")
+
+    @property
+    def _write_back(self) -> float:
+        """Seconds from a file's last close to its upload (the mount fills the option in)."""
+        return self.options.write_back or 0.0
 
     # -- files ------------------------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class Writer:
     def _commit_to(self, node: Node, container: Node, replaces: Entry | None) -> None:
         """The journal record of what this local file is meant to become: a new asset in
         `container`, or the new content of `replaces`; none for a temporary name."""
-        local = node.local
+        local = node.held
         self._unfollow(local, "renamed")
         if local.record is not None:
             self._by_record.pop(local.record.id, None)
@@ -118,7 +123,7 @@ class Writer:
             return
         action, target = (REPLACE, replaces) if replaces is not None else (CREATE, container.entry)
         local.record = PendingUpload(
-            container.provider.account, action, target, container.cache_key(), node.name, str(local.spool.path)
+            container.owner.account, action, target, container.cache_key(), node.name, str(local.spool.path)
         )
         self.uploader.draft(local.record)
         self._by_record[local.record.id] = node
@@ -141,7 +146,7 @@ class Writer:
                 raise NotPermitted(f"{node.path}: renamed a moment ago; writable once the rename is sent (write_back)")
             raise NotPermitted(f"{node.path}: the previous bytes of a saved file, kept on this machine: read-only")
         self._writable(node, "writing")
-        if node.asset is None or node.is_dir or node.parent.kind not in HOLDERS:
+        if node.asset is None or node.is_dir or node.above.kind not in HOLDERS:
             raise NotPermitted(f"{node.path}: only an asset's file can be written, not its metadata or versions")
         self._supported(node, "replace", "replacing the file")
         if truncate:
@@ -150,8 +155,8 @@ class Writer:
     def _hold_locally(self, node: Node, local: LocalFile) -> None:
         """An asset's file whose new content is being written here."""
         node.local = local
-        self.view.local.of(node.parent)[node.name] = node
-        self._commit_to(node, node.parent, node.asset)
+        self.view.local.of(node.above)[node.name] = node
+        self._commit_to(node, node.above, node.asset)
 
     async def materialize(self, node: Node, read, size: int) -> LocalFile:
         """An asset's file opened without O_TRUNC gets its first write (or a truncate): its
@@ -168,19 +173,19 @@ class Writer:
             else:  # another descriptor got there first
                 spool.close()
                 self.spool.discard(spool.path)
-        node.local.writers += 1
+        node.held.writers += 1
         self._writing(node)
-        return node.local
+        return node.held
 
     def _writing(self, node: Node) -> None:
         """New bytes: the file is not to be uploaded until its last close."""
-        local = node.local
+        local = node.held
         local.dirty = True
         local.mtime = time.time()
         if local.record is None and local.replaces is not None and not is_temporary(node.name):
             # Written again after its upload (a file kept open across fsync or close-to-open).
-            self._supported(node.parent, "replace", "writing again after the upload")
-            self._commit_to(node, node.parent, local.replaces)
+            self._supported(node.above, "replace", "writing again after the upload")
+            self._commit_to(node, node.above, local.replaces)
         if local.record is not None:
             self.uploader.hold(local.record)
 
@@ -207,7 +212,7 @@ class Writer:
             return
         if (
             offset == 0
-            and self.options.write_back <= 0
+            and self._write_back <= 0
             and local.record is not None
             and local.record.state == DRAFT
             and local.size == written
@@ -245,7 +250,7 @@ class Writer:
         bytes are uploaded now and an upload error is what close() returns. Nothing new:
         nothing uploaded."""
         local = node.local
-        if self.options.write_back <= 0 and local is not None and local.dirty:
+        if self._write_back <= 0 and local is not None and local.dirty:
             await self._upload_now(local)
 
     async def fsync(self, node: Node) -> None:
@@ -283,7 +288,7 @@ class Writer:
         if local.writers == 0 and local.dirty and local.record is not None:
             local.dirty = False
             self._stamp(local)
-            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
+            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self._write_back)
         elif (
             local.writers == 0
             and local.record is None
@@ -292,13 +297,14 @@ class Writer:
             and not is_temporary(node.name)
         ):
             self._settle(node)  # uploaded while open, nothing new since: the asset's file again
-            await self._show(node.parent, local.replaces, node)  # (shown in place of what it replaced at its upload)
+            await self._show(node.above, local.replaces, node)  # (shown in place of what it replaced at its upload)
             self.view.give(node, local.mtime, local.mode)
 
     @staticmethod
     def _stamp(local: LocalFile) -> None:
-        local.record.mtime = local.mtime
-        local.record.xattrs = dict(local.xattrs)
+        if local.record is not None:
+            local.record.mtime = local.mtime
+            local.record.xattrs = dict(local.xattrs)
 
     async def uploaded(self, record: PendingUpload, asset: Entry) -> bool:
         """The provider confirmed an upload: the file is now the asset's file (keeping its
@@ -320,20 +326,20 @@ class Writer:
             # Still open, or written while the upload ran: later bytes are new content for it,
             # from the same spool file.
             if local.dirty:
-                self._commit_to(node, node.parent, asset)
-                if not local.writers:
-                    await self.uploader.schedule(local.record, local.spool, None, self.options.write_back)
-            await self._show(node.parent, asset, was=replaced)  # its details at once; the file stays local till closed
+                self._commit_to(node, node.above, asset)
+                if not local.writers and local.record is not None:
+                    await self.uploader.schedule(local.record, local.spool, None, self._write_back)
+            await self._show(node.above, asset, was=replaced)  # its details at once; the file stays local till closed
             return True
         self._settle(node)
-        await self._show(node.parent, asset, node, was=replaced)
+        await self._show(node.above, asset, node, was=replaced)
         self.view.give(node, local.mtime, local.mode)
         return False
 
     def _settle(self, node: Node) -> None:
         """A local file whose bytes the provider now has: the view shows the asset's file."""
-        local = node.local
-        names = self.view.local.peek(node.parent)
+        local = node.held
+        names = self.view.local.peek(node.above)
         if names.get(node.name) is node:
             del names[node.name]
         node.local = None
@@ -401,7 +407,7 @@ class Writer:
 
     def _drop_local(self, node: Node) -> None:
         """A local file given up: its record and bytes go, nothing is uploaded."""
-        local = node.local
+        local = node.held
         self._unfollow(local, "removed")
         if local.record is not None:
             self._by_record.pop(local.record.id, None)
@@ -409,7 +415,7 @@ class Writer:
             local.record = None
         else:
             self.spool.discard(local.spool.path)
-        names = self.view.local.peek(node.parent)
+        names = self.view.local.peek(node.above)
         if names.get(node.name) is node:
             del names[node.name]
         node.local = None
@@ -426,7 +432,7 @@ class Writer:
         if node in self.aways.backups:
             await self._remove_backup(node)
             return
-        if node.local is not None and node.local.read_only:  # a copy under .assetfs/pending/
+        if node.local is not None and node.local.read_only and node.local.record is not None:  # under .assetfs/pending/
             self.uploader.discard(node.local.record.id)
             holder = self._by_record.pop(node.local.record.id, None)
             if holder is not None and holder.local is not None:
@@ -462,7 +468,7 @@ class Writer:
         """Delete an asset once, whichever of its file and its directory `rm -r` removes first."""
         if asset.key in self._deleted:
             return
-        await container.provider.delete_asset(asset)
+        await container.owner.delete_asset(asset)
         self._deleted.add(asset.key)
         await self.view.hide_asset(container, asset)
 
@@ -475,7 +481,7 @@ class Writer:
             raise NotADirectory(f"{node.path}: not a directory")
         self._writable(parent, f"removing {name}")
         if node.kind == ASSET and parent.kind == ASSETS:
-            container = parent.parent
+            container = parent.above
             self._supported(container, "delete", f"removing {name}")
             file = next(
                 (
@@ -495,10 +501,11 @@ class Writer:
             self._supported(parent, "rmdir", f"removing folder {name}")
             if any(c.kind not in (ASSETS, RESULTS) for c in (await self.view.children(node)).values()):
                 raise DirectoryNotEmpty(f"{node.path}: not empty")
-            await parent.provider.delete_container(node.entry)
+            await parent.owner.delete_container(node.entry)
             await self.view.hide_entry(parent, node.entry.key)
-        elif _enclosing_asset(parent) is not None:  # versions/, production/ … on the way out with `rm -r`
-            if _enclosing_asset(parent).entry.key not in self._deleted:
+        elif (enclosing := _enclosing_asset(parent)) is not None:
+            # versions/, production/ … on the way out with `rm -r`
+            if enclosing.entry.key not in self._deleted:
                 self._supported(parent, "delete", f"removing {name}")
                 self.view.local.of(parent)[name] = None
         else:
@@ -516,7 +523,7 @@ class Writer:
             pass
         else:
             raise AlreadyExists(f"{parent.path}/{name}: exists")
-        entry = await parent.provider.make_container(parent.entry, name)
+        entry = await parent.owner.make_container(parent.entry, name)
         self.view.local.of(parent).pop(name, None)
         return await self.view.show_entry(parent, entry)
 
@@ -566,15 +573,15 @@ class Writer:
                 raise NotADirectory(f"{target.path}: not a directory")
             if any(c.kind not in (ASSETS, RESULTS) for c in (await self.view.children(target)).values()):
                 raise DirectoryNotEmpty(f"{target.path}: not empty")
-        if node.kind == CONTAINER and node.provider.supports("mkdir"):
-            raise NotPermitted(f"{node.path}: the {node.provider.name} API has no way to rename or move a folder")
+        if node.kind == CONTAINER and node.owner.supports("mkdir"):
+            raise NotPermitted(f"{node.path}: the {node.owner.name} API has no way to rename or move a folder")
         raise NotPermitted(f"{node.path}: cannot be renamed or moved")
 
     async def _rename_local(self, node: Node, new_parent: Node, new_name: str, target: Node | None) -> None:
         """A local file takes its new name. Onto an asset's file it becomes that asset's new
         content; onto another local file it takes its place; onto a free name it is a new
         asset. Its upload (if any) falls due after the write-back delay, under this name."""
-        local = node.local
+        local = node.held
         # A save: the asset whose file was renamed away from this name a moment ago gets these bytes.
         replaces = self._save_of(new_parent, new_name) if target is None else None
         if replaces is None and not is_temporary(new_name):
@@ -597,7 +604,7 @@ class Writer:
             self._drop_local(target)
         elif target is not None and target in self.aways.backups:
             await self._remove_backup(target)
-        old_names = self.view.local.peek(node.parent)
+        old_names = self.view.local.peek(node.above)
         if old_names.get(node.name) is node:
             del old_names[node.name]
         if (
@@ -619,10 +626,10 @@ class Writer:
             return
         local.dirty = False
         self._stamp(local)
-        if self.options.write_back <= 0:
+        if self._write_back <= 0:
             await self.uploader.commit(local.record, local.spool, local.md5_if_known())
         else:
-            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self.options.write_back)
+            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self._write_back)
 
     # -- saves that rename the previous file away (saves.py) ------------------------------------
 
@@ -780,8 +787,10 @@ class Writer:
         if target is not None:
             raise AlreadyExists(f"{target.path}: exists; remove it first (an asset is not renamed over another)")
         asset = node.asset
+        if asset is None:  # the caller moves assets' files only
+            raise NotPermitted(f"{node.path}: cannot be renamed or moved here")
         name = asset.name if new_name == node.name else new_name
-        moved = await new_parent.provider.move_asset(asset, new_parent.entry, name)
+        moved = await new_parent.owner.move_asset(asset, new_parent.entry, name)
         await self.view.hide_asset(old_parent, asset)
         await self._show(new_parent, moved, node)
 
