@@ -22,6 +22,7 @@ from .attributes import Attributes
 from .errors import AssetfsError, NameTooLong, NotPermitted
 from .handles import Handle, Opener
 from .options import MountOptions
+from .thumbnails.filler import Filler
 from .view.sizes import LISTED_PATIENCE
 from .view.view import View
 from .write.writer import Writer
@@ -112,7 +113,7 @@ class Operations(pyfuse3.Operations):
         self._dirs: dict[int, list] = {}
         self._ids = itertools.count(1)
         self.last_request = 0.0  # time.monotonic() of the last request: background writes wait for a quiet moment
-        self.thumbnails = None  # thumbnails.filler.Filler, when the mount fills the thumbnail cache
+        self.thumbnails: Filler | None = None  # when the mount fills the thumbnail cache
 
     def _renamed_size(self, parent_inode: int, name: bytes) -> int:
         try:

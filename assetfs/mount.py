@@ -115,7 +115,7 @@ class Mount:
             + [  # renames waiting out the write-back window (write/saves.py)
                 {
                     "name": f"{a.old_name} → {a.backup.name}",
-                    "account": a.container.provider.account,
+                    "account": a.container.owner.account,
                     "state": "pending",
                     "size": 0,
                 }

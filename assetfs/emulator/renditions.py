@@ -53,7 +53,7 @@ def rendition(
 
 def _scaled(picture: Image.Image, width: int | None, height: int | None, mode: str) -> Image.Image:
     w, h = picture.size
-    box = (width or round(w * height / h), height or round(h * width / w))
+    box = (width or round(w * (height or h) / h), height or round(h * (width or w) / w))
     if mode == "stretch":
         return picture.resize(box, Image.Resampling.LANCZOS)
     if mode == "crop":

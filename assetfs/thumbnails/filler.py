@@ -14,7 +14,7 @@ from pathlib import Path
 
 import trio
 
-from ..errors import AssetfsError
+from ..errors import AssetfsError, NotFound
 from ..providers.base import is_picture
 from ..providers.http import background
 from ..stats import Stats
@@ -112,8 +112,10 @@ class Filler:
             log.info("%s: no thumbnail from the provider: %s", node.path, e)
 
     async def _rendition(self, node: Node) -> bytes:
-        provider = node.provider
+        provider = node.owner
         rendition = provider.rendition(node.entry, LARGEST)
+        if rendition is None:
+            raise NotFound(f"{node.path}: the provider has no rendition of it")
         response = await provider.http.request("GET", await provider.locate(rendition))
         self.stats.add("thumbnail_bytes", len(response.content))
         return response.content

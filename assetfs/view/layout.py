@@ -36,9 +36,10 @@ def asset_details(entries: list[Entry], provider) -> list[Entry]:
     where it makes one (read like any file; made here without a request)."""
     file = next((e for e in entries if e.kind == CONTENT and e.content is not None), None)
     shown = [e for e in entries if e.kind != CONTENT]
-    rendition = provider.rendition(file, THUMBNAIL_PX) if file is not None and provider is not None else None
-    if rendition is not None:
-        shown.append(Entry(THUMBNAIL, f"{file.key}/{THUMBNAIL}", False, file.mtime, content=rendition))
+    if file is not None and provider is not None:
+        rendition = provider.rendition(file, THUMBNAIL_PX)
+        if rendition is not None:
+            shown.append(Entry(THUMBNAIL, f"{file.key}/{THUMBNAIL}", False, file.mtime, content=rendition))
     return shown
 
 

@@ -657,7 +657,7 @@ class Writer:
             and node.local is None
             and old_parent is new_parent
             and old_parent.kind == CONTAINER
-            and (is_temporary(new_name) or self.options.write_back > 0)
+            and (is_temporary(new_name) or self._write_back > 0)
             and (
                 target is None
                 or target in self.aways.backups
@@ -668,7 +668,7 @@ class Writer:
     async def _rename_away(self, node: Node, new_name: str, target: Node | None) -> None:
         """The file shows under its new name with its bytes (the same inode, as the kernel
         expects), its old name is free, and nothing reaches the provider yet."""
-        container = node.parent
+        container = node.above
         if is_temporary(new_name):
             self._supported(container, "replace", f"renaming {node.name} to a backup name")
         else:
@@ -680,6 +680,8 @@ class Writer:
         elif target is not None:
             await self._remove_backup(target)
         old_name, asset, file = node.name, node.asset, node.entry
+        if asset is None:  # `_renames_away` takes only an asset's file
+            raise NotPermitted(f"{node.path}: not an asset's file")
         if container.children is not None and container.children.get(old_name) is node:
             del container.children[old_name]  # a listing lays the asset's file out anew
         node.entry = dataclasses.replace(file, name=new_name, key=f"backup:{file.key}")
@@ -692,7 +694,7 @@ class Writer:
 
     def _window(self, new_name: str) -> float:
         """How long a file renamed away waits for a save's new file in its place."""
-        return max(self.options.write_back, BACKUP_WINDOW) if is_temporary(new_name) else self.options.write_back
+        return max(self._write_back, BACKUP_WINDOW) if is_temporary(new_name) else self._write_back
 
     async def _end_window(self, away: RenamedAway) -> None:
         """Nothing took the old name: a rename to a normal name reaches the provider now; a
@@ -713,7 +715,7 @@ class Writer:
         del names[backup.name]
         self.aways.backups.discard(backup)
         try:
-            moved = await container.provider.move_asset(away.asset, container.entry, backup.name)
+            moved = await container.owner.move_asset(away.asset, container.entry, backup.name)
         except Exception as e:
             log.warning(
                 "%s/%s: renaming it to %s failed (%s); it keeps its name", container.path, away.old_name, backup.name, e
@@ -726,7 +728,7 @@ class Writer:
     async def _remove_backup(self, node: Node) -> None:
         """A backup removed (or replaced by a newer one). Within its window, with nothing in
         its old name's place, that is `mv a b; rm b`: the asset is deleted."""
-        container = node.parent
+        container = node.above
         away = self.aways.of_backup(node)
         if away is not None:
             self._supported(container, "delete", f"removing {node.name}")
@@ -743,7 +745,7 @@ class Writer:
     async def _rename_backup(self, node: Node, new_parent: Node, new_name: str, target: Node | None) -> None:
         """A backup keeps to its folder and to backup names (Blender's `x.blend1` →
         `x.blend2`); renamed back to its old name within the window, nothing happened."""
-        container = node.parent
+        container = node.above
         away = self.aways.of_backup(node)
         names = self.view.local.of(container)
         if new_parent is not container:
@@ -753,7 +755,9 @@ class Writer:
             del names[node.name]
             names.pop(away.old_name, None)
             self.aways.backups.discard(node)
-            node.name, node.entry, node.asset, node.attr_cache = away.old_name, away.file, away.asset, None
+            node.name, node.asset, node.attr_cache = away.old_name, away.asset, None
+            if away.file is not None:  # the asset's file as listed (else new content, still local)
+                node.entry = away.file
             if container.children is not None:
                 container.children[away.old_name] = node
             return
