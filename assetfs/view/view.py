@@ -18,7 +18,18 @@ from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
-from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Content, Entry, Provider, listed_before
+from ..providers.base import (
+    ASSET,
+    CONTAINER,
+    CONTENT,
+    TRASH,
+    Content,
+    Entry,
+    Provider,
+    listed_before,
+    mark_of,
+    with_mark,
+)
 from ..stats import Stats
 from .layout import content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
@@ -66,8 +77,9 @@ class View:
         self._without_content: set[str] = set()  # assets already logged as having no content file
         self.queries = Queries(self)
         self.sizes = SizesAhead(metacache, stats)
-        # Told whenever a provider's directory is looked at (the poller watches those).
-        self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
+        # Told whenever a provider's directory is looked at (the poller watches those), with
+        # the change mark its listing came with (the poller's first mark).
+        self.on_listed: Callable[[str, Entry, str | None], None] = lambda account, entry, mark: None
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
         # by its content version: shown for those bytes, so a second `rsync -a` sends nothing.
         # Kept in the state dir (`given`), read here once: attributes look them up per getattr.
@@ -125,23 +137,21 @@ class View:
                     node, {placed.name: placed.entry for placed in place(node.parent.listing or ()) if placed.is_asset}
                 )
             return node.children
-        if node.provider is not None and node.entry.children is None:
-            self.on_listed(node.provider.account, node.entry)
         if node.entry.children is not None and node.children is None:
             self._lay_out(node, node.entry.children)
-        if node.children is not None and (
+        if node.children is None or not (
             node.provider is None or node.entry.children is not None or self.metacache.is_fresh(node.listed_at)
         ):
-            return node.children
-        if node.lock is None:
-            node.lock = trio.Lock()
-        async with node.lock:
-            if node.children is not None and self.metacache.is_fresh(node.listed_at):
-                return node.children
-            entries, fetched_at = await self._listing(node)
-            self._lay_out(node, entries)
-            node.listed_at = fetched_at
-            node.negative = None
+            if node.lock is None:
+                node.lock = trio.Lock()
+            async with node.lock:
+                if node.children is None or not self.metacache.is_fresh(node.listed_at):
+                    entries, fetched_at = await self._listing(node)
+                    self._lay_out(node, entries)
+                    node.listed_at = fetched_at
+                    node.negative = None
+        if node.provider is not None and node.entry.children is None:
+            self.on_listed(node.provider.account, node.entry, mark_of(node.listing))
         return node.children
 
     def _lay_out(self, node: Node, entries: list[Entry], adopting: Node | None = None) -> None:
@@ -257,7 +267,7 @@ class View:
         missing = [i for i, e in enumerate(entries) if e.kind == ASSET and e.children is None]
         if not missing:
             return entries
-        entries = list(entries)
+        mark, entries = mark_of(entries), list(entries)
         limiter = trio.CapacityLimiter(EXPAND_AT_ONCE)
 
         async def expand(i: int) -> None:
@@ -273,7 +283,7 @@ class View:
         async with trio.open_nursery() as nursery:
             for i in missing:
                 nursery.start_soon(expand, i)
-        return [e for e in entries if e is not None]
+        return with_mark([e for e in entries if e is not None], mark)
 
     def directory(self, cache_key: str) -> Node | None:
         """A directory node still in memory, by its cache key."""
