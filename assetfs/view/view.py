@@ -289,6 +289,14 @@ class View:
         """A directory node still in memory, by its cache key."""
         return self._directories.get(cache_key)
 
+    def listed_by(self, node: Node) -> Node:
+        """The directory whose listing brought this node (files that came inline with their
+        asset's listing, and `.assets/`, come with their container's)."""
+        listed = node.parent
+        while listed.parent is not None and (listed.entry.children is not None or listed.kind == ASSETS):
+            listed = listed.parent
+        return listed
+
     def forget_listing(self, node: Node) -> None:
         """The provider's side of this directory changed: list it afresh."""
         if node.kind == ASSETS:
@@ -421,9 +429,7 @@ class View:
             self.metacache.store_fact(content.version, fact)
             url = fact.url
         else:
-            listed = node.parent
-            while listed.parent is not None and (listed.entry.children is not None or listed.kind == ASSETS):
-                listed = listed.parent  # files that came inline with their asset's listing
+            listed = self.listed_by(node)
             self.forget_listing(listed)
             await self.remote_children(listed)
             url = node.entry.content.url if node.entry.content else None

@@ -1,0 +1,67 @@
+"""A stale listing heals at the first refusal, in process (no kernel): a folder removed
+elsewhere while the mount still holds its listing (trusted for an hour), then `mkdir` inside
+it. The provider's "does not exist" answers ENOENT (not EIO), the listings that showed the
+folder are dropped and listed again, and the folder is gone from its parent; the next try
+is answered from the view, without asking the provider again."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import pyfuse3
+import pytest
+import trio
+from fsapi import in_process
+from test_mount_mudstack import MudTruth
+
+CHARACTERS = "/studio/Game Art/characters"
+OPTIONS = "poll_interval=off,metadata_ttl=1h"
+
+
+def _made_and_removed_elsewhere(emu, name: str):
+    """A folder made through the API (before the mount lists it), and a call that removes it."""
+    mud = MudTruth(emu.account("mudstack"))
+    ws = mud.workspaces()["Game Art"]
+    folder = mud.call("POST", "/workspaces/folders", ws, params={"folder": f"/characters/{name}/"})
+
+    def remove():
+        mud.call("DELETE", f"/workspaces/folders/{folder['id']}", ws)
+        mud.close()
+
+    return remove
+
+
+async def _errno(call) -> int:
+    with pytest.raises(pyfuse3.FUSEError) as refused:
+        await call
+    return refused.value.errno
+
+
+@pytest.mark.trio
+async def test_mkdir_in_a_folder_removed_elsewhere_is_enoent_and_the_folder_leaves_its_parent(
+    fresh_emulator, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, "assetfs.refresh")
+    emu = fresh_emulator()
+    remove = await trio.to_thread.run_sync(_made_and_removed_elsewhere, emu, "sketches")
+    async with in_process(emu, tmp_path, ["studio"], OPTIONS) as fs:
+        assert "sketches" in await fs.listdir(CHARACTERS)
+        assert await fs.listdir(f"{CHARACTERS}/sketches") == [".assets"]
+        await trio.to_thread.run_sync(remove)
+        assert "sketches" in await fs.listdir(CHARACTERS)  # the listing is trusted for an hour
+
+        assert await _errno(fs.mkdir(f"{CHARACTERS}/sketches/new")) == errno.ENOENT
+
+        assert "sketches" not in await fs.listdir(CHARACTERS)  # healed: listed again at once
+        assert "does not exist" in caplog.text and "listing it again" in caplog.text
+        await trio.to_thread.run_sync(emu.reset_requests)
+        assert await _errno(fs.mkdir(f"{CHARACTERS}/sketches/new")) == errno.ENOENT
+        asked = await trio.to_thread.run_sync(emu.requests)
+        assert not any("folders" in route for route in asked), asked  # the view knows now
+        with trio.fail_after(10):  # the healing in the background ends (the kernel told, here a no-op)
+            while fs.mount.refresher._healing:
+                await trio.sleep(0.02)
+    # The disk cache holds the healed listing too: the next mount does not show the folder.
+    async with in_process(emu, tmp_path, ["studio"], OPTIONS) as fs:
+        assert "sketches" not in await fs.listdir(CHARACTERS)
