@@ -65,3 +65,28 @@ async def test_mkdir_in_a_folder_removed_elsewhere_is_enoent_and_the_folder_leav
     # The disk cache holds the healed listing too: the next mount does not show the folder.
     async with in_process(emu, tmp_path, ["studio"], OPTIONS) as fs:
         assert "sketches" not in await fs.listdir(CHARACTERS)
+
+
+@pytest.mark.trio
+async def test_reading_an_asset_removed_elsewhere_is_enoent_and_it_leaves_the_listing(fresh_emulator, tmp_path):
+    """iQmetrix: the collection's listing comes back from the disk cache on the next mount;
+    the asset was deleted in between, so fetching its file answers 404."""
+    emu = fresh_emulator()
+    asset_id = emu.config["accounts"]["stores"]["collections"]["logos"][0]
+    async with in_process(emu, tmp_path, ["stores"], OPTIONS) as fs:
+        ids = {
+            n: await fs.getxattr(f"/stores/logos/{n}", "user.assetfs.id")
+            for n in await fs.listdir("/stores/logos")
+            if n != ".assets"
+        }
+        [name] = [n for n, found in ids.items() if found == asset_id.encode()]
+    response = await trio.to_thread.run_sync(lambda: emu.control.delete(f"/_emulator/iqmetrix/assets/{asset_id}"))
+    response.raise_for_status()
+
+    async with in_process(emu, tmp_path, ["stores"], OPTIONS) as fs:
+        assert name in await fs.listdir("/stores/logos")  # from the disk cache, trusted for an hour
+
+        assert await _errno(fs.read_file(f"/stores/logos/{name}")) == errno.ENOENT
+
+        assert name not in await fs.listdir("/stores/logos")
+        assert not await fs.exists(f"/stores/logos/{name}")
