@@ -1,6 +1,7 @@
 """Polling for changes made elsewhere: each provider's change question against the emulator
-(data changed through the emulator's API, the answer moves; nothing changed, it stays), and
-the poller's machinery (only directories listed recently, within the rate budget)."""
+(data changed through the emulator's API, the answer moves; nothing changed, it stays), the
+poller's machinery (only directories listed recently, within the rate budget), and the first
+mark, which comes with the listing (kept with it on disk), so no change waits for metadata_ttl."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from test_mount_mudstack import MudTruth
 from test_mount_write import png
 
 from assetfs.config import parse_config
+from assetfs.metacache import STREAMED_LISTING, MetaCache
 from assetfs.poller import Poller
-from assetfs.providers.base import Entry, Provider, Upload, mark_of
+from assetfs.providers.base import Entry, Provider, Upload, mark_of, with_mark
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
 
@@ -307,6 +309,21 @@ def test_a_listing_carries_the_mark_the_question_would_answer(fresh_emulator):
 
         listed, asked = run(emu, account, main)
         assert listed is not None and listed == asked, (account, listed, asked)
+
+
+def test_the_mark_is_kept_with_the_listing_on_disk_small_or_big(tmp_path):
+    """A big listing is pickled through a file, without a memo: its mark comes back too."""
+    cache = MetaCache(tmp_path, ttl=60)
+    for key, count in (("small", 3), ("big", STREAMED_LISTING + 1)):
+        cache.store_listing(key, with_mark([Entry(f"f{i}", f"k{i}", False) for i in range(count)], f"mark of {key}"))
+    cache.store_listing("made here", [Entry("f", "k", False)])
+    cache.close()
+    reopened = MetaCache(tmp_path, ttl=60)
+    for key, count in (("small", 3), ("big", STREAMED_LISTING + 1)):
+        entries, _ = reopened.listing(key)
+        assert len(entries) == count and mark_of(entries) == f"mark of {key}"
+    assert mark_of(reopened.listing("made here")[0]) is None
+    reopened.close()
 
 
 VILLAINS = "/studio/Game Art/characters/villains"
