@@ -370,13 +370,19 @@ async def test_a_rename_right_after_the_listing_shows_at_the_first_round(fresh_e
 
 
 @pytest.mark.trio
-async def test_a_listing_from_the_disk_cache_is_checked_at_the_first_round(fresh_emulator, tmp_path):
+@pytest.mark.parametrize("written", [False, True], ids=["listed", "written into"])
+async def test_a_listing_from_the_disk_cache_is_checked_at_the_first_round(fresh_emulator, tmp_path, written):
     """A remount shows the cached listing at once (no request), and the first round sees that
-    the provider moved on since that listing was made."""
+    the provider moved on since that listing was made; also when the listing on disk is one
+    the mount's own upload changed (it vouches for no state of the provider)."""
     emu = fresh_emulator()
     mud, ws, dragon = await trio.to_thread.run_sync(_dragon, emu)
-    async with in_process(emu, tmp_path, ["studio"], FRESH_FOR_AN_HOUR) as fs:
+    async with in_process(emu, tmp_path, ["studio"], FRESH_FOR_AN_HOUR + ",write_back=0") as fs:
         assert dragon["file_name"] in await fs.listdir(VILLAINS)
+        if written:
+            await fs.write_file(f"{VILLAINS}/imp.png", png((9, 9, 9)))
+            await fs.drain()
+            assert "imp.png" in await fs.listdir(VILLAINS)
     await trio.to_thread.run_sync(mud.rename, ws, dragon["id"], "wyrm")  # while nothing is mounted
 
     async with in_process(emu, tmp_path, ["studio"], FRESH_FOR_AN_HOUR) as fs:

@@ -41,6 +41,7 @@ log = logging.getLogger("assetfs.view")
 CONTROL_DIR = ".assetfs"
 HOLDERS = (CONTAINER, TRASH)  # directories of assets: always with their `.assets/`
 EXPAND_AT_ONCE = 8  # assets whose files are listed at the same time (Apple: one request each)
+CHANGED_HERE = "changed here"  # the change mark of a listing the mount's own writes changed (no answer equals it)
 
 
 class LocalNames:
@@ -358,7 +359,7 @@ class View:
         [asset] = await self.with_files(container.provider, [asset])
         await self.remote_children(container)
         gone = {asset.key, was.key if was is not None else asset.key}
-        listing = [e for e in container.listing or [] if e.key not in gone] + [asset]
+        listing = _changed_here([e for e in container.listing or [] if e.key not in gone] + [asset])
         file = content_of(asset)
         if node is not None and file is not None:
             node.entry = file  # matched by key in the layout: the node carries on as the asset's file
@@ -376,14 +377,14 @@ class View:
         """An asset deleted or moved away through the mount leaves its container's listing."""
         if container.listing is None:
             return
-        listing = [e for e in container.listing if e.key != asset.key]
+        listing = _changed_here([e for e in container.listing if e.key != asset.key])
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
 
     async def show_entry(self, container: Node, entry: Entry) -> Node:
         """A directory made through the mount (mkdir) shows at once."""
         await self.remote_children(container)
-        listing = [e for e in container.listing or [] if e.key != entry.key] + [entry]
+        listing = _changed_here([e for e in container.listing or [] if e.key != entry.key] + [entry])
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
         return next(c for c in container.children.values() if c.entry.key == entry.key)
@@ -391,7 +392,7 @@ class View:
     async def hide_entry(self, container: Node, key: str) -> None:
         if container.listing is None:
             return
-        listing = [e for e in container.listing if e.key != key]
+        listing = _changed_here([e for e in container.listing if e.key != key])
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
 
@@ -459,6 +460,13 @@ class View:
             return entry.content.size
         fact = self.metacache.fact(entry.content.version) if entry.content else None
         return fact.size if fact else None
+
+
+def _changed_here(entries: list[Entry]) -> list[Entry]:
+    """A listing changed by the mount's own write: it vouches for no state of the provider,
+    so its mark equals no answer, and a poller that starts from it (on the next mount) lists
+    the directory again at the first round."""
+    return with_mark(entries, CHANGED_HERE)
 
 
 def _unsized_versions(entries: list[Entry]) -> Iterator[str]:
