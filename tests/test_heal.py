@@ -90,3 +90,16 @@ async def test_reading_an_asset_removed_elsewhere_is_enoent_and_it_leaves_the_li
 
         assert name not in await fs.listdir("/stores/logos")
         assert not await fs.exists(f"/stores/logos/{name}")
+
+
+@pytest.mark.trio
+async def test_rmdir_of_a_folder_removed_elsewhere_is_enoent_and_it_leaves_its_parent(fresh_emulator, tmp_path):
+    emu = fresh_emulator()
+    remove = await trio.to_thread.run_sync(_made_and_removed_elsewhere, emu, "drafts")
+    async with in_process(emu, tmp_path, ["studio"], OPTIONS) as fs:
+        assert "drafts" in await fs.listdir(CHARACTERS)
+        await trio.to_thread.run_sync(remove)
+
+        assert await _errno(fs.rmdir(f"{CHARACTERS}/drafts")) == errno.ENOENT
+
+        assert "drafts" not in await fs.listdir(CHARACTERS)

@@ -41,7 +41,7 @@ from urllib.parse import urljoin
 import httpx
 import trio
 
-from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
+from ..errors import AssetfsError, AuthFailed, Gone, InvalidArgument, NotFound, NotPermitted, ProviderError
 from ..names import with_extension
 from ..query import DATE, SEARCH, STRING, Field, Query, search_plan
 from ..query.fields import ALL, EQUALITY
@@ -437,7 +437,7 @@ class Apple(Provider):
         image = await self._upload_image(org, upload)
         current, etag = await self._read_asset(org, asset_id)
         if current.get("state") == "DELETED":
-            raise NotFound(
+            raise Gone(
                 f"Apple Business Connect asset {asset_id} was deleted on the provider; its image was not replaced"
             )
         details = dict(_details(current))

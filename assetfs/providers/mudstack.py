@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
+from ..errors import AlreadyExists, DirectoryNotEmpty, Gone, NotPermitted, NotSupported, ProviderError
 from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, search_plan, select
 from .base import (
     ASSET,
@@ -710,7 +710,7 @@ class Mudstack(Provider):
             )
         folder = (await self._hierarchy(ws_id)).get(path)
         if folder is None or not folder.get("id"):
-            raise NotFound(f"Mudstack account {self.account}: folder {path} of workspace {ws_id} no longer exists")
+            raise Gone(f"Mudstack account {self.account}: folder {path} of workspace {ws_id} no longer exists")
         response = await self._request(
             "DELETE", f"workspaces/folders/{folder['id']}", ws_id, expect=(200, 202, 204, 404, 409)
         )
