@@ -1,8 +1,9 @@
 """A stale listing heals at the first refusal, in process (no kernel): a folder removed
 elsewhere while the mount still holds its listing (trusted for an hour), then `mkdir` inside
-it. The provider's "does not exist" answers ENOENT (not EIO), the listings that showed the
-folder are dropped and listed again, and the folder is gone from its parent; the next try
-is answered from the view, without asking the provider again."""
+it or `rmdir` of it; an asset deleted elsewhere, then read. The provider's "does not exist"
+answers ENOENT (not EIO), the listings that showed the folder or file are dropped and listed
+again, and it is gone from its parent; the next try is answered from the view, without
+asking the provider again."""
 
 from __future__ import annotations
 
