@@ -44,7 +44,10 @@ def _translate(self: Operations, op: str, exc: BaseException, arguments: dict | 
         log.warning("%s: no answer within %.0fs, answering EIO", op, self.options.timeout)
         return pyfuse3.FUSEError(errno.EIO)
     if isinstance(exc, Gone) and arguments:
-        self.on_gone(self._touched(arguments), f"{op}: {exc}")
+        try:
+            self.on_gone(self._touched(arguments), f"{op}: {exc}")
+        except Exception:  # the answer is still ENOENT; the listing lives out metadata_ttl
+            log.exception("%s: the listings that showed what the provider no longer has were not dropped", op)
     if isinstance(exc, AssetfsError):
         if not exc.quiet:
             log.warning("%s: %s", op, exc)
