@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 
 import pyfuse3
 import trio
@@ -18,6 +19,8 @@ from .node import ASSETS, ASSETS_DIR, Node
 from .view import View
 
 log = logging.getLogger("assetfs.refresh")
+
+HEAL_AGAIN_AFTER = 10.0  # seconds before a refusal lists the same directory again
 
 
 class _Seen:
@@ -51,6 +54,7 @@ class Refresher:
         self.view = view
         self.nursery: trio.Nursery | None = None  # where healing lists again (set by the mount)
         self._healing: set[int] = set()  # directories being listed again after a refusal
+        self._healed_at: dict[int, float] = {}  # …and when (trio.current_time()) they last were
 
     def node_of(self, account: str, key: str) -> Node | None:
         """The directory node of a provider key, if the view still holds it."""
@@ -83,12 +87,18 @@ class Refresher:
         they show was removed elsewhere. The listings that show them are dropped at once, so
         the next look asks the provider, and listed again in the background, where the kernel
         is told what went (it cannot be told while the operation is being answered: it waits
-        for that answer). A directory already being healed is left to that healing."""
-        forgotten = []
+        for that answer). A directory being healed, or healed less than HEAL_AGAIN_AFTER
+        ago, is left as it is: a provider that lists what it then refuses (a broken file) costs
+        one listing per interval, not one per `stat`."""
+        now, forgotten = trio.current_time(), []
         for directory in self._listings_showing(nodes):
-            if directory.ino not in self._healing:
-                self._healing.add(directory.ino)
-                forgotten.append(self._forget(directory))
+            if directory.ino in self._healing or now - self._healed_at.get(directory.ino, -math.inf) < HEAL_AGAIN_AFTER:
+                continue
+            self._healing.add(directory.ino)
+            self._healed_at[directory.ino] = now
+            forgotten.append(self._forget(directory))
+        for ino in [i for i, at in self._healed_at.items() if now - at >= HEAL_AGAIN_AFTER]:
+            del self._healed_at[ino]
         if not forgotten:
             return
         log.info("%s: %s; listing it again", ", ".join(d.path or "/" for d, _ in forgotten), why)
