@@ -104,3 +104,28 @@ async def test_rmdir_of_a_folder_removed_elsewhere_is_enoent_and_it_leaves_its_p
         assert await _errno(fs.rmdir(f"{CHARACTERS}/drafts")) == errno.ENOENT
 
         assert "drafts" not in await fs.listdir(CHARACTERS)
+
+
+@pytest.mark.trio
+async def test_a_directory_is_listed_again_at_most_once_per_interval(fresh_emulator, tmp_path, monkeypatch):
+    """A provider that lists a file and then refuses it (404) costs one listing per
+    interval, however often the file is asked for."""
+    villains = f"{CHARACTERS}/villains"
+    emu = fresh_emulator()
+    async with in_process(emu, tmp_path, ["studio"], OPTIONS) as fs:
+        name = next(n for n in await fs.listdir(villains) if n != ".assets")
+        file = fs.view.inodes.get(await fs.ino(f"{villains}/{name}"))
+        refresher = fs.mount.refresher
+
+        async def heal_and_count() -> int:
+            await trio.to_thread.run_sync(emu.reset_requests)
+            refresher.heal([file], "GET …: not found")
+            with trio.fail_after(10):
+                while refresher._healing:
+                    await trio.sleep(0.02)
+            counts = await trio.to_thread.run_sync(emu.requests)
+            return sum(n for route, n in counts.items() if route.endswith("/assets/search"))
+
+        assert [await heal_and_count() for _ in range(3)] == [1, 0, 0]
+        monkeypatch.setattr("assetfs.view.refresh.HEAL_AGAIN_AFTER", 0.0)
+        assert await heal_and_count() == 1
