@@ -21,6 +21,13 @@ class NotFound(AssetfsError):
     quiet = True
 
 
+class Gone(NotFound):
+    """The provider says that something the mount asked about by its handle (an asset, the
+    folder a thing is made in) does not exist: it was removed elsewhere, and the listing that
+    showed it is stale. Where an operation meets one, the FUSE layer lists again what the
+    operation touched and tells the kernel, so the next look shows the provider's truth."""
+
+
 class AuthFailed(AssetfsError):
     """The provider refused our credentials (after a fresh token was tried)."""
 

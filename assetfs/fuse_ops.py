@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import pyfuse3
 import trio
 
 from .attributes import Attributes
-from .errors import AssetfsError, NameTooLong, NotPermitted
+from .errors import AssetfsError, Gone, NameTooLong, NotPermitted
 from .handles import Handle, Opener
 from .options import MountOptions
 from .thumbnails.filler import Filler
@@ -30,16 +32,23 @@ from .write.writer import Writer
 log = logging.getLogger("assetfs.fuse")
 
 
-def _translate(self: Operations, op: str, exc: BaseException) -> pyfuse3.FUSEError:
-    """The one place where an exception becomes an errno (and a log line where it helps)."""
+def _translate(self: Operations, op: str, exc: BaseException, arguments: dict | None = None) -> pyfuse3.FUSEError:
+    """The one place where an exception becomes an errno (and a log line where it helps).
+    The provider's "does not exist" (Gone) for what the operation's `arguments` name also
+    heals the listings that still showed it (ENOENT, and the next look shows it gone)."""
     if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _translate(self, op, exc.exceptions[0])  # one failed task of a nursery
+        return _translate(self, op, exc.exceptions[0], arguments)  # one failed task of a nursery
     if isinstance(exc, pyfuse3.FUSEError):
         return exc
     if isinstance(exc, trio.TooSlowError):
         self.stats.add("timeouts")
         log.warning("%s: no answer within %.0fs, answering EIO", op, self.options.timeout)
         return pyfuse3.FUSEError(errno.EIO)
+    if isinstance(exc, Gone) and arguments:
+        try:
+            self.on_gone(self._touched(arguments), f"{op}: {exc}")
+        except Exception:  # the answer is still ENOENT; the listing lives out metadata_ttl
+            log.exception("%s: the listings that showed what the provider no longer has were not dropped", op)
     if isinstance(exc, AssetfsError):
         if not exc.quiet:
             log.warning("%s: %s", op, exc)
@@ -62,6 +71,7 @@ def _operation(deadline):
 
     def decorate(op):
         counter = f"fuse_{op.__name__}"
+        parameters = list(inspect.signature(op).parameters)[1:]  # after self
 
         @functools.wraps(op)
         async def wrapper(self: Operations, *args):
@@ -74,7 +84,7 @@ def _operation(deadline):
                 with trio.fail_after(seconds):
                     return await op(self, *args)
             except Exception as e:
-                raise _translate(self, op.__name__, e) from None
+                raise _translate(self, op.__name__, e, dict(zip(parameters, args))) from None
 
         return wrapper
 
@@ -114,6 +124,22 @@ class Operations(pyfuse3.Operations):
         self._ids = itertools.count(1)
         self.last_request = 0.0  # time.monotonic() of the last request: background writes wait for a quiet moment
         self.thumbnails: Filler | None = None  # when the mount fills the thumbnail cache
+        # Told of the nodes an operation touched when the provider said its target does not
+        # exist (the mount lists them again: view/refresh.py).
+        self.on_gone: Callable[[list, str], None] = lambda nodes, why: None
+
+    def _touched(self, arguments: dict) -> list:
+        """The nodes an operation was about: those of its inode arguments, the file of its handle."""
+        nodes = []
+        for name, value in arguments.items():
+            if "inode" in name and isinstance(value, int):
+                try:
+                    nodes.append(self.view.inodes.get(value))
+                except AssetfsError:
+                    pass
+            elif name == "fh" and value in self._handles:
+                nodes.append(self._handles[value].node)
+        return nodes
 
     def _renamed_size(self, parent_inode: int, name: bytes) -> int:
         try:

@@ -78,6 +78,7 @@ class Mount:
             self.ops.thumbnails = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
         # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
         self.refresher = Refresher(self.view)
+        self.ops.on_gone = self.refresher.heal  # a target gone on the provider: its listings healed
         self.poll_interval = options.poll_every(config.cache.poll_interval)
         self.poller = Poller(self.providers, self.poll_interval, self.refresher.changed) if self.poll_interval else None
         if self.poller is not None:
@@ -126,12 +127,13 @@ class Mount:
 
     def attach(self, nursery: trio.Nursery) -> None:
         """The nursery the parts that work in the background (read-ahead, sizes asked ahead,
-        thumbnails) run in."""
+        thumbnails, healing) run in."""
         self.readers.nursery = nursery
         self.view.sizes.nursery = nursery
         self.writer.aways.nursery = nursery
         if self.ops.thumbnails is not None:
             self.ops.thumbnails.nursery = nursery
+        self.refresher.nursery = nursery
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         # Worker threads (downloads, disk cache) must hand the GIL back to the event loop

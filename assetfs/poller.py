@@ -1,7 +1,8 @@
 """Seeing changes made elsewhere without a remount: every `interval` seconds, each directory
 listed recently is asked about with its provider's cheapest honest question
-(`Provider.change_mark`); one whose mark moved is reported to `on_change(account, key)`,
-which drops the cached listing and tells the kernel (as rclone's --poll-interval does).
+(`Provider.change_mark`); one whose mark moved since its listing or the last round is
+reported to `on_change(account, key)`, which drops the cached listing and tells the kernel
+(as rclone's --poll-interval does).
 
 The questions go through the account's request policy, so they wait their turn under its
 `rate_limit`; on top of that, one round of an account asks at most a quarter of what the
@@ -32,7 +33,7 @@ WATCH_AT_LEAST = 600.0  # …this many seconds) is no longer polled: nobody is l
 class Watched:
     entry: Entry
     listed_at: float  # time.monotonic() of its last listing
-    mark: str | None = None  # the provider's last answer; None until the first
+    mark: str | None = None  # the provider's last answer (first: the listing's); None until the first
     asked_at: float = 0.0
 
 
@@ -46,15 +47,20 @@ class Poller:
         self.watch_for = max(WATCH_AT_LEAST, WATCH_ROUNDS * interval)
         self._watched: dict[tuple[str, str], Watched] = {}
 
-    def listed(self, account: str, directory: Entry) -> None:
-        """A directory was just looked at: poll it from now on. Its first mark is taken at the
-        next round, not at once (a listing served from the cache costs no request, and a warm
-        remount none at all); a change made before that question shows after metadata_ttl."""
+    def listed(self, account: str, directory: Entry, mark: str | None = None) -> None:
+        """A directory was just looked at: poll it from now on. Its first mark is the one its
+        listing came with (what the change question would have answered then), so the first
+        round shows a change made since, even when the listing came from the disk cache of an
+        earlier mount. Without one, the first round's answer is the first mark. Later listings
+        leave the mark alone: the rounds keep it current, and a listing whose mark differs
+        from the question's answer costs one listing again, not one every round."""
         watched = self._watched.get((account, directory.key))
         if watched is None:
-            self._watched[(account, directory.key)] = Watched(directory, time.monotonic())
+            self._watched[(account, directory.key)] = Watched(directory, time.monotonic(), mark)
         else:
             watched.entry, watched.listed_at = directory, time.monotonic()
+            if watched.mark is None:
+                watched.mark = mark
 
     def watching(self, account: str) -> list[str]:
         return [key for (name, key) in self._watched if name == account]

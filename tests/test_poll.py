@@ -1,19 +1,24 @@
 """Polling for changes made elsewhere: each provider's change question against the emulator
-(data changed through the emulator's API, the answer moves; nothing changed, it stays), and
-the poller's machinery (only directories listed recently, within the rate budget)."""
+(data changed through the emulator's API, the answer moves; nothing changed, it stays), the
+poller's machinery (only directories listed recently, within the rate budget), and the first
+mark, which comes with the listing (kept with it on disk), so no change waits for metadata_ttl."""
 
 from __future__ import annotations
 
 import hashlib
 
+import pytest
 import trio
 import trio.lowlevel
 from conftest import emulator_fixture
+from fsapi import in_process
+from test_mount_mudstack import MudTruth
 from test_mount_write import png
 
 from assetfs.config import parse_config
+from assetfs.metacache import STREAMED_LISTING, MetaCache
 from assetfs.poller import Poller
-from assetfs.providers.base import Entry, Provider, Upload
+from assetfs.providers.base import Entry, Provider, Upload, mark_of, with_mark
 from assetfs.providers.registry import build_provider
 from assetfs.stats import Stats
 
@@ -265,3 +270,130 @@ def test_one_round_asks_at_most_a_quarter_of_the_rate_budget():
         await provider.close()
 
     trio.run(main)
+
+
+# -- the first mark comes with the listing ------------------------------------------------
+
+
+def test_a_listing_carries_the_mark_the_question_would_answer(fresh_emulator):
+    """Nothing changed since the listing: the first question answers the listing's own mark
+    (so the first round reports nothing); each provider's listing carries one. (On Apple, an
+    asset deleted after the newest listed one was updated moves the first answer once: the
+    listing shows no deleted assets.)"""
+    emu = fresh_emulator()
+
+    async def studio(p):
+        entries = {e.name: e for e in await p.list_root()}
+        for name in ("Game Art", "characters"):
+            entries = {e.name: e for e in (entries[name].children or await p.list_dir(entries[name]))}
+        return entries["villains"]
+
+    def given(entry: Entry):
+        async def find(p):
+            return entry
+
+        return find
+
+    directories = {
+        "carhartt": given(Entry(SEED_ORG, f"org/{SEED_ORG}", True)),
+        "apple": given(Entry(APPLE_BRAND, f"org/{APPLE_ORG}/brand/{APPLE_BRAND}", True)),
+        "stores": given(Entry("logos", "collection/logos", True)),
+        "studio": studio,
+    }
+    for account, find in directories.items():
+
+        async def main(p, find=find):
+            directory = await find(p)
+            mark = mark_of(await p.list_dir(directory))
+            return mark, await p.change_mark(directory, mark)
+
+        listed, asked = run(emu, account, main)
+        assert listed is not None and listed == asked, (account, listed, asked)
+
+
+def test_the_mark_is_kept_with_the_listing_on_disk_small_or_big(tmp_path):
+    """A big listing is pickled through a file, without a memo: its mark comes back too."""
+    cache = MetaCache(tmp_path, ttl=60)
+    for key, count in (("small", 3), ("big", STREAMED_LISTING + 1)):
+        cache.store_listing(key, with_mark([Entry(f"f{i}", f"k{i}", False) for i in range(count)], f"mark of {key}"))
+    cache.store_listing("made here", [Entry("f", "k", False)])
+    cache.close()
+    reopened = MetaCache(tmp_path, ttl=60)
+    for key, count in (("small", 3), ("big", STREAMED_LISTING + 1)):
+        entries, _ = reopened.listing(key)
+        assert len(entries) == count and mark_of(entries) == f"mark of {key}"
+    assert mark_of(reopened.listing("made here")[0]) is None
+    reopened.close()
+
+
+VILLAINS = "/studio/Game Art/characters/villains"
+FRESH_FOR_AN_HOUR = "poll_interval=60s,metadata_ttl=1h"
+
+
+def _dragon(emu) -> tuple[MudTruth, str, dict]:
+    mud = MudTruth(emu.account("mudstack"))
+    ws = mud.workspaces()["Game Art"]
+    [dragon] = [a for a in mud.assets(ws, "/characters/villains/") if a["file_name"].startswith("dragon")]
+    return mud, ws, dragon
+
+
+def _noting_changes(fs) -> list[str]:
+    """The keys the poller reports changed, from now on (each still refreshed)."""
+    changed: list[str] = []
+    refresh = fs.mount.poller.on_change
+
+    async def noting(account: str, key: str) -> None:
+        changed.append(key)
+        await refresh(account, key)
+
+    fs.mount.poller.on_change = noting
+    return changed
+
+
+@pytest.mark.trio
+async def test_a_rename_right_after_the_listing_shows_at_the_first_round(fresh_emulator, tmp_path):
+    emu = fresh_emulator()
+    mud, ws, dragon = await trio.to_thread.run_sync(_dragon, emu)
+    async with in_process(emu, tmp_path, ["studio"], FRESH_FOR_AN_HOUR) as fs:
+        changed = _noting_changes(fs)
+        assert dragon["file_name"] in await fs.listdir(VILLAINS)
+        await trio.to_thread.run_sync(mud.rename, ws, dragon["id"], "wyrm")  # before any round asked
+
+        await fs.mount.poller.poll_once()
+
+        names = await fs.listdir(VILLAINS)
+        assert dragon["file_name"] not in names and any(n.startswith("wyrm") for n in names), names
+        assert changed == [f"ws/{ws}/folder/characters/villains"]
+        await fs.mount.poller.poll_once()  # nothing changed since: nothing reported, nothing listed again
+        assert len(changed) == 1
+    mud.close()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("written", [False, True], ids=["listed", "written into"])
+async def test_a_listing_from_the_disk_cache_is_checked_at_the_first_round(fresh_emulator, tmp_path, written):
+    """A remount shows the cached listing at once (no request), and the first round sees that
+    the provider moved on since that listing was made; also when the listing on disk is one
+    the mount's own upload changed (it vouches for no state of the provider)."""
+    emu = fresh_emulator()
+    mud, ws, dragon = await trio.to_thread.run_sync(_dragon, emu)
+    async with in_process(emu, tmp_path, ["studio"], FRESH_FOR_AN_HOUR + ",write_back=0") as fs:
+        assert dragon["file_name"] in await fs.listdir(VILLAINS)
+        if written:
+            await fs.write_file(f"{VILLAINS}/imp.png", png((9, 9, 9)))
+            await fs.drain()
+            assert "imp.png" in await fs.listdir(VILLAINS)
+    await trio.to_thread.run_sync(mud.rename, ws, dragon["id"], "wyrm")  # while nothing is mounted
+
+    async with in_process(emu, tmp_path, ["studio"], FRESH_FOR_AN_HOUR) as fs:
+        changed = _noting_changes(fs)
+        await trio.to_thread.run_sync(emu.reset_requests)
+        assert dragon["file_name"] in await fs.listdir(VILLAINS)  # the cached listing, trusted for an hour
+        assert not any(k.endswith("/assets/search") for k in await trio.to_thread.run_sync(emu.requests))
+
+        await fs.mount.poller.poll_once()
+
+        names = await fs.listdir(VILLAINS)
+        assert dragon["file_name"] not in names and any(n.startswith("wyrm") for n in names), names
+        assert changed == [f"ws/{ws}/folder/characters/villains"]
+    mud.close()

@@ -79,6 +79,25 @@ def test_a_rename_an_upload_a_delete_and_a_new_folder_elsewhere_show_within_the_
     mud.close()
 
 
+def test_a_rename_right_after_the_listing_shows_at_the_first_round(fresh_emulator, mount):
+    """No blind first interval: the first mark comes with the listing, so a change made a
+    moment after `ls` (before any round asked) shows within poll_interval + 1 s, though the
+    listing is trusted for an hour."""
+    emu = fresh_emulator()
+    m = mount(emu.config, accounts=["studio"], options=OPTIONS)
+    mud = MudTruth(emu.account("mudstack"))
+    ws = mud.workspaces()["Game Art"]
+    folder = m.path / "studio" / "Game Art" / "characters" / "villains"
+    [dragon] = [a for a in mud.assets(ws, "/characters/villains/") if a["file_name"].startswith("dragon")]
+    assert dragon["file_name"] in os.listdir(folder)
+    mud.rename(ws, dragon["id"], "wyrm")
+    took = shows_within(
+        folder, lambda n: dragon["file_name"] not in n and any(x.startswith("wyrm") for x in n), POLL + 1
+    )
+    print(f"shown after {took:.1f}s (poll_interval {POLL:g}s)")
+    mud.close()
+
+
 def test_an_open_reader_keeps_its_version_and_the_next_open_reads_the_new_one(fresh_emulator, mount):
     emu = fresh_emulator("--large-file", "12MiB")
     m = mount(emu.config, accounts=["studio"], options=OPTIONS + ",read_ahead=1MiB")

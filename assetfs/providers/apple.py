@@ -42,7 +42,7 @@ from urllib.parse import urljoin
 import httpx
 import trio
 
-from ..errors import AssetfsError, AuthFailed, InvalidArgument, NotFound, NotPermitted, ProviderError
+from ..errors import AssetfsError, AuthFailed, Gone, InvalidArgument, NotFound, NotPermitted, ProviderError
 from ..names import with_extension
 from ..query import DATE, SEARCH, STRING, Field, Query, search_plan
 from ..query.fields import ALL, EQUALITY
@@ -60,6 +60,7 @@ from .base import (
     plain_id,
     skip_malformed,
     text_field,
+    with_mark,
 )
 from .http import NOT_TAKEN, ProviderHTTP, redact
 from .token import TokenAuth
@@ -283,7 +284,8 @@ class Apple(Provider):
     async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The newest `updatedDate` among the brand's assets: those updated after the last
         mark (`ql=updatedDate=gt=…`), deleted ones too (`state==DELETED`: listed only when
-        asked for). The first mark is the time now."""
+        asked for). The first mark is the listing's (its newest `updatedDate`), or the time
+        now. An asset deleted after the newest listed one moves it once: one listing more."""
         parts = directory.key.split("/")
         if not (len(parts) == 4 and parts[0] == "org" and parts[2] == "brand"):
             return None
@@ -305,8 +307,13 @@ class Apple(Provider):
     # -- assets ----------------------------------------------------------------------------------
 
     async def _list_brand(self, org: str, brand: str) -> list[Entry]:
+        """The brand's assets, with the newest `updatedDate` among them as the change mark (the
+        time the listing was asked for, if it has none)."""
+        asked = _instant(time.time())
         assets = await self._all_pages(f"{API}/orgs/{org}/brands/{brand}/assets", f"brand {org}/{brand}")
-        return await self._asset_entries(org, brand, assets)
+        dates = (a.get("updatedDate") for a in assets if isinstance(a, dict))
+        newest = max((d for d in dates if isinstance(d, str) and parse_time(d)), key=parse_time, default=asked)
+        return with_mark(await self._asset_entries(org, brand, assets), newest)
 
     async def _asset_entries(self, org: str, brand: str, assets: list[dict]) -> list[Entry]:
         """Entries for assets of a brand, each with its files (its image's metadata fetched)."""
@@ -438,7 +445,7 @@ class Apple(Provider):
         image = await self._upload_image(org, upload)
         current, etag = await self._read_asset(org, asset_id)
         if current.get("state") == "DELETED":
-            raise NotFound(
+            raise Gone(
                 f"Apple Business Connect asset {asset_id} was deleted on the provider; its image was not replaced"
             )
         details = dict(_details(current))

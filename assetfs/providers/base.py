@@ -138,6 +138,27 @@ class Entry:
         return self.content.size if self.content else 0
 
 
+class Listing(list):
+    """A directory's entries with the change mark of the answer they came from: what
+    `Provider.change_mark` would have answered at that moment. The poller starts from it, so
+    a change made right after a listing shows at the first round, and a listing read back
+    from the disk cache (pickled with its mark) is checked against the provider at once."""
+
+    mark: str | None = None
+
+
+def with_mark(entries: list[Entry], mark: str | None) -> list[Entry]:
+    """The entries as a Listing that carries `mark` (None: the answer implied no mark)."""
+    listing = Listing(entries)
+    listing.mark = mark
+    return listing
+
+
+def mark_of(entries) -> str | None:
+    """The change mark a listing came with; None for one made or changed here."""
+    return getattr(entries, "mark", None)
+
+
 class Provider:
     """One configured account of one provider."""
 
@@ -180,7 +201,8 @@ class Provider:
         from `previous` (the last mark, None at the first question) once anything in it was
         uploaded, renamed or deleted. None: no such question for this directory (it is not
         polled; its listing lives out metadata_ttl). `this_round`: shared by the questions
-        of one poll round, for answers several directories need."""
+        of one poll round, for answers several directories need. `list_dir` gives the same
+        mark with its entries (`with_mark`) where its answer holds what the mark is made of."""
         return None
 
     def head_url(self, content: Content) -> str | None:

@@ -28,7 +28,7 @@ import trio
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_before_delay
 
 from .. import __version__
-from ..errors import AssetfsError, AuthFailed, NotFound, ProviderError
+from ..errors import AssetfsError, AuthFailed, Gone, ProviderError
 from ..stats import Stats
 
 log = logging.getLogger("assetfs.http")
@@ -496,7 +496,9 @@ class ProviderHTTP:
                 self.budget.pause(min(wait, 60.0))  # the whole budget waits, not only this request
             error = Retryable(f"{where}: HTTP {status} {body}", retry_after=wait, not_taken=refused)
         elif status == 404:
-            error = NotFound(f"{where}: not found")
+            error = Gone(f"{where}: not found")
+        elif status == 400 and "does not exist" in body:  # Mudstack's "Parent folder /x/ does not exist"
+            error = Gone(f"{where}: HTTP {status} {body}")
         elif status in (401, 403):
             error = AuthFailed(f"{where}: HTTP {status}: the provider refused the credentials {body}")
         else:

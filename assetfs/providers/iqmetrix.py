@@ -30,7 +30,7 @@ import trio
 from ..errors import AssetfsError, AuthFailed, NotFound, NotPermitted, NotSupported, ProviderError
 from ..logs import register_secret
 from ..query import NUMBER, SEARCH, STRING, Field
-from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed
+from .base import ASSET, CONTAINER, CONTENT, Content, Entry, Provider, Upload, asset_json, skip_malformed, with_mark
 from .http import NOT_TAKEN, ProviderHTTP, redact
 from .multipart import growing_form
 from .token import TokenAuth
@@ -120,6 +120,17 @@ QUERY_FIELDS = {
 }
 
 
+def _collection_mark(assets: dict[str, dict | None]) -> str:
+    """A collection's change mark: each asset's name, stored file (not its signature) and
+    checksum, by id; None for one that is gone."""
+    seen = {}
+    for asset_id, asset in assets.items():
+        href = asset.get("href") if asset is not None else None
+        stored = href.split("?", 1)[0] if isinstance(href, str) else None
+        seen[asset_id] = "gone" if asset is None else repr([asset.get("name"), stored, asset.get("md5Checksum")])
+    return hashlib.sha1(repr(sorted(seen.items())).encode()).hexdigest()
+
+
 class IQmetrix(Provider):
     name = "iqmetrix"
     writes = frozenset({"create"})
@@ -169,39 +180,37 @@ class IQmetrix(Provider):
                 nursery.start_soon(fetch, index, asset_id)
         if failures:
             raise failures[0]
-        return skip_malformed(
+        entries = skip_malformed(
             [a for a in assets if a is not None],
             lambda a: self._asset_entry(a, collection),
             f"{self.account}/{collection}",
         )
+        return with_mark(entries, _collection_mark(dict(zip(ids, assets))) if len(ids) <= POLLED_AT_MOST else None)
 
     async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The API cannot list or search: a GET of each of the collection's assets, whose
         name, file and checksum make the mark; a gone one counts as gone. Only for a few:
-        a big collection would cost a whole listing per question (it waits out metadata_ttl)."""
+        a big collection would cost a whole listing per question (it waits out metadata_ttl).
+        A listing fetches the same, so it carries the same mark."""
         if not directory.key.startswith("collection/"):
             return None
         ids = self._collection_ids(directory.key.removeprefix("collection/"))
         if len(ids) > POLLED_AT_MOST:
             return None
-        seen: dict[str, str] = {}
+        found: dict[str, dict | None] = {}
         limiter = trio.CapacityLimiter(CONCURRENCY)
 
         async def fetch(asset_id: str) -> None:
             async with limiter:
                 try:
-                    asset = await self._get_asset(asset_id)
+                    found[asset_id] = await self._get_asset(asset_id)
                 except (NotFound, MalformedAsset):
-                    seen[asset_id] = "gone"
-                else:
-                    href = asset.get("href")
-                    stored = href.split("?", 1)[0] if isinstance(href, str) else None  # not its signature
-                    seen[asset_id] = repr([asset.get("name"), stored, asset.get("md5Checksum")])
+                    found[asset_id] = None
 
         async with trio.open_nursery() as nursery:
             for asset_id in ids:
                 nursery.start_soon(fetch, asset_id)
-        return hashlib.sha1(repr(sorted(seen.items())).encode()).hexdigest()
+        return _collection_mark(found)
 
     def _collection_ids(self, collection: str) -> list[str]:
         """The configured GUIDs, then those the collection gained through the mount; once each."""

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from ..errors import AlreadyExists, DirectoryNotEmpty, NotFound, NotPermitted, NotSupported, ProviderError
+from ..errors import AlreadyExists, DirectoryNotEmpty, Gone, NotFound, NotPermitted, NotSupported, ProviderError
 from ..query import BOOL, DATE, NUMBER, SEARCH, STRING, Field, Query, QueryError, search_plan, select
 from .base import (
     ASSET,
@@ -58,6 +58,7 @@ from .base import (
     plain_id,
     skip_malformed,
     text_field,
+    with_mark,
 )
 from .http import NOT_TAKEN, ProviderHTTP, redact
 from .multipart import growing_form
@@ -181,6 +182,13 @@ def _ws_key(ws_id: str) -> str:
 def _folder_key(ws_id: str, path: str) -> str:
     inner = path.strip("/")
     return _ws_key(ws_id) if not inner else f"ws/{ws_id}/folder/{inner}"
+
+
+def _folder_mark(total, newest: str | None, subfolders: list[dict]) -> str:
+    """A folder's change mark: how many assets it holds, the newest update among them, and
+    its subfolders' paths (hashed)."""
+    below = "\n".join(folder["path"] for folder in subfolders)
+    return f"{total}|{newest}|{hashlib.sha1(below.encode()).hexdigest()[:16]}"
 
 
 def _parse_folder_key(key: str) -> tuple[str, str] | None:
@@ -310,7 +318,10 @@ class Mudstack(Provider):
         )
         if path == "/":
             entries.append(_trash_entry(ws_id, entry.mtime))
-        return entries
+        newest = max(
+            (a["updated_at"] for a in assets if isinstance(a.get("updated_at"), str)), key=parse_time, default=None
+        )
+        return with_mark(entries, _folder_mark(len(assets), newest, folders))
 
     async def _hierarchy(self, ws_id: str) -> dict[str, dict]:
         """Every folder of a workspace by its path (root '/' included), from the hierarchy."""
@@ -344,12 +355,13 @@ class Mudstack(Provider):
         return [{**node, "path": p} for p, node in sorted(found.items()) if p != "/" and parent_of(p) == path]
 
     async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
-        """The folder's search, newest update first, one asset: its id and update time with
-        the total; and its subfolders, from the hierarchy. An upload or a delete changes the
+        """The folder's search, newest update first, one asset: its update time with the
+        total; and its subfolders, from the hierarchy. An upload or a delete changes the
         total, a rename or a new version the newest update (sorting by `updated_at` is
         inferred: the documents are silent), a folder made or removed elsewhere the
         subfolders (the search does not see folders). The hierarchy is asked once a round
-        per workspace, however many of its folders are watched."""
+        per workspace, however many of its folders are watched. A listing holds all three,
+        so it carries the same mark."""
         parsed = _parse_folder_key(directory.key)
         if parsed is None:
             return None
@@ -362,14 +374,14 @@ class Mudstack(Provider):
         assets = body.get("assets") if isinstance(body, dict) else None
         if not isinstance(assets, list):
             raise ProviderError(f"Mudstack account {self.account}: the asset search has no assets list")
-        newest = assets[0] if assets and isinstance(assets[0], dict) else {}
+        newest = assets[0].get("updated_at") if assets and isinstance(assets[0], dict) else None
         this_round = {} if this_round is None else this_round
         if ws_id not in this_round:
             this_round[ws_id] = await self._hierarchy(ws_id)
-        below = "\n".join(folder["path"] for folder in await self._subfolders(ws_id, path, this_round[ws_id]))
-        return (
-            f"{body.get('total')}|{newest.get('id')}|{newest.get('updated_at')}|"
-            f"{hashlib.sha1(below.encode()).hexdigest()[:16]}"
+        return _folder_mark(
+            body.get("total"),
+            newest if isinstance(newest, str) else None,
+            await self._subfolders(ws_id, path, this_round[ws_id]),
         )
 
     async def _search_page(self, ws_id: str, filters: dict, page: int) -> tuple[list[dict], int | None, int]:
@@ -738,7 +750,7 @@ class Mudstack(Provider):
             )
         folder = (await self._hierarchy(ws_id)).get(path)
         if folder is None or not folder.get("id"):
-            raise NotFound(f"Mudstack account {self.account}: folder {path} of workspace {ws_id} no longer exists")
+            raise Gone(f"Mudstack account {self.account}: folder {path} of workspace {ws_id} no longer exists")
         response = await self._request(
             "DELETE", f"workspaces/folders/{folder['id']}", ws_id, expect=(200, 202, 204, 404, 409)
         )

@@ -30,6 +30,7 @@ from .base import (
     plain_id,
     skip_malformed,
     text_field,
+    with_mark,
 )
 from .http import Auth, ProviderHTTP
 
@@ -114,6 +115,7 @@ class Spectrum(Provider):
         where = f"{self.account}/{org}"
         seen: set[str] = set()
         entries: list[Entry] = []
+        mark: str | None = None
         failed: BaseException | None = None
         async with trio.open_nursery() as nursery:
             coming = _Page(nursery, self.http, self._org_path(org), 1)
@@ -123,6 +125,8 @@ class Spectrum(Provider):
                     contents = body.get("contents") if isinstance(body, dict) else None
                     if not isinstance(contents, list):
                         raise ProviderError(f"Spectrum organization {org}: the answer has no contents list")
+                    if page == 1:  # the first page's: a change while later pages come shows at the first poll
+                        mark = _last_modification(body)
                     page_size = len(contents)
                     ahead = page_size == PAGE_SIZE  # (a page bigger than asked for: no second one at once)
                     if ahead:
@@ -175,7 +179,7 @@ class Spectrum(Provider):
             nursery.cancel_scope.cancel()  # a page asked ahead that is not needed
         if failed is not None:
             raise failed
-        return entries
+        return with_mark(entries, mark)
 
     async def change_mark(self, directory: Entry, previous: str | None, this_round: dict | None = None) -> str | None:
         """The organization listing's top-level `lastModification` (the latest change of any of
@@ -185,8 +189,8 @@ class Spectrum(Provider):
         body = await self.http.json(
             "GET", self._org_path(directory.key.removeprefix("org/")), params={"page": 1, "pageSize": 1}
         )
-        mark = body.get("lastModification") if isinstance(body, dict) else None
-        if not isinstance(mark, str) or not mark:
+        mark = _last_modification(body)
+        if mark is None:
             raise ProviderError(f"Spectrum organization {directory.key}: the listing has no lastModification")
         return mark
 
@@ -199,6 +203,12 @@ class Spectrum(Provider):
         query = urlencode({"width": size, "height": size, "mode": "max"})
         url = content.url + ("&" if "?" in content.url else "?") + query
         return Content(version=f"{content.version}@{size}", url=url, mime=content.mime)
+
+
+def _last_modification(body) -> str | None:
+    """An organization page's `lastModification`: its change mark."""
+    mark = body.get("lastModification") if isinstance(body, dict) else None
+    return mark if isinstance(mark, str) and mark else None
 
 
 class _Page:

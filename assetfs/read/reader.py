@@ -218,7 +218,9 @@ class Reader:
         try:
             await self._download(first, last, pendings)
         except BaseException as e:
-            error = e if isinstance(e, (ProviderError, AuthFailed)) else ProviderError(f"{type(e).__name__}: {e}")
+            error = (
+                e if isinstance(e, (ProviderError, AuthFailed, NotFound)) else ProviderError(f"{type(e).__name__}: {e}")
+            )
             for i, pending in pendings.items():
                 if not pending.done():
                     pending.error = error

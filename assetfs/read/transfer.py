@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import NoReturn, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from ..errors import NotFound, ProviderError
+from ..errors import Gone, ProviderError
 from ..providers.http import (
     MAX_REDIRECTS,
     CredentialsRejected,
@@ -173,7 +173,7 @@ def _refuse(method: str, response, target: str, trusted: Callable[[str], bool], 
     where = f"{method} {redact(target)}"
     detail = " ".join(body.split())[:200]
     if status == 404:
-        raise NotFound(f"{where}: not found")
+        raise Gone(f"{where}: not found")
     if status == 401 and trusted(target):
         raise CredentialsRejected(f"{where}: HTTP 401")
     if status in (401, 403, 410) and "?" in target:

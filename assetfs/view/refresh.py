@@ -1,12 +1,15 @@
 """Showing a change made on the provider, by someone else, now: the directory is listed
 afresh and the kernel is told to forget what it kept of it (names, attributes, pages of the
 files whose bytes changed). A file open for reading keeps the reader it opened, so it reads
-the version it opened to its end; the next open gets the new bytes."""
+the version it opened to its end; the next open gets the new bytes. The poller finds such
+changes; so does an operation the provider refuses because its target no longer exists
+(`heal`), which lists again what it touched."""
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 
 import pyfuse3
 import trio
@@ -16,6 +19,8 @@ from .node import ASSETS, ASSETS_DIR, Node
 from .view import View
 
 log = logging.getLogger("assetfs.refresh")
+
+HEAL_AGAIN_AFTER = 10.0  # seconds before a refusal lists the same directory again
 
 
 class _Seen:
@@ -47,6 +52,9 @@ def _signature(child) -> tuple | None:
 class Refresher:
     def __init__(self, view: View):
         self.view = view
+        self.nursery: trio.Nursery | None = None  # where healing lists again (set by the mount)
+        self._healing: set[int] = set()  # directories being listed again after a refusal
+        self._healed_at: dict[int, float] = {}  # …and when (trio.current_time()) they last were
 
     def node_of(self, account: str, key: str) -> Node | None:
         """The directory node of a provider key, if the view still holds it."""
@@ -72,6 +80,59 @@ class Refresher:
 
     async def refresh(self, node: Node) -> None:
         """List the directory afresh and invalidate in the kernel what differs."""
+        await self._relist(*self._forget(node))
+
+    def heal(self, nodes: list[Node], why: object) -> None:
+        """An operation on these nodes met the provider's "does not exist" (`why`): something
+        they show was removed elsewhere. The listings that show them are dropped at once, so
+        the next look asks the provider, and listed again in the background, where the kernel
+        is told what went (it cannot be told while the operation is being answered: it waits
+        for that answer). A directory being healed, or healed less than HEAL_AGAIN_AFTER
+        ago, is left as it is: a provider that lists what it then refuses (a broken file) costs
+        one listing per interval, not one per `stat`."""
+        now, forgotten = trio.current_time(), []
+        for directory in self._listings_showing(nodes):
+            if directory.ino in self._healing or now - self._healed_at.get(directory.ino, -math.inf) < HEAL_AGAIN_AFTER:
+                continue
+            self._healing.add(directory.ino)
+            self._healed_at[directory.ino] = now
+            forgotten.append(self._forget(directory))
+        for ino in [i for i, at in self._healed_at.items() if now - at >= HEAL_AGAIN_AFTER]:
+            del self._healed_at[ino]
+        if not forgotten:
+            return
+        log.info("%s: %s; listing it again", ", ".join(d.path or "/" for d, _ in forgotten), why)
+        if self.nursery is None:
+            self._healing.difference_update(d.ino for d, _ in forgotten)
+        else:
+            self.nursery.start_soon(self._heal, forgotten)
+
+    def _listings_showing(self, nodes: list[Node]) -> list[Node]:
+        """The directories whose listings show these nodes: the one that lists each node, then
+        a directory's own listing (which the first may find gone)."""
+        found: dict[int, Node] = {}
+        for node in nodes:
+            if node.provider is None:
+                continue
+            if node.parent is not None and (listed := self.view.listed_by(node)).provider is not None:
+                found.setdefault(listed.ino, listed)
+            if node.is_dir and node.entry.children is None and node.kind != ASSETS:
+                found.setdefault(node.ino, node)
+        return list(found.values())
+
+    async def _heal(self, forgotten: list[tuple[Node, list]]) -> None:
+        try:
+            for directory, snapshots in forgotten:
+                if _shown(directory):
+                    await self._relist(directory, snapshots)
+        except Exception:  # in the background: logged, never allowed to end the mount
+            log.exception("listing %s again failed", ", ".join(d.path for d, _ in forgotten))
+        finally:
+            self._healing.difference_update(d.ino for d, _ in forgotten)
+
+    def _forget(self, node: Node) -> tuple[Node, list[tuple[Node, dict]]]:
+        """Drop the directory's listing (memory and disk); what it showed until now, to tell
+        the kernel the difference once it is listed again."""
         if node.kind == ASSETS:
             node = node.above
         snapshots = [_snapshot(node)]
@@ -79,6 +140,9 @@ class Refresher:
         if hidden is not None:
             snapshots.append(_snapshot(hidden))
         self.view.forget_listing(node)
+        return node, snapshots
+
+    async def _relist(self, node: Node, snapshots: list[tuple[Node, dict]]) -> None:
         try:
             await self.view.remote_children(node)
         except AssetfsError as e:
@@ -109,6 +173,12 @@ class Refresher:
         await _kernel(pyfuse3.invalidate_inode, directory.ino, False)  # its listing as `ls` reads it
         if changed:
             log.info("%s: %d name(s) changed on the provider: shown now", directory.path, len(changed))
+
+
+def _shown(directory: Node) -> bool:
+    """Whether the directory is still in its parent's listing (not found gone meanwhile)."""
+    parent = directory.parent
+    return parent is None or parent.children is None or parent.children.get(directory.name) is directory
 
 
 async def _kernel(call, *args) -> None:

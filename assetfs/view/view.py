@@ -18,7 +18,17 @@ from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
-from ..providers.base import ASSET, CONTAINER, TRASH, Content, Entry, Provider, listed_before
+from ..providers.base import (
+    ASSET,
+    CONTAINER,
+    TRASH,
+    Content,
+    Entry,
+    Provider,
+    listed_before,
+    mark_of,
+    with_mark,
+)
 from ..stats import Stats
 from .layout import asset_details, content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
@@ -30,6 +40,7 @@ log = logging.getLogger("assetfs.view")
 CONTROL_DIR = ".assetfs"
 HOLDERS = (CONTAINER, TRASH)  # directories of assets: always with their `.assets/`
 EXPAND_AT_ONCE = 8  # assets whose files are listed at the same time (Apple: one request each)
+CHANGED_HERE = "changed here"  # the change mark of a listing the mount's own writes changed (no answer equals it)
 
 
 class LocalNames:
@@ -66,8 +77,9 @@ class View:
         self._without_content: set[str] = set()  # assets already logged as having no content file
         self.queries = Queries(self)
         self.sizes = SizesAhead(metacache, stats)
-        # Told whenever a provider's directory is looked at (the poller watches those).
-        self.on_listed: Callable[[str, Entry], None] = lambda account, entry: None
+        # Told whenever a provider's directory is looked at (the poller watches those), with
+        # the change mark its listing came with (the poller's first mark).
+        self.on_listed: Callable[[str, Entry, str | None], None] = lambda account, entry, mark: None
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
         # by its content version: shown for those bytes, so a second `rsync -a` sends nothing.
         # Kept in the state dir (`given`), read here once: attributes look them up per getattr.
@@ -126,24 +138,22 @@ class View:
                 )
             assert node.children is not None  # laid out above
             return node.children
-        if node.provider is not None and node.entry.children is None:
-            self.on_listed(node.provider.account, node.entry)
         if node.entry.children is not None and node.children is None:
             self._lay_out(node, node.entry.children)
-        if node.children is not None and (
+        if node.children is None or not (
             node.provider is None or node.entry.children is not None or self.metacache.is_fresh(node.listed_at)
         ):
-            return node.children
-        if node.lock is None:
-            node.lock = trio.Lock()
-        async with node.lock:
-            if node.children is not None and self.metacache.is_fresh(node.listed_at):
-                return node.children
-            entries, fetched_at = await self._listing(node)
-            self._lay_out(node, entries)
-            node.listed_at = fetched_at
-            node.negative = None
+            if node.lock is None:
+                node.lock = trio.Lock()
+            async with node.lock:
+                if node.children is None or not self.metacache.is_fresh(node.listed_at):
+                    entries, fetched_at = await self._listing(node)
+                    self._lay_out(node, entries)
+                    node.listed_at = fetched_at
+                    node.negative = None
         assert node.children is not None  # laid out above
+        if node.provider is not None and node.entry.children is None:
+            self.on_listed(node.provider.account, node.entry, mark_of(node.listing))
         return node.children
 
     def _lay_out(self, node: Node, entries: list[Entry], adopting: Node | None = None) -> None:
@@ -259,7 +269,7 @@ class View:
         missing = [i for i, e in enumerate(entries) if e.kind == ASSET and e.children is None]
         if not missing:
             return entries
-        expanded: list[Entry | None] = list(entries)
+        mark, expanded = mark_of(entries), list[Entry | None](entries)
         limiter = trio.CapacityLimiter(EXPAND_AT_ONCE)
 
         async def expand(i: int) -> None:
@@ -275,11 +285,19 @@ class View:
         async with trio.open_nursery() as nursery:
             for i in missing:
                 nursery.start_soon(expand, i)
-        return [e for e in expanded if e is not None]
+        return with_mark([e for e in expanded if e is not None], mark)
 
     def directory(self, cache_key: str) -> Node | None:
         """A directory node still in memory, by its cache key."""
         return self._directories.get(cache_key)
+
+    def listed_by(self, node: Node) -> Node:
+        """The directory whose listing brought this node (files that came inline with their
+        asset's listing, and `.assets/`, come with their container's)."""
+        listed = node.above
+        while listed.parent is not None and (listed.entry.children is not None or listed.kind == ASSETS):
+            listed = listed.parent
+        return listed
 
     def forget_listing(self, node: Node) -> None:
         """The provider's side of this directory changed: list it afresh."""
@@ -343,7 +361,7 @@ class View:
         [asset] = await self.with_files(container.owner, [asset])
         await self.remote_children(container)
         gone = {asset.key, was.key if was is not None else asset.key}
-        listing = [e for e in container.listing or [] if e.key not in gone] + [asset]
+        listing = _changed_here([e for e in container.listing or [] if e.key not in gone] + [asset])
         file = content_of(asset)
         if node is not None and file is not None:
             node.entry = file  # matched by key in the layout: the node carries on as the asset's file
@@ -361,14 +379,14 @@ class View:
         """An asset deleted or moved away through the mount leaves its container's listing."""
         if container.listing is None:
             return
-        listing = [e for e in container.listing if e.key != asset.key]
+        listing = _changed_here([e for e in container.listing if e.key != asset.key])
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
 
     async def show_entry(self, container: Node, entry: Entry) -> Node:
         """A directory made through the mount (mkdir) shows at once."""
         await self.remote_children(container)
-        listing = [e for e in container.listing or [] if e.key != entry.key] + [entry]
+        listing = _changed_here([e for e in container.listing or [] if e.key != entry.key] + [entry])
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
         return next(c for c in (container.children or {}).values() if c.entry.key == entry.key)
@@ -376,7 +394,7 @@ class View:
     async def hide_entry(self, container: Node, key: str) -> None:
         if container.listing is None:
             return
-        listing = [e for e in container.listing if e.key != key]
+        listing = _changed_here([e for e in container.listing if e.key != key])
         container.listed_at = self.metacache.store_listing(container.cache_key(), listing)
         self._lay_out(container, listing)
 
@@ -414,9 +432,7 @@ class View:
             self.metacache.store_fact(content.version, fact)
             url = fact.url
         else:
-            listed = node.above
-            while listed.parent is not None and (listed.entry.children is not None or listed.kind == ASSETS):
-                listed = listed.parent  # files that came inline with their asset's listing
+            listed = self.listed_by(node)
             self.forget_listing(listed)
             await self.remote_children(listed)
             url = node.entry.content.url if node.entry.content else None
@@ -446,6 +462,13 @@ class View:
             return entry.content.size
         fact = self.metacache.fact(entry.content.version) if entry.content else None
         return fact.size if fact else None
+
+
+def _changed_here(entries: list[Entry]) -> list[Entry]:
+    """A listing changed by the mount's own write: it vouches for no state of the provider,
+    so its mark equals no answer, and a poller that starts from it (on the next mount) lists
+    the directory again at the first round."""
+    return with_mark(entries, CHANGED_HERE)
 
 
 def _unsized_versions(entries: list[Entry]) -> Iterator[str]:
