@@ -780,7 +780,7 @@ class Writer:
         if target is not None:
             raise AlreadyExists(f"{target.path}: exists; remove it first (an asset is not renamed over another)")
         asset = node.asset
-        name = asset.name if new_name == node.name else new_name
+        name = None if new_name == node.name else new_name  # a move only keeps the name
         moved = await new_parent.provider.move_asset(asset, new_parent.entry, name)
         await self.view.hide_asset(old_parent, asset)
         await self._show(new_parent, moved, node)
