@@ -89,6 +89,31 @@ async def test_a_rename_to_a_name_without_extension_is_exactly_that_name(emulato
         truth.close()
 
 
+@pytest.mark.trio
+async def test_a_renamed_file_shows_under_its_new_name_while_the_provider_renames_it(emulator_saves, tmp_path):
+    """At the window's end the rename goes to the provider: meanwhile the folder shows the
+    new name (never neither name), and the rename counts as pending in the status."""
+    truth = MudTruth(emulator_saves.account("mudstack"))
+    ws = truth.workspaces()["Game Art"]
+    try:
+        async with in_process(emulator_saves, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+            await fs.write_file(f"{UI}/todo.txt", b"todo\n")
+            await drained(fs)
+            await fs.rename(f"{UI}/todo.txt", f"{UI}/todo")
+            seen = []
+            with trio.fail_after(30):
+                while fs.mount.writer.aways.pending():
+                    listing = await fs.listdir(UI)
+                    seen.append(("todo" in listing, "todo.txt" in listing))
+                    await trio.sleep(0.002)
+            assert seen and set(seen) == {(True, False)}
+            assert "todo" in await fs.listdir(UI)
+            [asset] = [a for a in truth.assets(ws, "/ui/") if a["file_name"].startswith("todo")]
+            assert asset["file_name"] == "todo"
+    finally:
+        truth.close()
+
+
 @pytest.mark.mount
 def test_without_a_write_back_delay_an_emacs_save_is_one_new_version(fresh_emulator, tmp_path):
     e = fresh_emulator()
