@@ -127,7 +127,7 @@ def test_mudstack_the_folders_search_newest_update_first(emu, tmp_path):
     made: list[Entry] = []
 
     async def rename(p):
-        made.append(await p.move_asset(dragon, villains, "wyrm"))
+        made.append(await p.move_asset(dragon, villains, "wyrm.jpg"))
 
     async def upload(p):
         await p.create_asset(villains, spool(tmp_path, "imp.png", png((9, 9, 9))))

@@ -541,7 +541,7 @@ def test_a_stop_waits_for_a_file_in_its_write_back_delay(world, tmp_path):
 
 # -- a file renamed away: what the mount and the provider show meanwhile and after ---------------
 
-SAVES_SEEDS = ("held.txt", "alone.txt", "back.txt", "doomed.txt")
+SAVES_SEEDS = ("held.txt", "alone.txt", "back.txt", "doomed.txt", "notes.txt")
 
 
 def test_a_rename_reaches_the_provider_at_the_end_of_the_window_keeping_the_inode(world):
@@ -560,6 +560,23 @@ def test_a_rename_reaches_the_provider_at_the_end_of_the_window_keeping_the_inod
     assert after["moved.txt"]["currentVersion"] == before["currentVersion"]
     assert os.stat(folder / "moved.txt").st_ino == inode
     assert [n["name"] for n in names_used(emu, "mudstack") if n["event"] == "rename"] == ["moved.txt"]
+
+
+def test_mv_to_a_name_without_extension_gives_exactly_that_name(world):
+    """The rename Mudstack offers keeps the file's extension; `mv notes.txt notes` is `notes`."""
+    emu, m, sides = world
+    folder, mud = m.path / "studio" / WORKSPACE / AREA.strip("/") / "saves", sides["mudstack"]
+    before = mud.assets("saves")["notes.txt"]
+    subprocess.run(["mv", "notes.txt", "notes"], cwd=folder, check=True)
+    wait_for_uploads(m.path)
+
+    shown = subprocess.run(["ls"], cwd=folder, capture_output=True, text=True, check=True).stdout.split()
+    assert "notes" in shown and "notes.txt" not in shown
+    after = mud.assets("saves")
+    assert "notes.txt" not in after and after["notes"]["id"] == before["id"]
+    assert after["notes"]["file_name"] == "notes" and after["notes"]["currentVersion"] == before["currentVersion"]
+    assert {n["name"] for n in names_used(emu, "mudstack")} == {"notes"}
+    assert (folder / "notes").read_bytes() == TEXT.seed
 
 
 def test_a_backup_name_alone_stays_on_this_machine_read_only(world):

@@ -1,5 +1,6 @@
 """A rename is the rename asked for, and a save that renames the file away keeps the asset:
-a Mudstack rename to another extension driven on the provider against the emulator, and an
+a Mudstack rename to another extension driven on the provider against the emulator, one to
+no extension (`mv notes.txt notes`) through the filesystem in process, and an
 emacs-style save (`f` → `f~`, a new `f`) on a mount without a write-back delay
 (`write_back=0`), where the rename to a backup name still waits for the new file. Checked
 through the emulator's own API and its log of names; the same saves with a delay, by the
@@ -53,6 +54,62 @@ def test_a_mudstack_rename_gives_exactly_the_file_name_asked_for(fresh_emulator)
         asset = by_id(truth, ws, dragon.xattrs["user.assetfs.id"])
         assert asset["file_name"] == "wyrm.jpeg"
         assert {n["name"] for n in names_used(e, "mudstack")} <= {"dragon.jpg1", "dragon", "wyrm.jpeg", "wyrm"}
+    finally:
+        truth.close()
+
+
+@pytest.mark.trio
+async def test_a_rename_to_a_name_without_extension_is_exactly_that_name(emulator_saves, tmp_path):
+    """`mv notes.txt notes` shows `notes` and makes the asset's file `notes` (the rename
+    route would keep `.txt`); a move without a rename then sends no rename."""
+    truth = MudTruth(emulator_saves.account("mudstack"))
+    ws = truth.workspaces()["Game Art"]
+    try:
+        async with in_process(emulator_saves, tmp_path, accounts=["studio"], options="write_back=0") as fs:
+            await fs.write_file(f"{UI}/notes.txt", b"notes\n")
+            await drained(fs)
+            [made] = [a for a in truth.assets(ws, "/ui/") if a["file_name"] == "notes.txt"]
+            clear_names(emulator_saves)
+            await fs.rename(f"{UI}/notes.txt", f"{UI}/notes")
+            listing = await fs.listdir(UI)
+            assert "notes" in listing and "notes.txt" not in listing
+            [asset] = [a for a in truth.assets(ws, "/ui/") if a["id"] == made["id"]]
+            assert asset["file_name"] == "notes" and asset["currentVersion"] == made["currentVersion"]
+            assert await fs.read_file(f"{UI}/notes") == b"notes\n"
+
+            await fs.rename(f"{UI}/notes", f"studio/Game Art{VILLAINS}notes")  # a move only
+            assert "notes" in await fs.listdir(f"studio/Game Art{VILLAINS}")
+            assert by_id(truth, ws, made["id"])["file_name"] == "notes"
+            assert [(n["event"], n["name"]) for n in names_used(emulator_saves, "mudstack")] == [
+                ("rename", "notes"),
+                ("rename", "notes"),
+                ("move", "notes"),
+            ]
+    finally:
+        truth.close()
+
+
+@pytest.mark.trio
+async def test_a_renamed_file_shows_under_its_new_name_while_the_provider_renames_it(emulator_saves, tmp_path):
+    """At the window's end the rename goes to the provider: meanwhile the folder shows the
+    new name (never neither name), and the rename counts as pending in the status."""
+    truth = MudTruth(emulator_saves.account("mudstack"))
+    ws = truth.workspaces()["Game Art"]
+    try:
+        async with in_process(emulator_saves, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
+            await fs.write_file(f"{UI}/todo.txt", b"todo\n")
+            await drained(fs)
+            await fs.rename(f"{UI}/todo.txt", f"{UI}/todo")
+            seen = []
+            with trio.fail_after(30):
+                while fs.mount.writer.aways.pending():
+                    listing = await fs.listdir(UI)
+                    seen.append(("todo" in listing, "todo.txt" in listing))
+                    await trio.sleep(0.002)
+            assert seen and set(seen) == {(True, False)}
+            assert "todo" in await fs.listdir(UI)
+            [asset] = [a for a in truth.assets(ws, "/ui/") if a["file_name"].startswith("todo")]
+            assert asset["file_name"] == "todo"
     finally:
         truth.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from emulator_log import names_used
 from test_mount_mudstack import MudTruth
 from truth import md5
 
@@ -257,10 +258,10 @@ def test_delete_goes_to_the_trash_view_and_a_move_out_of_it_restores(studio):
         with pytest.raises(NotPermitted, match="already in the trash"):
             await p.delete_asset(gone)
         villains = await at(p, "Game Art", "characters", "villains")
-        restored = await p.move_asset(gone, villains, "archer-restored")
+        restored = await p.move_asset(gone, villains, "archer-restored.png")
         trash_after = await children(p, (await children(p, game))[".trash"])
         old_logo = (await children(p, (await children(p, await at(p, "Marketing")))[".trash"]))["old-logo"]
-        back = await p.move_asset(old_logo, await at(p, "Marketing"), "old-logo")  # restore only
+        back = await p.move_asset(old_logo, await at(p, "Marketing"), None)  # restore only
         return in_heroes, trash, restored, trash_after, old_logo, back
 
     in_heroes, trash, restored, trash_after, old_logo, back = run(e, main)
@@ -273,6 +274,7 @@ def test_delete_goes_to_the_trash_view_and_a_move_out_of_it_restores(studio):
     assert asset["isActive"] and asset["file_location"] == "/characters/villains/"
     assert "archer" not in by_name(trashed(t, ws)) and "archer-restored" not in trash_after
     assert restored.name == "archer-restored" and restored.kind == ASSET
+    assert next(c for c in restored.children if c.kind == CONTENT).name == "archer-restored.png"
     assert restored.xattrs["user.assetfs.state"] == "active"
     assert restored.xattrs["user.assetfs.file_location"] == "/characters/villains/"
 
@@ -280,6 +282,8 @@ def test_delete_goes_to_the_trash_view_and_a_move_out_of_it_restores(studio):
     assert old_logo.xattrs["user.assetfs.state"] == "trashed"
     assert by_name(t.assets(marketing, "/"))["old-logo"]["isActive"]
     assert back.xattrs["user.assetfs.file_location"] == "/" and back.xattrs["user.assetfs.state"] == "active"
+    assert back.name == "old-logo"  # a restore only sends no rename
+    assert [n["name"] for n in names_used(e, "mudstack") if n["event"] == "rename"] == ["archer-restored.png"]
 
 
 def test_the_trash_view_lists_every_page(fresh_emulator):
@@ -311,13 +315,13 @@ def test_rename_move_and_both_within_a_workspace_and_not_across(studio):
         villains = await at(p, "Game Art", "characters", "villains")
         heroes = await at(p, "Game Art", "characters", "heroes")
         dragon = (await children(p, villains))["dragon"]
-        renamed = await p.move_asset(dragon, villains, "wyrm")  # rename only
-        moved = await p.move_asset(renamed, heroes, "wyrm")  # move only
-        both = await p.move_asset(moved, await at(p, "Game Art"), "drake")  # both
+        renamed = await p.move_asset(dragon, villains, "wyrm.jpg")  # rename only: the file name shown
+        moved = await p.move_asset(renamed, heroes, None)  # move only
+        both = await p.move_asset(moved, await at(p, "Game Art"), "drake.jpg")  # both
         listed = await children(p, await at(p, "Game Art"))
         with pytest.raises(NotPermitted, match="moving between workspaces is not an API operation"):
-            await p.move_asset(both, await at(p, "Marketing"), "drake")
-        gone = await p.move_asset(both, listed[".trash"], "drake")  # into the trash view
+            await p.move_asset(both, await at(p, "Marketing"), None)
+        gone = await p.move_asset(both, listed[".trash"], None)  # into the trash view
         return renamed, moved, both, listed, gone
 
     renamed, moved, both, listed, gone = run(e, main)
@@ -326,7 +330,10 @@ def test_rename_move_and_both_within_a_workspace_and_not_across(studio):
     assert next(c for c in renamed.children if c.kind == CONTENT).name == "wyrm.jpg"
     assert moved.xattrs["user.assetfs.file_location"] == "/characters/heroes/"
     assert both.name == "drake" and both.xattrs["user.assetfs.file_location"] == "/"
+    assert next(c for c in both.children if c.kind == CONTENT).name == "drake.jpg"
     assert listed["drake"].key == both.key
+    # A move only sends no rename; each rename is one request to the rename route.
+    assert [n["name"] for n in names_used(e, "mudstack") if n["event"] == "rename"] == ["wyrm.jpg", "drake.jpg"]
     assert gone.xattrs["user.assetfs.state"] == "trashed"
     assert by_name(trashed(t, ws))["drake"]["file_location"] == "/"
     assert "drake" not in by_name(t.assets(ws, "/")) and "dragon" not in by_name(t.assets(ws, "/characters/villains/"))

@@ -286,8 +286,11 @@ class Provider:
     async def delete_container(self, container: Entry) -> None:
         self.refuse("deleting a folder")
 
-    async def move_asset(self, asset: Entry, container: Entry, name: str) -> Entry:
-        """Rename and/or move an asset (from a trash view: restore it); its new directory entry."""
+    async def move_asset(self, asset: Entry, container: Entry, name: str | None) -> Entry:
+        """Rename and/or move an asset (from a trash view: restore it); its new directory entry.
+        `name` is the file name the mount is to show for it, extension included, exactly as
+        asked (`mv notes.txt notes` gives `notes`, whatever the provider's own rename does
+        with extensions); None keeps its name (a move only: no rename is sent)."""
         self.refuse("renaming or moving an asset")
 
 

@@ -763,11 +763,12 @@ class Mudstack(Provider):
             log.debug("Mudstack account %s: folder %s was already gone", self.account, path)
         log.info("Mudstack account %s: folder %s removed from workspace %s", self.account, path, ws_id)
 
-    async def move_asset(self, asset: Entry, container: Entry, name: str) -> Entry:
-        """Rename (`PATCH …/{id}/rename`) and/or move (`PATCH …/{id}` with file_location)
-        within a workspace; out of the trash view, restore first (`PATCH …/{id}/restore`);
-        into it, delete."""
-        what = f"moving {asset.name} to {container.name}/{name}"
+    async def move_asset(self, asset: Entry, container: Entry, name: str | None) -> Entry:
+        """Rename (`PATCH …/{id}/rename`, or the update's `name` and `file_name`) and/or move
+        (`PATCH …/{id}` with file_location) within a workspace; out of the trash view,
+        restore first (`PATCH …/{id}/restore`); into it, delete. The file name becomes
+        exactly `name`; None keeps it."""
+        what = f"moving {asset.name} to {container.name}/{name or asset.name}"
         ws_id, asset_id, is_content = self._asset_ref(asset, what)
         if is_content:
             raise NotPermitted(f"{what}: an asset's file is named after the asset; rename the asset's directory")
@@ -783,16 +784,19 @@ class Mudstack(Provider):
         current: dict | None = None
         if target is not None and trashed:
             current = await self._asset_call("PATCH", f"{base}/restore", ws_id, what)
-        if name != (current or {}).get("name", asset.name):
-            file_name = next((c.name for c in asset.children or () if c.kind == CONTENT), asset.name)
-            extension = posixpath.splitext(name)[1]
-            if extension and extension.lower() != posixpath.splitext(file_name)[1].lower():
-                # The rename keeps the file's extension (`scene.blend` → `scene.blend1.blend`):
-                # a file name with another one is set as it is, by the update.
-                fields = {"name": posixpath.splitext(name)[0], "file_name": name}
-                current = await self._asset_call("PATCH", base, ws_id, what, json=fields)
+        file_name = text_field((current or {}).get("file_name")) or _file_name_of(asset)
+        if name is not None and name != file_name:
+            stem, extension = posixpath.splitext(name)
+            # The rename names the asset and keeps the file's extension: the stem gives `name`,
+            # unless the stem ends with it too (`b.jpg.jpg`), which the rename takes as whole.
+            doubled = extension and stem.lower().endswith(extension.lower())
+            if extension == posixpath.splitext(file_name)[1] and not doubled:
+                current = await self._asset_call("PATCH", f"{base}/rename", ws_id, what, json={"name": stem})
             else:
-                current = await self._asset_call("PATCH", f"{base}/rename", ws_id, what, json={"name": name})
+                # Another extension, or none (`scene.blend` → `scene.blend1`, `notes.txt` →
+                # `notes`), which the rename would keep: the update sets the file name as it is.
+                fields = {"name": stem, "file_name": name}
+                current = await self._asset_call("PATCH", base, ws_id, what, json=fields)
         if target is not None:
             location = current.get("file_location") if current else asset.xattrs.get("user.assetfs.file_location")
             if folder_path(location) != target:
@@ -1009,6 +1013,11 @@ def _with_current(asset: dict, version: dict) -> dict:
         "version": version,
         "versions": versions,
     }
+
+
+def _file_name_of(asset: Entry) -> str:
+    """The file name an asset's entry shows (its content file's), or its name without one."""
+    return next((c.name for c in asset.children or () if c.kind == CONTENT), asset.name)
 
 
 def _asset_entry(asset: dict, ws_id: str) -> Entry:

@@ -44,6 +44,7 @@ class RenamedAways:
     def __init__(self, end: Callable[[RenamedAway], Awaitable[None]]):
         self._end = end
         self._held: dict[tuple[int, str], RenamedAway] = {}
+        self._ending: list[RenamedAway] = []  # windows over, their rename on its way to the provider
         self.backups: weakref.WeakSet[Node] = weakref.WeakSet()  # nodes showing previous bytes
         self.nursery: trio.Nursery | None = None  # where windows are waited out (the mount's)
 
@@ -71,7 +72,11 @@ class RenamedAways:
     async def end(self, away: RenamedAway) -> None:
         if self._held.get(away.key) is away:
             del self._held[away.key]
-            await self._end(away)
+            self._ending.append(away)
+            try:
+                await self._end(away)
+            finally:
+                self._ending.remove(away)
 
     async def end_all(self) -> None:
         """The mount is stopping: no window is waited out."""
@@ -79,4 +84,6 @@ class RenamedAways:
             await self.end(away)
 
     def pending(self) -> list[RenamedAway]:
-        return list(self._held.values())
+        """The renames held, and those on their way to the provider (still pending for
+        `assetfs status` and `umount`)."""
+        return list(self._held.values()) + self._ending

@@ -712,18 +712,22 @@ class Writer:
             )
             self.view.forget_listing(container)
             return
-        del names[backup.name]
         self.aways.backups.discard(backup)
         try:
+            # The file shows under its new name until the provider's listing has it there.
             moved = await container.owner.move_asset(away.asset, container.entry, backup.name)
         except Exception as e:
             log.warning(
                 "%s/%s: renaming it to %s failed (%s); it keeps its name", container.path, away.old_name, backup.name, e
             )
+            moved = None
+        if moved is not None:
+            await self.view.hide_asset(container, away.asset)
+            await self._show(container, moved, backup)
+        if names.get(backup.name) is backup:
+            del names[backup.name]
+        if moved is None:
             self.view.forget_listing(container)
-            return
-        await self.view.hide_asset(container, away.asset)
-        await self._show(container, moved, backup)
 
     async def _remove_backup(self, node: Node) -> None:
         """A backup removed (or replaced by a newer one). Within its window, with nothing in
@@ -793,7 +797,7 @@ class Writer:
         asset = node.asset
         if asset is None:  # the caller moves assets' files only
             raise NotPermitted(f"{node.path}: cannot be renamed or moved here")
-        name = asset.name if new_name == node.name else new_name
+        name = None if new_name == node.name else new_name  # a move only keeps the name
         moved = await new_parent.owner.move_asset(asset, new_parent.entry, name)
         await self.view.hide_asset(old_parent, asset)
         await self._show(new_parent, moved, node)
