@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..kinds import Kind
 from ..providers.base import Entry, Provider
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 # The hidden directory of a container that holds one directory per asset.
 ASSETS_DIR = ".assets"
-ASSETS = "assets"  # its kind
+ASSETS = Kind.ASSETS.value  # its kind
 
 
 class Node:

@@ -16,12 +16,11 @@ import trio
 
 from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
+from ..kinds import HOLDERS
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
 from ..providers.base import (
     ASSET,
-    CONTAINER,
-    TRASH,
     Content,
     Entry,
     Provider,
@@ -38,7 +37,6 @@ from .sizes import SizesAhead
 log = logging.getLogger("assetfs.view")
 
 CONTROL_DIR = ".assetfs"
-HOLDERS = (CONTAINER, TRASH)  # directories of assets: always with their `.assets/`
 EXPAND_AT_ONCE = 8  # assets whose files are listed at the same time (Apple: one request each)
 CHANGED_HERE = "changed here"  # the change mark of a listing the mount's own writes changed (no answer equals it)
 

@@ -36,11 +36,12 @@ from ..errors import (
     NotFound,
     NotPermitted,
 )
+from ..kinds import HOLDERS
 from ..options import MountOptions
 from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
 from ..view.node import ASSETS, Node
 from ..view.queries import RESULTS
-from ..view.view import HOLDERS, View
+from ..view.view import View
 from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
 from .overlay import LocalFile, is_temporary
 from .saves import BACKUP_WINDOW, RenamedAway, RenamedAways
