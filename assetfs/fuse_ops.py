@@ -146,7 +146,7 @@ class Operations(pyfuse3.Operations):
             parent = self.view.inodes.get(parent_inode)
         except AssetfsError:
             return 0
-        node = self.view.local.peek(parent).get(os.fsdecode(name))
+        node = self.view.held.held_in(parent).get(os.fsdecode(name))
         return node.local.size if node is not None and node.local is not None and node.local.spool.fd >= 0 else 0
 
     # -- attributes -----------------------------------------------------------------------
