@@ -38,12 +38,14 @@ from ..errors import (
 )
 from ..kinds import HOLDERS
 from ..options import MountOptions
-from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
+from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry, Provider
+from ..stats import Stats
 from ..view.node import ASSETS, Node
 from ..view.queries import RESULTS
 from ..view.view import View
-from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
+from .journal import CREATE, DRAFT, PENDING, REPLACE, Journal, PendingUpload
 from .overlay import LocalFile, is_temporary
+from .pending import PendingDirectory
 from .saves import BACKUP_WINDOW, RenamedAway, RenamedAways
 from .spool import Spool
 from .uploader import Uploader
@@ -62,9 +64,20 @@ def _check_name(name: str) -> None:
 
 
 class Writer:
-    def __init__(self, view: View, uploader: Uploader, spool: Spool, options: MountOptions):
+    def __init__(
+        self,
+        view: View,
+        journal: Journal,
+        spool: Spool,
+        providers: dict[str, Provider],
+        stats: Stats,
+        options: MountOptions,
+    ):
         self.view = view
-        self.uploader = uploader
+        self.uploader = Uploader(journal, spool, providers, stats, self.uploaded)  # tells this writer what arrived
+        self.pending_directory = PendingDirectory(
+            view, self.uploader.pending
+        )  # what waits, shown under .assetfs/pending/
         self.spool = spool
         self.options = options
         self.held = view.held  # told of every name this writer holds, frees or moves
