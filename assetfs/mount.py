@@ -67,15 +67,17 @@ class Mount:
         self.journal = Journal(self.state.journal)
         self.writer = Writer(self.view, self.journal, self.spool, self.providers, self.stats, options)
         self.uploader = self.writer.uploader
-        self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
-        self.metacache.last_request = lambda: self.ops.last_request
+        filler = None
         if options.thumbnails or config.thumbnails.enable:
             owner = (options.uid, options.gid) if os.geteuid() == 0 else None  # root mounting for a user
             thumbnails = ThumbnailCache(config.thumbnails.path or default_dir(), owner)
-            self.ops.thumbnails = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
+            filler = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
         # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
         self.refresher = Refresher(self.view)
-        self.ops.on_gone = self.refresher.heal  # a target gone on the provider: its listings healed
+        self.ops = Operations(
+            self.view, self.readers, options, self.stats, self.writer, thumbnails=filler, on_gone=self.refresher.heal
+        )
+        self.metacache.last_request = lambda: self.ops.last_request
         self.poll_interval = options.poll_every(config.cache.poll_interval)
         self.poller = Poller(self.providers, self.poll_interval, self.refresher.changed) if self.poll_interval else None
         if self.poller is not None:
