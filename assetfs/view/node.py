@@ -20,7 +20,7 @@ ASSETS = Kind.ASSETS.value  # its kind
 
 class Node:
     """What the view knows of one path: the provider's entry it shows, its remote children
-    once listed, and — set by write/ — a local file standing in for its bytes."""
+    once listed, and a local file standing in for its bytes (held.py: write/ tells it so)."""
 
     __slots__ = (
         "ino",

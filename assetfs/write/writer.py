@@ -409,8 +409,7 @@ class Writer:
             raise NotPermitted(f"{node.path}: {name}: only user.assetfs.* of a file being written can be set")
         if not name.startswith("user.assetfs."):
             raise NotAnAttributeNamespace(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
-        node.local.xattrs[name] = value.decode(errors="replace")
-        node.attr_cache = None
+        node.local.xattrs[name] = value.decode(errors="replace")  # read afresh: a local file's are never memoized
 
     # -- removing ---------------------------------------------------------------------------
 
