@@ -74,10 +74,9 @@ class Writer:
         options: MountOptions,
     ):
         self.view = view
-        self.uploader = Uploader(journal, spool, providers, stats, self.uploaded)  # tells this writer what arrived
-        self.pending_directory = PendingDirectory(
-            view, self.uploader.pending
-        )  # what waits, shown under .assetfs/pending/
+        # Uploads tell this writer what the provider now holds; those waiting show under .assetfs/pending/.
+        self.uploader = Uploader(journal, spool, providers, stats, self.uploaded)
+        self.pending_directory = PendingDirectory(view, self.uploader.pending)
         self.spool = spool
         self.options = options
         self.held = view.held  # told of every name this writer holds, frees or moves
