@@ -111,7 +111,16 @@ class Operations(pyfuse3.Operations):
     # enable_acl stays off: with it the kernel asks every inode for its POSIX ACLs (a getxattr
     # each) for its own checks; without it `ls -l` asks, gets EOPNOTSUPP once, and stops.
 
-    def __init__(self, view: View, readers, options: MountOptions, stats, writer: Writer):
+    def __init__(
+        self,
+        view: View,
+        readers,
+        options: MountOptions,
+        stats,
+        writer: Writer,
+        thumbnails: Filler | None = None,
+        on_gone: Callable[[list, str], None] = lambda nodes, why: None,
+    ):
         super().__init__()
         self.view = view
         self.writer = writer
@@ -123,10 +132,10 @@ class Operations(pyfuse3.Operations):
         self._dirs: dict[int, list] = {}
         self._ids = itertools.count(1)
         self.last_request = 0.0  # time.monotonic() of the last request: background writes wait for a quiet moment
-        self.thumbnails: Filler | None = None  # when the mount fills the thumbnail cache
+        self.thumbnails = thumbnails  # when the mount fills the thumbnail cache
         # Told of the nodes an operation touched when the provider said its target does not
         # exist (the mount lists them again: view/refresh.py).
-        self.on_gone: Callable[[list, str], None] = lambda nodes, why: None
+        self.on_gone = on_gone
 
     def _touched(self, arguments: dict) -> list:
         """The nodes an operation was about: those of its inode arguments, the file of its handle."""
@@ -146,7 +155,7 @@ class Operations(pyfuse3.Operations):
             parent = self.view.inodes.get(parent_inode)
         except AssetfsError:
             return 0
-        node = self.view.local.peek(parent).get(os.fsdecode(name))
+        node = self.view.held.held_in(parent).get(os.fsdecode(name))
         return node.local.size if node is not None and node.local is not None and node.local.spool.fd >= 0 else 0
 
     # -- attributes -----------------------------------------------------------------------

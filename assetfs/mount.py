@@ -31,9 +31,7 @@ from .thumbnails.standard import ThumbnailCache, default_dir
 from .view.refresh import Refresher
 from .view.view import View
 from .write.journal import PENDING, Journal
-from .write.pending import PendingDirectory
 from .write.spool import Spool
-from .write.uploader import Uploader
 from .write.writer import Writer
 
 log = logging.getLogger("assetfs.mount")
@@ -67,18 +65,19 @@ class Mount:
         self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
-        self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
-        PendingDirectory(self.view, self.uploader.pending)
-        self.writer = Writer(self.view, self.uploader, self.spool, options)
-        self.ops = Operations(self.view, self.readers, options, self.stats, self.writer)
-        self.metacache.last_request = lambda: self.ops.last_request
+        self.writer = Writer(self.view, self.journal, self.spool, self.providers, self.stats, options)
+        self.uploader = self.writer.uploader
+        filler = None
         if options.thumbnails or config.thumbnails.enable:
             owner = (options.uid, options.gid) if os.geteuid() == 0 else None  # root mounting for a user
             thumbnails = ThumbnailCache(config.thumbnails.path or default_dir(), owner)
-            self.ops.thumbnails = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
+            filler = Filler(thumbnails, self.mountpoint, self.view, self._shown_mtime)
         # Changes made elsewhere: polled (if on) and on request (`assetfs refresh`).
         self.refresher = Refresher(self.view)
-        self.ops.on_gone = self.refresher.heal  # a target gone on the provider: its listings healed
+        self.ops = Operations(
+            self.view, self.readers, options, self.stats, self.writer, thumbnails=filler, on_gone=self.refresher.heal
+        )
+        self.metacache.last_request = lambda: self.ops.last_request
         self.poll_interval = options.poll_every(config.cache.poll_interval)
         self.poller = Poller(self.providers, self.poll_interval, self.refresher.changed) if self.poll_interval else None
         if self.poller is not None:
@@ -87,9 +86,6 @@ class Mount:
 
     def _shown_mtime(self, node) -> float:
         return self.ops.attributes.stat(node, 0).st_mtime_ns / 1e9
-
-    async def _uploaded(self, record, asset) -> bool:
-        return await self.writer.uploaded(record, asset)
 
     def status_json(self) -> bytes:
         status = {

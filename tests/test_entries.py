@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from assetfs.providers.base import NO_XATTRS, Content, Entry, _parse_odd_time, parse_time
+from assetfs.kinds import Kind
+from assetfs.providers.base import ASSET, NO_XATTRS, Content, Entry, _parse_odd_time, parse_time
 from assetfs.providers.spectrum import _file_name
 
 
@@ -121,3 +122,11 @@ def test_a_file_name_is_the_one_urlsplit_gives(url):
 def test_file_names_from_urls():
     assert _file_name("https://cdn.example/a/b/Hello%20World.png?sig=1#x") == "Hello World.png"
     assert _file_name("http://host") == "" and _file_name(None) == "" and _file_name(" http://h/a/b.png") == "b.png"
+
+
+def test_kinds_are_stored_as_their_plain_strings():
+    """An entry carries its kind as the Kind's value: a stored listing names no enum, and
+    one stored before the enum existed compares equal to its members."""
+    dumped = pickle.dumps(Entry("a", "asset/1", True, kind=ASSET), protocol=pickle.HIGHEST_PROTOCOL)
+    assert b"Kind" not in dumped and type(pickle.loads(dumped).kind) is str
+    assert pickle.loads(dumped).kind == Kind.ASSET and Entry("b", "k", False).kind == Kind.NONE

@@ -24,6 +24,7 @@ from typing import ClassVar, NoReturn, Protocol
 import orjson
 
 from ..errors import AssetfsError, NotPermitted, NotSupported, ReadOnly
+from ..kinds import Kind
 from ..query import Condition, Field, Query, QueryError, bind, select
 from .http import ProviderHTTP
 
@@ -87,11 +88,11 @@ class _NoXattrs(dict):
 NO_XATTRS = _NoXattrs()
 
 
-# What an entry is, for the write path (which operations make sense where).
-CONTAINER = "container"  # holds assets: an organization, brand, collection, workspace or folder
-ASSET = "asset"  # one asset's directory
-CONTENT = "content"  # an asset's content file (its current version)
-TRASH = "trash"  # a view of deleted assets that can be restored
+# What an entry is (kinds.py), by the names providers describe their trees with.
+CONTAINER = Kind.CONTAINER.value
+ASSET = Kind.ASSET.value
+CONTENT = Kind.CONTENT.value
+TRASH = Kind.TRASH.value
 
 
 class Growing(Protocol):
@@ -127,7 +128,7 @@ class Entry:
     inline: bytes | None = None  # a small file made locally (asset.json)
     children: list[Entry] | None = None  # a directory known without a request (an asset's files)
     xattrs: dict[str, str] = field(default_factory=lambda: NO_XATTRS)  # shared when empty: never changed in place
-    kind: str = ""  # CONTAINER, ASSET, CONTENT, TRASH, or "" (nothing to write)
+    kind: str = Kind.NONE.value  # a Kind's value (kinds.py)
 
     __setstate__ = _restore
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..kinds import Kind
 from ..providers.base import Entry, Provider
 
 if TYPE_CHECKING:
@@ -14,12 +15,12 @@ if TYPE_CHECKING:
 
 # The hidden directory of a container that holds one directory per asset.
 ASSETS_DIR = ".assets"
-ASSETS = "assets"  # its kind
+ASSETS = Kind.ASSETS.value  # its kind
 
 
 class Node:
     """What the view knows of one path: the provider's entry it shows, its remote children
-    once listed, and — set by write/ — a local file standing in for its bytes."""
+    once listed, and a local file standing in for its bytes (held.py: write/ tells it so)."""
 
     __slots__ = (
         "ino",

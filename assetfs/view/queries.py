@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from ..kinds import Kind
 from ..providers.base import CONTAINER, CONTENT, Entry
 from ..query import QueryError, parse
 from .node import ASSETS_DIR, Node
@@ -23,8 +24,8 @@ log = logging.getLogger("assetfs.view")
 
 QUERY_DIR = ".query"
 VIEW_MARK = "@"
-QUERIES = "queries"  # the kind of `.query/`
-RESULTS = "results"  # the kind of a query's or a saved view's directory
+QUERIES = Kind.QUERIES.value  # the kind of `.query/`
+RESULTS = Kind.RESULTS.value  # the kind of a query's or a saved view's directory
 QUERY_XATTR = "user.assetfs.query"
 MAX_REMEMBERED = 4096  # query directories kept between lookups (a script may ask for many)
 

@@ -16,12 +16,11 @@ import trio
 
 from ..errors import AssetfsError, NotADirectory, NotFound, ProviderError
 from ..inodes import InodeTable
+from ..kinds import HOLDERS
 from ..metacache import MetaCache
 from ..names import is_probe, safe_name, unique_names
 from ..providers.base import (
     ASSET,
-    CONTAINER,
-    TRASH,
     Content,
     Entry,
     Provider,
@@ -30,6 +29,7 @@ from ..providers.base import (
     with_mark,
 )
 from ..stats import Stats
+from .held import Held
 from .layout import asset_details, content_of, place
 from .node import ASSETS, ASSETS_DIR, Node
 from .queries import RESULTS, Queries
@@ -38,24 +38,8 @@ from .sizes import SizesAhead
 log = logging.getLogger("assetfs.view")
 
 CONTROL_DIR = ".assetfs"
-HOLDERS = (CONTAINER, TRASH)  # directories of assets: always with their `.assets/`
 EXPAND_AT_ONCE = 8  # assets whose files are listed at the same time (Apple: one request each)
 CHANGED_HERE = "changed here"  # the change mark of a listing the mount's own writes changed (no answer equals it)
-
-
-class LocalNames:
-    """Per directory, the names write/ holds locally: a node (a file being written or
-    waiting for its upload) or None (a name removed here before the provider's listing
-    says so). The view shows them over the remote listing; write/ decides what they are."""
-
-    def __init__(self):
-        self._names: dict[int, dict[str, Node | None]] = {}
-
-    def of(self, directory: Node) -> dict[str, Node | None]:
-        return self._names.setdefault(directory.ino, {})
-
-    def peek(self, directory: Node) -> dict[str, Node | None]:
-        return self._names.get(directory.ino) or {}
 
 
 class View:
@@ -68,7 +52,7 @@ class View:
         given: MutableMapping[str, tuple[float, int]] | None = None,
     ):
         self.inodes = InodeTable()
-        self.local = LocalNames()
+        self.held = Held()  # names held on this machine over the listings (write/ tells which)
         self.metacache = metacache
         self.stats = stats
         self.special_children: dict[int, Callable[[], dict[str, Node]]] = {}  # e.g. .assetfs/pending/
@@ -119,7 +103,7 @@ class View:
         if special is not None:
             return special()
         remote = await self.remote_children(node)
-        local = self.local.peek(node)
+        local = self.held.held_in(node)
         if not local:
             return remote
         merged = {name: child for name, child in remote.items() if name not in local}
@@ -314,7 +298,7 @@ class View:
             if name in children:
                 return children[name]
             raise NotFound(name)
-        local = self.local.peek(parent) if parent.is_dir else {}
+        local = self.held.held_in(parent) if parent.is_dir else {}
         if name in local:
             held = local[name]
             if held is None:

@@ -36,13 +36,16 @@ from ..errors import (
     NotFound,
     NotPermitted,
 )
+from ..kinds import HOLDERS
 from ..options import MountOptions
-from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry
+from ..providers.base import ASSET, CONTAINER, CONTENT, TRASH, Entry, Provider
+from ..stats import Stats
 from ..view.node import ASSETS, Node
 from ..view.queries import RESULTS
-from ..view.view import HOLDERS, View
-from .journal import CREATE, DRAFT, PENDING, REPLACE, PendingUpload
+from ..view.view import View
+from .journal import CREATE, DRAFT, PENDING, REPLACE, Journal, PendingUpload
 from .overlay import LocalFile, is_temporary
+from .pending import PendingDirectory
 from .saves import BACKUP_WINDOW, RenamedAway, RenamedAways
 from .spool import Spool
 from .uploader import Uploader
@@ -61,11 +64,22 @@ def _check_name(name: str) -> None:
 
 
 class Writer:
-    def __init__(self, view: View, uploader: Uploader, spool: Spool, options: MountOptions):
+    def __init__(
+        self,
+        view: View,
+        journal: Journal,
+        spool: Spool,
+        providers: dict[str, Provider],
+        stats: Stats,
+        options: MountOptions,
+    ):
         self.view = view
-        self.uploader = uploader
+        # Uploads tell this writer what the provider now holds; those waiting show under .assetfs/pending/.
+        self.uploader = Uploader(journal, spool, providers, stats, self.uploaded)
+        self.pending_directory = PendingDirectory(view, self.uploader.pending)
         self.spool = spool
         self.options = options
+        self.held = view.held  # told of every name this writer holds, frees or moves
         self._by_record: dict[str, Node] = {}  # the node whose local file a journal record is
         self._deleted: set[str] = set()  # keys of assets deleted through this mount
         self._gone: set[tuple[int, str]] = set()  # names whose asset went with its other half (rm -r)
@@ -103,8 +117,7 @@ class Writer:
             self._supported(parent, "create", f"creating {name}")
         local = LocalFile(self.spool.new(), mode=mode & 0o777, dirty=True)
         node = self.view.new_node(name, parent, parent.provider, Entry(name, f"local:{id(local)}", False, kind=CONTENT))
-        node.local = local
-        self.view.local.of(parent)[name] = node
+        self.held.hold(node, local)
         self._commit_to(node, parent, saved)
         local.writers = 1
         return node
@@ -154,8 +167,7 @@ class Writer:
 
     def _hold_locally(self, node: Node, local: LocalFile) -> None:
         """An asset's file whose new content is being written here."""
-        node.local = local
-        self.view.local.of(node.above)[node.name] = node
+        self.held.hold(node, local)
         self._commit_to(node, node.above, node.asset)
 
     async def materialize(self, node: Node, read, size: int) -> LocalFile:
@@ -339,11 +351,7 @@ class Writer:
     def _settle(self, node: Node) -> None:
         """A local file whose bytes the provider now has: the view shows the asset's file."""
         local = node.held
-        names = self.view.local.peek(node.above)
-        if names.get(node.name) is node:
-            del names[node.name]
-        node.local = None
-        node.attr_cache = None
+        self.held.let_go(node)
         self.spool.discard(local.spool.path)
         if local.handles <= 0:
             local.close()
@@ -400,8 +408,7 @@ class Writer:
             raise NotPermitted(f"{node.path}: {name}: only user.assetfs.* of a file being written can be set")
         if not name.startswith("user.assetfs."):
             raise NotAnAttributeNamespace(f"{node.path}: {name}: only user.assetfs.* attributes are kept")
-        node.local.xattrs[name] = value.decode(errors="replace")
-        node.attr_cache = None
+        node.local.xattrs[name] = value.decode(errors="replace")  # read afresh: a local file's are never memoized
 
     # -- removing ---------------------------------------------------------------------------
 
@@ -415,10 +422,7 @@ class Writer:
             local.record = None
         else:
             self.spool.discard(local.spool.path)
-        names = self.view.local.peek(node.above)
-        if names.get(node.name) is node:
-            del names[node.name]
-        node.local = None
+        self.held.let_go(node)
         if local.handles <= 0:
             local.close()
 
@@ -458,7 +462,7 @@ class Writer:
         if asset.entry.key in self._deleted:
             return
         self._supported(parent, "delete", f"removing {name}")
-        self.view.local.of(parent)[name] = None  # `rm -r .assets/x`: the asset goes with its directory
+        self.held.hide(parent, name)  # `rm -r .assets/x`: the asset goes with its directory
 
     def _details_dir(self, container: Node) -> Node | None:
         hidden = (container.children or {}).get(".assets")
@@ -507,7 +511,7 @@ class Writer:
             # versions/, production/ … on the way out with `rm -r`
             if enclosing.entry.key not in self._deleted:
                 self._supported(parent, "delete", f"removing {name}")
-                self.view.local.of(parent)[name] = None
+                self.held.hide(parent, name)
         else:
             raise NotPermitted(f"{node.path}: cannot be removed")
 
@@ -524,7 +528,7 @@ class Writer:
         else:
             raise AlreadyExists(f"{parent.path}/{name}: exists")
         entry = await parent.owner.make_container(parent.entry, name)
-        self.view.local.of(parent).pop(name, None)
+        self.held.unhide(parent, name)
         return await self.view.show_entry(parent, entry)
 
     # -- renaming ---------------------------------------------------------------------------
@@ -604,9 +608,6 @@ class Writer:
             self._drop_local(target)
         elif target is not None and target in self.aways.backups:
             await self._remove_backup(target)
-        old_names = self.view.local.peek(node.above)
-        if old_names.get(node.name) is node:
-            del old_names[node.name]
         if (
             local.replaces is not None
             and new_parent is node.parent
@@ -615,12 +616,9 @@ class Writer:
         ):
             # New content not uploaded yet, renamed away by the next save: its bytes stay
             # here under the backup name, and the asset waits for the next ones.
-            self.view.local.of(new_parent)[node.name] = None
+            self.held.hide(new_parent, node.name)
             self.aways.hold(RenamedAway(new_parent, node.name, local.replaces, None, node), self._window(new_name))
-        node.name = new_name
-        node.parent = new_parent
-        node.attr_cache = None
-        self.view.local.of(new_parent)[new_name] = node
+        self.held.move(node, new_parent, new_name)
         self._commit_to(node, new_parent, replaces)
         if local.record is None or local.writers:
             return
@@ -682,13 +680,7 @@ class Writer:
         old_name, asset, file = node.name, node.asset, node.entry
         if asset is None:  # `_renames_away` takes only an asset's file
             raise NotPermitted(f"{node.path}: not an asset's file")
-        if container.children is not None and container.children.get(old_name) is node:
-            del container.children[old_name]  # a listing lays the asset's file out anew
-        node.entry = dataclasses.replace(file, name=new_name, key=f"backup:{file.key}")
-        node.name, node.asset, node.attr_cache = new_name, None, None
-        names = self.view.local.of(container)
-        names[old_name] = None
-        names[new_name] = node
+        self.held.set_aside(node, new_name, dataclasses.replace(file, name=new_name, key=f"backup:{file.key}"))
         self.aways.backups.add(node)
         self.aways.hold(RenamedAway(container, old_name, asset, file, node), self._window(new_name))
 
@@ -700,10 +692,12 @@ class Writer:
         """Nothing took the old name: a rename to a normal name reaches the provider now; a
         backup name stays on this machine, and the asset shows under its own name again."""
         container, backup = away.container, away.backup
-        names = self.view.local.of(container)
-        if away.old_name in names and names[away.old_name] is None:
-            del names[away.old_name]
-        if names.get(backup.name) is not backup or backup.local is not None or is_temporary(backup.name):
+        self.held.unhide(container, away.old_name)
+        if (
+            self.held.held_in(container).get(backup.name) is not backup
+            or backup.local is not None
+            or is_temporary(backup.name)
+        ):
             log.info(
                 "%s/%s: renamed to %s, a backup name kept on this machine; the asset keeps its name",
                 container.path,
@@ -724,8 +718,7 @@ class Writer:
         if moved is not None:
             await self.view.hide_asset(container, away.asset)
             await self._show(container, moved, backup)
-        if names.get(backup.name) is backup:
-            del names[backup.name]
+        self.held.let_go(backup)
         if moved is None:
             self.view.forget_listing(container)
 
@@ -736,34 +729,24 @@ class Writer:
         away = self.aways.of_backup(node)
         if away is not None:
             self._supported(container, "delete", f"removing {node.name}")
-        names = self.view.local.of(container)
-        if names.get(node.name) is node:
-            del names[node.name]
+        self.held.let_go(node)
         self.aways.backups.discard(node)
         if away is not None:
             self.aways.cancel(away)
             await self._delete(container, away.asset)
-            if names.get(away.old_name, False) is None:
-                del names[away.old_name]
+            self.held.unhide(container, away.old_name)
 
     async def _rename_backup(self, node: Node, new_parent: Node, new_name: str, target: Node | None) -> None:
         """A backup keeps to its folder and to backup names (Blender's `x.blend1` →
         `x.blend2`); renamed back to its old name within the window, nothing happened."""
         container = node.above
         away = self.aways.of_backup(node)
-        names = self.view.local.of(container)
         if new_parent is not container:
             raise NotPermitted(f"{node.path}: the previous bytes of a saved file stay in its folder; copy them instead")
         if away is not None and new_name == away.old_name and target is None:
             self.aways.cancel(away)
-            del names[node.name]
-            names.pop(away.old_name, None)
             self.aways.backups.discard(node)
-            node.name, node.asset, node.attr_cache = away.old_name, away.asset, None
-            if away.file is not None:  # the asset's file as listed (else new content, still local)
-                node.entry = away.file
-            if container.children is not None:
-                container.children[away.old_name] = node
+            self.held.put_back(node, away.old_name, away.asset, away.file)
             return
         if away is None and not is_temporary(new_name):
             raise NotPermitted(
@@ -777,11 +760,7 @@ class Writer:
                 self._drop_local(target)
             else:
                 await self._remove_backup(target)
-        if names.get(node.name) is node:
-            del names[node.name]
-        node.name, node.attr_cache = new_name, None
-        node.entry = dataclasses.replace(node.entry, name=new_name)
-        names[new_name] = node
+        self.held.move(node, container, new_name, dataclasses.replace(node.entry, name=new_name))
 
     async def _move_asset(
         self, node: Node, old_parent: Node, new_parent: Node, new_name: str, target: Node | None
