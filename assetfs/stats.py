@@ -20,7 +20,7 @@ class Stats:
         # kept apart from any global registry: each mount (and each test) has its own
         self.request_seconds = Histogram(
             "assetfs_request_seconds",
-            "Seconds an HTTP request to a provider took, until its answer's headers",
+            "Seconds an HTTP request to a provider took, until its whole answer was in",
             ("account", "provider", "method"),
             buckets=REQUEST_BUCKETS,
             registry=None,

@@ -120,3 +120,26 @@ def test_metrics_are_off_unless_asked_and_addresses_are_checked():
         parse_config({"accounts": {}, "metrics": {"listen": "localhost"}})
     with pytest.raises(ConfigError, match="-o metrics=9464"):
         parse_mount_options(["metrics=9464"])
+
+
+def test_the_example_dashboard_asks_only_for_metrics_a_mount_serves():
+    """Every series docs/grafana-dashboard.json queries is one the endpoint has, or a
+    status.json counter the code counts (those appear once counted)."""
+    import re
+    from pathlib import Path
+
+    from assetfs.metrics import MountCollector
+    from assetfs.stats import Stats
+
+    root = Path(__file__).parent.parent
+    dashboard = json.loads((root / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(assetfs_\w+?)(?:_total|_bucket)?\b", target["expr"])
+    }
+    served = {family.name for family in MountCollector(Stats(), lambda: 0).collect()}
+    source = "\n".join(p.read_text() for p in (root / "assetfs").rglob("*.py"))
+    counted = {f"assetfs_{name}" for name in re.findall(r'stats\.add\("(\w+)"', source)}
+    assert queried and queried <= served | counted, queried - served - counted
