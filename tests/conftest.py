@@ -75,7 +75,7 @@ class RunningEmulator:
         self.config_path = tmp / "emulator.toml"
         self.log_path = tmp / "emulator.log"
         self._log = open(self.log_path, "wb")
-        logcheck.watch(self.log_path)
+        logcheck.watch(self.log_path, benign=logcheck.EMULATOR_SIDE)
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -114,3 +114,23 @@ def test_an_incident_is_its_line_and_its_traceback():
     assert first.startswith("12:01 ERROR") and first.endswith("IndexError: index out of range")
     assert second.startswith("Traceback") and "KeyError: 'id'" in second and second.endswith("RuntimeError: second")
     assert incidents("12:00 INFO mounted\n12:01 WARNING slow answer\n") == []
+
+
+def test_an_emulators_side_of_a_hung_up_client_is_no_finding_but_its_own_errors_are(tmp_path):
+    import logcheck
+
+    log = tmp_path / "emulator.log"
+    log.write_text(
+        "Exception in ASGI application\n"
+        "Traceback (most recent call last):\n"
+        '  File "requests.py", line 252, in stream\n'
+        "starlette.requests.ClientDisconnect\n"
+        "Exception in ASGI application\n"
+        "Traceback (most recent call last):\n"
+        '  File "spectrum.py", line 40, in list_assets\n'
+        "KeyError: 'page'\n"
+    )
+    logcheck.watch(log, benign=logcheck.EMULATOR_SIDE)
+    logcheck.stopped(log)
+    found = [incident for where, incident in logcheck.surprises([]) if where == log]
+    assert len(found) == 1 and found[0].endswith("KeyError: 'page'"), found
