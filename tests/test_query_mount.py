@@ -108,6 +108,7 @@ def test_iqmetrix_query(fs, emulator):
         .json()
     )
     headers = {"Authorization": f"Bearer {token['access_token']}"}
+    checked = 0
     for collection, guids in account["collections"].items():
         assets = [
             httpx.get(f"{account['base_url']}/assets/{g}", headers=headers).raise_for_status().json() for g in guids
@@ -115,6 +116,8 @@ def test_iqmetrix_query(fs, emulator):
         wanted = {a["id"] for a in assets if a["mimeType"].startswith("image/")}
         if wanted:
             check_query(fs.path / "stores" / collection, "mimeType==image%2F*", wanted)
+            checked += 1
+    assert checked, "no collection of the emulator holds an image to query"
 
 
 def apple_assets(emulator, **params) -> list[dict]:
