@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import import_module
 
 EXTRAS = {
-    "emulator": ("starlette", "uvicorn", "httptools", "multipart", "PIL"),  # python-multipart, pillow
+    "emulator": ("starlette", "uvicorn", "httptools", "python_multipart", "PIL"),  # PIL: pillow
     "fleet": ("coredis", "cryptography"),
 }
 
