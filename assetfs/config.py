@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from .errors import ConfigError
 from .logs import register_secret
+from .metrics import checked_listen
 from .query import parse as parse_query
 from .units import parse_duration, parse_interval, parse_size
 
@@ -248,6 +249,17 @@ class MudstackAccount(_Account):
     workspaces: list[str] = []
 
 
+class MetricsSettings(_Strict):
+    """`[metrics]`: where the Prometheus endpoint listens ("HOST:PORT"); none: no endpoint."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v):
+        return None if v is None else checked_listen(v)
+
+
 class SharedSettings(_Strict):
     """`[shared]`: the Redis through which every mount of an account shares its rate budget
     and its listings (see README, Fleets)."""
@@ -273,6 +285,7 @@ class Config(_Strict):
     accounts: dict[str, Account]
     shared: SharedSettings | None = None
     thumbnails: ThumbnailSettings = Field(default_factory=ThumbnailSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     def secret(self, account: str, field: str) -> str:
         value = resolve_secret(getattr(self.accounts[account], field), f"accounts.{account}.{field}")

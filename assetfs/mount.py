@@ -16,8 +16,10 @@ import trio
 
 from .config import Config
 from .control import ControlSocket
+from .errors import ConfigError
 from .fuse_ops import Operations
 from .metacache import MetaCache
+from .metrics import MetricsServer
 from .notify import notify
 from .options import MountOptions
 from .poller import Poller
@@ -59,6 +61,7 @@ class Mount:
         self.providers = {name: build_provider(name, config, self.stats, options.timeout) for name in config.accounts}
         for name, provider in self.providers.items():
             provider.memory = self.state.memory(name)
+            provider.http.labels = (name, config.accounts[name].provider)
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
         if options.write_back is None:
             options.write_back = config.cache.write_back
@@ -83,6 +86,8 @@ class Mount:
         if self.poller is not None:
             self.view.on_listed = self.poller.listed
         self.control = ControlSocket(self.state.path)
+        listen = options.metrics_listen(config.metrics.listen)
+        self.metrics = MetricsServer(listen, self.stats, lambda: len(self.uploader.pending())) if listen else None
 
     def _shown_mtime(self, node) -> float:
         return self.ops.attributes.stat(node, 0).st_mtime_ns / 1e9
@@ -96,6 +101,7 @@ class Mount:
             "cache": {"dir": str(self.cache_dir), "block_bytes": self.blocks.volume()},
             "state": {"dir": str(self.state.path)},
             "control": str(self.control.path) if self.control.path else None,
+            "metrics": self.metrics.url if self.metrics and self.metrics.serving else None,
             "poll_interval": self.poll_interval,
             "inodes": len(self.view.inodes),
             "pending_uploads": [
@@ -137,6 +143,13 @@ class Mount:
         sys.setswitchinterval(0.0005)
         _return_freed_blocks_to_the_system()
         _collect_garbage_less_often()
+        if self.metrics is not None:
+            try:
+                self.metrics.start()
+            except ConfigError as e:
+                log.error("%s", e)
+                await self.close()
+                raise SystemExit(2) from None
         pyfuse3.init(self.ops, str(self.mountpoint), self.options.kernel_options())
         try:
             async with trio.open_nursery() as nursery:
@@ -156,6 +169,8 @@ class Mount:
                 nursery.cancel_scope.cancel()
         finally:
             pyfuse3.close(unmount=True)
+            if self.metrics is not None:
+                self.metrics.stop()
             await self.close()
             log.info("unmounted %s", self.mountpoint)
 

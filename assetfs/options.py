@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
+from .metrics import checked_listen
 from .units import parse_duration, parse_interval, parse_size
 
 # Options passed straight to the kernel / libfuse.
@@ -51,7 +52,13 @@ class MountOptions:
     noxattr: bool = False  # answer no xattr question: fast `ls -l` of huge directories, no user.assetfs.*
     write_back: float | None = None  # seconds after a file's last close before its upload (None: the config's)
     thumbnails: bool = False  # fill the thumbnail cache from the providers' renditions (or [thumbnails] enable)
+    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint, or "off" (None: as the config says)
     fuse: set[str] = field(default_factory=set)
+
+    def metrics_listen(self, configured: str | None) -> str | None:
+        """Where /metrics is served: this option's address, else the config's; None: nowhere."""
+        listen = self.metrics or configured
+        return None if listen is None or listen.lower() == "off" else listen
 
     def poll_every(self, configured: float | None) -> float | None:
         """Seconds between two polls for changes: this option's, else the config's; None: off."""
@@ -79,6 +86,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "timeout": parse_duration,
     "block_size": parse_size,
     "write_back": parse_duration,
+    "metrics": checked_listen,
 }
 
 

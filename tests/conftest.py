@@ -1,15 +1,68 @@
-"""Shared fixtures: a real emulator process over HTTP on 127.0.0.1."""
+"""Shared fixtures: a real emulator process over HTTP on 127.0.0.1; real mounts (skipped,
+with the reason, where this machine cannot mount FUSE); and after every test, its mounts' and
+emulators' logs read for surprises (logcheck.py)."""
 
 from __future__ import annotations
 
-import os  # noqa: F401
+import os
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import httpx
+import logcheck
 import pytest
+
+FUSE_DEVICE = os.environ.get("ASSETFS_TEST_FUSE_DEVICE", "/dev/fuse")  # another path: to test the skip
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "log_expects(*regexes): incidents (tracebacks, unexpected failures) the test expects in the logs"
+    )
+
+
+def why_no_fuse() -> str | None:
+    """Why this machine cannot mount a FUSE filesystem, or None if it can."""
+    if not os.path.exists(FUSE_DEVICE):
+        return f"{FUSE_DEVICE} is missing (a container without FUSE?)"
+    try:
+        os.close(os.open(FUSE_DEVICE, os.O_RDWR))
+    except OSError as e:
+        return f"{FUSE_DEVICE} cannot be opened: {e.strerror}"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is missing (Debian: the fuse3 package)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that mount (the `mount` marker, or the `mount` fixture) skip with the reason
+    where FUSE is not there, instead of failing."""
+    reason = why_no_fuse()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"needs a real FUSE mount: {reason}")
+    for item in items:
+        if item.get_closest_marker("mount") or "mount" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def logs_without_surprises(request):
+    """After the test (and its mounts' unmounting), what its mounts and emulators logged has no
+    traceback and no "failed unexpectedly" that the test did not declare with `log_expects`."""
+    yield
+    expected = [pattern for marker in request.node.iter_markers("log_expects") for pattern in marker.args]
+    found = logcheck.surprises(expected)
+    if found:
+        pytest.fail(
+            "unexpected in the logs (declare it with @pytest.mark.log_expects(regex) if the test expects it):\n"
+            + "\n\n".join(f"{log}:\n{incident}" for log, incident in found),
+            pytrace=False,
+        )
+
 
 SEEDS = Path(__file__).parent.parent / "assetfs" / "emulator" / "seeds"
 
@@ -18,7 +71,11 @@ class RunningEmulator:
     """An `assetfs emulator` subprocess and a client for its control routes."""
 
     def __init__(self, tmp: Path, *args: str, port: int = 0):
+        tmp.mkdir(parents=True, exist_ok=True)
         self.config_path = tmp / "emulator.toml"
+        self.log_path = tmp / "emulator.log"
+        self._log = open(self.log_path, "wb")
+        logcheck.watch(self.log_path, benign=logcheck.EMULATOR_SIDE)
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -35,13 +92,14 @@ class RunningEmulator:
                 *args,
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             text=True,
         )
         line = self.process.stdout.readline().strip()
         if not line.startswith("http://"):
             self.process.kill()
-            raise RuntimeError(f"emulator did not start: {line!r} {self.process.stderr.read()}")
+            self.process.wait()
+            raise RuntimeError(f"emulator did not start: {line!r} {self.log()}")
         self.url = line
         self.config = tomllib.loads(self.config_path.read_text())
         self.control = httpx.Client(base_url=self.url, timeout=30)
@@ -79,6 +137,9 @@ class RunningEmulator:
     def set_tokens(self, **body) -> None:
         self.control.post("/_emulator/tokens", json=body).raise_for_status()
 
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
@@ -92,7 +153,8 @@ class RunningEmulator:
             self.process.kill()
             self.process.wait()
         self.process.stdout.close()
-        self.process.stderr.close()
+        self._log.close()
+        logcheck.stopped(self.log_path)
 
 
 def emulator_fixture(name: str, *args: str, scope: str = "module"):

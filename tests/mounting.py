@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import logcheck
 import tomli_w
 
 
@@ -75,6 +76,7 @@ class MountedFS:
         if options:
             args += ["-o", options]
         self._log = open(self.log_path, "wb")
+        logcheck.watch(self.log_path)
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while not is_mounted(self.path):
@@ -101,4 +103,5 @@ class MountedFS:
             self.process.kill()
             self.process.wait()
         self._log.close()
+        logcheck.stopped(self.log_path)
         unmount(self.path)

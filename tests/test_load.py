@@ -5,7 +5,6 @@ RSS (VmHWM) bounded. Figures are printed (pytest -s) for the README."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from truth import download, spectrum_assets
+from truth import download, md5, spectrum_assets
 
 from assetfs.providers.base import asset_json
 
@@ -26,10 +25,6 @@ TIMEOUT = 30.0  # the default: under load the point is "no error", not speed
 READERS = 32
 READ_FOR = 20.0  # seconds the parallel readers run
 RSS_LIMIT = 250 << 20  # the README's streaming target is 200 MB; listings of 10,000 assets come on top
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
 
 
 def expected_md5s(assets: list[dict]) -> dict[str, str]:

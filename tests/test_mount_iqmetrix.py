@@ -104,9 +104,9 @@ def test_every_content_file_has_the_providers_bytes_and_real_size(iq):
     m, root, account = iq
     for collection, ids in account["collections"].items():
         by_id = {a["id"]: a for a in iq_assets(account, ids)}
-        for content in (root / collection).iterdir():
-            if content.name == ".assets":
-                continue
+        contents = [p for p in (root / collection).iterdir() if p.name != ".assets"]
+        assert contents, f"collection {collection} lists no file"
+        for content in contents:
             asset = by_id[xattr(content, "id")]
             expected = download(asset["href"])
             assert md5(expected) == asset["md5Checksum"]
@@ -132,7 +132,9 @@ def test_asset_json_is_the_providers_object(iq):
     m, root, account = iq
     for collection, ids in account["collections"].items():
         by_id = {a["id"]: a for a in iq_assets(account, ids)}
-        for asset_dir in (root / collection / ".assets").iterdir():
+        asset_dirs = list((root / collection / ".assets").iterdir())
+        assert asset_dirs, f"collection {collection} has no .assets/ entry"
+        for asset_dir in asset_dirs:
             assert json.loads((asset_dir / "asset.json").read_text()) == by_id[xattr(asset_dir, "id")]
 
 

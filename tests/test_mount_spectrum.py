@@ -52,9 +52,9 @@ def test_every_content_file_has_the_providers_bytes_and_real_size(spectrum):
     m, root, account = spectrum
     for org in account["organizations"]:
         by_id = {str(a["id"]): a for a in spectrum_assets(account, org)}
-        for content in (root / org).iterdir():
-            if content.name == ".assets":
-                continue
+        contents = [p for p in (root / org).iterdir() if p.name != ".assets"]
+        assert contents, f"organization {org} lists no file"
+        for content in contents:
             asset = by_id[xattr(content, "id")]
             asset_dir = root / org / ".assets" / content.name
             expected = download(asset["uploadedAssetUri"])
@@ -72,7 +72,9 @@ def test_asset_json_is_the_providers_metadata(spectrum):
 
     m, root, account = spectrum
     by_id = {str(a["id"]): a for a in spectrum_assets(account, SEED_ORG)}
-    for asset_dir in (root / SEED_ORG / ".assets").iterdir():
+    asset_dirs = list((root / SEED_ORG / ".assets").iterdir())
+    assert len(asset_dirs) == len(by_id)
+    for asset_dir in asset_dirs:
         assert json.loads((asset_dir / "asset.json").read_text()) == by_id[xattr(asset_dir, "id")]
 
 

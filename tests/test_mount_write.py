@@ -4,7 +4,6 @@ failure or kill loses what was written (requests counted and bytes checked at th
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import signal
@@ -18,6 +17,7 @@ from PIL import Image
 from test_mount_apple import AppleTruth
 from test_mount_iqmetrix import api as iq_api
 from test_mount_mudstack import MudTruth
+from truth import md5
 
 pytestmark = pytest.mark.mount
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
@@ -27,10 +27,6 @@ def png(color: tuple[int, int, int], size=(48, 48)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, color).save(out, "PNG")
     return out.getvalue()
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
 
 
 def uploads(emu) -> int:

@@ -6,7 +6,6 @@ reads the new one. `assetfs refresh` does it at once."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,15 +14,12 @@ import time
 import httpx
 import pytest
 from test_mount_mudstack import MudTruth
+from truth import md5
 
 pytestmark = [pytest.mark.mount, pytest.mark.serial]
 
 POLL = 2.0
 OPTIONS = f"poll_interval={POLL:g}s,metadata_ttl=1h,timeout=10s"
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
 
 
 def shows_within(path, condition, limit: float) -> float:

@@ -6,7 +6,6 @@ the spool's upload at close with every byte and exactly one asset."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -17,6 +16,7 @@ from emulator_log import clear_names, names_used
 from fsapi import in_process
 from test_mount_mudstack import MudTruth
 from test_write_iqmetrix import api_asset
+from truth import md5
 
 from assetfs.providers.base import Upload
 from assetfs.write.spool import Spool
@@ -39,10 +39,6 @@ def emu(emulator_s):
     clear_names(emulator_s)
     yield emulator_s
     emulator_s.clear_faults()
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
 
 
 def posts(emu, route: str = POST) -> int:

@@ -3,3 +3,7 @@
 One module per provider; the shared pieces (tokens, blobs, content serving, faults,
 sample content) each live in a module of their own.
 """
+
+from ..extras import require
+
+require("emulator")

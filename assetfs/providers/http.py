@@ -232,6 +232,7 @@ class ProviderHTTP:
         self.set_rate_limit(rate_limit)
         self.rate_limited_403 = rate_limited_403 or (lambda response: False)
         self.stats = stats or Stats()
+        self.labels = ("", "")  # (account, provider) of this client's requests in the metrics; set by the mount
         per_try = max(1.0, timeout / 2)
         # How long after its last failure a host that did not answer is failed fast. The
         # request that found it down goes on trying until its own deadline, up to a
@@ -427,6 +428,7 @@ class ProviderHTTP:
                 response = await self.client.request(method, url, headers=all_headers, **kwargs)
             except httpx.TransportError as e:
                 self.stats.add("errors")
+                self.stats.request(self.labels, method, "error", time.monotonic() - started)
                 message = f"{method} {redact(url)}: {type(e).__name__}: {e or 'connection failed'}"
                 never_sent = isinstance(e, (httpx.ConnectError, httpx.ConnectTimeout))
                 if isinstance(e, NO_ANSWER):
@@ -435,6 +437,7 @@ class ProviderHTTP:
                 raise Retryable(message, not_taken=never_sent) from None
             self.note_reachable(url)
             self.stats.add("requests")
+            self.stats.request(self.labels, method, str(response.status_code), time.monotonic() - started)
             # The body is read. httpx's response and its stream refer to each other, so only
             # the garbage collector would free it: listing pages of megabytes would linger.
             response.stream = httpx.ByteStream(b"")
@@ -470,14 +473,19 @@ class ProviderHTTP:
         def pace_from_thread(target: str) -> None:  # before a redirected request, in the worker thread
             trio.from_thread.run(self.pace, target, trio_token=token)
 
+        started = time.monotonic()
+        outcome = "error"  # in the metrics, method "transfer": the worker tells no status, only success or not
         try:
             yield Grant(credentials, self.client.headers["user-agent"], pace_from_thread)
+            outcome = "ok"
         except Unreachable as e:
             self.note_unreachable(e.url, e.why)
             raise
         except CredentialsRejected:
             self.auth.invalidate()
             raise
+        finally:
+            self.stats.request(self.labels, "transfer", outcome, time.monotonic() - started)
         self.note_reachable(url)
 
     def _raise_for(self, method: str, url: str, response: httpx.Response, expect: tuple[int, ...] | None) -> None:
@@ -492,6 +500,8 @@ class ProviderHTTP:
         if retried:
             wait = retry_after(response)
             refused = status in (429, 403)  # refused for rate, before the provider acted on it
+            if refused:
+                self.stats.add("rate_limited")
             if refused and wait is not None and self.budget is not None and self.is_api(url):
                 self.budget.pause(min(wait, 60.0))  # the whole budget waits, not only this request
             error = Retryable(f"{where}: HTTP {status} {body}", retry_after=wait, not_taken=refused)

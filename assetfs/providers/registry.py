@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..extras import require
 from ..stats import Stats
 from .base import Provider
 
@@ -18,7 +19,8 @@ def build_provider(account: str, config, stats: Stats, timeout: float) -> Provid
     provider = module.create(account, settings, config, stats, settings.timeout or timeout)
     provider.http.set_rate_limit(settings.rate_limit)
     if config.shared is not None:
-        from .. import fleet  # only fleets need Redis
+        require("fleet")  # only fleets need Redis: without it, say which extra to install
+        from .. import fleet
 
         fleet.join(provider, account, config, fleet.connect(config))
     return provider
