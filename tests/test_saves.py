@@ -3,8 +3,9 @@ a Mudstack rename to another extension driven on the provider against the emulat
 no extension (`mv notes.txt notes`) through the filesystem in process, and an
 emacs-style save (`f` → `f~`, a new `f`) on a mount without a write-back delay
 (`write_back=0`), where the rename to a backup name still waits for the new file. Checked
-through the emulator's own API and its log of names; the same saves with a delay, by the
-programs themselves, are in tests/test_programs.py."""
+through the emulator's own API and its log of names; the same saves with a delay are in
+tests/test_scenarios.py (in their syscall order, in process and on a mount) and
+tests/test_programs.py (by the programs themselves)."""
 
 from __future__ import annotations
 
