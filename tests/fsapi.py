@@ -8,6 +8,7 @@ import contextlib
 import errno
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyfuse3
 import trio
@@ -125,6 +126,12 @@ class FS:
         new_parent, new_name = await self.parent_and_name(new)
         await self.ops.rename(old_parent, old_name, new_parent, new_name, flags, CTX)
 
+    async def truncate(self, path: str, size: int) -> None:
+        """truncate(2) by path, as the kernel asks it: setattr with a size and no handle."""
+        attr = pyfuse3.EntryAttributes()
+        attr.st_size = size
+        await self.ops.setattr(await self.ino(path), attr, setattr_fields(size=True), None, CTX)
+
     async def unlink(self, path: str) -> None:
         parent, name = await self.parent_and_name(path)
         await self.ops.unlink(parent, name, CTX)
@@ -141,10 +148,21 @@ class FS:
         return await self.ops.getxattr(await self.ino(path), name.encode(), CTX)
 
     async def drain(self) -> None:
-        """Wait until no upload is pending (the write-back delay included)."""
+        """Wait until no upload is pending (the write-back delay included) and no file renamed
+        away is still in its window: what `.assetfs/status.json` lists as pending."""
         with trio.fail_after(30):
-            while self.mount.uploader.pending():
+            while self.mount.uploader.pending() or self.mount.writer.aways.pending():
                 await trio.sleep(0.02)
+
+
+def setattr_fields(**wanted):
+    """What the kernel asks setattr to change (pyfuse3.SetattrFields cannot be made in Python)."""
+    return SimpleNamespace(
+        **{
+            f"update_{name}": wanted.get(name, False)
+            for name in ("atime", "mtime", "ctime", "mode", "uid", "gid", "size")
+        }
+    )
 
 
 def errno_of(exc: pyfuse3.FUSEError) -> int:

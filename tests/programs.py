@@ -1,10 +1,13 @@
 """The programs people save files with, as a catalogue for tests/test_programs.py: each entry
 makes the command to run in a folder of the mount (or a function that drives the program, for
 nano) and says what the provider must hold afterwards. The same entries serve Mudstack (text),
-Apple (images only: PNGs that text tools can edit) and the refusals of iQmetrix and Spectrum."""
+Apple (images only: PNGs that text tools can edit) and the refusals of iQmetrix and Spectrum.
+Also the providers seen through their own APIs (`Mudstack`, `Apple`) and the check of what a
+save left there (`check_saved`), shared with the scenarios of tests/scenarios.py."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -13,11 +16,20 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+from conftest import RunningEmulator
+from emulator_log import clear_names, names_used
+from mounting import MountedFS
+from pending import wait_for_uploads
 from PIL import Image
+from test_mount_apple import AppleTruth
+from test_mount_mudstack import MudTruth
+from truth import download
 
 CONVERT = shutil.which("convert", path="/usr/bin:/bin")  # ImageMagick's own, not a wrapper earlier on PATH
 
@@ -258,11 +270,6 @@ def mkstemp_replace(c: Ctx):
     return [sys.executable, "-c", SAFE_SAVE, c.new, c.src], Expect({c.new: c.p.new})
 
 
-@program(seed=lambda p: p.seed)
-def mkstemp_replace_a_file(c: Ctx):
-    return [sys.executable, "-c", SAFE_SAVE, c.seed, c.src], Expect({c.seed: c.p.new}, replaced={c.seed})
-
-
 @program()
 def rsync(c: Ctx):
     return ["rsync", c.src, f"./{c.new}"], Expect({c.new: c.p.new})
@@ -383,37 +390,7 @@ def mv_a_new_file(c: Ctx):
     return ["sh", "-c", f"cat {c.src} > {first} && mv {first} {final}"], Expect({final: c.p.new})
 
 
-@program(seed=lambda p: p.seed, only=("mudstack",))
-def mv_an_asset(c: Ctx):
-    final = c.name("renamed")
-    return ["mv", c.seed, final], Expect({final: c.p.seed}, renamed={c.seed: final})
-
-
-@program(seed=lambda p: p.seed, seed_ext=".txt", only=("mudstack",))
-def mv_to_another_extension(c: Ctx):
-    final = c.name("renamed", ".md")
-    return ["mv", c.seed, final], Expect({final: c.p.seed}, renamed={c.seed: final})
-
-
-# -- saves that rename the previous file away, from the programs' own syscall order --------------
-
-BLENDER = """
-import os, sys
-blend, data = sys.argv[1], open(sys.argv[2], "rb").read()
-for save in (data[::-1], data):    # two saves in a row: the second renames over the first's backup
-    with open(blend + "@", "wb") as f:
-        f.write(save)
-    os.rename(blend, blend + "1")
-    os.rename(blend + "@", blend)
-"""
-
-
-@program(seed=lambda p: p.seed, seed_ext=".blend", only=("mudstack",))
-def blender(c: Ctx):
-    """Blender's save: `x.blend@` written, `x.blend` → `x.blend1`, `x.blend@` → `x.blend`."""
-    return [sys.executable, "-c", BLENDER, c.seed, c.src], Expect(
-        {c.seed: c.p.new}, replaced={c.seed}, backups={c.seed + "1": c.p.new[::-1]}
-    )
+# -- a save that renames the previous file away (the same in its syscall order: tests/scenarios.py)
 
 
 @program(seed=lambda p: p.seed, only=("mudstack",))
@@ -432,46 +409,204 @@ def emacs(c: Ctx):
     )
 
 
-LIBREOFFICE = """
-import os, sys
-doc, data = sys.argv[1], open(sys.argv[2], "rb").read()
-lock = f".~lock.{doc}#"
-open(lock, "w").write("user,host,now;")
-tmp = f"lu{os.getpid()}g4k.tmp"
-with open(tmp, "wb") as f:
-    f.write(data)
-os.rename(doc, doc + ".osl-tmp")   # osl_replaceFile: the old file aside,
-os.rename(tmp, doc)                # the new one in its place,
-os.unlink(doc + ".osl-tmp")        # the old one removed
-os.unlink(lock)
-"""
+# -- the providers, seen through their own APIs, and what a save must leave there ------------
+
+WORKSPACE, AREA = "Game Art", "/programs/"
+APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
 
 
-@program(seed=lambda p: p.seed)
-def libreoffice(c: Ctx):
-    """LibreOffice's save, in its syscall order: temp file, old aside as `.osl-tmp`, temp in place."""
-    return [sys.executable, "-c", LIBREOFFICE, c.seed, c.src], Expect({c.seed: c.p.new}, replaced={c.seed})
+class Mudstack:
+    """Each case in its own folder under /programs/ of one workspace."""
+
+    name, payload = "mudstack", TEXT
+
+    def __init__(self, emu: RunningEmulator):
+        self.truth = MudTruth(emu.account("mudstack"))
+        self.ws = self.truth.workspaces()[WORKSPACE]
+
+    def location(self, case: str) -> str:
+        return f"{AREA}{case}/"
+
+    def folder(self, root: Path, case: str) -> Path:
+        return root / "studio" / WORKSPACE / AREA.strip("/") / case
+
+    def make_folder(self, location: str) -> None:
+        """The folder and its missing parents (the API makes one level per call)."""
+        path = "/"
+        for part in location.strip("/").split("/"):
+            path += part + "/"
+            if path not in self.truth.folders(self.ws):
+                self.truth.call("POST", "/workspaces/folders", self.ws, params={"folder": path})
+
+    def prepare(self, case: str, name: str, data: bytes | None) -> None:
+        self.make_folder(self.location(case))
+        if data is None:
+            return
+        up = self.truth.call("POST", "/workspaces/assets/upload/", self.ws, json={"name": name})
+        httpx.put(up["signed_url"], content=data, timeout=30).raise_for_status()
+        self.truth.call(
+            "POST",
+            "/workspaces/assets/upload/assets",
+            self.ws,
+            json={"temp_file_key": up["key"], "original_file_name": name, "file_location": self.location(case)},
+        )
+
+    def snapshot(self, case: str) -> tuple[int, dict[str, dict]]:
+        """(assets in the case's folder, those assets by path)."""
+        assets = self.assets(case)
+        return len(assets), assets
+
+    def assets(self, case: str) -> dict[str, dict]:
+        """path below the case's folder → asset, subfolders included."""
+        loc = self.location(case)
+        found = self.truth.call(
+            "GET",
+            "/workspaces/assets/search",
+            self.ws,
+            params={"file_location": loc, "includeSubfolders": "true", "limit": 1000},
+        )["assets"]
+        return {a["file_location"][len(loc) :] + a["file_name"]: a for a in found}
+
+    def folders(self, case: str) -> set[str]:
+        loc = self.location(case)
+        return {f[len(loc) :].rstrip("/") for f in self.truth.folders(self.ws) if f.startswith(loc) and f != loc}
+
+    def content(self, asset: dict) -> bytes:
+        return self.truth.download(self.ws, asset["id"])
+
+    def version(self, asset: dict):
+        return asset["currentVersion"]["version_number"]
+
+    def next_version(self, before, after) -> bool:
+        return after == before + 1  # exactly one new version, not one per write or close
 
 
-WORD = """
-import os, sys
-doc, data, case = sys.argv[1], open(sys.argv[2], "rb").read(), sys.argv[3]
-owner = "~$" + doc[2:]
-open(owner, "wb").write(b"\x05user")
-new, old = f"~WRD{case}.tmp", f"~WRL{case}.tmp"
-with open(new, "wb") as f:
-    f.write(data)
-os.rename(doc, old)                # Word: the old file to ~WRL….tmp,
-os.rename(new, doc)                # ~WRD….tmp to the document's name,
-os.unlink(old)                     # the old one removed
-os.unlink(owner)
-"""
+class Apple:
+    """All cases in one brand, their names prefixed by the case."""
+
+    name, payload = "apple", IMAGE
+
+    def __init__(self, emu: RunningEmulator):
+        self.truth = AppleTruth(emu.account("apple"))
+
+    def folder(self, root: Path, case: str) -> Path:
+        return root / "apple" / APPLE_ORG / APPLE_BRAND
+
+    def prepare(self, case: str, name: str, data: bytes | None) -> None:
+        if data is not None:
+            image = self.truth.upload(APPLE_ORG, name, data)
+            self.truth.create(APPLE_ORG, APPLE_BRAND, image["id"], Path(name).stem)
+
+    def listed(self) -> list[dict]:
+        return self.truth.assets(APPLE_ORG, APPLE_BRAND, limit=100)
+
+    def snapshot(self, case: str) -> tuple[int, dict[str, dict]]:
+        """(assets in the whole brand: a stray asset of any name counts, this case's assets by
+        file name: partnersAssetId + the image's extension)."""
+        listed = self.listed()
+        out = {}
+        for a in listed:
+            stem = a["brandAssetDetails"].get("partnersAssetId") or ""
+            if stem.startswith(f"{case}_"):
+                image = self.truth.image(APPLE_ORG, a["brandAssetDetails"]["imageId"])
+                out[stem + Path(image["filename"]).suffix] = {**a, "image": image}
+        return len(listed), out
+
+    def folders(self, case: str) -> set[str]:
+        return set()
+
+    def content(self, asset: dict) -> bytes:
+        return download(asset["image"]["cdnUrl"])
+
+    def version(self, asset: dict):
+        return asset["brandAssetDetails"]["imageId"]
+
+    def next_version(self, before, after) -> bool:
+        return after != before
 
 
-@program(seed=lambda p: p.seed)
-def word(c: Ctx):
-    """Word's save (as seen over SMB): `~WRD….tmp` written, the document → `~WRL….tmp`, the new one in place."""
-    return [sys.executable, "-c", WORD, c.seed, c.src, str(os.getpid())], Expect({c.seed: c.p.new}, replaced={c.seed})
+SIDES = {"mudstack": Mudstack, "apple": Apple}
+
+
+WRITE_BACK = "1s"
+
+
+@contextlib.contextmanager
+def world_of(tmp_path_factory, name: str, seed: Callable[[dict], None]) -> Iterator[tuple]:
+    """(emulator, mount, sides): an emulator, what the cases need put on its providers through
+    their APIs (`seed`, given the sides by name), then one mount of it with a write-back delay."""
+    emu = RunningEmulator(tmp_path_factory.mktemp(f"{name}-emulator"))
+    m = None
+    try:
+        sides = {n: cls(emu) for n, cls in SIDES.items()}
+        seed(sides)
+        m = MountedFS(tmp_path_factory.mktemp(f"{name}-mount"), emu.config, options=f"write_back={WRITE_BACK}")
+        yield emu, m, sides
+    finally:
+        if m is not None:
+            m.stop()
+        emu.stop()
+
+
+def settle(world: tuple) -> None:
+    """Nothing of an earlier test on its way and an empty name log."""
+    emu, m, _ = world
+    wait_for_uploads(m.path, grace=0)
+    clear_names(emu)
+
+
+def seed_name(prog: Program | Any, case: str, payload: Payload) -> str:
+    """The name of the asset a program (or a scenario: tests/scenarios.py) edits, if it edits one."""
+    return f"{case}_s{prog.seed_ext or payload.ext}" if prog.seed else ""
+
+
+def check_saved(
+    emu: RunningEmulator,
+    side: Mudstack | Apple,
+    case: str,
+    before: dict[str, dict],
+    count: int,
+    expect: Expect,
+    shown: set[str],
+    kept: dict[str, bytes],
+    seed: str,
+) -> None:
+    """What the provider holds after a save, through its own API, against what the save
+    expected; `shown` is the folder's listing after, `kept` the bytes read of its backups."""
+    count_after, after = side.snapshot(case)
+    assert count_after == count + expect.new_assets, (sorted(before), sorted(after))
+    for rel, data in expect.files.items():
+        assert rel in after, f"{rel} is not on the provider: {sorted(after)}"
+        got = side.content(after[rel])
+        if rel in expect.pixels:
+            assert pixels(got) == pixels(data)
+        else:
+            assert got == data, f"{rel}: the provider holds {got[:80]!r}…, not {data[:80]!r}…"
+    for rel in expect.replaced:  # the same asset, one version more
+        assert after[rel]["id"] == before[rel]["id"]
+        assert side.next_version(side.version(before[rel]), side.version(after[rel]))
+    for old, new in expect.renamed.items():  # the same asset under its new name
+        assert old not in after and after[new]["id"] == before[old]["id"]
+    assert side.folders(case) == expect.dirs
+
+    allowed = {n for rel in [*expect.files, *expect.dirs] for n in (Path(rel).name, Path(rel).stem)}
+    stray = [n for n in names_used(emu, side.name) if n["name"] not in allowed]
+    assert not stray, f"names that are not the program's final names reached the provider: {stray}"
+    writes = [n for n in names_used(emu, side.name) if n["event"] in ("create", "version", "update")]
+    assert len(writes) == len(expect.files) - len(expect.renamed), f"one upload per saved file: {writes}"
+
+    shown = shown - {".assets"}
+    if side.name == "apple":  # a brand shared by every case: this case's names and hidden leftovers
+        shown = {n for n in shown if n.startswith(f"{case}_") or n.startswith(".")}
+    top = {Path(rel).parts[0] for rel in [*expect.files, *expect.dirs]}
+    untouched = {seed} if seed and seed not in expect.renamed else set()
+    assert shown == top | untouched | set(expect.backups)
+    assert kept == expect.backups  # the previous bytes, on this machine only
+
+
+def pixels(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB").tobytes()
 
 
 def run_program(prog: Program, c: Ctx) -> tuple[subprocess.CompletedProcess, Expect]:

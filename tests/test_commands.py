@@ -16,6 +16,7 @@ import pytest
 import tomli_w
 from mounting import is_mounted
 from test_mount_mudstack import MudTruth
+from truth import wait_for
 
 pytestmark = pytest.mark.mount
 SPECTRUM_ORG = ("carhartt", "7000000000000300322")
@@ -59,15 +60,6 @@ def streamed_bytes(files: dict[Path, int]) -> int:
 
 def disk_usage(path: Path) -> int:
     return sum(os.lstat(Path(r) / f).st_blocks * 512 for r, _, fs in os.walk(path) for f in fs)
-
-
-def wait_for(condition, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.25)
-    raise AssertionError("condition not met in time")
 
 
 def fail_an_upload(emu, m, name: str, data: bytes) -> Path:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 from test_mount_mudstack import MudTruth
-from test_mount_write import md5, png, wait_for
-from truth import download, spectrum_assets
+from test_mount_write import png
+from truth import download, md5, spectrum_assets, wait_for
 
 pytestmark = [pytest.mark.mount, pytest.mark.serial]
 

@@ -8,13 +8,12 @@ import errno
 import os
 import shutil
 import threading
-from types import SimpleNamespace
 
 import pyfuse3
 import pytest
 import trio
 from conftest import emulator_fixture
-from fsapi import in_process
+from fsapi import in_process, setattr_fields
 from test_mount_mudstack import MudTruth
 
 from assetfs.metacache import MetaCache
@@ -199,7 +198,7 @@ async def test_a_new_file_is_uploaded_after_the_delay_and_shows_as_the_assets_fi
         assert await fs.read_file(f"{UI}/new.txt") == b"hello"
         assert (await fs.listdir(UI)).count("new.txt") == 1
         assert "asset.json" in await fs.listdir(f"{UI}/.assets/new.txt")
-        await fs.ops.setattr(ino, _times(), _fields(mtime=True, mode=True), None, None)  # tar x, cp -a: accepted
+        await fs.ops.setattr(ino, _times(), setattr_fields(mtime=True, mode=True), None, None)  # tar x, cp -a: accepted
         await fs.unlink(f"{UI}/new.txt")
         assert "new.txt" not in names_on_provider(truth)
 
@@ -322,14 +321,14 @@ async def test_directories_refuse_what_posix_and_the_api_refuse(emulator_w, tmp_
 async def test_modes_and_times_accepted_where_tools_need_it_refused_elsewhere(emulator_w, tmp_path):
     async with in_process(emulator_w, tmp_path, accounts=["studio"], options="write_back=5") as fs:
         folder = await fs.ino(UI)
-        await fs.ops.setattr(folder, _times(), _fields(mtime=True, mode=True, uid=True), None, None)
+        await fs.ops.setattr(folder, _times(), setattr_fields(mtime=True, mode=True, uid=True), None, None)
         fh = await fs.create(f"{UI}/t.txt")
         ino = await fs.ino(f"{UI}/t.txt")
-        attrs = await fs.ops.setattr(ino, _times(0o600), _fields(mtime=True, mode=True), None, None)
+        attrs = await fs.ops.setattr(ino, _times(0o600), setattr_fields(mtime=True, mode=True), None, None)
         assert attrs.st_mode & 0o777 == 0o600 and attrs.st_mtime_ns == 1_000_000_000_000_000_000
         await fs.close(fh)
         old = await fs.ino("studio/Game Art/style-guide.pdf")
-        await fails(errno.EPERM, fs.ops.setattr(old, _times(), _fields(mode=True), None, None))
+        await fails(errno.EPERM, fs.ops.setattr(old, _times(), setattr_fields(mode=True), None, None))
         await fs.unlink(f"{UI}/t.txt")
 
 
@@ -342,7 +341,7 @@ async def test_the_times_and_mode_given_to_a_written_file_stay_with_its_bytes(em
         await fs.ops.write(fh, 0, b"given")
         await fs.close(fh)
         ino = await fs.ino(f"{UI}/.given.txt.XyZ123")
-        await fs.ops.setattr(ino, _times(0o640), _fields(mtime=True, mode=True), None, None)
+        await fs.ops.setattr(ino, _times(0o640), setattr_fields(mtime=True, mode=True), None, None)
         await fs.rename(f"{UI}/.given.txt.XyZ123", f"{UI}/given.txt")
         await fs.drain()
         shown = await fs.stat(f"{UI}/given.txt")
@@ -483,16 +482,6 @@ def _times(mode: int = 0o644) -> pyfuse3.EntryAttributes:
     attr.st_mtime_ns = 1_000_000_000_000_000_000
     attr.st_mode = mode
     return attr
-
-
-def _fields(**wanted):
-    """What the kernel asks setattr to change (pyfuse3.SetattrFields cannot be made in Python)."""
-    return SimpleNamespace(
-        **{
-            f"update_{name}": wanted.get(name, False)
-            for name in ("atime", "mtime", "ctime", "mode", "uid", "gid", "size")
-        }
-    )
 
 
 # -- sizes asked ahead ----------------------------------------------------------------------

@@ -14,8 +14,8 @@ import pytest
 from conftest import RunningEmulator
 from emulator_log import clear_names, names_used
 from mounting import MountedFS
-from test_mount_write import wait_for
 from test_write_iqmetrix import api_asset
+from truth import wait_for
 
 pytestmark = pytest.mark.mount
 POST = "POST /iqmetrix/assets"

@@ -8,7 +8,6 @@ import io
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ from PIL import Image
 from test_mount_apple import AppleTruth
 from test_mount_iqmetrix import api as iq_api
 from test_mount_mudstack import MudTruth
-from truth import md5
+from truth import md5, wait_for
 
 pytestmark = pytest.mark.mount
 APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
@@ -36,16 +35,6 @@ def uploads(emu) -> int:
         for k, n in emu.requests().items()
         if k.startswith("POST") and ("upload" in k or k.endswith("/assets") or "/versions" in k)
     )
-
-
-def wait_for(condition, seconds: float = 30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Real programs save files on real mounts: shells (bash and dash), coreutils, dd, sed, perl,
-Python's safe-save idioms, rsync, GIO, ImageMagick, tar, unzip, vim, nano and emacs, and the
-saves of Blender, LibreOffice and Word in their syscall order (the previous file renamed away,
-the new one put in its place: one new version of the same asset). Each save is
+Python's safe-save idioms, rsync, GIO, ImageMagick, tar, unzip, vim, nano and emacs (its
+backup: the previous file renamed away, the new one put in its place, one new version of the
+same asset). The saves of Blender, LibreOffice and Word, `sed -i`'s and emacs's in their syscall
+order, plain renames and truncates are scenarios run both in process and on a mount
+(tests/test_scenarios.py). Each save is
 checked through the emulator's own API, never through the mount: the asset count before and
 after, the final bytes under the final name, and that no temporary name ever reached the
 provider (the emulator's log of names). Mudstack and Apple take the saves; iQmetrix takes new
@@ -18,156 +20,48 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import io
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import RunningEmulator
-from emulator_log import clear_names, names_used, writes_sent
+from emulator_log import names_used, writes_sent
 from mounting import MountedFS
 from pending import wait_for_uploads
-from PIL import Image
-from programs import CONVERT, IMAGE, PROGRAMS, SAFE_SAVE, TEXT, Ctx, Payload, Program, output, run_program, told
-from test_mount_apple import AppleTruth
+from programs import (
+    APPLE_BRAND,
+    APPLE_ORG,
+    AREA,
+    CONVERT,
+    IMAGE,
+    PROGRAMS,
+    SAFE_SAVE,
+    SIDES,
+    TEXT,
+    WORKSPACE,
+    Ctx,
+    check_saved,
+    output,
+    run_program,
+    seed_name,
+    settle,
+    told,
+    world_of,
+)
 from test_mount_iqmetrix import api as iq_api
-from test_mount_mudstack import MudTruth
-from truth import download, md5, spectrum_assets
+from truth import md5, spectrum_assets
 
 pytestmark = pytest.mark.mount
 
-WRITE_BACK = "1s"
-WORKSPACE, AREA = "Game Art", "/programs/"
-APPLE_ORG, APPLE_BRAND = "9467895078742654934", "9467895078742654921"
 SPECTRUM_ORG = "7000000000000300322"
 IQ_COLLECTION, IQ_FILE = "logos", "iqmetrix.jpg"
 APPLE_KEPT = "kept_s.png"  # an Apple asset no case changes
 APPLE_GONE = "gone_s.png"  # one that rm deletes
 
 
-# -- the providers, seen through their own APIs ------------------------------------------------
-
-
-class Mudstack:
-    """Each case in its own folder under /programs/ of one workspace."""
-
-    name, payload = "mudstack", TEXT
-
-    def __init__(self, emu: RunningEmulator):
-        self.truth = MudTruth(emu.account("mudstack"))
-        self.ws = self.truth.workspaces()[WORKSPACE]
-
-    def location(self, case: str) -> str:
-        return f"{AREA}{case}/"
-
-    def folder(self, root: Path, case: str) -> Path:
-        return root / "studio" / WORKSPACE / AREA.strip("/") / case
-
-    def make_folder(self, location: str) -> None:
-        """The folder and its missing parents (the API makes one level per call)."""
-        path = "/"
-        for part in location.strip("/").split("/"):
-            path += part + "/"
-            if path not in self.truth.folders(self.ws):
-                self.truth.call("POST", "/workspaces/folders", self.ws, params={"folder": path})
-
-    def prepare(self, case: str, name: str, data: bytes | None) -> None:
-        self.make_folder(self.location(case))
-        if data is None:
-            return
-        up = self.truth.call("POST", "/workspaces/assets/upload/", self.ws, json={"name": name})
-        httpx.put(up["signed_url"], content=data, timeout=30).raise_for_status()
-        self.truth.call(
-            "POST",
-            "/workspaces/assets/upload/assets",
-            self.ws,
-            json={"temp_file_key": up["key"], "original_file_name": name, "file_location": self.location(case)},
-        )
-
-    def snapshot(self, case: str) -> tuple[int, dict[str, dict]]:
-        """(assets in the case's folder, those assets by path)."""
-        assets = self.assets(case)
-        return len(assets), assets
-
-    def assets(self, case: str) -> dict[str, dict]:
-        """path below the case's folder → asset, subfolders included."""
-        loc = self.location(case)
-        found = self.truth.call(
-            "GET",
-            "/workspaces/assets/search",
-            self.ws,
-            params={"file_location": loc, "includeSubfolders": "true", "limit": 1000},
-        )["assets"]
-        return {a["file_location"][len(loc) :] + a["file_name"]: a for a in found}
-
-    def folders(self, case: str) -> set[str]:
-        loc = self.location(case)
-        return {f[len(loc) :].rstrip("/") for f in self.truth.folders(self.ws) if f.startswith(loc) and f != loc}
-
-    def content(self, asset: dict) -> bytes:
-        return self.truth.download(self.ws, asset["id"])
-
-    def version(self, asset: dict):
-        return asset["currentVersion"]["version_number"]
-
-    def next_version(self, before, after) -> bool:
-        return after == before + 1  # exactly one new version, not one per write or close
-
-
-class Apple:
-    """All cases in one brand, their names prefixed by the case."""
-
-    name, payload = "apple", IMAGE
-
-    def __init__(self, emu: RunningEmulator):
-        self.truth = AppleTruth(emu.account("apple"))
-
-    def folder(self, root: Path, case: str) -> Path:
-        return root / "apple" / APPLE_ORG / APPLE_BRAND
-
-    def prepare(self, case: str, name: str, data: bytes | None) -> None:
-        if data is not None:
-            image = self.truth.upload(APPLE_ORG, name, data)
-            self.truth.create(APPLE_ORG, APPLE_BRAND, image["id"], Path(name).stem)
-
-    def listed(self) -> list[dict]:
-        return self.truth.assets(APPLE_ORG, APPLE_BRAND, limit=100)
-
-    def snapshot(self, case: str) -> tuple[int, dict[str, dict]]:
-        """(assets in the whole brand: a stray asset of any name counts, this case's assets by
-        file name: partnersAssetId + the image's extension)."""
-        listed = self.listed()
-        out = {}
-        for a in listed:
-            stem = a["brandAssetDetails"].get("partnersAssetId") or ""
-            if stem.startswith(f"{case}_"):
-                image = self.truth.image(APPLE_ORG, a["brandAssetDetails"]["imageId"])
-                out[stem + Path(image["filename"]).suffix] = {**a, "image": image}
-        return len(listed), out
-
-    def folders(self, case: str) -> set[str]:
-        return set()
-
-    def content(self, asset: dict) -> bytes:
-        return download(asset["image"]["cdnUrl"])
-
-    def version(self, asset: dict):
-        return asset["brandAssetDetails"]["imageId"]
-
-    def next_version(self, before, after) -> bool:
-        return after != before
-
-
-SIDES = {"mudstack": Mudstack, "apple": Apple}
 CASES = [(side, pid) for side in SIDES for pid, prog in PROGRAMS.items() if side in prog.only]
-
-
-def seed_name(prog: Program, case: str, payload: Payload) -> str:
-    return f"{case}_s{prog.seed_ext or payload.ext}" if prog.seed else ""
 
 
 # -- one emulator, one mount ---------------------------------------------------------------------
@@ -176,37 +70,32 @@ def seed_name(prog: Program, case: str, payload: Payload) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The emulator with every case's folder and seed in place, then one mount of it."""
-    emu = RunningEmulator(tmp_path_factory.mktemp("programs-emulator"))
-    sides = {name: cls(emu) for name, cls in SIDES.items()}
-    for side_name, pid in CASES:
-        prog, side = PROGRAMS[pid], sides[side_name]
-        name = seed_name(prog, pid, side.payload)
-        side.prepare(pid, name, prog.seed(side.payload) if prog.seed else None)
-    mudstack = sides["mudstack"]
-    for folder in ("dirs/full/inside", "dirs/empty", "dirs/into", "checks"):
-        mudstack.make_folder(f"{AREA}{folder}/")
-    mudstack.prepare("dirs/full/inside", "x.txt", b"x\n")
-    mudstack.prepare("dirs/moving", "y.txt", b"y\n")
-    mudstack.prepare("checks", "kept.txt", TEXT.seed)
-    mudstack.prepare("checks", "gone.txt", TEXT.seed)
-    for name in SAVES_SEEDS:
-        mudstack.prepare("saves", name, TEXT.seed)
-    sides["apple"].prepare("", APPLE_KEPT, IMAGE.seed)
-    sides["apple"].prepare("", APPLE_GONE, IMAGE.seed)
-    m = MountedFS(tmp_path_factory.mktemp("programs-mount"), emu.config, options=f"write_back={WRITE_BACK}")
-    try:
-        yield emu, m, sides
-    finally:
-        m.stop()
-        emu.stop()
+
+    def seed(sides: dict) -> None:
+        for side_name, pid in CASES:
+            prog, side = PROGRAMS[pid], sides[side_name]
+            name = seed_name(prog, pid, side.payload)
+            side.prepare(pid, name, prog.seed(side.payload) if prog.seed else None)
+        mudstack = sides["mudstack"]
+        for folder in ("dirs/full/inside", "dirs/empty", "dirs/into", "checks"):
+            mudstack.make_folder(f"{AREA}{folder}/")
+        mudstack.prepare("dirs/full/inside", "x.txt", b"x\n")
+        mudstack.prepare("dirs/moving", "y.txt", b"y\n")
+        mudstack.prepare("checks", "kept.txt", TEXT.seed)
+        mudstack.prepare("checks", "gone.txt", TEXT.seed)
+        for name in SAVES_SEEDS:
+            mudstack.prepare("saves", name, TEXT.seed)
+        sides["apple"].prepare("", APPLE_KEPT, IMAGE.seed)
+        sides["apple"].prepare("", APPLE_GONE, IMAGE.seed)
+
+    with world_of(tmp_path_factory, "programs", seed) as world:
+        yield world
 
 
 @pytest.fixture(autouse=True)
 def settled(world):
     """Each test starts with nothing of an earlier one on its way and an empty name log."""
-    emu, m, _ = world
-    wait_for_uploads(m.path, grace=0)
-    clear_names(emu)
+    settle(world)
 
 
 @pytest.fixture
@@ -234,41 +123,9 @@ def test_a_program_saves_exactly_one_asset_under_its_final_name(world, local, si
     assert result.returncode == 0, output(result)
     wait_for_uploads(m.path)
 
-    count_after, after = side.snapshot(pid)
-    assert count_after == count + expect.new_assets, (sorted(before), sorted(after))
-    for rel, data in expect.files.items():
-        assert rel in after, f"{rel} is not on the provider: {sorted(after)}"
-        got = side.content(after[rel])
-        if rel in expect.pixels:
-            assert pixels(got) == pixels(data)
-        else:
-            assert got == data, f"{rel}: the provider holds {got[:80]!r}…, not {data[:80]!r}…"
-    for rel in expect.replaced:  # the same asset, one version more
-        assert after[rel]["id"] == before[rel]["id"]
-        assert side.next_version(side.version(before[rel]), side.version(after[rel]))
-    for old, new in expect.renamed.items():  # the same asset under its new name
-        assert old not in after and after[new]["id"] == before[old]["id"]
-    assert side.folders(pid) == expect.dirs
-
-    allowed = {n for rel in [*expect.files, *expect.dirs] for n in (Path(rel).name, Path(rel).stem)}
-    stray = [n for n in names_used(emu, side.name) if n["name"] not in allowed]
-    assert not stray, f"names that are not the program's final names reached the provider: {stray}"
-    writes = [n for n in names_used(emu, side.name) if n["event"] in ("create", "version", "update")]
-    assert len(writes) == len(expect.files) - len(expect.renamed), f"one upload per saved file: {writes}"
-
-    shown = {n for n in os.listdir(c.folder) if n != ".assets"}
-    if side_name == "apple":  # a brand shared by every case: this case's names and hidden leftovers
-        shown = {n for n in shown if n.startswith(f"{pid}_") or n.startswith(".")}
-    top = {Path(rel).parts[0] for rel in [*expect.files, *expect.dirs]}
-    untouched = {c.seed} if c.seed and c.seed not in expect.renamed else set()
-    assert shown == top | untouched | set(expect.backups)
-    for name, data in expect.backups.items():  # the previous bytes, on this machine only
-        assert (c.folder / name).read_bytes() == data
-
-
-def pixels(data: bytes) -> bytes:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB").tobytes()
+    shown = set(os.listdir(c.folder))
+    kept = {name: (c.folder / name).read_bytes() for name in expect.backups if name in shown}
+    check_saved(emu, side, pid, before, count, expect, shown, kept, c.seed)
 
 
 # -- iQmetrix: new files only, each once under its final name -------------------------------------

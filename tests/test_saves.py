@@ -3,8 +3,9 @@ a Mudstack rename to another extension driven on the provider against the emulat
 no extension (`mv notes.txt notes`) through the filesystem in process, and an
 emacs-style save (`f` → `f~`, a new `f`) on a mount without a write-back delay
 (`write_back=0`), where the rename to a backup name still waits for the new file. Checked
-through the emulator's own API and its log of names; the same saves with a delay, by the
-programs themselves, are in tests/test_programs.py."""
+through the emulator's own API and its log of names; the same saves with a delay are in
+tests/test_scenarios.py (in their syscall order, in process and on a mount) and
+tests/test_programs.py (by the programs themselves)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ async def test_a_rename_to_a_name_without_extension_is_exactly_that_name(emulato
     try:
         async with in_process(emulator_saves, tmp_path, accounts=["studio"], options="write_back=0") as fs:
             await fs.write_file(f"{UI}/notes.txt", b"notes\n")
-            await drained(fs)
+            await fs.drain()
             [made] = [a for a in truth.assets(ws, "/ui/") if a["file_name"] == "notes.txt"]
             clear_names(emulator_saves)
             await fs.rename(f"{UI}/notes.txt", f"{UI}/notes")
@@ -98,7 +99,7 @@ async def test_a_renamed_file_shows_under_its_new_name_while_the_provider_rename
     try:
         async with in_process(emulator_saves, tmp_path, accounts=["studio"], options="write_back=0.2") as fs:
             await fs.write_file(f"{UI}/todo.txt", b"todo\n")
-            await drained(fs)
+            await fs.drain()
             await fs.rename(f"{UI}/todo.txt", f"{UI}/todo")
             seen = []
             with trio.fail_after(30):
@@ -150,13 +151,6 @@ def test_without_a_write_back_delay_an_emacs_save_is_one_new_version(fresh_emula
 # -- in process: the rules, without a kernel ---------------------------------------------------
 
 
-async def drained(fs) -> None:
-    """No upload pending and no file renamed away still in its window."""
-    with trio.fail_after(30):
-        while fs.mount.uploader.pending() or fs.mount.writer.aways.pending():
-            await trio.sleep(0.02)
-
-
 async def save_like_blender(fs, blend: str, data: bytes, versions: int = 1) -> None:
     """`x.blend@` written; the backups moved up (`x.blend1` → `x.blend2` …); `x.blend` →
     `x.blend1`; `x.blend@` → `x.blend`: the order of Blender's own save."""
@@ -176,11 +170,11 @@ async def test_blender_saves_with_two_backups_are_versions_of_one_asset(emulator
         async with in_process(emulator_saves, tmp_path, accounts=["studio"], options="write_back=0.3") as fs:
             blend = f"{UI}/scene.blend"
             await fs.write_file(blend, b"v1")
-            await drained(fs)
+            await fs.drain()
             [first] = [a for a in truth.assets(ws, "/ui/") if a["file_name"] == "scene.blend"]
             for data in (b"v2", b"v3", b"v4"):
                 await save_like_blender(fs, blend, data, versions=2)
-                await drained(fs)
+                await fs.drain()
             [asset] = [a for a in truth.assets(ws, "/ui/") if a["file_name"].startswith("scene")]
             assert asset["id"] == first["id"] and len(asset["versions"]) == 4
             assert truth.download(ws, asset["id"]) == b"v4"
@@ -193,7 +187,7 @@ async def test_blender_saves_with_two_backups_are_versions_of_one_asset(emulator
             await fails(errno.EPERM, fs.open(f"{blend}1", os.O_WRONLY))  # the previous bytes: read-only
             await fails(errno.EPERM, fs.rename(f"{blend}1", f"{UI}/kept.blend"))  # a backup name only
             await fs.unlink(f"{blend}2")  # removing a backup removes nothing on the provider
-            await drained(fs)
+            await fs.drain()
             assert [a["id"] for a in truth.assets(ws, "/ui/") if a["file_name"].startswith("scene")] == [asset["id"]]
             assert "scene.blend2" not in await fs.listdir(UI)
     finally:

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 from test_commands import fail_an_upload, uploaded_to_mudstack
-from test_mount_write import png, wait_for
+from test_mount_write import png
+from truth import wait_for
 
 pytestmark = pytest.mark.mount
 

@@ -1,9 +1,11 @@
-"""What the provider says, fetched straight from the emulator's API (not through the
-mount), so that tests can compare the mount's bytes and names with the source."""
+"""The tests' shared helpers: what the provider says, fetched straight from the emulator's API
+(not through the mount), so that tests can compare the mount's bytes and names with the
+source; checksums; waiting for a condition."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 
@@ -32,3 +34,13 @@ def download(url: str) -> bytes:
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
+
+
+def wait_for(condition, seconds: float = 30.0):
+    """The condition's first true value, asked every 0.25 s; an AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.25)
+    raise AssertionError("condition not met in time")
