@@ -229,7 +229,7 @@ class Operations(pyfuse3.Operations):
         if writing:
             self.writer.open_for_write(node, truncate=bool(flags & os.O_TRUNC))
             if flags & os.O_TRUNC:
-                self.writer.truncate(node, 0)
+                await self.writer.truncate(node, 0)
         handle = await self.opener.open(node, writing)
         info = handle.info()
         info.fh = next(self._ids)
@@ -302,7 +302,7 @@ class Operations(pyfuse3.Operations):
             if handle is not None:
                 await handle.truncate(attr.st_size)  # ftruncate(): through the open file
             else:
-                self.writer.truncate(node, attr.st_size)
+                await self.writer.truncate(node, attr.st_size)
         owner = fields.update_uid or fields.update_gid
         if fields.update_mtime or fields.update_mode or fields.update_atime or owner:
             self.writer.set_attributes(

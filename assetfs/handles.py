@@ -161,7 +161,7 @@ class LocalHandle(Handle):
         return self.writer.write(self.node, self.local, offset, data)
 
     async def truncate(self, size: int) -> None:
-        self.writer.truncate(self.node, size)
+        await self.writer.truncate(self.node, size)
 
     def upload_size(self) -> int:
         return self.local.size if self.local.spool.fd >= 0 else 0

@@ -199,10 +199,7 @@ async def write_then_truncate(f: Files, c: Ctx) -> Expect:
     return Expect({c.new: c.p.new})
 
 
-@scenario(
-    known_bug="truncate(2) by name of a new file waiting out its write-back delay holds it for a "
-    "close that never comes (Writer.truncate): it is never uploaded"
-)
+@scenario()
 async def truncate_after_the_close(f: Files, c: Ctx) -> Expect:
     """More written than kept and closed, then truncate(2) by name within the write-back delay."""
     await write_file(f, c.new, c.p.new + c.p.other)

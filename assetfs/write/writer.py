@@ -239,10 +239,11 @@ class Writer:
             local.live.cancel(why)
             local.live = None
 
-    def truncate(self, node: Node, size: int) -> None:
+    async def truncate(self, node: Node, size: int) -> None:
         """Truncate a local file. A provider's file is never truncated in place (truncate(2)
         has no close() that would upload it: it would sit half-replaced), and a pending
-        upload's bytes are not to be changed."""
+        upload's bytes are not to be changed. A truncate by name of a file nobody has open
+        is a whole change, as a close is: its upload falls due."""
         if node.local is None:
             self._writable(node, "truncating")
             raise NotPermitted(
@@ -255,6 +256,8 @@ class Writer:
             self._unfollow(node.local, f"truncated to {size} bytes")
         node.local.truncate(size)
         self._writing(node)
+        if node.local.writers == 0:
+            await self._fall_due(node.local)
 
     async def flush(self, node: Node) -> None:
         """A close() of one descriptor. With a write-back delay nothing happens yet (the file
@@ -298,9 +301,7 @@ class Writer:
                 local.close()  # uploaded or removed meanwhile: its spool is done
             return
         if local.writers == 0 and local.dirty and local.record is not None:
-            local.dirty = False
-            self._stamp(local)
-            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self._write_back)
+            await self._fall_due(local)
         elif (
             local.writers == 0
             and local.record is None
@@ -311,6 +312,13 @@ class Writer:
             self._settle(node)  # uploaded while open, nothing new since: the asset's file again
             await self._show(node.above, local.replaces, node)  # (shown in place of what it replaced at its upload)
             self.view.give(node, local.mtime, local.mode)
+
+    async def _fall_due(self, local: LocalFile) -> None:
+        """New bytes, no writer left: the upload falls due after the write-back delay."""
+        if local.dirty and local.record is not None:
+            local.dirty = False
+            self._stamp(local)
+            await self.uploader.schedule(local.record, local.spool, local.md5_if_known(), self._write_back)
 
     @staticmethod
     def _stamp(local: LocalFile) -> None:
