@@ -671,7 +671,21 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["listings", "reads", "upload"], action="append", help="run only these parts (repeatable)"
     )
+    parser.add_argument(
+        "--wan", action="store_true", help="through a proxy adding a round trip and capping each connection (wan.py)"
+    )
+    parser.add_argument("--delay-ms", type=float, default=20, help="with --wan: added each way (default 20)")
+    parser.add_argument(
+        "--rate-mb", type=float, default=50, help="with --wan: each connection's cap, MB/s (default 50)"
+    )
     args = parser.parse_args()
+    if args.wan:
+        import wan
+
+        if args.listings == parser.get_default("listings"):
+            args.listings = "1000,10000"
+        print(wan.run(args).table())
+        return 0
     parts = args.only or ["listings", "reads", "upload"]
     bench = Bench(args)
     try:
