@@ -339,7 +339,7 @@ class Bench:
         return MountedFS(
             self.work / f"m{self.mounts}",
             emu.config,
-            options=options,
+            options=",".join(filter(None, [options, self.args.mount_options])),
             accounts=[ACCOUNT],
             cache_dir=cache,
             log_level="WARNING",
@@ -671,6 +671,7 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["listings", "reads", "upload"], action="append", help="run only these parts (repeatable)"
     )
+    parser.add_argument("--mount-options", default="", help="more -o options for the assetfs mounts")
     parser.add_argument(
         "--wan", action="store_true", help="through a proxy adding a round trip and capping each connection (wan.py)"
     )

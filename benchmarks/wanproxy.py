@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import collections
 import sys
-import time
 
 CHUNK = 64 << 10  # bytes read at once from either side
 WINDOW = 256 << 10  # bytes in flight beyond the bandwidth-delay product (a TCP window's slack)
@@ -24,50 +23,135 @@ WINDOW = 256 << 10  # bytes in flight beyond the bandwidth-delay product (a TCP 
 
 class Link:
     """One direction of one connection. A chunk read at t goes onto the link when the link is
-    free (at `rate` bytes a second) and comes out `delay` seconds after that."""
+    free (at `rate` bytes a second) and comes out `delay` seconds after that, in order. The
+    source is paused while more than the link holds is queued (flow control, as TCP's)."""
 
-    def __init__(self, delay: float, rate: float | None):
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, rate: float | None):
+        self.loop = loop
         self.delay = delay
         self.rate = rate
         self.limit = WINDOW + int((rate or 0) * delay)
-        self.chunks: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.source: asyncio.Transport | None = None
+        self.dest: asyncio.Transport | None = None  # None until the upstream connection is made
+        self.chunks: collections.deque[tuple[float, bytes | None]] = collections.deque()  # None: the end
         self.queued = 0  # bytes read, not yet written
         self.free_at = 0.0  # when the link has sent what it holds
-        self.changed = asyncio.Event()
+        self.dest_full = False  # the destination's own buffer is full
+        self.timer: asyncio.TimerHandle | None = None
+        self.ended = False  # the end was passed on
 
-    async def pump_in(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            while self.queued >= self.limit:
-                await self._changed()
-            data = await reader.read(CHUNK)
-            start = max(time.monotonic(), self.free_at)
-            if self.rate:
-                self.free_at = start + len(data) / self.rate
-            self.chunks.append((start + self.delay, data))
+    def take(self, data: bytes | None) -> None:
+        """Bytes read from the source (None: its end)."""
+        start = max(self.loop.time(), self.free_at)
+        if self.rate and data:
+            self.free_at = start + len(data) / self.rate
+        self.chunks.append((start + self.delay, data))
+        if data:
             self.queued += len(data)
-            self.changed.set()
-            if not data:
-                return
+            if self.queued >= self.limit:
+                self.source.pause_reading()
+        self.arm()
 
-    async def pump_out(self, writer: asyncio.StreamWriter) -> None:
-        while True:
-            while not self.chunks:
-                await self._changed()
-            due, data = self.chunks.popleft()
-            if (wait := due - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
-            if not data:
-                if writer.can_write_eof():
-                    writer.write_eof()
-                return
-            writer.write(data)
-            await writer.drain()
+    def arm(self) -> None:
+        if self.timer is None and self.chunks and self.dest is not None:
+            self.timer = self.loop.call_at(self.chunks[0][0], self.deliver)
+
+    def deliver(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        while self.chunks and self.chunks[0][0] <= now:
+            data = self.chunks.popleft()[1]
+            if data is None:
+                self.ended = True
+                if self.dest.can_write_eof():
+                    self.dest.write_eof()
+                continue
+            self.dest.write(data)
             self.queued -= len(data)
-            self.changed.set()
+        self.flow()
+        self.arm()
 
-    async def _changed(self) -> None:
-        self.changed.clear()
-        await self.changed.wait()
+    def flow(self) -> None:
+        if self.source is not None and not self.source.is_closing():
+            if self.queued < self.limit and not self.dest_full:
+                self.source.resume_reading()
+            else:
+                self.source.pause_reading()
+
+
+class End(asyncio.Protocol):
+    """One socket of a proxied connection: what it reads goes into `inbound`; `outbound` is
+    the link that writes to it."""
+
+    def __init__(self, connection: Connection, inbound: Link, outbound: Link):
+        self.connection = connection
+        self.inbound = inbound
+        self.outbound = outbound
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.inbound.source = transport
+        self.outbound.dest = transport
+        self.connection.made(transport, client=self.inbound is self.connection.up)
+        self.outbound.arm()
+
+    def data_received(self, data: bytes) -> None:
+        self.inbound.take(data)
+
+    def eof_received(self) -> bool:
+        self.inbound.take(None)
+        return True  # half-open: the other direction may still be sending
+
+    def pause_writing(self) -> None:
+        self.outbound.dest_full = True
+        self.outbound.flow()
+
+    def resume_writing(self) -> None:
+        self.outbound.dest_full = False
+        self.outbound.flow()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection.close()
+
+
+class Connection:
+    """A client's connection and the one made for it upstream, a link each way."""
+
+    def __init__(self, proxy: WanProxy, loop: asyncio.AbstractEventLoop):
+        self.proxy = proxy
+        self.loop = loop
+        self.up = Link(loop, proxy.delay, proxy.rate)
+        self.down = Link(loop, proxy.delay, proxy.rate)
+        self.up.free_at = loop.time() + 2 * proxy.delay  # nothing is sent before the handshake's round trip
+        self.transports: list[asyncio.Transport] = []
+        self.connecting: asyncio.Task | None = None
+        self.closed = False
+
+    def client(self) -> End:
+        return End(self, self.up, self.down)
+
+    def made(self, transport: asyncio.Transport, client: bool) -> None:
+        self.transports.append(transport)
+        if self.closed:
+            transport.close()
+        elif client:
+            self.connecting = self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        await asyncio.sleep(2 * self.proxy.delay)  # the handshake is a round trip too
+        try:
+            await self.loop.create_connection(lambda: End(self, self.down, self.up), *self.proxy.upstream)
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        """Either side gone: both go (what the links still hold is dropped, as on a reset)."""
+        self.closed = True
+        for transport in self.transports:
+            transport.close()
+        for link in (self.up, self.down):
+            if link.timer is not None:
+                link.timer.cancel()
+            link.chunks.clear()
 
 
 class WanProxy:
@@ -80,30 +164,11 @@ class WanProxy:
         self.rate = rate
 
     async def serve(self) -> None:
-        server = await asyncio.start_server(self._forward, "127.0.0.1", 0, backlog=4096)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Connection(self, loop).client(), "127.0.0.1", 0, backlog=4096)
         print(f"127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
         async with server:
             await server.serve_forever()
-
-    async def _forward(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            await asyncio.sleep(2 * self.delay)  # the handshake is a round trip too
-            server_r, server_w = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            client_w.close()
-            return
-        up, down = Link(self.delay, self.rate), Link(self.delay, self.rate)
-        pumps = [up.pump_in(client_r), up.pump_out(server_w), down.pump_in(server_r), down.pump_out(client_w)]
-        tasks = [asyncio.ensure_future(p) for p in pumps]
-        try:
-            await asyncio.gather(*tasks)  # both directions delivered their end, or a side broke
-        except OSError:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            for w in (client_w, server_w):
-                w.close()
 
 
 def main() -> int:
