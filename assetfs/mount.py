@@ -63,6 +63,7 @@ class Mount:
         if options.write_back is None:
             options.write_back = config.cache.write_back
         self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
+        self.view.sizes.at_once = options.heads_at_once
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
         self.uploader = Uploader(self.journal, self.spool, self.providers, self.stats, self._uploaded)
