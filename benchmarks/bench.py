@@ -225,22 +225,26 @@ class Emulator:
 
 class Nginx:
     """One static file server (with directory listings, for rclone's http backend). A content
-    URL's last part (the file name the emulator adds) is dropped."""
+    URL's last part (the file name the emulator adds) is dropped. With `tls` (certificate and
+    key files) it speaks HTTPS and HTTP/2, as a CDN does."""
 
-    def __init__(self, work: Path, root: Path):
+    def __init__(self, work: Path, root: Path, tls: tuple[Path, Path] | None = None):
         prefix = work / "nginx"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
         port = free_port()
         conf = prefix / "nginx.conf"
+        listen = f"127.0.0.1:{port}" + (
+            f" ssl http2; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}" if tls else ""
+        )
         conf.write_text(f"""
 daemon off; worker_processes 2; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{ access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
-  server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; autoindex_exact_size on;
+  server {{ listen {listen}; root {root}; autoindex on; autoindex_exact_size on;
     rewrite "^(/.+/data/[0-9a-f]{{64}})/[^/]+$" $1 break; }} }}
 """)
         self.process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(prefix)], stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
         for _ in range(100):
             try:
                 httpx.get(self.url, timeout=1)
@@ -330,9 +334,12 @@ class Bench:
         os.chmod(self.work, 0o755)
         self.site = self.work / "site"  # nginx's root: the emulators' data dirs and rclone's folders
         self.site.mkdir()
-        self.nginx = Nginx(self.work, self.site)
+        self.nginx = self.content_server()
         self.rows: list[Row] = []
         self.mounts = 0
+
+    def content_server(self) -> Nginx:
+        return Nginx(self.work, self.site)
 
     def mount(self, emu: Emulator, cache: Path | None = None, options: str = "") -> MountedFS:
         self.mounts += 1
