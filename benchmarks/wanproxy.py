@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import sys
 
 CHUNK = 64 << 10  # bytes read at once from either side
@@ -63,8 +64,9 @@ class Link:
             data = self.chunks.popleft()[1]
             if data is None:
                 self.ended = True
-                if self.dest.can_write_eof():
-                    self.dest.write_eof()
+                with contextlib.suppress(OSError):  # the other side may be gone already
+                    if self.dest.can_write_eof() and not self.dest.is_closing():
+                        self.dest.write_eof()
                 continue
             self.dest.write(data)
             self.queued -= len(data)
