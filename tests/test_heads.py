@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from assetfs.errors import ConfigError
+from assetfs.options import parse_mount_options
 from assetfs.providers.http import Unreachable
 from assetfs.read.heads import head_sizes
 
@@ -189,3 +191,11 @@ def test_stopping_sends_nothing_more(server):
         stopped=lambda: len(sent) >= 10,
     )
     assert len(server.seen) == 10
+
+
+def test_the_number_in_flight_is_a_mount_option():
+    assert parse_mount_options(None).heads_at_once == 256
+    assert parse_mount_options(["ro,heads_at_once=32"]).heads_at_once == 32
+    for bad in ("heads_at_once=0", "heads_at_once=many", "heads_at_once"):
+        with pytest.raises(ConfigError, match="heads_at_once"):
+            parse_mount_options([bad])

@@ -28,7 +28,7 @@ from .node import Node
 log = logging.getLogger("assetfs.view")
 
 # HEADs in flight (`-o heads_at_once`). Content hosts are CDNs: at a 40 ms round trip, 8 at
-# once made `ls -l` of 10,000 files take 55 s, 128 take under 5. A rate-limited API host is
+# once made `ls -l` of 10,000 files take 56 s, 256 take 4-6 s. A rate-limited API host is
 # still paced by its budget, however many are in flight.
 HEADS_AT_ONCE = 256
 READ_RECENTLY = 30.0  # seconds after a directory was read that its stats count as "ls -l"
