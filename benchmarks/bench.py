@@ -6,6 +6,8 @@ assetfs, rclone and curl all download from the same server. Workloads follow
 mountpoint-s3's CI (scripts/fio): sequential and random reads at 256 KiB with fio, time to
 the first byte of a 1-byte read, `ls -f` / `ls -l` of 1k/10k/100k entries, and an upload.
 
+`--wan`: the same through a proxy 20 ms away each way (wan.py).
+
 Cold: a fresh mount, an empty cache, the page cache dropped. Warm: a fresh mount over the
 block cache a cold read filled, the page cache dropped. Hot: the same mount again (page
 cache). Every figure is a median of `--repeat` runs except the time-based fio runs."""
