@@ -33,7 +33,7 @@ from .transfer import ConnectionPool, UrlRefused, fetch_range
 log = logging.getLogger("assetfs.read")
 
 WHOLE_FILE_LIMIT = 8 << 20  # files up to this size (with a checksum) are fetched and checked whole
-FLOWS = 4  # GETs at once for one run of blocks
+FLOWS = 8  # GETs at once for one run of blocks
 FLOW_MIN = 2 << 20  # bytes: a run is split no finer (a GET costs a round trip before its first byte)
 FETCH_ATTEMPTS = 4
 
