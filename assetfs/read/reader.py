@@ -197,7 +197,7 @@ class Reader:
         or coming, with one run from the first gap to the window's end: at once when the gap
         is among the blocks asked for (the first of them comes first), else once it is half
         the window long or reaches the end of the file. A sequential reader so costs one
-        request per half window and never has more than a window of blocks ahead of it
+        run (a few GETs at once) per half window and never has more than a window of blocks ahead of it
         (more would push blocks not yet read out of the memory tier)."""
         stop = min(self.blocks, start + asked + window)
         index = self.cache.first_missing(self.content.version, start, stop, self.inflight)
