@@ -66,6 +66,7 @@ class Mount:
         if options.write_back is None:
             options.write_back = config.cache.write_back
         self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
+        self.view.sizes.at_once = options.heads_at_once
         self.spool = Spool(self.state.spool)
         self.journal = Journal(self.state.journal)
         self.writer = Writer(self.view, self.journal, self.spool, self.providers, self.stats, options)

@@ -46,6 +46,7 @@ class MountOptions:
     poll_interval: float | None = None  # None: as the config says
     poll_off: bool = False  # -o poll_interval=off
     read_ahead: int = 32 << 20
+    heads_at_once: int = 256  # HEADs in flight per content host, for the sizes of a directory (view/sizes.py)
     timeout: float = 30.0
     block_size: int = 1 << 20
     debug: bool = False
@@ -83,6 +84,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "metadata_ttl": parse_duration,
     "poll_interval": parse_interval,
     "read_ahead": parse_size,
+    "heads_at_once": int,
     "timeout": parse_duration,
     "block_size": parse_size,
     "write_back": parse_duration,
@@ -116,6 +118,8 @@ def parse_mount_options(specs: list[str] | None) -> MountOptions:
                 raise ConfigError(f"-o {name}: unknown mount option")
     if opts.write_back is not None and opts.write_back < 0:
         raise ConfigError("-o write_back: must be 0 (upload at close) or more")
+    if opts.heads_at_once < 1:
+        raise ConfigError("-o heads_at_once: must be 1 or more")
     if opts.timeout <= 0:
         raise ConfigError("-o timeout: must be more than 0")
     return opts

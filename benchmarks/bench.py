@@ -6,6 +6,8 @@ assetfs, rclone and curl all download from the same server. Workloads follow
 mountpoint-s3's CI (scripts/fio): sequential and random reads at 256 KiB with fio, time to
 the first byte of a 1-byte read, `ls -f` / `ls -l` of 1k/10k/100k entries, and an upload.
 
+`--wan`: the same through a proxy 20 ms away each way (wan.py).
+
 Cold: a fresh mount, an empty cache, the page cache dropped. Warm: a fresh mount over the
 block cache a cold read filled, the page cache dropped. Hot: the same mount again (page
 cache). Every figure is a median of `--repeat` runs except the time-based fio runs."""
@@ -225,22 +227,26 @@ class Emulator:
 
 class Nginx:
     """One static file server (with directory listings, for rclone's http backend). A content
-    URL's last part (the file name the emulator adds) is dropped."""
+    URL's last part (the file name the emulator adds) is dropped. With `tls` (certificate and
+    key files) it speaks HTTPS and HTTP/2, as a CDN does."""
 
-    def __init__(self, work: Path, root: Path):
+    def __init__(self, work: Path, root: Path, tls: tuple[Path, Path] | None = None):
         prefix = work / "nginx"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
         port = free_port()
         conf = prefix / "nginx.conf"
+        listen = f"127.0.0.1:{port}" + (
+            f" ssl http2; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}" if tls else ""
+        )
         conf.write_text(f"""
 daemon off; worker_processes 2; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;
-events {{ worker_connections 1024; }}
+events {{ worker_connections 4096; }}
 http {{ access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
-  server {{ listen 127.0.0.1:{port}; root {root}; autoindex on; autoindex_exact_size on;
+  server {{ listen {listen}; root {root}; autoindex on; autoindex_exact_size on;
     rewrite "^(/.+/data/[0-9a-f]{{64}})/[^/]+$" $1 break; }} }}
 """)
         self.process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(prefix)], stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
         for _ in range(100):
             try:
                 httpx.get(self.url, timeout=1)
@@ -330,16 +336,19 @@ class Bench:
         os.chmod(self.work, 0o755)
         self.site = self.work / "site"  # nginx's root: the emulators' data dirs and rclone's folders
         self.site.mkdir()
-        self.nginx = Nginx(self.work, self.site)
+        self.nginx = self.content_server()
         self.rows: list[Row] = []
         self.mounts = 0
+
+    def content_server(self) -> Nginx:
+        return Nginx(self.work, self.site)
 
     def mount(self, emu: Emulator, cache: Path | None = None, options: str = "") -> MountedFS:
         self.mounts += 1
         return MountedFS(
             self.work / f"m{self.mounts}",
             emu.config,
-            options=options,
+            options=",".join(filter(None, [options, self.args.mount_options])),
             accounts=[ACCOUNT],
             cache_dir=cache,
             log_level="WARNING",
@@ -671,7 +680,22 @@ def main() -> int:
     parser.add_argument(
         "--only", choices=["listings", "reads", "upload"], action="append", help="run only these parts (repeatable)"
     )
+    parser.add_argument("--mount-options", default="", help="more -o options for the assetfs mounts")
+    parser.add_argument(
+        "--wan", action="store_true", help="through a proxy adding a round trip and capping each connection (wan.py)"
+    )
+    parser.add_argument("--delay-ms", type=float, default=20, help="with --wan: added each way (default 20)")
+    parser.add_argument(
+        "--rate-mb", type=float, default=50, help="with --wan: each connection's cap, MB/s (default 50)"
+    )
     args = parser.parse_args()
+    if args.wan:
+        import wan
+
+        if args.listings == parser.get_default("listings"):
+            args.listings = "1000,10000"
+        print(wan.run(args).table())
+        return 0
     parts = args.only or ["listings", "reads", "upload"]
     bench = Bench(args)
     try:

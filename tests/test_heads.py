@@ -9,16 +9,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from assetfs.errors import ConfigError
+from assetfs.options import parse_mount_options
 from assetfs.providers.http import Unreachable
 from assetfs.read.heads import head_sizes
 
 
+class Listening(ThreadingHTTPServer):
+    request_queue_size = 256  # many connections at once are accepted, not dropped and tried again
+
+
 class Server:
-    """Files /f<n> of n bytes; /missing is 404, /broken 500, /moved redirects to /f7.
+    """Files /f<n> of n bytes; /missing is 404, /broken 500, /moved redirects to /f7; /together<n>
+    answers n bytes only once `together` requests are in at the same moment (else 500).
     Records each request's path and Authorization header, and each connection."""
 
-    def __init__(self):
+    def __init__(self, together: int = 1):
         self.seen: list[tuple[str, str | None]] = []
+        self.together = threading.Barrier(together, timeout=5)
         self.connections = 0
         server = self
 
@@ -31,7 +39,15 @@ class Server:
 
             def do_HEAD(self):
                 server.seen.append((self.path, self.headers.get("Authorization")))
-                if self.path.startswith("/f"):
+                if self.path.startswith("/together"):
+                    try:
+                        server.together.wait()
+                        self.send_response(200)
+                        self.send_header("Content-Length", self.path[9:])
+                    except threading.BrokenBarrierError:
+                        self.send_response(500)
+                        self.send_header("Content-Length", "0")
+                elif self.path.startswith("/f"):
                     self.send_response(200)
                     self.send_header("Content-Length", self.path[2:])
                 elif self.path == "/moved":
@@ -46,7 +62,7 @@ class Server:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = Listening(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -89,6 +105,21 @@ def test_each_size_once_over_a_few_kept_connections(server):
     assert sorted(p for p, _ in server.seen) == sorted(f"/f{n}" for n in range(300))  # each once
     assert sent == [url for _, url in urls]  # in order, each paced
     assert server.connections <= 4  # kept alive, at most at_once
+
+
+def test_all_at_once_are_in_flight_together():
+    s = Server(together=32)
+    try:
+        answers = ask([(n, f"{s.url}/together{n}") for n in range(64)], at_once=32)
+    finally:
+        s.stop()
+    assert answers == {n: n for n in range(64)}  # each round of 32 met at the server at once
+    assert s.connections == 32  # a keep-alive connection each, used twice
+
+
+def test_a_small_batch_opens_no_more_connections_than_it_has_requests(server):
+    assert ask([(n, f"{server.url}/f{n}") for n in range(3)], at_once=256) == {0: 0, 1: 1, 2: 2}
+    assert server.connections <= 3
 
 
 def test_answers_other_than_a_plain_200_are_no_size_and_redirects_are_not_followed(server):
@@ -160,3 +191,11 @@ def test_stopping_sends_nothing_more(server):
         stopped=lambda: len(sent) >= 10,
     )
     assert len(server.seen) == 10
+
+
+def test_the_number_in_flight_is_a_mount_option():
+    assert parse_mount_options(None).heads_at_once == 256
+    assert parse_mount_options(["ro,heads_at_once=32"]).heads_at_once == 32
+    for bad in ("heads_at_once=0", "heads_at_once=many", "heads_at_once"):
+        with pytest.raises(ConfigError, match="heads_at_once"):
+            parse_mount_options([bad])

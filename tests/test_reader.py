@@ -13,6 +13,7 @@ from truth import download, spectrum_assets
 from assetfs.errors import ChecksumMismatch, ProviderError
 from assetfs.providers.base import Content
 from assetfs.providers.http import ProviderHTTP
+from assetfs.read import reader as reader_module
 from assetfs.read.blockcache import BlockCache
 from assetfs.read.reader import Cursor, Reader
 from assetfs.stats import Stats
@@ -187,3 +188,32 @@ def test_reading_the_same_block_again_fetches_nothing_ahead(forty_blocks, tmp_pa
     data, stats = read_blocks(forty_blocks, cache, [0, 0, 0, 0, 0, 0], max_ahead=8)
     assert data == forty_blocks.data[:1024]
     assert stats.counters["block_misses"] <= 3  # the block and the first window's two after it
+
+
+class _Together(_Stalling):
+    def do_GET(self):  # noqa: N802 (the stdlib's name)
+        self.server.ranges.append(self.headers["Range"])
+        if len(self.server.ranges) <= 3:  # the first run's parts: answered only once all are asked at once
+            try:
+                self.server.together.wait()
+            except threading.BrokenBarrierError:
+                self.send_error(500)
+                return
+        super().do_GET()
+
+
+def test_a_long_run_of_blocks_comes_in_several_requests_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(reader_module, "FLOW_MIN", 1024)  # split down to a block
+    server = StallingServer(bytes(range(256)) * 20, head=0)  # 5 blocks of 1 KiB
+    server.RequestHandlerClass = _Together
+    server.go.set()
+    server.ranges, server.together = [], threading.Barrier(3, timeout=5)
+    cache = BlockCache(tmp_path / "blocks", 0, block_size=1024, memory_blocks=16)
+    try:
+        data, stats = read_blocks(server, cache, [0, 1, 2, 3, 4], max_ahead=4)
+    finally:
+        server.shutdown()
+    assert data == server.data
+    # The first read asks for its block and the window's two after it: three GETs at once.
+    assert sorted(server.ranges[:3]) == ["bytes=0-1023", "bytes=1024-2047", "bytes=2048-3071"]
+    assert stats.counters["block_misses"] == 5  # no block twice

@@ -84,8 +84,14 @@ class _Absent:
 _ABSENT = _Absent()
 
 
+# Blocks in memory. A sequential reader's read-ahead is up to two thirds of it: 32 MiB
+# ahead keeps a 40 ms path busy at several flows' speed (16 MiB measured 2.7× one flow's
+# rate, 32 MiB 3.5×).
+MEMORY_BLOCKS = 48
+
+
 class BlockCache:
-    def __init__(self, directory: Path, size_limit: int, block_size: int = 1 << 20, memory_blocks: int = 32):
+    def __init__(self, directory: Path, size_limit: int, block_size: int = 1 << 20, memory_blocks: int = MEMORY_BLOCKS):
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
         self.size_limit = size_limit

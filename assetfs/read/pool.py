@@ -11,7 +11,7 @@ import trio
 from ..providers.base import Content
 from ..stats import Stats
 from .blockcache import BlockCache
-from .reader import Reader
+from .reader import FLOWS, Reader
 from .transfer import ConnectionPool
 
 
@@ -19,11 +19,12 @@ class ReaderPool:
     def __init__(self, cache: BlockCache, stats: Stats, read_ahead: int, timeout: float = 30.0):
         self.cache = cache
         self.stats = stats
-        # Read-ahead beyond half the memory tier would evict blocks before they are read.
-        self.max_ahead = max(1, min(read_ahead // cache.block_size, cache.memory_blocks // 2))
+        # At most a window of blocks ahead is in memory unread, and the tier drops the least
+        # recently used first (blocks already read): two thirds of it leave room for those.
+        self.max_ahead = max(1, min(read_ahead // cache.block_size, cache.memory_blocks * 2 // 3))
         self.nursery: trio.Nursery | None = None
         self._readers: dict[str, tuple[Reader, int]] = {}
-        self.connections = ConnectionPool(max(1.0, timeout / 2))
+        self.connections = ConnectionPool(max(1.0, timeout / 2), per_origin=2 * FLOWS)  # two runs' GETs kept alive
 
     def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))

@@ -1,7 +1,9 @@
 """Reads of one content version, shared by every handle open on it.
 
 Blocks come from memory, then the disk cache (one mapping on the event loop when every
-block of a read is there: no thread hop), then one ranged GET per run of missing blocks.
+block of a read is there: no thread hop), then ranged GETs for each run of missing blocks:
+a long run is split into a few GETs at once (FLOWS), since over a long path a single flow is
+capped by its window and its losses while several are not.
 Concurrent readers of a block wait on the same fetch; one that needs only the start of a
 block gets it as soon as it has come, not when the whole block has. Each handle has a
 cursor: while its reads stay sequential the read-ahead window doubles (up to `max_ahead`
@@ -31,6 +33,8 @@ from .transfer import ConnectionPool, UrlRefused, fetch_range
 log = logging.getLogger("assetfs.read")
 
 WHOLE_FILE_LIMIT = 8 << 20  # files up to this size (with a checksum) are fetched and checked whole
+FLOWS = 8  # GETs at once for one run of blocks
+FLOW_MIN = 2 << 20  # bytes: a run is split no finer (a GET costs a round trip before its first byte)
 FETCH_ATTEMPTS = 4
 
 
@@ -196,7 +200,7 @@ class Reader:
         or coming, with one run from the first gap to the window's end: at once when the gap
         is among the blocks asked for (the first of them comes first), else once it is half
         the window long or reaches the end of the file. A sequential reader so costs one
-        request per half window and never has more than a window of blocks ahead of it
+        run (a few GETs at once) per half window and never has more than a window of blocks ahead of it
         (more would push blocks not yet read out of the memory tier)."""
         stop = min(self.blocks, start + asked + window)
         index = self.cache.first_missing(self.content.version, start, stop, self.inflight)
@@ -205,13 +209,17 @@ class Reader:
 
     def _start(self, first: int, count: int) -> _Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
-        and fetch them in the background."""
+        and fetch them in the background, in up to FLOWS GETs at once."""
         if self.whole:
             first, count = 0, self.blocks
         last = min(self.blocks, first + max(1, count))
         last = self.cache.first_present(self.content.version, first + 1, last, self.inflight) or last
         pendings = {i: self.inflight.setdefault(i, _Pending()) for i in range(first, last)}
-        self.nursery.start_soon(self._fetch, first, last, pendings)
+        flows = 1 if self.whole else max(1, min(FLOWS, (last - first) * self.bs // FLOW_MIN))
+        step = -(-(last - first) // flows)
+        for lo in range(first, last, step):
+            hi = min(last, lo + step)
+            self.nursery.start_soon(self._fetch, lo, hi, {i: pendings[i] for i in range(lo, hi)})
         return pendings[first]
 
     async def _fetch(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
