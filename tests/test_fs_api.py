@@ -547,8 +547,8 @@ async def test_a_readdir_waits_for_sizes_asked_ahead_only_so_long(emulator_w, tm
     when the HEADs are slow it waits only so long in all, and the files not sized by then
     are listed without a size (the kernel asks for it with a getattr)."""
     monkeypatch.setattr("assetfs.fuse_ops.LISTED_PATIENCE", 0.3)
-    monkeypatch.setattr("assetfs.view.sizes.HEADS_AT_ONCE", 1)  # one slow HEAD after another
-    async with in_process(emulator_w, tmp_path, accounts=["carhartt"]) as fs:
+    # one slow HEAD after another
+    async with in_process(emulator_w, tmp_path, accounts=["carhartt"], options="heads_at_once=1") as fs:
         org = "carhartt/" + (await fs.listdir("carhartt"))[0]
         first, second, *rest = [n for n in await fs.listdir(org) if n != ".assets"]
         fh = await fs.ops.opendir(await fs.ino(org), None)
