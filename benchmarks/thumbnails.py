@@ -20,6 +20,7 @@ from pathlib import Path
 from bench import Row
 from mounting import MountedFS
 from pcmanfm import pcmanfm_home, pcmanfm_open
+from PIL import Image
 from test_file_manager import photo, put_asset
 from test_mount_mudstack import MudTruth
 from wan import WanBench
@@ -37,6 +38,7 @@ class Seen:
 
     seconds: float
     thumbnails: int
+    ours: int  # of them, made by assetfs (the rest by pcmanfm's thumbnailer, from the originals)
     fetched: int  # bytes the proxies passed to the machine
     originals: int  # photos GET from nginx
 
@@ -129,7 +131,10 @@ class ThumbnailsBench:
                 if made >= COUNT or fm.poll() is not None:
                     break
                 time.sleep(0.1)
-        return Seen(last - start, made, self._fetched() - fetched_start, self._originals_read(log_start))
+        ours = sum(by_assetfs(p) for p in normal.glob("*.png"))
+        seen = Seen(last - start, made, ours, self._fetched() - fetched_start, self._originals_read(log_start))
+        print(folder, seen, file=sys.stderr, flush=True)
+        return seen
 
     def _fetched(self) -> int:
         return sum(link.delivered() for link in self.bench.links)
@@ -148,6 +153,12 @@ class ThumbnailsBench:
         return len(read)
 
 
+def by_assetfs(thumbnail: Path) -> bool:
+    """A thumbnail assetfs wrote (it signs them `Software: assetfs`)."""
+    with Image.open(thumbnail) as image:
+        return image.info.get("Software") == "assetfs"
+
+
 def measure(bench: WanBench) -> None:
     """The four cases, once each (a case takes up to a minute), and their rows."""
     setup = ThumbnailsBench(bench)
@@ -163,7 +174,7 @@ def measure(bench: WanBench) -> None:
     theirs = seen["rclone"]
     size = f"{COUNT} photos of {setup.photo_bytes / COUNT / 1e6:.1f} MB"
     for case, s in seen.items():
-        done = f"{s.thumbnails}/{COUNT} thumbnails, {s.originals} originals read"
+        done = f"{s.thumbnails}/{COUNT} thumbnails, {s.ours} from the provider, {s.originals} originals read"
         rows = [
             Row(f"{case}: seconds until pcmanfm's thumbnails of {size} ({done})", f"{s.seconds:.1f} s", "", ""),
             Row(f"{case}: bytes fetched", f"{s.fetched / 1e6:.1f} MB", "", ""),

@@ -75,6 +75,12 @@ def pcmanfm_open(folder: Path, env: dict) -> Iterator[tuple[Display, subprocess.
     try:
         yield display, fm
     finally:
-        fm.terminate()
-        fm.wait(10)
-        display.stop()
+        try:
+            fm.terminate()
+            try:
+                fm.wait(10)
+            except subprocess.TimeoutExpired:  # busy in a folder's opendir, it may not heed SIGTERM
+                fm.kill()
+                fm.wait(10)
+        finally:
+            display.stop()
