@@ -63,9 +63,11 @@ class ThumbnailsBench:
             data = photo(n, SIDE)
             (self.files / f"photo-{n + 1:03d}.png").write_bytes(data)
             put_asset(self.truth, ws, f"/{FOLDER}/", f"photo-{n + 1:03d}.png", data)
+        # the originals as nginx is asked for them: the emulator's files (a content URL adds a
+        # cosmetic name after the file), and rclone's
         data_dir = bench.site / "thumbnails" / "data"
-        self.originals = {p.name for p in data_dir.iterdir() if p.stat().st_size > 1 << 20}
-        self.originals |= {p.name for p in self.files.iterdir()}
+        self.originals = {f"/thumbnails/data/{p.name}" for p in data_dir.iterdir() if p.stat().st_size > 1 << 20}
+        self.originals |= {f"/{FOLDER}/{p.name}" for p in self.files.iterdir()}
         self.photo_bytes = sum(p.stat().st_size for p in self.files.iterdir())
         for asset in self.truth.assets(ws, f"/{FOLDER}/"):  # the renditions, made once
             self.truth.call("GET", f"/workspaces/thumbnail/{asset['currentVersion']['thumbnail_file_id']}", ws)
@@ -148,8 +150,8 @@ class ThumbnailsBench:
         for line in lines:
             request = line.split('"')[1].split() if line.count('"') >= 2 else []
             if len(request) >= 2 and request[0] == "GET":
-                name = request[1].split("?")[0].rstrip("/").split("/")
-                read |= {part for part in name[-2:] if part in self.originals}
+                path = request[1].split("?")[0]
+                read |= {path, "/".join(path.split("/")[:4])} & self.originals
         return len(read)
 
 
