@@ -178,7 +178,7 @@ def measure(bench: WanBench) -> None:
     for case, s in seen.items():
         done = f"{s.thumbnails}/{COUNT} thumbnails, {s.ours} from the provider, {s.originals} originals read"
         rows = [
-            Row(f"{case}: seconds until pcmanfm's thumbnails of {size} ({done})", f"{s.seconds:.1f} s", "", ""),
+            Row(f"{case} (1 run): seconds until pcmanfm's thumbnails of {size} ({done})", f"{s.seconds:.1f} s", "", ""),
             Row(f"{case}: bytes fetched", f"{s.fetched / 1e6:.1f} MB", "", ""),
         ]
         if case != "rclone":
