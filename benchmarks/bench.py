@@ -230,7 +230,7 @@ class Nginx:
     URL's last part (the file name the emulator adds) is dropped. With `tls` (certificate and
     key files) it speaks HTTPS and HTTP/2, as a CDN does."""
 
-    def __init__(self, work: Path, root: Path, tls: tuple[Path, Path] | None = None):
+    def __init__(self, work: Path, root: Path, tls: tuple[Path, Path] | None = None, access_log: Path | None = None):
         prefix = work / "nginx"
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
         port = free_port()
@@ -241,7 +241,7 @@ class Nginx:
         conf.write_text(f"""
 daemon off; worker_processes 2; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log;
 events {{ worker_connections 4096; }}
-http {{ access_log off; sendfile on; tcp_nopush on; default_type application/octet-stream;
+http {{ access_log {access_log or "off"}; sendfile on; tcp_nopush on; default_type application/octet-stream;
   server {{ listen {listen}; root {root}; autoindex on; autoindex_exact_size on;
     rewrite "^(/.+/data/[0-9a-f]{{64}})/[^/]+$" $1 break; }} }}
 """)
@@ -678,7 +678,10 @@ def main() -> int:
     parser.add_argument("--runtime", type=float, default=10, help="seconds per random-read fio run")
     parser.add_argument("--upload", default="256MiB", help="size of the uploaded file")
     parser.add_argument(
-        "--only", choices=["listings", "reads", "upload"], action="append", help="run only these parts (repeatable)"
+        "--only",
+        choices=["listings", "reads", "upload", "thumbnails"],
+        action="append",
+        help="run only these parts (repeatable)",
     )
     parser.add_argument("--mount-options", default="", help="more -o options for the assetfs mounts")
     parser.add_argument(

@@ -7,7 +7,8 @@ Bytes in flight per direction are bounded (the link's bandwidth-delay product pl
 window), as a TCP window is: a fast server cannot fill the proxy's memory with a whole file.
 
 Run: `python benchmarks/wanproxy.py --to 127.0.0.1:8080 --delay-ms 20 --rate-mb 50`
-prints `127.0.0.1:PORT` once it listens.
+prints `127.0.0.1:PORT` once it listens; at each SIGUSR1 it prints `down N up M`, the bytes it
+has delivered to clients and to the server so far (what a benchmark counts as fetched).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import signal
 import sys
 
 CHUNK = 64 << 10  # bytes read at once from either side
 WINDOW = 256 << 10  # bytes in flight beyond the bandwidth-delay product (a TCP window's slack)
+Tally = collections.Counter  # bytes delivered, by way ("down", "up")
 
 
 class Link:
@@ -27,8 +30,10 @@ class Link:
     free (at `rate` bytes a second) and comes out `delay` seconds after that, in order. The
     source is paused while more than the link holds is queued (flow control, as TCP's)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, rate: float | None):
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, rate: float | None, tally: Tally, way: str):
         self.loop = loop
+        self.tally = tally
+        self.way = way  # "down" (to the client) or "up" (to the server)
         self.delay = delay
         self.rate = rate
         self.limit = WINDOW + int((rate or 0) * delay)
@@ -70,6 +75,7 @@ class Link:
                 continue
             self.dest.write(data)
             self.queued -= len(data)
+            self.tally[self.way] += len(data)
         self.flow()
         self.arm()
 
@@ -121,8 +127,8 @@ class Connection:
     def __init__(self, proxy: WanProxy, loop: asyncio.AbstractEventLoop):
         self.proxy = proxy
         self.loop = loop
-        self.up = Link(loop, proxy.delay, proxy.rate)
-        self.down = Link(loop, proxy.delay, proxy.rate)
+        self.up = Link(loop, proxy.delay, proxy.rate, proxy.tally, "up")
+        self.down = Link(loop, proxy.delay, proxy.rate, proxy.tally, "down")
         self.up.free_at = loop.time() + 2 * proxy.delay  # nothing is sent before the handshake's round trip
         self.transports: list[asyncio.Transport] = []
         self.connecting: asyncio.Task | None = None
@@ -164,9 +170,14 @@ class WanProxy:
         self.upstream = (host, int(port))
         self.delay = delay
         self.rate = rate
+        self.tally: Tally = collections.Counter()
+
+    def report(self) -> None:
+        print(f"down {self.tally['down']} up {self.tally['up']}", flush=True)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, self.report)
         server = await loop.create_server(lambda: Connection(self, loop).client(), "127.0.0.1", 0, backlog=4096)
         print(f"127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
         async with server:

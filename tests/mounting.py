@@ -41,9 +41,11 @@ class MountedFS:
         cache_dir: Path | None = None,
         state_dir: Path | None = None,
         log_level: str = "INFO",
+        mountpoint: Path | None = None,
     ):
+        """Mounted at `mountpoint` (an empty directory that exists), by default `tmp/mnt`."""
         tmp.mkdir(parents=True, exist_ok=True)
-        self.path = tmp / "mnt"
+        self.path = mountpoint or tmp / "mnt"
         self.path.mkdir(exist_ok=True)
         doc = {
             **config,

@@ -6,12 +6,12 @@ pcmanfm (libfm 1.3) draws images up to its `thumbnail_max` (2 MiB) itself, in me
 hands bigger ones to gdk-pixbuf-thumbnailer, which stores a 128 px thumbnail in the
 freedesktop cache under the md5 of the file's URI: the test's photos are 1024×1024 PNGs of
 more than 2 MiB, as real photos are. Set ASSETFS_SCREENSHOT=path to keep the screenshot
-there too (scripts/screenshot does, for the README).
+there too (scripts/screenshot does, for the README), and ASSETFS_SCREENSHOT_MOUNTPOINT=dir to
+mount the -o thumbnails test there, since the picture shows the folder's path.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -26,6 +26,7 @@ import pytest
 from conftest import RunningEmulator
 from emulator_log import writes_sent
 from mounting import MountedFS
+from pcmanfm import pcmanfm_home, pcmanfm_open, thumbnail_name
 from pending import status, wait_for_uploads
 from PIL import Image, ImageChops
 from test_mount_apple import AppleTruth
@@ -40,14 +41,14 @@ WORKSPACE, PHOTOS = "Game Art", "/photos/"
 PHOTO_COUNT = 6
 APPLE_ORG = "9467895078742654934"
 SPECTRUM_ORG = "7000000000000300322"
-CONVERT = shutil.which("convert", path="/usr/bin:/bin")  # ImageMagick's own
 
 
-def photo(variant: int) -> bytes:
-    """A 1024×1024 PNG of more than 2 MiB: a gradient with grain, as a photo compresses."""
-    grain = Image.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3)).point(lambda v: v // 5)
+def photo(variant: int, side: int = 1024) -> bytes:
+    """A side×side PNG of more than 2 MiB (at 1024 px; 1152 px make 3 MB): a gradient with
+    grain, as a photo compresses."""
+    grain = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).point(lambda v: v // 5)
     out = io.BytesIO()
-    ImageChops.add(_picture(variant, (1024, 1024)), grain).save(out, "PNG", compress_level=1)
+    ImageChops.add(_picture(variant, (side, side)), grain).save(out, "PNG", compress_level=1)
     assert out.tell() > 2 * 1024 * 1024
     return out.getvalue()
 
@@ -91,64 +92,10 @@ def run(*args, **kwargs) -> subprocess.CompletedProcess:
 # -- pcmanfm -------------------------------------------------------------------------------------
 
 
-class Display:
-    """Xvfb on a display number it picks itself."""
-
-    def __init__(self):
-        read, write = os.pipe()
-        self.process = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write), "-screen", "0", "1100x760x24", "-nolisten", "tcp"],
-            pass_fds=[write],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        os.close(write)
-        with os.fdopen(read) as f:
-            self.name = ":" + f.readline().strip()
-
-    def screenshot(self, path: Path) -> None:
-        xwd = subprocess.run(["xwd", "-root", "-silent", "-display", self.name], capture_output=True, check=True).stdout
-        # trimmed to the window: the screen around it is black
-        subprocess.run([CONVERT or "convert", "xwd:-", "-trim", "+repage", f"png:{path}"], input=xwd, check=True)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
-def thumbnail_name(path: Path) -> str:
-    """The freedesktop thumbnail spec: md5 of the file's URI, `.png`."""
-    return hashlib.md5(path.as_uri().encode()).hexdigest() + ".png"
-
-
-def pcmanfm_home(tmp_path: Path) -> tuple[dict, Path]:
-    """A home of its own for pcmanfm (thumbnail view), and the environment to run it in."""
-    home = tmp_path / "home"
-    config = home / ".config" / "pcmanfm" / "default"
-    config.mkdir(parents=True)
-    (config / "pcmanfm.conf").write_text("[ui]\nwin_width=1080\nwin_height=740\nview_mode=thumbnail\nshow_hidden=0\n")
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "NO_AT_BRIDGE": "1",
-    }
-    return env, home / ".cache" / "thumbnails"
-
-
 def browse(folder: Path, env: dict, wanted: set[str], cache: Path, shot: Path, keep_as: str) -> None:
     """Open the folder in pcmanfm under Xvfb until the thumbnails `wanted` are in `cache`
     (normal/), and take a screenshot of the window (copied to $`keep_as` when set)."""
-    display = Display()
-    fm = subprocess.Popen(
-        ["pcmanfm", "--no-desktop", str(folder)],
-        env={**env, "DISPLAY": display.name},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with pcmanfm_open(folder, env) as (display, fm):
         deadline = time.monotonic() + 120
         while not wanted <= {p.name for p in cache.glob("*.png")} and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -157,10 +104,6 @@ def browse(folder: Path, env: dict, wanted: set[str], cache: Path, shot: Path, k
         if os.environ.get(keep_as):
             shutil.copyfile(shot, os.environ[keep_as])
         still_running = fm.poll() is None
-    finally:
-        fm.terminate()
-        fm.wait(10)
-        display.stop()
     assert still_running, f"pcmanfm exited: {fm.stderr.read().decode(errors='replace')}"
 
 
@@ -211,7 +154,8 @@ def test_pcmanfm_draws_the_grid_from_the_providers_renditions_and_reads_no_origi
     listed = truth.assets(ws, PHOTOS)
     env, thumbnails = pcmanfm_home(tmp_path)
     config = {**emu.config, "thumbnails": {"dir": str(thumbnails)}}
-    m = MountedFS(tmp_path / "mount", config, options="thumbnails")
+    mountpoint = os.environ.get("ASSETFS_SCREENSHOT_MOUNTPOINT")
+    m = MountedFS(tmp_path / "mount", config, options="thumbnails", mountpoint=Path(mountpoint) if mountpoint else None)
     try:
         folder = m.path / "studio" / WORKSPACE / PHOTOS.strip("/")
         wanted = {thumbnail_name(folder / a["file_name"]) for a in listed}

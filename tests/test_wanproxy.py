@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -42,7 +43,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def proxied():
+def proxy():
+    """The proxy's process, in front of a server of its own; `.address` is (host, port)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     proxy = subprocess.Popen(
@@ -61,12 +63,40 @@ def proxied():
     )
     try:
         host, port = proxy.stdout.readline().strip().split(":")
-        yield host, int(port)
+        proxy.address = (host, int(port))
+        yield proxy
     finally:
         proxy.terminate()
         proxy.wait(10)
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def proxied(proxy):
+    return proxy.address
+
+
+def tally(proxy) -> dict[str, int]:
+    """The bytes the proxy says it delivered each way (it prints them at SIGUSR1)."""
+    proxy.send_signal(signal.SIGUSR1)
+    words = proxy.stdout.readline().split()
+    return {words[0]: int(words[1]), words[2]: int(words[3])}
+
+
+def test_bytes_delivered_are_counted_each_way(proxy):
+    assert tally(proxy) == {"down": 0, "up": 0}
+    conn = http.client.HTTPConnection(*proxy.address, timeout=30)
+    sent = os.urandom(300_000)
+    conn.request("POST", "/echo", body=sent)
+    assert conn.getresponse().read() == sent[::-1]
+    conn.request("GET", "/big")
+    assert conn.getresponse().read() == BODY
+    conn.close()
+    counted = tally(proxy)
+    # the bodies plus the requests' and answers' headers (a few hundred bytes)
+    assert len(sent) < counted["up"] < len(sent) + 1000
+    assert len(sent) + len(BODY) < counted["down"] < len(sent) + len(BODY) + 1000
 
 
 def test_bytes_arrive_whole_both_ways_on_one_connection(proxied):
