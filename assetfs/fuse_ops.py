@@ -191,6 +191,7 @@ class Operations(pyfuse3.Operations):
         node = self.view.inodes.get(inode)
         children = await self.view.children(node)
         self.view.sizes.directory_read(node)  # stats of its files that follow are likely `ls -l`
+        self.opener.readers.listed(c.entry.content.url for c in children.values() if c.entry.content is not None)
         if self.thumbnails is not None:
             await self.thumbnails.listed(node, children)
         fh = next(self._ids)
