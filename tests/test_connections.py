@@ -7,10 +7,14 @@ from __future__ import annotations
 import http.server
 import ssl
 import threading
+import time
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import trio
 from redisd import self_signed
+from truth import spectrum_assets
 
 from assetfs.providers.base import Content
 from assetfs.providers.http import ProviderHTTP
@@ -170,3 +174,31 @@ def test_a_host_that_refuses_connections_is_not_connected_ahead(tmp_path):
 
     trio.run(main)
     assert pool.connections.idle("http", "127.0.0.1", port) == 0
+
+
+@pytest.mark.mount
+def test_on_a_mount_a_listed_directorys_cold_file_is_read_over_a_connection_opened_ahead(emu, mount):
+    """Counted on the mount's side: the TCP connections it holds to the content host."""
+    m = mount(emu.config, accounts=["carhartt"])
+    account = emu.account("spectrum")
+    org = account["organizations"][0]
+    port = urlsplit(spectrum_assets(account, org)[0]["uploadedAssetUri"]).port
+    mounted = psutil.Process(m.process.pid)
+
+    def to_content_host() -> set[int]:
+        """The local ports of the mount's open connections to the content host's port."""
+        return {
+            c.laddr.port
+            for c in mounted.net_connections("tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        }
+
+    files = [p for p in (m.path / "carhartt" / org).iterdir() if p.is_file()]  # opendir names the host
+    deadline = time.monotonic() + 10
+    while len(to_content_host()) < WARM:
+        assert time.monotonic() < deadline, "no connections opened ahead"
+        time.sleep(0.05)
+    before = to_content_host()
+    data = files[0].read_bytes()  # cold: nothing of it is cached
+    assert len(data) == files[0].stat().st_size > 0
+    assert to_content_host() <= before  # its GET went over one of them: no new connection
