@@ -202,3 +202,20 @@ def test_on_a_mount_a_listed_directorys_cold_file_is_read_over_a_connection_open
     data = files[0].read_bytes()  # cold: nothing of it is cached
     assert len(data) == files[0].stat().st_size > 0
     assert to_content_host() <= before  # its GET went over one of them: no new connection
+
+
+def test_a_host_the_request_policy_holds_down_is_not_connected_ahead(tmp_path):
+    server = CountingServer()
+    pool = ReaderPool(BlockCache(tmp_path / "blocks", 1 << 30), Stats(), read_ahead=4 << 20, timeout=5)
+
+    async def main() -> None:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                pool.nursery = nursery
+                pool.listed([server.url], held_down=lambda url: url == server.url)
+
+    try:
+        trio.run(main)
+        assert server.connections == 0
+    finally:
+        server.shutdown()

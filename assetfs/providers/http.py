@@ -302,6 +302,11 @@ class ProviderHTTP:
             f"it is asked again at the next call and every {PROBE_EVERY:g}s"
         )
 
+    def held_down(self, url: str) -> bool:
+        """Whether the URL's host failed to answer within the last `hold` seconds."""
+        down = self._down.get(origin(url))
+        return down is not None and down.until > time.monotonic()
+
     def note_unreachable(self, url: str, why: str) -> None:
         key = origin(url)
         self._down[key] = Outage(time.monotonic() + self.hold, why)

@@ -60,11 +60,12 @@ class ReaderPool:
         else:
             self._readers[reader.content.version] = (reader, users - 1)
 
-    def listed(self, urls: Iterable[str | None]) -> None:
+    def listed(self, urls: Iterable[str | None], held_down: Callable[[str], bool] = lambda url: False) -> None:
         """A directory's listing names these content URLs: have WARM connections open to
-        the host of the first (a directory's files share a host), in the background."""
+        the host of the first (a directory's files share a host), in the background; not
+        to a host the request policy holds down (its probe says when it is back)."""
         url = next((u for u in urls if u), None)
-        if url is None or self.nursery is None:
+        if url is None or self.nursery is None or held_down(url):
             return
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
