@@ -58,8 +58,9 @@ class MountCollector(Collector):
         counters.pop("requests", None)  # shown by its labels, below
         requests = CounterMetricFamily(
             "assetfs_requests",
-            "HTTP requests to the providers by answer (code 'error': no answer; method 'transfer': a ranged "
-            "GET of content or a batch of size HEADs, made in a worker thread, code 'ok' or 'error')",
+            "HTTP requests to the providers by answer (code 'error': no answer; code 'ok': made in a worker "
+            "thread, which tells success, not the status: a ranged GET of content, or a batch of size HEADs "
+            "counted once as method 'HEAD')",
             labels=("account", "provider", "method", "code"),
         )
         for labels, count in dict(self.stats.requests).items():

@@ -302,6 +302,11 @@ class ProviderHTTP:
             f"it is asked again at the next call and every {PROBE_EVERY:g}s"
         )
 
+    def held_down(self, url: str) -> bool:
+        """Whether the URL's host failed to answer within the last `hold` seconds."""
+        down = self._down.get(origin(url))
+        return down is not None and down.until > time.monotonic()
+
     def note_unreachable(self, url: str, why: str) -> None:
         key = origin(url)
         self._down[key] = Outage(time.monotonic() + self.hold, why)
@@ -459,12 +464,14 @@ class ProviderHTTP:
         raise ProviderError(f"{redact(url)}: too many redirects")
 
     @asynccontextmanager
-    async def outside(self, url: str) -> AsyncIterator[Grant]:
+    async def outside(self, url: str, method: str) -> AsyncIterator[Grant]:
         """A request this client does not send itself (the reader's ranged GETs, made with
         http.client in a worker thread), under the same policy: the host must be reachable,
         the request waits its turn in the budget and gets its headers here; its outcome is
         noted on the way out (a host that did not answer is held down, one that answered is
-        trusted again, refused credentials are renewed before the next try)."""
+        trusted again, refused credentials are renewed before the next try). In the metrics it
+        counts once under `method` (GET: a download, HEAD: a batch of size HEADs), code "ok"
+        or "error": the worker tells no status, only success or not."""
         await self.ensure_reachable(url)
         credentials = await self.auth.headers(self) if self.is_trusted(url) else {}
         await self.pace(url)
@@ -474,7 +481,7 @@ class ProviderHTTP:
             trio.from_thread.run(self.pace, target, trio_token=token)
 
         started = time.monotonic()
-        outcome = "error"  # in the metrics, method "transfer": the worker tells no status, only success or not
+        outcome = "error"
         try:
             yield Grant(credentials, self.client.headers["user-agent"], pace_from_thread)
             outcome = "ok"
@@ -485,7 +492,7 @@ class ProviderHTTP:
             self.auth.invalidate()
             raise
         finally:
-            self.stats.request(self.labels, "transfer", outcome, time.monotonic() - started)
+            self.stats.request(self.labels, method, outcome, time.monotonic() - started)
         self.note_reachable(url)
 
     def _raise_for(self, method: str, url: str, response: httpx.Response, expect: tuple[int, ...] | None) -> None:

@@ -1,10 +1,15 @@
 """One Reader per content version while any handle has it open, so concurrent readers
-of a file share fetches and read-ahead."""
+of a file share fetches and read-ahead; and connections to a content host opened as soon as
+a directory's listing names it, so that a cold file's first GET does not wait for the TCP and
+TLS handshakes (two round trips of three, 80 ms at a 40 ms round trip)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
 
 import trio
 
@@ -13,6 +18,12 @@ from ..stats import Stats
 from .blockcache import BlockCache
 from .reader import FLOWS, Reader
 from .transfer import ConnectionPool
+
+log = logging.getLogger("assetfs.read")
+
+# Connections kept ready per content host a listing names: a file manager reads its first
+# screen's thumbnails 8 at a time, and a sequential read starts FLOWS GETs.
+WARM = FLOWS
 
 
 class ReaderPool:
@@ -25,6 +36,7 @@ class ReaderPool:
         self.nursery: trio.Nursery | None = None
         self._readers: dict[str, tuple[Reader, int]] = {}
         self.connections = ConnectionPool(max(1.0, timeout / 2), per_origin=2 * FLOWS)  # two runs' GETs kept alive
+        self._opening: Counter[tuple] = Counter()  # connections being opened ahead, per origin
 
     def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
@@ -47,3 +59,29 @@ class ReaderPool:
             del self._readers[reader.content.version]
         else:
             self._readers[reader.content.version] = (reader, users - 1)
+
+    def listed(self, urls: Iterable[str | None], held_down: Callable[[str], bool] = lambda url: False) -> None:
+        """A directory's listing names these content URLs: have WARM connections open to
+        the host of the first (a directory's files share a host), in the background; not
+        to a host the request policy holds down (its probe says when it is back)."""
+        url = next((u for u in urls if u), None)
+        if url is None or self.nursery is None or held_down(url):
+            return
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return
+        try:
+            origin = (parts.scheme, parts.hostname, parts.port)
+        except ValueError:  # a port that is not a number
+            return
+        for _ in range(WARM - self.connections.idle(*origin) - self._opening[origin]):
+            self._opening[origin] += 1
+            self.nursery.start_soon(self._open_ahead, origin)
+
+    async def _open_ahead(self, origin: tuple) -> None:
+        try:
+            await trio.to_thread.run_sync(self.connections.open_ahead, *origin, abandon_on_cancel=True)
+        except OSError as e:  # the read will meet the same trouble under the request policy
+            log.debug("connecting ahead to %s://%s: %s", origin[0], origin[1], e)
+        finally:
+            self._opening[origin] -= 1

@@ -248,7 +248,7 @@ class Reader:
         renewed = refreshed = False
         while True:
             try:
-                async with self.http.outside(url) as grant:
+                async with self.http.outside(url, "GET") as grant:
                     await trio.to_thread.run_sync(
                         fetch_range,
                         self.connections,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import queue
+import select
 import ssl
 from collections.abc import Callable
 from typing import NoReturn, Protocol
@@ -36,7 +37,8 @@ class UrlRefused(ProviderError):
 
 
 class ConnectionPool:
-    """Idle keep-alive connections per (scheme, host, port)."""
+    """Idle keep-alive connections per (scheme, host, port). One the server has closed
+    while it sat idle is dropped when taken, not sent a request that would fail."""
 
     def __init__(self, timeout: float, per_origin: int = 8):
         self.timeout = timeout
@@ -45,12 +47,34 @@ class ConnectionPool:
 
     def get(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
         pool = self._idle.setdefault((scheme, host, port), queue.LifoQueue())
+        while True:
+            try:
+                conn = pool.get_nowait()
+            except queue.Empty:
+                return self._new(scheme, host, port)
+            if _still_open(conn):
+                return conn
+            conn.close()
+
+    def idle(self, scheme: str, host: str, port: int | None) -> int:
+        pool = self._idle.get((scheme, host, port))
+        return pool.qsize() if pool is not None else 0
+
+    def open_ahead(self, scheme: str, host: str, port: int | None) -> None:
+        """Connect (TCP and TLS handshakes, blocking) and keep the connection idle for the
+        next request to this origin. Raises OSError if the host cannot be reached."""
+        conn = self._new(scheme, host, port)
         try:
-            return pool.get_nowait()
-        except queue.Empty:
-            if scheme == "https":
-                return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=_ssl_context)
-            return http.client.HTTPConnection(host, port, timeout=self.timeout)
+            conn.connect()
+        except BaseException:
+            conn.close()
+            raise
+        self.put(scheme, host, port, conn)
+
+    def _new(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=_ssl_context)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
     def put(self, scheme: str, host: str, port: int | None, conn: http.client.HTTPConnection) -> None:
         pool = self._idle.setdefault((scheme, host, port), queue.LifoQueue())
@@ -63,6 +87,28 @@ class ConnectionPool:
         for pool in self._idle.values():
             while not pool.empty():
                 pool.get_nowait().close()
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle connection can carry a request: nothing to read on it (something
+    readable on an idle connection is the server's close), or only TLS records that carry no
+    data (TLS 1.3 session tickets arrive after the handshake)."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return True
+        sock.setblocking(False)
+        try:
+            sock.recv(1)  # end of stream (b""), or bytes no request asked for: either way not reusable
+            return False
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return True
+        finally:
+            sock.settimeout(conn.timeout)
+    except (OSError, ValueError):
+        return False
 
 
 class BlockSink(Protocol):

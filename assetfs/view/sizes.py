@@ -144,7 +144,7 @@ class SizesAhead:
             first = provider.head_url(batch[0])
             if first is None:  # a batch holds only files whose HEAD tells their size
                 return
-            async with http.outside(first) as grant:
+            async with http.outside(first, "HEAD") as grant:
                 policy = _PerOrigin(http, grant)
                 await trio.to_thread.run_sync(
                     lambda: head_sizes(
