@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "thumbnails", help="fill the thumbnail cache for the pictures under PATHs from the providers' renditions"
     )
     thumbs.add_argument("paths", nargs="+", metavar="PATH", help="files or directories inside a mount")
-    thumbs.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="parallel requests (default 4)")
+    thumbs.add_argument("-j", "--jobs", type=int, default=16, metavar="N", help="pictures at once (default 16)")
     thumbs.add_argument("--dir", metavar="DIR", help="this thumbnail cache (default: $XDG_CACHE_HOME/thumbnails)")
     thumbs.set_defaults(func=_command("thumbnails"))
 

@@ -24,7 +24,7 @@ from .standard import LARGEST, NotAPicture, ThumbnailCache, file_uri
 
 log = logging.getLogger("assetfs.thumbnails")
 
-AT_ONCE = 8  # renditions fetched at the same time, over the whole mount
+AT_ONCE = 16  # renditions fetched at the same time, over the whole mount
 PATIENCE = 3.0  # seconds an opendir waits for the next thumbnail it started…
 AT_MOST = 10.0  # …and in all
 
