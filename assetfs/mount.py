@@ -132,6 +132,10 @@ class Mount:
         """The nursery the parts that work in the background (read-ahead, sizes asked ahead,
         thumbnails, healing) run in."""
         self.readers.nursery = nursery
+        # First blocks asked ahead each hold a worker thread while they come: as many more
+        # threads, so that they never make a user's read wait for one (read/firstblocks.py).
+        threads = trio.to_thread.current_default_thread_limiter()
+        threads.total_tokens = max(threads.total_tokens, 40 + self.options.first_blocks_ahead)
         self.view.sizes.nursery = nursery
         self.writer.aways.nursery = nursery
         if self.ops.thumbnails is not None:
