@@ -66,6 +66,7 @@ class Mount:
         # First blocks asked ahead open connections of their own: kept alive for the next ones,
         # else each would pay the TCP and TLS handshakes again (read/firstblocks.py).
         self.readers.connections.per_origin += options.first_blocks_ahead
+        self.readers.warm += options.first_blocks_ahead
         if options.write_back is None:
             options.write_back = config.cache.write_back
         self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
