@@ -127,7 +127,7 @@ class Operations(pyfuse3.Operations):
         self.options = options
         self.stats = stats
         self.attributes = Attributes(options, view.metacache.ttl, stats.started, view.given)
-        self.opener = Opener(view, readers, writer, options.timeout)
+        self.opener = Opener(view, readers, writer, options.timeout, options.first_blocks_ahead)
         self._handles: dict[int, Handle] = {}
         self._dirs: dict[int, list] = {}
         self._ids = itertools.count(1)

@@ -9,6 +9,7 @@ import pyfuse3
 import trio
 
 from .errors import NotPermitted
+from .read.firstblocks import AT_ONCE, FirstBlocksAhead
 from .read.reader import Cursor
 from .view.node import Node
 from .view.view import View
@@ -182,11 +183,12 @@ class LocalHandle(Handle):
 class Opener:
     """Makes the right handle for a node."""
 
-    def __init__(self, view: View, readers, writer: Writer, timeout: float):
+    def __init__(self, view: View, readers, writer: Writer, timeout: float, first_blocks_ahead: int = AT_ONCE):
         self.view = view
         self.readers = readers
         self.writer = writer
         self.timeout = timeout
+        self.first_blocks = FirstBlocksAhead(readers, view, first_blocks_ahead)
 
     async def open(self, node: Node, writing: bool) -> Handle:
         if node.local is not None:
@@ -199,4 +201,5 @@ class Opener:
         reader = self.readers.open(content, node.owner.http, functools.partial(self.view.renew_url, node))
         if writing:
             return CopyOnWriteHandle(node, self.readers, reader, self.writer, self.timeout)
+        self.first_blocks.opened(node)  # a second file of its directory: the others' first blocks ahead
         return RemoteHandle(node, self.readers, reader)

@@ -47,6 +47,9 @@ class MountOptions:
     poll_off: bool = False  # -o poll_interval=off
     read_ahead: int = 32 << 20
     heads_at_once: int = 256  # HEADs in flight per content host, for the sizes of a directory (view/sizes.py)
+    first_blocks_ahead: int = (
+        32  # first blocks in flight for a directory whose files are opened (read/firstblocks.py; 0: off)
+    )
     timeout: float = 30.0
     block_size: int = 1 << 20
     debug: bool = False
@@ -85,6 +88,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "poll_interval": parse_interval,
     "read_ahead": parse_size,
     "heads_at_once": int,
+    "first_blocks_ahead": int,
     "timeout": parse_duration,
     "block_size": parse_size,
     "write_back": parse_duration,
@@ -120,6 +124,8 @@ def parse_mount_options(specs: list[str] | None) -> MountOptions:
         raise ConfigError("-o write_back: must be 0 (upload at close) or more")
     if opts.heads_at_once < 1:
         raise ConfigError("-o heads_at_once: must be 1 or more")
+    if opts.first_blocks_ahead < 0:
+        raise ConfigError("-o first_blocks_ahead: must be 0 (off) or more")
     if opts.timeout <= 0:
         raise ConfigError("-o timeout: must be more than 0")
     return opts

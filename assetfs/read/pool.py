@@ -37,6 +37,7 @@ class ReaderPool:
         self._readers: dict[str, tuple[Reader, int]] = {}
         self.connections = ConnectionPool(max(1.0, timeout / 2), per_origin=2 * FLOWS)  # two runs' GETs kept alive
         self._opening: Counter[tuple] = Counter()  # connections being opened ahead, per origin
+        self.warm = WARM  # connections opened ahead per listed host (more with first blocks ahead)
 
     def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
@@ -74,7 +75,7 @@ class ReaderPool:
             origin = (parts.scheme, parts.hostname, parts.port)
         except ValueError:  # a port that is not a number
             return
-        for _ in range(WARM - self.connections.idle(*origin) - self._opening[origin]):
+        for _ in range(self.warm - self.connections.idle(*origin) - self._opening[origin]):
             self._opening[origin] += 1
             self.nursery.start_soon(self._open_ahead, origin)
 

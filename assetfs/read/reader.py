@@ -137,6 +137,23 @@ class Reader:
         self.stats.add("bytes_read", end - offset)
         return data
 
+    async def first_block(self) -> bool:
+        """Have the first block cached, fetched unless it is cached or coming already (for
+        first blocks asked ahead: read/firstblocks.py); waits until it is in or failed. True
+        if it was fetched here and came. A file checked whole is fetched only if it is one
+        block."""
+        version = self.content.version
+        if self.failed or not self.blocks or (self.whole and self.blocks > 1):
+            return False
+        if self.cache.get_memory(version, 0) is not None or self.cache.on_disk(version, 0, 0):
+            return False
+        pending, mine = self.inflight.get(0), False
+        if pending is None:
+            pending, mine = self._start(0, 1), True
+        while not pending.done():
+            await pending.progressed.wait()
+        return mine and pending.data is not None
+
     def _at_hand(self, first: int, last: int, offset: int, end: int):
         """Bytes [offset, end) if every block they touch is in memory (no copy for one block,
         one copy for more) or on disk (mapped, no copy), else None."""

@@ -404,6 +404,16 @@ class View:
             self._content_locks.pop(content.version, None)
         return _with_current_url(fact, content)
 
+    def content_at_hand(self, node: Node) -> Content | None:
+        """A file's content with URL and size if both are known without a request, else None."""
+        content = node.entry.content
+        if content is None or node.is_dir or node.local is not None or content.url is None:
+            return None
+        if content.size is not None:
+            return content
+        fact = self.metacache.fact(content.version)
+        return _with_current_url(fact, content) if fact is not None and fact.size is not None else None
+
     async def renew_url(self, node: Node, refused: str) -> str:
         """A new URL for a file whose signed URL was refused (it expired while the file was
         open): from the provider's download route where URLs are handed out on demand, else
