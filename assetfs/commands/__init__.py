@@ -96,6 +96,18 @@ def assetfs_mountpoint(path: str | Path) -> Path:
     raise CommandError(f"{path}: not an assetfs mount (nothing is mounted there)")
 
 
+def paths_and_jobs(args) -> list[str]:
+    """The PATH… and --jobs of a command that walks mounts (prefetch, thumbnails), checked:
+    each path inside a mount, made absolute."""
+    if args.jobs < 1:
+        raise CommandError(f"--jobs {args.jobs}: must be at least 1")
+    paths = []
+    for path in args.paths:
+        assetfs_path(path)
+        paths.append(os.path.abspath(path))
+    return paths
+
+
 def assetfs_path(path: str | Path) -> Path:
     """A path that exists inside (or is) an assetfs mount; returns its mountpoint."""
     if not os.path.lexists(path):

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from . import CommandError, assetfs_path, human_duration, human_size
+from . import human_duration, human_size, paths_and_jobs
 
 CHUNK = 1 << 20
 
@@ -148,12 +148,7 @@ class Prefetch:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.jobs < 1:
-        raise CommandError(f"--jobs {args.jobs}: must be at least 1")
-    paths = []
-    for path in args.paths:
-        assetfs_path(path)
-        paths.append(os.path.abspath(path))
+    paths = paths_and_jobs(args)
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     started = time.monotonic()
     columns = (

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..providers.base import is_picture
 from ..thumbnails.standard import ThumbnailCache, default_dir, file_uri
-from . import CommandError, assetfs_path, human_duration
+from . import human_duration, paths_and_jobs
 from .prefetch import Prefetch
 
 
@@ -66,12 +66,7 @@ class Thumbnailing(Prefetch):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.jobs < 1:
-        raise CommandError(f"--jobs {args.jobs}: must be at least 1")
-    paths = []
-    for path in args.paths:
-        assetfs_path(path)
-        paths.append(os.path.abspath(path))
+    paths = paths_and_jobs(args)
     cache = ThumbnailCache(Path(os.path.expanduser(args.dir)) if args.dir else default_dir())
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     started = time.monotonic()
