@@ -363,7 +363,10 @@ class Bench:
 
     # -- listings ---------------------------------------------------------------------------
 
-    def listings(self, count: int) -> None:
+    def listing_emulator(self, count: int) -> tuple[Emulator, str, Path]:
+        """An emulator whose first organization lists `count` generated assets (its pages
+        built before any timed run), and as many copies of one of their files in nginx's
+        `many<count>/`, which rclone lists."""
         emu = self.emulator(f"list{count}", count)
         try:
             org = emu.account["organizations"][0]
@@ -374,6 +377,14 @@ class Bench:
             folder.mkdir()
             for i in range(count):
                 (folder / f"generated {i + 1:05d}.png").write_bytes(png)
+        except BaseException:
+            emu.stop()
+            raise
+        return emu, org, folder
+
+    def listings(self, count: int) -> None:
+        emu, org, folder = self.listing_emulator(count)
+        try:
             repeat = self.args.repeat if count <= 10000 else 1
             for flags in ("-f", "-l"):
                 ours, rss = {"cold": [], "warm": []}, 0.0

@@ -20,7 +20,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 from bench import (
     ACCOUNT,
     LISTING_TTL,
@@ -165,16 +164,8 @@ class WanBench(Bench):
     # -- listings and photos ------------------------------------------------------------------
 
     def wan_listings(self, count: int, repeat: int) -> None:
-        emu = self.emulator(f"list{count}", count)
+        emu, org, folder = self.listing_emulator(count)
         try:
-            org = emu.account["organizations"][0]
-            emu.warm_pages(org)
-            sample = next(a for a in emu.org_listing(org, 50) if a["userFacingFileName"].startswith("generated"))
-            png = httpx.get(sample["uploadedAssetUri"], timeout=30).content
-            folder = self.site / f"many{count}"
-            folder.mkdir()
-            for i in range(count):
-                (folder / f"generated {i + 1:05d}.png").write_bytes(png)
             ours, cpu = [], []
             for _ in range(repeat):
                 m = self.mount(emu, options=LISTING_TTL)
