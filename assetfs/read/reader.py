@@ -53,18 +53,19 @@ class _Pending:
     A reader that needs only its first bytes says how many (`want`): the download thread
     then fills `buffer` in pieces and wakes it once `filled` reaches that."""
 
-    __slots__ = ("data", "error", "buffer", "filled", "want", "progressed")
+    __slots__ = ("data", "error", "dropped", "buffer", "filled", "want", "progressed")
 
     def __init__(self):
         self.data: bytes | bytearray | None = None
         self.error: BaseException | None = None
+        self.dropped = False  # a fetch made elsewhere (ahead) brought nothing: a reader asks itself
         self.buffer: bytearray | None = None  # set by the download thread, then `filled` grows
         self.filled = 0
         self.want = 0  # bytes of the block a waiting reader needs (0: none is waiting for a part)
         self.progressed = trio.Event()
 
     def done(self) -> bool:
-        return self.data is not None or self.error is not None
+        return self.data is not None or self.error is not None or self.dropped
 
     def available(self, end: int) -> bytes | bytearray | None:
         """The block's bytes if its first `end` bytes are in (they never change once in)."""
@@ -137,22 +138,40 @@ class Reader:
         self.stats.add("bytes_read", end - offset)
         return data
 
-    async def first_block(self) -> bool:
-        """Have the first block cached, fetched unless it is cached or coming already (for
-        first blocks asked ahead: read/firstblocks.py); waits until it is in or failed. True
-        if it was fetched here and came. A file checked whole is fetched only if it is one
-        block."""
+    def claim_first_block(self) -> _Pending | None:
+        """Register the first block as coming, for a fetch made elsewhere (first blocks
+        asked ahead: read/firstblocks.py), which ends with `first_block_came` or
+        `first_block_dropped`; None if it is cached or coming already, or is not a fetch of
+        its own (a file checked whole is one only if it is one block)."""
         version = self.content.version
-        if self.failed or not self.blocks or (self.whole and self.blocks > 1):
-            return False
+        if self.failed or not self.blocks or (self.whole and self.blocks > 1) or 0 in self.inflight:
+            return None
         if self.cache.get_memory(version, 0) is not None or self.cache.on_disk(version, 0, 0):
+            return None
+        self.stats.add("block_misses")
+        self.stats.add("requests")
+        pending = self.inflight[0] = _Pending()
+        return pending
+
+    def first_block_came(self, pending: _Pending, data: bytes) -> bool:
+        """The first block claimed came: cached and handed to the readers waiting for it
+        (checked first if it is the whole file and has a published md5). False if it was
+        refused (a reader then fetches it itself)."""
+        if self.whole and hashlib.md5(data).hexdigest() != (self.content.md5 or "").lower():
+            log.info("%s: the first block fetched ahead does not match the md5; asked again", self.content.version)
+            self.first_block_dropped(pending)
             return False
-        pending, mine = self.inflight.get(0), False
-        if pending is None:
-            pending, mine = self._start(0, 1), True
-        while not pending.done():
-            await pending.progressed.wait()
-        return mine and pending.data is not None
+        self.stats.add("bytes_downloaded", len(data))
+        self._deliver(0, data, pending)
+        self.cache.offer(self.content.version, 0, data)
+        return True
+
+    def first_block_dropped(self, pending: _Pending) -> None:
+        """The first block claimed did not come: readers waiting for it fetch it themselves."""
+        if self.inflight.get(0) is pending:
+            del self.inflight[0]
+        pending.dropped = True
+        pending.wake()
 
     def _at_hand(self, first: int, last: int, offset: int, end: int):
         """Bytes [offset, end) if every block they touch is in memory (no copy for one block,
@@ -184,7 +203,8 @@ class Reader:
     async def _part(self, index: int, lo: int, hi: int, window: int):
         """Bytes [lo, hi) of a block: from memory, disk, or the download bringing it (as soon
         as they are in, when it brings them in pieces)."""
-        for attempt in range(FETCH_ATTEMPTS):
+        attempt = 0
+        while True:
             data = self.cache.get_memory(self.content.version, index)
             if data is not None:
                 self.stats.add("block_hits")
@@ -201,16 +221,18 @@ class Reader:
                 await pending.wait_for(hi)
             if pending.data is not None:
                 return memoryview(pending.data)[lo:hi]
+            if pending.dropped:  # fetched ahead in vain: this read asks for it itself, at once
+                continue
             error = pending.error or ProviderError(
                 f"{self.content.version}: block {index}: the download brought nothing"
             )
             final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable, UrlRefused)
-            if isinstance(error, final) or attempt == FETCH_ATTEMPTS - 1:
+            attempt += 1
+            if isinstance(error, final) or attempt == FETCH_ATTEMPTS:
                 raise error
             log.info("%s: block %d: %s; trying again", self.content.version, index, error)
             # The provider's Retry-After when it sent one (the syscall's deadline still bounds the wait).
-            await trio.sleep(max(0.2 * 2**attempt, min(60.0, getattr(error, "retry_after", None) or 0.0)))
-        raise AssertionError("unreachable")
+            await trio.sleep(max(0.2 * 2 ** (attempt - 1), min(60.0, getattr(error, "retry_after", None) or 0.0)))
 
     def _prefetch(self, start: int, asked: int, window: int) -> None:
         """Make sure the `asked` blocks from `start` and the `window` after them are cached

@@ -189,11 +189,7 @@ class _PerOrigin:
         at = _origin(url)
         lines = self._headers.get(at)
         if lines is None:
-            sent = {
-                "User-Agent": self.grant.user_agent,
-                **(self.grant.credentials if self.http.is_trusted(url) else {}),
-            }
-            lines = self._headers[at] = [f"{name}: {value}" for name, value in sent.items()]
+            lines = self._headers[at] = self.grant.header_lines(self.http.is_trusted(url))
         return lines
 
     def before(self, url: str) -> None:  # in the worker thread, before each HEAD
