@@ -135,7 +135,8 @@ def test_probe_names_never_reach_the_network(emu, mount):
     for directory in (m.path, m.path / "carhartt", org, org / ".assets", next((org / ".assets").iterdir())):
         for probe in (".Trash", ".Trash-0", ".hidden", "desktop.ini", ".directory", "autorun.inf", ".git", ".DS_Store"):
             assert not (directory / probe).exists()
-    assert emu.requests() == {}
+    # The listing's own warm-up of a connection (an OPTIONS, read/pool.py) may land after the reset.
+    assert {k: n for k, n in emu.requests().items() if not k.startswith("OPTIONS ")} == {}
 
 
 def test_a_missing_name_is_cached_negatively(emu, mount):

@@ -67,10 +67,15 @@ class ReaderPool:
         else:
             self._readers[reader.content.version] = (reader, users - 1)
 
-    def listed(self, urls: Iterable[str | None], held_down: Callable[[str], bool] = lambda url: False) -> None:
+    def listed(
+        self, urls: Iterable[str | None], held_down: Callable[[str], bool] = lambda url: False, fetched: bool = False
+    ) -> None:
         """A directory's listing names these content URLs: have WARM connections open to
         the host of the first (a directory's files share a host), in the background; not
-        to a host the request policy holds down (its probe says when it is back)."""
+        to a host the request policy holds down (its probe says when it is back). When the
+        listing was `fetched` from the provider just now, the first blocks' batches get
+        their connection too: that takes a request (`warm`), and a listing from the disk
+        cache asks nothing of the network."""
         url = next((u for u in urls if u), None)
         if url is None or self.nursery is None or held_down(url):
             return
@@ -85,7 +90,7 @@ class ReaderPool:
             self._opening[origin] += 1
             self.nursery.start_soon(self._open_ahead, origin)
         now = trio.current_time()
-        if self.warm_multi and now - self._multi_warmed.get(origin, -MULTI_KEPT) >= MULTI_KEPT:
+        if fetched and self.warm_multi and now - self._multi_warmed.get(origin, -MULTI_KEPT) >= MULTI_KEPT:
             self._multi_warmed[origin] = now
             self.multi.warm(url, [])  # a HEAD without credentials: its answer does not matter
 
