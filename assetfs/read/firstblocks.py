@@ -31,7 +31,7 @@ from ..view.node import Node
 from ..view.view import View
 from .multi import Fetch
 from .pool import ReaderPool
-from .reader import Reader, _Pending
+from .reader import Pending, Reader
 
 log = logging.getLogger("assetfs.read")
 
@@ -104,7 +104,7 @@ class FirstBlocksAhead:
         stop = min(len(run.files), at + 1 + self.window)
         if stop <= run.frontier:
             return
-        batch: list[tuple[Reader, _Pending, Fetch]] = []
+        batch: list[tuple[Reader, Pending, Fetch]] = []
         http = node.owner.http
         for f in run.files[run.frontier : stop]:
             content = self.view.content_at_hand(f) if f.provider is node.provider else None
@@ -126,7 +126,7 @@ class FirstBlocksAhead:
         else:
             self._drop(batch)
 
-    async def _fetch(self, http: ProviderHTTP, batch: list[tuple[Reader, _Pending, Fetch]]) -> None:
+    async def _fetch(self, http: ProviderHTTP, batch: list[tuple[Reader, Pending, Fetch]]) -> None:
         """One grant of the request policy for the batch; each block is delivered as it comes."""
         token = trio.lowlevel.current_trio_token()
         ended: list[Fetch] = []

@@ -48,7 +48,7 @@ class Cursor:
     disk_ahead: int = 0  # blocks up to this one were asked of the disk ahead of the reader
 
 
-class _Pending:
+class Pending:
     """A block on its way; its readers wait for `progressed`, set when it is done or failed.
     A reader that needs only its first bytes says how many (`want`): the download thread
     then fills `buffer` in pieces and wakes it once `filled` reaches that."""
@@ -109,7 +109,7 @@ class Reader:
         self.bs = cache.block_size
         self.blocks = (self.size + self.bs - 1) // self.bs
         self.max_ahead = max(1, max_ahead)
-        self.inflight: dict[int, _Pending] = {}
+        self.inflight: dict[int, Pending] = {}
         self.whole = bool(content.md5) and self.size <= WHOLE_FILE_LIMIT
         self._hasher = hashlib.md5() if content.md5 and not self.whole else None
         self._hashed = 0
@@ -138,7 +138,7 @@ class Reader:
         self.stats.add("bytes_read", end - offset)
         return data
 
-    def claim_first_block(self) -> _Pending | None:
+    def claim_first_block(self) -> Pending | None:
         """Register the first block as coming, for a fetch made elsewhere (first blocks
         asked ahead: read/firstblocks.py), which ends with `first_block_came` or
         `first_block_dropped`; None if it is cached or coming already, or is not a fetch of
@@ -150,10 +150,10 @@ class Reader:
             return None
         self.stats.add("block_misses")
         self.stats.add("requests")
-        pending = self.inflight[0] = _Pending()
+        pending = self.inflight[0] = Pending()
         return pending
 
-    def first_block_came(self, pending: _Pending, data: bytes) -> bool:
+    def first_block_came(self, pending: Pending, data: bytes) -> bool:
         """The first block claimed came: cached and handed to the readers waiting for it
         (checked first if it is the whole file and has a published md5). False if it was
         refused (a reader then fetches it itself)."""
@@ -166,7 +166,7 @@ class Reader:
         self.cache.offer(self.content.version, 0, data)
         return True
 
-    def first_block_dropped(self, pending: _Pending) -> None:
+    def first_block_dropped(self, pending: Pending) -> None:
         """The first block claimed did not come: readers waiting for it fetch it themselves."""
         if self.inflight.get(0) is pending:
             del self.inflight[0]
@@ -246,14 +246,14 @@ class Reader:
         if index is not None and (index < start + asked or 2 * (stop - index) >= window or stop == self.blocks):
             self._start(index, stop - index)
 
-    def _start(self, first: int, count: int) -> _Pending:
+    def _start(self, first: int, count: int) -> Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
         and fetch them in the background, in up to FLOWS GETs at once."""
         if self.whole:
             first, count = 0, self.blocks
         last = min(self.blocks, first + max(1, count))
         last = self.cache.first_present(self.content.version, first + 1, last, self.inflight) or last
-        pendings = {i: self.inflight.setdefault(i, _Pending()) for i in range(first, last)}
+        pendings = {i: self.inflight.setdefault(i, Pending()) for i in range(first, last)}
         flows = 1 if self.whole else max(1, min(FLOWS, (last - first) * self.bs // FLOW_MIN))
         step = -(-(last - first) // flows)
         for lo in range(first, last, step):
@@ -261,7 +261,7 @@ class Reader:
             self.nursery.start_soon(self._fetch, lo, hi, {i: pendings[i] for i in range(lo, hi)})
         return pendings[first]
 
-    async def _fetch(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
+    async def _fetch(self, first: int, last: int, pendings: dict[int, Pending]) -> None:
         try:
             await self._download(first, last, pendings)
         except BaseException as e:
@@ -276,7 +276,7 @@ class Reader:
             if not isinstance(e, Exception):
                 raise
 
-    async def _download(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
+    async def _download(self, first: int, last: int, pendings: dict[int, Pending]) -> None:
         start, end = first * self.bs, min(self.size, last * self.bs)
         self.stats.add("block_misses", last - first)
         self.stats.add("requests")
@@ -336,7 +336,7 @@ class Reader:
         for index, data in enumerate(blocks, first):
             self.cache.store(self.content.version, index, data)
 
-    def _deliver_soon(self, index: int, data: bytes | bytearray, pending: _Pending) -> None:
+    def _deliver_soon(self, index: int, data: bytes | bytearray, pending: Pending) -> None:
         """`_deliver` as a callback of the event loop, where an exception would end the mount."""
         try:
             self._deliver(index, data, pending)
@@ -344,7 +344,7 @@ class Reader:
             log.error("%s: block %d: %s: %s", self.content.version, index, type(e).__name__, e)
             self.failed = ProviderError(f"{self.content.version}: {type(e).__name__}: {e}")
 
-    def _deliver(self, index: int, data: bytes | bytearray, pending: _Pending) -> None:
+    def _deliver(self, index: int, data: bytes | bytearray, pending: Pending) -> None:
         self.cache.remember(self.content.version, index, data)
         pending.data = data
         self.inflight.pop(index, None)
@@ -381,7 +381,7 @@ class _Sink:
     waiting for it) and to the disk cache; a block a reader waits for the start of is
     reported piece by piece. For a file checked whole, blocks are kept until the check."""
 
-    def __init__(self, reader: Reader, pendings: dict[int, _Pending], token: trio.lowlevel.TrioToken):
+    def __init__(self, reader: Reader, pendings: dict[int, Pending], token: trio.lowlevel.TrioToken):
         self.reader = reader
         self.pendings = pendings
         self.token = token
