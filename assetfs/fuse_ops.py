@@ -193,7 +193,7 @@ class Operations(pyfuse3.Operations):
         self.view.sizes.directory_read(node)  # stats of its files that follow are likely `ls -l`
         if node.provider is not None:  # the content host its files name: connections opened ahead
             urls = (c.entry.content.url for c in children.values() if c.entry.content is not None)
-            self.opener.readers.listed(urls, node.provider.http.held_down)
+            self.opener.readers.listed(urls, node.provider.http.held_down, self.view.fetched_now(node))
         if self.thumbnails is not None:
             await self.thumbnails.listed(node, children)
         fh = next(self._ids)

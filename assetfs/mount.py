@@ -63,10 +63,7 @@ class Mount:
             provider.memory = self.state.memory(name)
             provider.http.labels = (name, config.accounts[name].provider)
         self.readers = ReaderPool(self.blocks, self.stats, options.read_ahead, options.timeout)
-        # First blocks asked ahead open connections of their own: kept alive for the next ones,
-        # else each would pay the TCP and TLS handshakes again (read/firstblocks.py).
-        self.readers.connections.per_origin += options.first_blocks_ahead
-        self.readers.warm += options.first_blocks_ahead
+        self.readers.warm_multi = options.first_blocks_ahead > 0  # their batches' connection, opened on listing
         if options.write_back is None:
             options.write_back = config.cache.write_back
         self.view = View(self.providers, self.metacache, self.stats, self.status_json, self.state.given())
@@ -136,10 +133,6 @@ class Mount:
         """The nursery the parts that work in the background (read-ahead, sizes asked ahead,
         thumbnails, healing) run in."""
         self.readers.nursery = nursery
-        # First blocks asked ahead each hold a worker thread while they come: as many more
-        # threads, so that they never make a user's read wait for one (read/firstblocks.py).
-        threads = trio.to_thread.current_default_thread_limiter()
-        threads.total_tokens = max(threads.total_tokens, 40 + self.options.first_blocks_ahead)
         self.view.sizes.nursery = nursery
         self.writer.aways.nursery = nursery
         if self.ops.thumbnails is not None:
@@ -202,6 +195,7 @@ class Mount:
         for provider in self.providers.values():
             with trio.move_on_after(2):
                 await provider.close()
+        self.readers.stop()
         self.metacache.close()
         self.blocks.close()
         self.journal.close()

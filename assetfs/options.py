@@ -47,9 +47,7 @@ class MountOptions:
     poll_off: bool = False  # -o poll_interval=off
     read_ahead: int = 32 << 20
     heads_at_once: int = 256  # HEADs in flight per content host, for the sizes of a directory (view/sizes.py)
-    first_blocks_ahead: int = (
-        32  # first blocks in flight for a directory whose files are opened (read/firstblocks.py; 0: off)
-    )
+    first_blocks_ahead: int = 32  # files whose first block is fetched ahead, for a directory whose files are opened (read/firstblocks.py; 0: off)
     timeout: float = 30.0
     block_size: int = 1 << 20
     debug: bool = False

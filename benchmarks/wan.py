@@ -269,6 +269,7 @@ class WanBench(Bench):
                 "time",
                 "rclone",
                 False,
+                2.0,
             ),
             ratio_row(first, median(ours["first"]), median(theirs["first"]), "time", "rclone", False),
             ratio_row(first, median(ours["first"]), median(by_curl), "time", "curl (one connection)", False),

@@ -170,12 +170,16 @@ def errno_of(exc: pyfuse3.FUSEError) -> int:
 
 
 @contextlib.asynccontextmanager
-async def in_process(emulator, tmp: Path, accounts: list[str] | None = None, options: str = ""):
-    """A Mount of the emulator's accounts, its uploader running, no kernel involved."""
+async def in_process(
+    emulator, tmp: Path, accounts: list[str] | None = None, options: str = "", shared: dict | None = None
+):
+    """A Mount of the emulator's accounts, its uploader running, no kernel involved; with
+    `shared` (the `[shared]` section), a member of a fleet."""
     doc = {
         "cache": {"dir": str(tmp / "cache")},
         "state": {"dir": str(tmp / "state")},
         "accounts": dict(emulator.config["accounts"]),
+        **({"shared": shared} if shared else {}),
     }
     if accounts is not None:
         doc["accounts"] = {k: v for k, v in doc["accounts"].items() if k in accounts}

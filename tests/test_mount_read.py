@@ -11,7 +11,7 @@ import pytest
 from conftest import emulator_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from truth import download, md5, spectrum_assets
+from truth import asked, download, md5, spectrum_assets
 
 pytestmark = pytest.mark.mount
 LARGE = 48 << 20
@@ -135,7 +135,7 @@ def test_probe_names_never_reach_the_network(emu, mount):
     for directory in (m.path, m.path / "carhartt", org, org / ".assets", next((org / ".assets").iterdir())):
         for probe in (".Trash", ".Trash-0", ".hidden", "desktop.ini", ".directory", "autorun.inf", ".git", ".DS_Store"):
             assert not (directory / probe).exists()
-    assert emu.requests() == {}
+    assert asked(emu) == {}
 
 
 def test_a_missing_name_is_cached_negatively(emu, mount):
@@ -145,7 +145,7 @@ def test_a_missing_name_is_cached_negatively(emu, mount):
     emu.reset_requests()
     for _ in range(5):
         assert not (org / "no such asset").exists()
-    assert emu.requests() == {}
+    assert asked(emu) == {}
 
 
 def test_noxattr_answers_enosys_once_and_ls_l_asks_no_more(emu, mount):

@@ -44,3 +44,9 @@ def wait_for(condition, seconds: float = 30.0):
             return value
         time.sleep(0.25)
     raise AssertionError("condition not met in time")
+
+
+def asked(emu) -> dict[str, int]:
+    """The emulator's requests but the connection warm-ups (an OPTIONS a fetched listing sends
+    in the background, read/pool.py, which may land after a test's reset of the counts)."""
+    return {k: n for k, n in emu.requests().items() if not k.startswith("OPTIONS ")}

@@ -1,5 +1,6 @@
 """A fleet: mounts of one provider account on many hosts that share, through Redis
-(`[shared]` in the config), the account's request budget and its listings."""
+(`[shared]` in the config), the account's request budget, its listings and the sizes its
+mounts learn by HEAD."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .budget import SharedBudget
 from .codec import listing_key
 from .link import RedisLink
 from .listings import SharedListings
+from .sizes import SharedSizes
 
 # What tells one account from another (hashed into the keys; never a secret) ...
 IDENTITY = {
@@ -54,7 +56,8 @@ def connect(config: Config) -> RedisLink:
 
 
 def join(provider: Provider, account: str, config: Config, link: RedisLink) -> None:
-    """Make the provider share its budget and its listings with every mount of its account."""
+    """Make the provider share its budget, its listings and the sizes it learns with every
+    mount of its account."""
     settings = config.accounts[account]
     ns = namespace(
         settings.provider, settings.base_url, [_value(config, account, f) for f in IDENTITY[settings.provider]]
@@ -63,6 +66,7 @@ def join(provider: Provider, account: str, config: Config, link: RedisLink) -> N
         provider.http.budget = SharedBudget(link, ns, *settings.rate_limit, horizon=provider.http.timeout)
     key = listing_key([_value(config, account, f) for f in SECRETS[settings.provider]], ns)
     SharedListings(link, ns, key, config.cache.metadata_ttl, provider.http.stats).install(provider)
+    provider.shared_sizes = SharedSizes(link, ns, key, provider.http.stats)
 
 
 def _value(config: Config, account: str, field: str) -> str:

@@ -160,6 +160,16 @@ def mark_of(entries) -> str | None:
     return getattr(entries, "mark", None)
 
 
+class SharedSizeBook(Protocol):
+    """Content sizes known to a whole fleet, by version (a version's size holds for good)."""
+
+    async def known(self, versions: list[str]) -> dict[str, int]:
+        """The sizes of these versions that some mount has learnt (none if the store is away)."""
+
+    async def learnt(self, sizes: dict[str, int]) -> None:
+        """Tell the fleet these sizes (nothing if the store is away)."""
+
+
 class Provider:
     """One configured account of one provider."""
 
@@ -183,6 +193,8 @@ class Provider:
         #: What the provider must remember across mounts (e.g. the assets an iQmetrix
         #: collection gained through the mount): a dict here, a disk store when mounted.
         self.memory: MutableMapping = {}
+        #: Sizes learnt by HEAD, shared with the other mounts of a fleet (fleet/sizes.py).
+        self.shared_sizes: SharedSizeBook | None = None
 
     async def list_root(self) -> list[Entry]:
         """The account's top level (organizations, collections, workspaces)."""

@@ -74,6 +74,12 @@ class Grant:
     user_agent: str
     pace: Callable[[str], None]  # called in the worker thread before each redirected request
 
+    def header_lines(self, trusted: bool) -> list[str]:
+        """The headers to send a host ("Name: value" lines, as libcurl takes them): the
+        credentials only to a host of the account (`trusted`)."""
+        sent = {"User-Agent": self.user_agent, **(self.credentials if trusted else {})}
+        return [f"{name}: {value}" for name, value in sent.items()]
+
 
 PROBE_EVERY = 2.0  # seconds between two background probes of a host held down
 PROBE_TIMEOUT = 2.0  # seconds a probe waits for any answer

@@ -4,11 +4,13 @@ A file manager drawing thumbnails, or `head`/`file` over a folder, opens a direc
 a few at a time and reads the start of each: over a long path every round of opens waits a
 round trip for its first bytes. So once a second file of one directory is opened for reading
 within OPENED_TOGETHER seconds of the first, the first block of the directory's other files,
-in listing order from after the later of the two, is fetched into the block cache, AT_ONCE
-at a time (`-o first_blocks_ahead`, 0: off), once per listing of the directory, among its
-first FILES_CAP files only, and never more than a window of files past the furthest one
-opened (each further open moves it on), so that blocks fetched ahead are not pushed out of
-the memory tier before they are read. Each goes through the reader a user's open would share
+in listing order from after the later of the two, is fetched into the block cache
+(`-o first_blocks_ahead`: how many files ahead, 0: off), once per listing of the directory,
+among its first FILES_CAP files only, and never more than a window of files past the
+furthest one opened (each further open moves it on), so that blocks fetched ahead are not
+pushed out of the memory tier before they are read. They are fetched as one batch by
+libcurl (read/multi.py), over the connection opened when the directory was listed, under
+one grant of the request policy. Each is claimed in the reader a user's open would share
 (read/pool.py), so an open of a file whose first block is coming waits for that fetch, not
 a second one. Only files whose URL and size are known without a request, on a host the
 request policy neither holds down nor paces (a rate-limited API host is left to the
@@ -17,20 +19,23 @@ user's own reads). A fetch that fails here is simply asked again by the file's o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 
 import trio
 
-from ..providers.base import Content
+from ..providers.http import ProviderHTTP, Unreachable
 from ..view.node import Node
 from ..view.view import View
+from .multi import Fetch
 from .pool import ReaderPool
+from .reader import Pending, Reader
 
 log = logging.getLogger("assetfs.read")
 
-AT_ONCE = 32  # first blocks in flight (`-o first_blocks_ahead`): 40 photos 8 at a time are 5 rounds, these 1-2
+AT_ONCE = 32  # files ahead (`-o first_blocks_ahead`): 40 photos 8 at a time are 5 rounds, these 1-2
 OPENED_TOGETHER = 2.0  # seconds between two opens of a directory's files that start it
 FILES_CAP = 256  # only among a directory's first files in listing order (a folder of thousands: its first screens)
 
@@ -38,12 +43,11 @@ FILES_CAP = 256  # only among a directory's first files in listing order (a fold
 class _Run:
     """A directory's first blocks being asked ahead, for one listing of it."""
 
-    def __init__(self, listed_at: float, files: list[Node], at_once: int):
+    def __init__(self, listed_at: float, files: list[Node]):
         self.listed_at = listed_at
         self.files = files  # its first FILES_CAP files, in listing order
         self.where = {id(f): i for i, f in enumerate(files)}
         self.frontier = 0  # files before this one were asked (or passed over)
-        self.limiter = trio.CapacityLimiter(at_once)
 
 
 class FirstBlocksAhead:
@@ -89,7 +93,7 @@ class FirstBlocksAhead:
             files.append(f)
         if len(self._runs) > 1000:
             self._runs.clear()
-        run = self._runs[directory.ino] = _Run(directory.listed_at, files, self.at_once)
+        run = self._runs[directory.ino] = _Run(directory.listed_at, files)
         both = [run.where[id(f)] for f in (node, seen[1]) if id(f) in run.where and files[run.where[id(f)]] is f]
         if both:  # else both opened beyond the cap: nothing asked
             run.frontier = max(both) + 1  # after the files being opened
@@ -100,28 +104,72 @@ class FirstBlocksAhead:
         stop = min(len(run.files), at + 1 + self.window)
         if stop <= run.frontier:
             return
-        batch = []
+        batch: list[tuple[Reader, Pending, Fetch]] = []
+        http = node.owner.http
         for f in run.files[run.frontier : stop]:
             content = self.view.content_at_hand(f) if f.provider is node.provider else None
             if content is None or not content.size or content.url is None:
                 continue
-            http = f.owner.http
             if http.held_down(content.url) or (http.budget is not None and http.is_api(content.url)):
                 continue
-            batch.append((f, content))
+            reader = self.readers.open(content, http, functools.partial(self.view.renew_url, f))
+            pending = reader.claim_first_block()
+            if pending is None:  # cached, or coming already
+                self.readers.close(reader)
+                continue
+            end = min(content.size, self.readers.cache.block_size)
+            batch.append((reader, pending, Fetch(content.url, [], end, whole=end == content.size)))
         run.frontier = stop
         if batch and self.readers.nursery is not None:
             log.debug("%s: fetching the first block of %d files ahead", node.above.path, len(batch))
-            for f, content in batch:
-                self.readers.nursery.start_soon(self._fetch, f, content, run.limiter)
+            self.readers.nursery.start_soon(self._fetch, http, batch)
+        else:
+            self._drop(batch)
 
-    async def _fetch(self, node: Node, content: Content, limiter: trio.CapacityLimiter) -> None:
-        async with limiter:
-            reader = self.readers.open(content, node.owner.http, functools.partial(self.view.renew_url, node))
-            try:
-                if await reader.first_block():
+    async def _fetch(self, http: ProviderHTTP, batch: list[tuple[Reader, Pending, Fetch]]) -> None:
+        """One grant of the request policy for the batch; each block is delivered as it comes."""
+        token = trio.lowlevel.current_trio_token()
+        ended: list[Fetch] = []
+        arrived = trio.Event()
+        left = {id(fetch): (reader, pending) for reader, pending, fetch in batch}
+
+        def came(fetches: list[Fetch]) -> None:  # in the worker thread
+            with contextlib.suppress(trio.RunFinishedError):  # the mount ended meanwhile
+                token.run_sync_soon(deliver, fetches)
+
+        def deliver(fetches: list[Fetch]) -> None:  # on the event loop
+            nonlocal arrived
+            for fetch in fetches:
+                if (claimed := left.pop(id(fetch), None)) is None:  # came after the batch gave up
+                    continue
+                reader, pending = claimed
+                if fetch.error is None and reader.first_block_came(pending, fetch.body):
                     self.stats.add("first_blocks_ahead")
-            except Exception as e:  # the file's own read asks again, under the full policy
-                log.debug("%s: first block ahead: %s: %s", node.path, type(e).__name__, e)
-            finally:
+                else:
+                    log.debug("%s: first block ahead: %s", reader.content.version, fetch.error)
+                    reader.first_block_dropped(pending)
                 self.readers.close(reader)
+            ended.extend(fetches)
+            woken, arrived = arrived, trio.Event()
+            woken.set()
+
+        try:
+            async with http.outside(batch[0][2].url, "GET") as grant:
+                headers = {True: grant.header_lines(True), False: grant.header_lines(False)}
+                for _, _, fetch in batch:
+                    fetch.headers = headers[http.is_trusted(fetch.url)]
+                self.readers.multi.submit([fetch for _, _, fetch in batch], came)
+                with trio.move_on_after(http.timeout + 5):  # libcurl ends each by then
+                    while left:
+                        await arrived.wait()
+                if (lost := next((f for f in ended if f.unreachable), None)) is not None:
+                    raise Unreachable(f"GET ahead: {lost.error}", lost.url, lost.error or "")
+        except Exception as e:  # each file's own read asks again, under the full policy
+            log.debug("first blocks ahead: %s: %s", type(e).__name__, e)
+        finally:
+            self._drop(list(left.values()))
+
+    def _drop(self, claimed) -> None:
+        for reader, pending, *_ in claimed:
+            reader.first_block_dropped(pending)
+            self.readers.close(reader)

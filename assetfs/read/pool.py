@@ -1,7 +1,8 @@
 """One Reader per content version while any handle has it open, so concurrent readers
 of a file share fetches and read-ahead; and connections to a content host opened as soon as
 a directory's listing names it, so that a cold file's first GET does not wait for the TCP and
-TLS handshakes (two round trips of three, 80 ms at a 40 ms round trip)."""
+TLS handshakes (two round trips of three, 80 ms at a 40 ms round trip): WARM for the
+readers' own GETs, and one for the batches of first blocks asked ahead (read/multi.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import trio
 from ..providers.base import Content
 from ..stats import Stats
 from .blockcache import BlockCache
+from .multi import CurlWorker
 from .reader import FLOWS, Reader
 from .transfer import ConnectionPool
 
@@ -24,6 +26,7 @@ log = logging.getLogger("assetfs.read")
 # Connections kept ready per content host a listing names: a file manager reads its first
 # screen's thumbnails 8 at a time, and a sequential read starts FLOWS GETs.
 WARM = FLOWS
+MULTI_KEPT = 60.0  # seconds libcurl is trusted to keep an idle connection open (it checks before reuse)
 
 
 class ReaderPool:
@@ -37,7 +40,10 @@ class ReaderPool:
         self._readers: dict[str, tuple[Reader, int]] = {}
         self.connections = ConnectionPool(max(1.0, timeout / 2), per_origin=2 * FLOWS)  # two runs' GETs kept alive
         self._opening: Counter[tuple] = Counter()  # connections being opened ahead, per origin
-        self.warm = WARM  # connections opened ahead per listed host (more with first blocks ahead)
+        self.warm = WARM  # connections opened ahead per listed host
+        self.multi = CurlWorker(timeout)  # batches of small GETs (first blocks ahead)
+        self.warm_multi = False  # whether a listing opens a connection for those batches too
+        self._multi_warmed: dict[tuple, float] = {}  # origin -> when a listing last opened it one
 
     def open(self, content: Content, http, renew_url: Callable[[str], Awaitable[str]] | None = None) -> Reader:
         reader, users = self._readers.get(content.version, (None, 0))
@@ -61,10 +67,15 @@ class ReaderPool:
         else:
             self._readers[reader.content.version] = (reader, users - 1)
 
-    def listed(self, urls: Iterable[str | None], held_down: Callable[[str], bool] = lambda url: False) -> None:
+    def listed(
+        self, urls: Iterable[str | None], held_down: Callable[[str], bool] = lambda url: False, fetched: bool = False
+    ) -> None:
         """A directory's listing names these content URLs: have WARM connections open to
         the host of the first (a directory's files share a host), in the background; not
-        to a host the request policy holds down (its probe says when it is back)."""
+        to a host the request policy holds down (its probe says when it is back). When the
+        listing was `fetched` from the provider just now, the first blocks' batches get
+        their connection too: that takes a request (`warm`), and a listing from the disk
+        cache asks nothing of the network."""
         url = next((u for u in urls if u), None)
         if url is None or self.nursery is None or held_down(url):
             return
@@ -78,6 +89,15 @@ class ReaderPool:
         for _ in range(self.warm - self.connections.idle(*origin) - self._opening[origin]):
             self._opening[origin] += 1
             self.nursery.start_soon(self._open_ahead, origin)
+        now = trio.current_time()
+        if fetched and self.warm_multi and now - self._multi_warmed.get(origin, -MULTI_KEPT) >= MULTI_KEPT:
+            self._multi_warmed[origin] = now
+            self.multi.warm(url, [])  # a HEAD without credentials: its answer does not matter
+
+    def stop(self) -> None:
+        """At unmount: the batches' thread ends, idle connections close."""
+        self.multi.close()
+        self.connections.close()
 
     async def _open_ahead(self, origin: tuple) -> None:
         try:

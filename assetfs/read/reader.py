@@ -48,23 +48,24 @@ class Cursor:
     disk_ahead: int = 0  # blocks up to this one were asked of the disk ahead of the reader
 
 
-class _Pending:
+class Pending:
     """A block on its way; its readers wait for `progressed`, set when it is done or failed.
     A reader that needs only its first bytes says how many (`want`): the download thread
     then fills `buffer` in pieces and wakes it once `filled` reaches that."""
 
-    __slots__ = ("data", "error", "buffer", "filled", "want", "progressed")
+    __slots__ = ("data", "error", "dropped", "buffer", "filled", "want", "progressed")
 
     def __init__(self):
         self.data: bytes | bytearray | None = None
         self.error: BaseException | None = None
+        self.dropped = False  # a fetch made elsewhere (ahead) brought nothing: a reader asks itself
         self.buffer: bytearray | None = None  # set by the download thread, then `filled` grows
         self.filled = 0
         self.want = 0  # bytes of the block a waiting reader needs (0: none is waiting for a part)
         self.progressed = trio.Event()
 
     def done(self) -> bool:
-        return self.data is not None or self.error is not None
+        return self.data is not None or self.error is not None or self.dropped
 
     def available(self, end: int) -> bytes | bytearray | None:
         """The block's bytes if its first `end` bytes are in (they never change once in)."""
@@ -108,7 +109,7 @@ class Reader:
         self.bs = cache.block_size
         self.blocks = (self.size + self.bs - 1) // self.bs
         self.max_ahead = max(1, max_ahead)
-        self.inflight: dict[int, _Pending] = {}
+        self.inflight: dict[int, Pending] = {}
         self.whole = bool(content.md5) and self.size <= WHOLE_FILE_LIMIT
         self._hasher = hashlib.md5() if content.md5 and not self.whole else None
         self._hashed = 0
@@ -137,22 +138,40 @@ class Reader:
         self.stats.add("bytes_read", end - offset)
         return data
 
-    async def first_block(self) -> bool:
-        """Have the first block cached, fetched unless it is cached or coming already (for
-        first blocks asked ahead: read/firstblocks.py); waits until it is in or failed. True
-        if it was fetched here and came. A file checked whole is fetched only if it is one
-        block."""
+    def claim_first_block(self) -> Pending | None:
+        """Register the first block as coming, for a fetch made elsewhere (first blocks
+        asked ahead: read/firstblocks.py), which ends with `first_block_came` or
+        `first_block_dropped`; None if it is cached or coming already, or is not a fetch of
+        its own (a file checked whole is one only if it is one block)."""
         version = self.content.version
-        if self.failed or not self.blocks or (self.whole and self.blocks > 1):
-            return False
+        if self.failed or not self.blocks or (self.whole and self.blocks > 1) or 0 in self.inflight:
+            return None
         if self.cache.get_memory(version, 0) is not None or self.cache.on_disk(version, 0, 0):
+            return None
+        self.stats.add("block_misses")
+        self.stats.add("requests")
+        pending = self.inflight[0] = Pending()
+        return pending
+
+    def first_block_came(self, pending: Pending, data: bytes) -> bool:
+        """The first block claimed came: cached and handed to the readers waiting for it
+        (checked first if it is the whole file and has a published md5). False if it was
+        refused (a reader then fetches it itself)."""
+        if self.whole and hashlib.md5(data).hexdigest() != (self.content.md5 or "").lower():
+            log.info("%s: the first block fetched ahead does not match the md5; asked again", self.content.version)
+            self.first_block_dropped(pending)
             return False
-        pending, mine = self.inflight.get(0), False
-        if pending is None:
-            pending, mine = self._start(0, 1), True
-        while not pending.done():
-            await pending.progressed.wait()
-        return mine and pending.data is not None
+        self.stats.add("bytes_downloaded", len(data))
+        self._deliver(0, data, pending)
+        self.cache.offer(self.content.version, 0, data)
+        return True
+
+    def first_block_dropped(self, pending: Pending) -> None:
+        """The first block claimed did not come: readers waiting for it fetch it themselves."""
+        if self.inflight.get(0) is pending:
+            del self.inflight[0]
+        pending.dropped = True
+        pending.wake()
 
     def _at_hand(self, first: int, last: int, offset: int, end: int):
         """Bytes [offset, end) if every block they touch is in memory (no copy for one block,
@@ -184,7 +203,8 @@ class Reader:
     async def _part(self, index: int, lo: int, hi: int, window: int):
         """Bytes [lo, hi) of a block: from memory, disk, or the download bringing it (as soon
         as they are in, when it brings them in pieces)."""
-        for attempt in range(FETCH_ATTEMPTS):
+        attempt = 0
+        while True:
             data = self.cache.get_memory(self.content.version, index)
             if data is not None:
                 self.stats.add("block_hits")
@@ -201,16 +221,18 @@ class Reader:
                 await pending.wait_for(hi)
             if pending.data is not None:
                 return memoryview(pending.data)[lo:hi]
+            if pending.dropped:  # fetched ahead in vain: this read asks for it itself, at once
+                continue
             error = pending.error or ProviderError(
                 f"{self.content.version}: block {index}: the download brought nothing"
             )
             final = (ChecksumMismatch, AuthFailed, NotFound, Unavailable, UrlRefused)
-            if isinstance(error, final) or attempt == FETCH_ATTEMPTS - 1:
+            attempt += 1
+            if isinstance(error, final) or attempt == FETCH_ATTEMPTS:
                 raise error
             log.info("%s: block %d: %s; trying again", self.content.version, index, error)
             # The provider's Retry-After when it sent one (the syscall's deadline still bounds the wait).
-            await trio.sleep(max(0.2 * 2**attempt, min(60.0, getattr(error, "retry_after", None) or 0.0)))
-        raise AssertionError("unreachable")
+            await trio.sleep(max(0.2 * 2 ** (attempt - 1), min(60.0, getattr(error, "retry_after", None) or 0.0)))
 
     def _prefetch(self, start: int, asked: int, window: int) -> None:
         """Make sure the `asked` blocks from `start` and the `window` after them are cached
@@ -224,14 +246,14 @@ class Reader:
         if index is not None and (index < start + asked or 2 * (stop - index) >= window or stop == self.blocks):
             self._start(index, stop - index)
 
-    def _start(self, first: int, count: int) -> _Pending:
+    def _start(self, first: int, count: int) -> Pending:
         """Register blocks [first, first+count) as coming (stopping at one already coming)
         and fetch them in the background, in up to FLOWS GETs at once."""
         if self.whole:
             first, count = 0, self.blocks
         last = min(self.blocks, first + max(1, count))
         last = self.cache.first_present(self.content.version, first + 1, last, self.inflight) or last
-        pendings = {i: self.inflight.setdefault(i, _Pending()) for i in range(first, last)}
+        pendings = {i: self.inflight.setdefault(i, Pending()) for i in range(first, last)}
         flows = 1 if self.whole else max(1, min(FLOWS, (last - first) * self.bs // FLOW_MIN))
         step = -(-(last - first) // flows)
         for lo in range(first, last, step):
@@ -239,7 +261,7 @@ class Reader:
             self.nursery.start_soon(self._fetch, lo, hi, {i: pendings[i] for i in range(lo, hi)})
         return pendings[first]
 
-    async def _fetch(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
+    async def _fetch(self, first: int, last: int, pendings: dict[int, Pending]) -> None:
         try:
             await self._download(first, last, pendings)
         except BaseException as e:
@@ -254,7 +276,7 @@ class Reader:
             if not isinstance(e, Exception):
                 raise
 
-    async def _download(self, first: int, last: int, pendings: dict[int, _Pending]) -> None:
+    async def _download(self, first: int, last: int, pendings: dict[int, Pending]) -> None:
         start, end = first * self.bs, min(self.size, last * self.bs)
         self.stats.add("block_misses", last - first)
         self.stats.add("requests")
@@ -314,7 +336,7 @@ class Reader:
         for index, data in enumerate(blocks, first):
             self.cache.store(self.content.version, index, data)
 
-    def _deliver_soon(self, index: int, data: bytes | bytearray, pending: _Pending) -> None:
+    def _deliver_soon(self, index: int, data: bytes | bytearray, pending: Pending) -> None:
         """`_deliver` as a callback of the event loop, where an exception would end the mount."""
         try:
             self._deliver(index, data, pending)
@@ -322,7 +344,7 @@ class Reader:
             log.error("%s: block %d: %s: %s", self.content.version, index, type(e).__name__, e)
             self.failed = ProviderError(f"{self.content.version}: {type(e).__name__}: {e}")
 
-    def _deliver(self, index: int, data: bytes | bytearray, pending: _Pending) -> None:
+    def _deliver(self, index: int, data: bytes | bytearray, pending: Pending) -> None:
         self.cache.remember(self.content.version, index, data)
         pending.data = data
         self.inflight.pop(index, None)
@@ -359,7 +381,7 @@ class _Sink:
     waiting for it) and to the disk cache; a block a reader waits for the start of is
     reported piece by piece. For a file checked whole, blocks are kept until the check."""
 
-    def __init__(self, reader: Reader, pendings: dict[int, _Pending], token: trio.lowlevel.TrioToken):
+    def __init__(self, reader: Reader, pendings: dict[int, Pending], token: trio.lowlevel.TrioToken):
         self.reader = reader
         self.pendings = pendings
         self.token = token

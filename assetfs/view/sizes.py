@@ -20,7 +20,7 @@ import trio
 
 from ..errors import AssetfsError
 from ..metacache import MetaCache
-from ..providers.base import Content, Provider
+from ..providers.base import Content, Provider, SharedSizeBook
 from ..read.heads import head_sizes
 from ..stats import Stats
 from .node import Node
@@ -141,6 +141,10 @@ class SizesAhead:
 
         started = time.monotonic()
         try:
+            if provider.shared_sizes is not None:  # a fleet: what another mount learnt is not asked again
+                batch = await self._from_fleet(provider.shared_sizes, batch)
+                if not batch:
+                    return
             first = provider.head_url(batch[0])
             if first is None:  # a batch holds only files whose HEAD tells their size
                 return
@@ -166,6 +170,24 @@ class SizesAhead:
             self._answer(c.version for c in batch)  # what was not answered is asked by the file's own stat
             for at in range(0, len(learnt), PERSIST_AT_ONCE):  # short transactions: SQLite holds each one's pages
                 self.metacache.persist_facts({c.version: c for c in learnt[at : at + PERSIST_AT_ONCE]})
+            if provider.shared_sizes is not None and learnt:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):  # told even as the mount stops
+                    await provider.shared_sizes.learnt({c.version: c.size for c in learnt if c.size is not None})
+
+    async def _from_fleet(self, shared: SharedSizeBook, batch: list[Content]) -> list[Content]:
+        """The sizes of the batch that the fleet knows, answered at once: the rest of it."""
+        known = await shared.known([c.version for c in batch])
+        if not known:
+            return batch
+        found = {}
+        for content in batch:
+            if (size := known.get(content.version)) is not None:
+                content.size = size
+                found[content.version] = content
+        self.metacache.persist_facts(found)  # and for this machine's next mount
+        self.stats.add("sizes_ahead", len(found))
+        self._answer(known)
+        return [c for c in batch if c.version not in known]
 
     def _answer(self, versions: Iterable[str]) -> None:
         """The HEADs for these versions are over (their sizes, where they came, are known by now)."""
@@ -189,11 +211,7 @@ class _PerOrigin:
         at = _origin(url)
         lines = self._headers.get(at)
         if lines is None:
-            sent = {
-                "User-Agent": self.grant.user_agent,
-                **(self.grant.credentials if self.http.is_trusted(url) else {}),
-            }
-            lines = self._headers[at] = [f"{name}: {value}" for name, value in sent.items()]
+            lines = self._headers[at] = self.grant.header_lines(self.http.is_trusted(url))
         return lines
 
     def before(self, url: str) -> None:  # in the worker thread, before each HEAD

@@ -64,6 +64,9 @@ class View:
         # Told whenever a provider's directory is looked at (the poller watches those), with
         # the change mark its listing came with (the poller's first mark).
         self.on_listed: Callable[[str, Entry, str | None], None] = lambda account, entry, mark: None
+        # Directories whose listing just came from the provider, not the disk cache: their
+        # opendir may open connections with requests of its own (`fetched_now`).
+        self._fetched: set[int] = set()
         # The mtime and mode a file written through the mount was given (tar x, cp -a, rsync -a),
         # by its content version: shown for those bytes, so a second `rsync -a` sends nothing.
         # Kept in the state dir (`given`), read here once: attributes look them up per getattr.
@@ -109,6 +112,13 @@ class View:
         merged = {name: child for name, child in remote.items() if name not in local}
         merged.update((name, child) for name, child in local.items() if child is not None)
         return merged
+
+    def fetched_now(self, node: Node) -> bool:
+        """Whether the directory's listing came from the provider since this was last asked
+        (a listing from the disk cache, as on a warm remount, is not: no network for it)."""
+        fetched = node.ino in self._fetched
+        self._fetched.discard(node.ino)
+        return fetched
 
     async def remote_children(self, node: Node) -> dict[str, Node]:
         """A directory's children from memory, the disk cache, or the provider."""
@@ -243,6 +253,9 @@ class View:
             log.warning("%s: %s; showing the listing cached %.0fs ago", node.path, e, time.time() - cached[1])
             return cached[0], time.time() - self.metacache.ttl + min(self.metacache.ttl, 5.0)
         self.metacache.look_up_facts(_unsized_versions(entries))
+        if len(self._fetched) > 1000:  # listed by lookups, never opened as directories
+            self._fetched.clear()
+        self._fetched.add(node.ino)
         return entries, self.metacache.store_listing(key, entries)
 
     async def with_files(self, provider: Provider, entries: list[Entry]) -> list[Entry]:
