@@ -45,10 +45,13 @@ class Server:
             def log_message(self, *args):
                 pass
 
-            def do_OPTIONS(self):
+            def do_OPTIONS(self):  # as many servers answer it: refused, with a body, the connection kept
                 server.seen.append(("OPTIONS", self.path, self.headers.get("Range"), None))
-                self.send_response(204)
+                refusal = b"Method Not Allowed"
+                self.send_response(405)
+                self.send_header("Content-Length", str(len(refusal)))
                 self.end_headers()
+                self.wfile.write(refusal)
 
             def do_GET(self):
                 server.seen.append(("GET", self.path, self.headers.get("Range"), self.headers.get("Authorization")))
@@ -173,8 +176,13 @@ def test_warming_opens_the_connection_the_next_batch_uses(server, worker):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert server.seen[0][:2] == ("OPTIONS", "/f10")  # not a read of the file
-    run(worker, [Fetch(f"{server.url}/f10", [], 10)])
-    run(worker, [Fetch(f"{server.url}/f20", [], 20)])
+    after = [Fetch(f"{server.url}/f10", [], 10)], [Fetch(f"{server.url}/f20", [], 20)]
+    for batch in after:
+        run(worker, batch)
+    assert [f.body for (f,) in after] == [
+        body_of("/f10", 10)[:10],
+        body_of("/f20", 20)[:20],
+    ]  # the refusal's body not taken for theirs
     assert server.connections == 1  # one kept connection for the warm-up and both batches
     assert server.seen[1][:3] == ("GET", "/f10", "bytes=0-9")  # a GET again after the OPTIONS
 

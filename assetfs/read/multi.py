@@ -32,6 +32,7 @@ log = logging.getLogger("assetfs.read")
 
 WAKE_EVERY = 0.005  # seconds a batch submitted while others are in flight waits at most to be sent
 AT_ONCE = 64  # requests in flight, all batches together (the rest wait their turn)
+WARM_BODY = 64 << 10  # bytes of an answer to a warm-up read (and dropped) before its connection is let go
 
 
 @dataclass(eq=False)
@@ -189,20 +190,21 @@ class CurlWorker:
         # Over TLS, wait to learn whether the connection being made speaks HTTP/2 (a stream
         # of it, not one more connection); plain HTTP is HTTP/1.1: a connection each.
         handle.setopt(pycurl.PIPEWAIT, fetch.url.startswith("https:"))
-        if fetch.end:  # (a handle is reused: each option set either way)
+        handle.setopt(pycurl.HTTPGET, 1)  # (a handle is reused: every option set either way)
+        if fetch.end:
             handle.unsetopt(pycurl.CUSTOMREQUEST)
-            handle.setopt(pycurl.HTTPGET, 1)
             handle.setopt(pycurl.RANGE, f"0-{fetch.end - 1}")
-        else:
+        else:  # a body it may have is read and dropped: left unread, it would spoil the connection
             handle.unsetopt(pycurl.RANGE)
-            handle.setopt(pycurl.NOBODY, 1)
             handle.setopt(pycurl.CUSTOMREQUEST, "OPTIONS")
         chunks, came = fetch._chunks, [0]
+        most = fetch.end or WARM_BODY
 
         def body(data: bytes) -> int | None:
-            chunks.append(data)
             came[0] += len(data)
-            return 0 if came[0] > fetch.end else None  # more than asked (a range ignored): stop it
+            if fetch.end:
+                chunks.append(data)
+            return 0 if came[0] > most else None  # more than asked (a range ignored): stop it
 
         def header(line: bytes) -> None:
             if line[:14].lower() == b"content-range:":
