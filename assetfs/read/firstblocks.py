@@ -26,6 +26,7 @@ import time
 
 import trio
 
+from ..options import MountOptions
 from ..providers.http import ProviderHTTP, Unreachable
 from ..view.node import Node
 from ..view.view import View
@@ -35,7 +36,7 @@ from .reader import Pending, Reader
 
 log = logging.getLogger("assetfs.read")
 
-AT_ONCE = 32  # files ahead (`-o first_blocks_ahead`): 40 photos 8 at a time are 5 rounds, these 1-2
+AT_ONCE = MountOptions.first_blocks_ahead  # files ahead (`-o first_blocks_ahead`)
 OPENED_TOGETHER = 2.0  # seconds between two opens of a directory's files that start it
 FILES_CAP = 256  # only among a directory's first files in listing order (a folder of thousands: its first screens)
 

@@ -20,6 +20,7 @@ import trio
 
 from ..errors import AssetfsError
 from ..metacache import MetaCache
+from ..options import MountOptions
 from ..providers.base import Content, Provider, SharedSizeBook
 from ..read.heads import head_sizes
 from ..stats import Stats
@@ -27,10 +28,7 @@ from .node import Node
 
 log = logging.getLogger("assetfs.view")
 
-# HEADs in flight (`-o heads_at_once`). Content hosts are CDNs: at a 40 ms round trip, 8 at
-# once made `ls -l` of 10,000 files take 56 s, 256 take 4-6 s. A rate-limited API host is
-# still paced by its budget, however many are in flight.
-HEADS_AT_ONCE = 256
+HEADS_AT_ONCE = MountOptions.heads_at_once  # HEADs in flight (`-o heads_at_once`; why so many: there)
 READ_RECENTLY = 30.0  # seconds after a directory was read that its stats count as "ls -l"
 LISTED_PATIENCE = 5.0  # seconds a readdir waits, in all, for sizes asked ahead
 PERSIST_AT_ONCE = 1000  # sizes learnt written to the metadata cache per transaction
