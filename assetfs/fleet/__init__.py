@@ -66,7 +66,7 @@ def join(provider: Provider, account: str, config: Config, link: RedisLink) -> N
         provider.http.budget = SharedBudget(link, ns, *settings.rate_limit, horizon=provider.http.timeout)
     key = listing_key([_value(config, account, f) for f in SECRETS[settings.provider]], ns)
     SharedListings(link, ns, key, config.cache.metadata_ttl, provider.http.stats).install(provider)
-    provider.shared_sizes = SharedSizes(link, ns, key, provider.http.stats)
+    SharedSizes(link, ns, key, provider.http.stats).install(provider)
 
 
 def _value(config: Config, account: str, field: str) -> str:

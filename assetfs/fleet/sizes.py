@@ -9,9 +9,11 @@ file. Redis trouble of any kind: the mount asks the provider itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 
+from ..providers.base import Content, Provider
 from ..stats import Stats
 from .link import RedisDown, RedisLink
 
@@ -25,6 +27,26 @@ class SharedSizes:
         self.where = f"{namespace}sizes"
         self.key = hmac.new(key, b"assetfs shared sizes v1", hashlib.sha256).digest()
         self.stats = stats  # status.json: sizes_from_fleet, sizes_shared
+
+    def install(self, provider: Provider) -> None:
+        """Share the sizes the provider learns: its batches of HEADs read the fleet's first
+        (view/sizes.py), and so does its `resolve` of a single file, which tells the fleet
+        what it found."""
+        provider.shared_sizes = self
+        resolve = provider.resolve
+
+        async def shared_resolve(content: Content) -> Content:
+            if content.url is not None and content.size is None:
+                size = (await self.known([content.version])).get(content.version)
+                if size is not None:
+                    return dataclasses.replace(content, size=size)
+            found = await resolve(content)
+            if content.size is None and found.size is not None:
+                await self.learnt({found.version: found.size})
+            return found
+
+        # wrapped on this one instance, as the shared listings are: mypy says method-assign
+        provider.resolve = shared_resolve  # type: ignore[method-assign]
 
     def _field(self, version: str) -> bytes:
         return hmac.new(self.key, version.encode(), hashlib.sha256).digest()[:16]
