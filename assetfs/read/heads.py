@@ -12,13 +12,12 @@ answered "no size", and the file's own stat asks again under the full request po
 
 from __future__ import annotations
 
-import os
-import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from ..providers.http import Unreachable, redact
+from .curl import ca_options, close_all, multiplexing, new_handle, no_answer
 
 if TYPE_CHECKING:
     import pycurl
@@ -27,18 +26,6 @@ K = TypeVar("K")  # what the caller knows a URL by
 # Seconds between two rounds of answers: each round wakes the event loop and the stats and
 # readdirs waiting on it, which once per HEAD would cost more CPU than the HEADs.
 ANSWER_EVERY = 0.002
-
-
-def _ca_options() -> dict[int, str]:
-    """The system's certificates, as the data plane's http.client uses them."""
-    import pycurl
-
-    paths = ssl.get_default_verify_paths()
-    if paths.cafile and os.path.exists(paths.cafile):
-        return {pycurl.CAINFO: paths.cafile}
-    if paths.capath and os.path.isdir(paths.capath):
-        return {pycurl.CAPATH: paths.capath}
-    return {}
 
 
 def head_sizes(
@@ -58,17 +45,10 @@ def head_sizes(
     Raises Unreachable, after answering the requests in flight, when a host did not answer."""
     import pycurl  # here, not at start: libcurl and OpenSSL take 9 MB a mount that never asks does not need
 
-    # libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)
-    no_answer = {
-        pycurl.E_COULDNT_CONNECT,
-        pycurl.E_OPERATION_TIMEDOUT,
-        pycurl.E_COULDNT_RESOLVE_HOST,
-        pycurl.E_COULDNT_RESOLVE_PROXY,
-    }
+    silent = no_answer()
     todo = iter(urls)
-    multi = pycurl.CurlMulti()
-    multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
-    ca = _ca_options()
+    multi = multiplexing()
+    ca = ca_options()
     idle: list[pycurl.Curl] = []
     made = 0  # handles made: no more than requests, nor than `at_once`
     busy: dict[pycurl.Curl, tuple[K, str]] = {}
@@ -112,7 +92,7 @@ def head_sizes(
                     multi.remove_handle(handle)
                     idle.append(handle)
                     ended.append((key, None))
-                    if code in no_answer and unreachable is None:
+                    if code in silent and unreachable is None:
                         unreachable = Unreachable(f"HEAD {redact(url)}: {message}", url, f"libcurl error {code}")
                 if not left:
                     break
@@ -125,11 +105,7 @@ def head_sizes(
             if busy and not ended:
                 multi.select(ANSWER_EVERY if answered else 0.5)
     finally:
-        for handle in list(busy):
-            multi.remove_handle(handle)
-        for handle in idle + list(busy):
-            handle.close()
-        multi.close()
+        close_all(multi, busy, idle)
     if unreachable is not None:
         raise unreachable
 
@@ -137,14 +113,6 @@ def head_sizes(
 def _handle(timeout: float, ca: dict[int, str]) -> pycurl.Curl:
     import pycurl
 
-    handle = pycurl.Curl()
-    handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)  # HTTP/2 where TLS offers it
+    handle = new_handle(timeout, ca)
     handle.setopt(pycurl.NOBODY, 1)
-    handle.setopt(pycurl.NOSIGNAL, 1)
-    handle.setopt(pycurl.FOLLOWLOCATION, 0)  # a redirect is left to the file's own stat
-    handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-    handle.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
-    handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(min(timeout, 10.0) * 1000))
-    for option, value in ca.items():
-        handle.setopt(option, value)
     return handle

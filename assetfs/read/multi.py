@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .heads import _ca_options
+from .curl import ca_options, close_all, multiplexing, new_handle, no_answer
 
 if TYPE_CHECKING:
     import pycurl
@@ -43,7 +43,6 @@ class Fetch:
     headers: list[str]
     end: int
     whole: bool = False  # [0, end) is the whole file: a 200 with all of it is right too
-    key: object = None  # what the caller knows it by
     body: bytes = b""  # the bytes asked, once it succeeded
     error: str | None = None  # why it did not (None: it did)
     unreachable: bool = False  # the host did not answer at all
@@ -94,9 +93,9 @@ class CurlWorker:
     def _run(self) -> None:
         import pycurl  # here: libcurl and OpenSSL take memory a mount that never asks does not need
 
-        multi = pycurl.CurlMulti()
-        multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
-        ca = _ca_options()
+        multi = multiplexing()
+        ca = ca_options()
+        silent = no_answer()
         idle: list[pycurl.Curl] = []
         busy: dict[pycurl.Curl, tuple[Fetch, Ended]] = {}
         waiting: list[tuple[Fetch, Ended]] = []
@@ -107,7 +106,7 @@ class CurlWorker:
                     return
                 while waiting and len(busy) < AT_ONCE:
                     fetch, ended = waiting.pop(0)
-                    handle = idle.pop() if idle else self._handle(ca)
+                    handle = idle.pop() if idle else new_handle(self.timeout, ca)
                     self._prepare(handle, fetch)
                     busy[handle] = (fetch, ended)
                     multi.add_handle(handle)
@@ -126,7 +125,7 @@ class CurlWorker:
                         fetch, ended = busy.pop(handle)
                         multi.remove_handle(handle)
                         fetch.error = f"libcurl error {code}: {message}"
-                        fetch.unreachable = code in _no_answer()
+                        fetch.unreachable = code in silent
                         fetch._chunks.clear()
                         idle.append(handle)
                         rounds.setdefault(id(ended), (ended, []))[1].append(fetch)
@@ -143,11 +142,7 @@ class CurlWorker:
             log.exception("fetches ahead: %s", e)
             _fail(waiting + list(busy.values()), f"{type(e).__name__}: {e}")
         finally:
-            for handle in list(busy):
-                multi.remove_handle(handle)
-            for handle in idle + list(busy):
-                handle.close()
-            multi.close()
+            close_all(multi, busy, idle)
             with self._lock:
                 self._thread = None
 
@@ -167,20 +162,6 @@ class CurlWorker:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return False
-
-    def _handle(self, ca: dict[int, str]) -> pycurl.Curl:
-        import pycurl
-
-        handle = pycurl.Curl()
-        handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)  # HTTP/2 where TLS offers it
-        handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.FOLLOWLOCATION, 0)  # a redirect is left to the file's own read
-        handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        handle.setopt(pycurl.TIMEOUT_MS, int(self.timeout * 1000))
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(min(self.timeout, 10.0) * 1000))
-        for option, value in ca.items():
-            handle.setopt(option, value)
-        return handle
 
     def _prepare(self, handle: pycurl.Curl, fetch: Fetch) -> None:
         import pycurl
@@ -237,15 +218,3 @@ def _fail(pending: list[tuple[Fetch, Ended]], why: str) -> None:
             ended([fetch])
         except Exception:
             log.exception("fetches ahead: delivering a failure")
-
-
-def _no_answer() -> set[int]:
-    """libcurl's answers that mean the host did not answer at all (as opposed to a bad answer)."""
-    import pycurl
-
-    return {
-        pycurl.E_COULDNT_CONNECT,
-        pycurl.E_OPERATION_TIMEDOUT,
-        pycurl.E_COULDNT_RESOLVE_HOST,
-        pycurl.E_COULDNT_RESOLVE_PROXY,
-    }
